@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs every EDS test: installs missing packages, builds the normal and the
+# sanitizer (ASan+UBSan) builds, and runs ctest (unit + integration) in both.
+# Usage: scripts/test.sh [ctest args...]   e.g. scripts/test.sh -L unit
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+export CI=${CI:-}
+JOBS=${JOBS:-$(nproc)}
+
+echo "== build (RelWithDebInfo) in build/"
+BUILD_DIR=build scripts/build.sh
+echo "== build (ASan + UBSan) in build-asan/"
+BUILD_DIR=build-asan scripts/build.sh -DEDS_SANITIZE=ON -DEDS_BUILD_BENCH=OFF
+
+status=0
+echo "== tests: build/"
+ctest --test-dir build --output-on-failure -j "$JOBS" "$@" || status=1
+echo "== tests: build-asan/ (sanitizers)"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    ctest --test-dir build-asan --output-on-failure -j "$JOBS" "$@" || status=1
+if [ "$status" = 0 ]; then echo "== all tests passed"; else echo "== TESTS FAILED"; fi
+exit "$status"
