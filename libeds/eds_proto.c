@@ -1,0 +1,503 @@
+#include "eds_proto.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- checks on raw text ------------------------------------------------ */
+
+bool eds_utf8_valid(const char *str, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i = 0;
+    while (i < len) {
+        unsigned char c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t n;
+        unsigned cp;
+        if (c >= 0xC2 && c <= 0xDF) {
+            n = 1;
+            cp = c & 0x1F;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            n = 2;
+            cp = c & 0x0F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            n = 3;
+            cp = c & 0x07;
+        } else {
+            return false;
+        }
+        if (len - i <= n)
+            return false;
+        for (size_t k = 1; k <= n; k++) {
+            if ((s[i + k] & 0xC0) != 0x80)
+                return false;
+            cp = (cp << 6) | (s[i + k] & 0x3F);
+        }
+        if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+            (cp >= 0xD800 && cp <= 0xDFFF))
+            return false;
+        i += n + 1;
+    }
+    return true;
+}
+
+/* True when the text holds a "\u0000" escape (an escaped backslash before
+ * "u0000" does not count). */
+static bool has_nul_escape(const char *s, size_t len)
+{
+    const char *p = s, *end = s + len;
+    while ((p = memchr(p, '\\', (size_t)(end - p))) != NULL) {
+        if (end - p >= 6 && p[1] == 'u' && memcmp(p + 2, "0000", 4) == 0)
+            return true;
+        p += 2; /* skip the escaped character, whatever it is */
+        if (p >= end)
+            break;
+    }
+    return false;
+}
+
+/* ---- checks on the parsed tree ----------------------------------------- */
+
+static int cmp_key(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Finds a duplicate key among an object's children; small objects by
+ * pairwise comparison, large ones by sorting their names. */
+static const char *duplicate_key(const cJSON *obj, eds_error *err)
+{
+    size_t n = 0;
+    for (const cJSON *c = obj->child; c; c = c->next)
+        n++;
+    if (n < 2)
+        return NULL;
+    if (n <= 16) {
+        for (const cJSON *a = obj->child; a; a = a->next)
+            for (const cJSON *b = a->next; b; b = b->next)
+                if (strcmp(a->string, b->string) == 0)
+                    return a->string;
+        return NULL;
+    }
+    const char **names = malloc(n * sizeof(*names));
+    if (!names) {
+        eds_error_set(err, EDS_ERR_NOMEM, "out of memory");
+        return "";
+    }
+    size_t i = 0;
+    for (const cJSON *c = obj->child; c; c = c->next)
+        names[i++] = c->string;
+    qsort(names, n, sizeof(*names), cmp_key);
+    const char *dup = NULL;
+    for (i = 1; i < n && !dup; i++)
+        if (strcmp(names[i - 1], names[i]) == 0)
+            dup = names[i];
+    free(names);
+    return dup;
+}
+
+/* Walks the whole tree once: finite numbers, unique keys. Recursion depth
+ * is bounded by cJSON's nesting limit (CJSON_NESTING_LIMIT). */
+static int check_tree(const cJSON *node, eds_error *err)
+{
+    if (cJSON_IsNumber(node) && !isfinite(node->valuedouble))
+        return eds_error_set(err, EDS_ERR_PARSE, "number out of range");
+    if (cJSON_IsObject(node)) {
+        const char *dup = duplicate_key(node, err);
+        if (dup && err && err->code == EDS_ERR_NOMEM)
+            return EDS_ERR_NOMEM;
+        if (dup)
+            return eds_error_set(err, EDS_ERR_PARSE, "duplicate key \"%.64s\"", dup);
+    }
+    for (const cJSON *c = node->child; c; c = c->next) {
+        int rc = check_tree(c, err);
+        if (rc != EDS_OK)
+            return rc;
+    }
+    return EDS_OK;
+}
+
+/* ---- message parsing ---------------------------------------------------- */
+
+/* An integral JSON number in [min, max] (all such values are exact doubles
+ * since max <= 2^53 - 1). */
+static bool get_int(const cJSON *root, const char *key, double min, double max, double *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!cJSON_IsNumber(v))
+        return false;
+    double d = v->valuedouble;
+    if (d != floor(d) || d < min || d > max)
+        return false;
+    *out = d;
+    return true;
+}
+
+static const char *get_string(const cJSON *root, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static int parse_to_gateway(eds_msg *m, const char *type, eds_error *err)
+{
+    double d;
+    if (strcmp(type, "hello") == 0) {
+        m->type = EDS_MSG_HELLO;
+        const cJSON *dev = cJSON_GetObjectItemCaseSensitive(m->root, "device");
+        if (!cJSON_IsString(dev))
+            return eds_error_set(err, EDS_ERR_PROTO, "hello needs a string \"device\"");
+        m->device = dev->valuestring;
+        const cJSON *pw = cJSON_GetObjectItemCaseSensitive(m->root, "password");
+        if (pw && !cJSON_IsString(pw))
+            return eds_error_set(err, EDS_ERR_PROTO, "\"password\" must be a string");
+        m->password = pw ? pw->valuestring : NULL;
+        const cJSON *st = cJSON_GetObjectItemCaseSensitive(m->root, "stream");
+        if (st && !cJSON_IsString(st))
+            return eds_error_set(err, EDS_ERR_PROTO, "\"stream\" must be a string");
+        m->stream = st ? st->valuestring : "0";
+        if (!eds_stream_id_valid(m->stream))
+            return eds_error_set(err, EDS_ERR_PROTO,
+                                 "\"stream\" must be 1..64 printable ASCII characters");
+        if (!get_int(m->root, "proto", 0, 1e9, &d))
+            return eds_error_set(err, EDS_ERR_PROTO, "hello needs an integer \"proto\"");
+        m->proto = (int)d;
+        return EDS_OK;
+    }
+    if (strcmp(type, "data") == 0) {
+        m->type = EDS_MSG_DATA;
+        if (!get_int(m->root, "seq", 1, (double)EDS_SEQ_MAX, &d))
+            return eds_error_set(err, EDS_ERR_PROTO,
+                                 "data needs an integer \"seq\" in 1..9007199254740991");
+        m->seq = (uint64_t)d;
+        m->data = cJSON_GetObjectItemCaseSensitive(m->root, "data");
+        if (!cJSON_IsObject(m->data))
+            return eds_error_set(err, EDS_ERR_PROTO, "data needs an object \"data\"");
+        return EDS_OK;
+    }
+    if (strcmp(type, "ack") == 0) {
+        m->type = EDS_MSG_CMD_ACK;
+        if (!get_int(m->root, "id", 0, (double)EDS_SEQ_MAX, &d))
+            return eds_error_set(err, EDS_ERR_PROTO, "ack needs an integer \"id\"");
+        m->id = (int64_t)d;
+        return EDS_OK;
+    }
+    if (strcmp(type, "ping") == 0) {
+        m->type = EDS_MSG_PING;
+        return EDS_OK;
+    }
+    return eds_error_set(err, EDS_ERR_PROTO, "unknown message type \"%.32s\"", type);
+}
+
+static int parse_to_agent(eds_msg *m, const char *type, eds_error *err)
+{
+    double d;
+    if (strcmp(type, "welcome") == 0) {
+        m->type = EDS_MSG_WELCOME;
+        if (!get_int(m->root, "proto", 0, 1e9, &d))
+            return eds_error_set(err, EDS_ERR_PROTO, "welcome needs an integer \"proto\"");
+        m->proto = (int)d;
+        if (!get_int(m->root, "last_seq", 0, (double)EDS_SEQ_MAX, &d))
+            return eds_error_set(err, EDS_ERR_PROTO, "welcome needs an integer \"last_seq\"");
+        m->last_seq = (uint64_t)d;
+        return EDS_OK;
+    }
+    if (strcmp(type, "ack") == 0 || strcmp(type, "nack") == 0) {
+        bool nack = type[0] == 'n';
+        m->type = nack ? EDS_MSG_NACK : EDS_MSG_ACK;
+        if (!get_int(m->root, "seq", 1, (double)EDS_SEQ_MAX, &d))
+            return eds_error_set(err, EDS_ERR_PROTO, "%s needs an integer \"seq\"", type);
+        m->seq = (uint64_t)d;
+        if (nack) {
+            m->errors = cJSON_GetObjectItemCaseSensitive(m->root, "errors");
+            if (!cJSON_IsObject(m->errors))
+                return eds_error_set(err, EDS_ERR_PROTO, "nack needs an object \"errors\"");
+        } else {
+            m->duplicate = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m->root, "duplicate"));
+        }
+        return EDS_OK;
+    }
+    if (strcmp(type, "cmd") == 0) {
+        m->type = EDS_MSG_CMD;
+        if (!get_int(m->root, "id", 0, (double)EDS_SEQ_MAX, &d))
+            return eds_error_set(err, EDS_ERR_PROTO, "cmd needs an integer \"id\"");
+        m->id = (int64_t)d;
+        m->data = cJSON_GetObjectItemCaseSensitive(m->root, "data");
+        if (!m->data)
+            return eds_error_set(err, EDS_ERR_PROTO, "cmd needs \"data\"");
+        return EDS_OK;
+    }
+    if (strcmp(type, "pong") == 0) {
+        m->type = EDS_MSG_PONG;
+        return EDS_OK;
+    }
+    if (strcmp(type, "error") == 0) {
+        m->type = EDS_MSG_ERROR;
+        m->code = get_string(m->root, "code");
+        if (!m->code)
+            return eds_error_set(err, EDS_ERR_PROTO, "error needs a string \"code\"");
+        m->message = get_string(m->root, "message");
+        if (!m->message)
+            m->message = "";
+        return EDS_OK;
+    }
+    return eds_error_set(err, EDS_ERR_PROTO, "unknown message type \"%.32s\"", type);
+}
+
+int eds_msg_parse(const char *line, size_t len, eds_dir dir, eds_msg *msg, eds_error *err)
+{
+    memset(msg, 0, sizeof(*msg));
+    if (memchr(line, '\0', len))
+        return eds_error_set(err, EDS_ERR_PARSE, "NUL byte in line");
+    if (!eds_utf8_valid(line, len))
+        return eds_error_set(err, EDS_ERR_PARSE, "line is not valid UTF-8");
+    if (has_nul_escape(line, len))
+        return eds_error_set(err, EDS_ERR_PARSE, "\\u0000 is not allowed in strings");
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(line, len, &end, 0);
+    if (!root)
+        return eds_error_set(err, EDS_ERR_PARSE, "not valid JSON");
+    /* Only white space may follow the object. */
+    while (end && end < line + len && (*end == ' ' || *end == '\t' || *end == '\r'))
+        end++;
+    if (!cJSON_IsObject(root) || !end || end != line + len) {
+        cJSON_Delete(root);
+        return eds_error_set(err, EDS_ERR_PARSE, "not a JSON object");
+    }
+    int rc = check_tree(root, err);
+    if (rc != EDS_OK) {
+        cJSON_Delete(root);
+        return rc;
+    }
+    msg->root = root;
+    const char *type = get_string(root, "type");
+    if (!type)
+        rc = eds_error_set(err, EDS_ERR_PROTO, "message needs a string \"type\"");
+    else if (dir == EDS_TO_GATEWAY)
+        rc = parse_to_gateway(msg, type, err);
+    else
+        rc = parse_to_agent(msg, type, err);
+    if (rc != EDS_OK)
+        eds_msg_free(msg);
+    return rc;
+}
+
+void eds_msg_free(eds_msg *msg)
+{
+    cJSON_Delete(msg->root);
+    memset(msg, 0, sizeof(*msg));
+}
+
+bool eds_device_id_valid(const char *id)
+{
+    if (!id)
+        return false;
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)id; *p; p++, n++) {
+        unsigned char c = *p;
+        bool alnum = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+        if (n >= EDS_DEVICE_MAX)
+            return false;
+        if (!alnum && (n == 0 || (c != '_' && c != '.' && c != '-')))
+            return false;
+    }
+    return n > 0;
+}
+
+bool eds_stream_id_valid(const char *id)
+{
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)id; *p; p++, n++)
+        if (n >= EDS_STREAM_MAX || *p < 0x21 || *p > 0x7E || *p == '"' || *p == '\\')
+            return false;
+    return n > 0;
+}
+
+/* ---- error codes -------------------------------------------------------- */
+
+static const struct {
+    const char *name;
+    bool fatal;
+} proto_errors[EDS_PE_COUNT] = {
+    [EDS_PE_AUTH_FAILED] = {"auth_failed", true},
+    [EDS_PE_NOT_AUTHENTICATED] = {"not_authenticated", true},
+    [EDS_PE_UNSUPPORTED_PROTO] = {"unsupported_proto", true},
+    [EDS_PE_TIMEOUT] = {"timeout", true},
+    [EDS_PE_LINE_TOO_LONG] = {"line_too_long", true},
+    [EDS_PE_REPLACED] = {"replaced", true},
+    [EDS_PE_SERVER_BUSY] = {"server_busy", true},
+    [EDS_PE_SHUTTING_DOWN] = {"shutting_down", true},
+    [EDS_PE_BAD_JSON] = {"bad_json", false},
+    [EDS_PE_BAD_MESSAGE] = {"bad_message", false},
+};
+
+const char *eds_proto_error_name(eds_proto_error e)
+{
+    return (unsigned)e < EDS_PE_COUNT ? proto_errors[e].name : "unknown";
+}
+
+bool eds_proto_error_fatal(eds_proto_error e)
+{
+    return (unsigned)e < EDS_PE_COUNT ? proto_errors[e].fatal : true;
+}
+
+/* ---- formatting --------------------------------------------------------- */
+
+static bool append(char *buf, size_t cap, size_t *len, const char *s, size_t n)
+{
+    if (n > cap - *len)
+        return false;
+    memcpy(buf + *len, s, n);
+    *len += n;
+    return true;
+}
+
+static bool appendf(char *buf, size_t cap, size_t *len, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static bool appendf(char *buf, size_t cap, size_t *len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(buf + *len, cap - *len, fmt, ap);
+    va_end(ap);
+    if (k < 0 || (size_t)k >= cap - *len)
+        return false;
+    *len += (size_t)k;
+    return true;
+}
+
+bool eds_json_append_string(char *buf, size_t cap, size_t *len, const char *s)
+{
+    size_t n = *len;
+    if (!append(buf, cap, &n, "\"", 1))
+        return false;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        bool ok;
+        switch (*p) {
+        case '"':
+            ok = append(buf, cap, &n, "\\\"", 2);
+            break;
+        case '\\':
+            ok = append(buf, cap, &n, "\\\\", 2);
+            break;
+        case '\n':
+            ok = append(buf, cap, &n, "\\n", 2);
+            break;
+        case '\r':
+            ok = append(buf, cap, &n, "\\r", 2);
+            break;
+        case '\t':
+            ok = append(buf, cap, &n, "\\t", 2);
+            break;
+        default:
+            if (*p < 0x20)
+                ok = appendf(buf, cap, &n, "\\u%04x", *p);
+            else
+                ok = append(buf, cap, &n, (const char *)p, 1);
+        }
+        if (!ok)
+            return false;
+    }
+    if (!append(buf, cap, &n, "\"", 1))
+        return false;
+    *len = n;
+    return true;
+}
+
+/* Ends a line: appends the LF, returns the length or 0 if it did not fit. */
+static size_t finish(char *buf, size_t cap, size_t len, bool ok)
+{
+    return ok && append(buf, cap, &len, "\n", 1) ? len : 0;
+}
+
+size_t eds_fmt_hello(char *buf, size_t cap, const char *device, const char *password,
+                     const char *stream)
+{
+    size_t n = 0;
+    bool ok = appendf(buf, cap, &n, "{\"type\":\"hello\",\"device\":") &&
+              eds_json_append_string(buf, cap, &n, device);
+    if (ok && password)
+        ok = appendf(buf, cap, &n, ",\"password\":") &&
+             eds_json_append_string(buf, cap, &n, password);
+    if (ok && stream)
+        ok = appendf(buf, cap, &n, ",\"stream\":") && eds_json_append_string(buf, cap, &n, stream);
+    ok = ok && appendf(buf, cap, &n, ",\"proto\":%d}", EDS_PROTO_VERSION);
+    return finish(buf, cap, n, ok);
+}
+
+size_t eds_fmt_data(char *buf, size_t cap, uint64_t seq, const char *data_json, size_t data_len)
+{
+    size_t n = 0;
+    bool ok = appendf(buf, cap, &n,
+                      "{\"type\":\"data\",\"seq\":%llu,\"data\":", (unsigned long long)seq) &&
+              append(buf, cap, &n, data_json, data_len) && append(buf, cap, &n, "}", 1);
+    return finish(buf, cap, n, ok);
+}
+
+size_t eds_fmt_cmd_ack(char *buf, size_t cap, int64_t id)
+{
+    size_t n = 0;
+    return finish(buf, cap, n,
+                  appendf(buf, cap, &n, "{\"type\":\"ack\",\"id\":%lld}", (long long)id));
+}
+
+size_t eds_fmt_ping(char *buf, size_t cap)
+{
+    size_t n = 0;
+    return finish(buf, cap, n, appendf(buf, cap, &n, "{\"type\":\"ping\"}"));
+}
+
+size_t eds_fmt_welcome(char *buf, size_t cap, uint64_t last_seq)
+{
+    size_t n = 0;
+    bool ok = appendf(buf, cap, &n, "{\"type\":\"welcome\",\"proto\":%d,\"last_seq\":%llu}",
+                      EDS_PROTO_VERSION, (unsigned long long)last_seq);
+    return finish(buf, cap, n, ok);
+}
+
+size_t eds_fmt_ack(char *buf, size_t cap, uint64_t seq, bool duplicate)
+{
+    size_t n = 0;
+    bool ok = appendf(buf, cap, &n, "{\"type\":\"ack\",\"seq\":%llu%s}", (unsigned long long)seq,
+                      duplicate ? ",\"duplicate\":true" : "");
+    return finish(buf, cap, n, ok);
+}
+
+size_t eds_fmt_nack(char *buf, size_t cap, uint64_t seq, const char *errors_json, size_t errors_len)
+{
+    size_t n = 0;
+    bool ok = appendf(buf, cap, &n,
+                      "{\"type\":\"nack\",\"seq\":%llu,\"errors\":", (unsigned long long)seq) &&
+              append(buf, cap, &n, errors_json, errors_len) && append(buf, cap, &n, "}", 1);
+    return finish(buf, cap, n, ok);
+}
+
+size_t eds_fmt_cmd(char *buf, size_t cap, int64_t id, const char *data_json, size_t data_len)
+{
+    size_t n = 0;
+    bool ok = appendf(buf, cap, &n, "{\"type\":\"cmd\",\"id\":%lld,\"data\":", (long long)id) &&
+              append(buf, cap, &n, data_json, data_len) && append(buf, cap, &n, "}", 1);
+    return finish(buf, cap, n, ok);
+}
+
+size_t eds_fmt_pong(char *buf, size_t cap)
+{
+    size_t n = 0;
+    return finish(buf, cap, n, appendf(buf, cap, &n, "{\"type\":\"pong\"}"));
+}
+
+size_t eds_fmt_error(char *buf, size_t cap, eds_proto_error code, const char *message)
+{
+    size_t n = 0;
+    bool ok =
+        appendf(buf, cap, &n,
+                "{\"type\":\"error\",\"code\":\"%s\",\"message\":", eds_proto_error_name(code)) &&
+        eds_json_append_string(buf, cap, &n, message) && append(buf, cap, &n, "}", 1);
+    return finish(buf, cap, n, ok);
+}

@@ -1,0 +1,134 @@
+/*
+ * eds_proto.h - protocol v1 messages (docs/protocol.md): parse one line into
+ * a message, and format the lines each side sends.
+ *
+ * No I/O and no framing (eds_framer.h does that). Parsing is strict where
+ * the spec is: the line must be a JSON object in valid UTF-8 with no NUL
+ * (raw or escaped: cJSON would silently cut the string there), no
+ * duplicate keys anywhere (a consumer that keeps the last one would see
+ * other data than the validator saw), and only finite numbers (1e999 would
+ * be republished as null). Those failures are EDS_ERR_PARSE, i.e. the
+ * spec's `bad_json`; a JSON object that is not a valid message of the
+ * expected direction is EDS_ERR_PROTO, the spec's `bad_message`.
+ */
+#ifndef EDS_PROTO_H
+#define EDS_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "eds_err.h"
+
+#define EDS_PROTO_VERSION 1
+#define EDS_SEQ_MAX 9007199254740991ULL /* 2^53 - 1 */
+#define EDS_DEVICE_MAX 64               /* characters in a device id */
+#define EDS_STREAM_MAX 64               /* characters in a stream id */
+#define EDS_DEFAULT_PORT 5883
+#define EDS_DEFAULT_TLS_PORT 5884
+#define EDS_DEFAULT_MAX_LINE 65536
+
+typedef enum eds_dir {
+    EDS_TO_GATEWAY, /* lines the agent sends */
+    EDS_TO_AGENT,   /* lines the gateway sends */
+} eds_dir;
+
+typedef enum eds_msg_type {
+    EDS_MSG_NONE = 0,
+    EDS_MSG_HELLO,   /* agent -> gateway */
+    EDS_MSG_DATA,    /* agent -> gateway */
+    EDS_MSG_CMD_ACK, /* agent -> gateway: {"type":"ack","id":N} */
+    EDS_MSG_PING,    /* agent -> gateway */
+    EDS_MSG_WELCOME, /* gateway -> agent */
+    EDS_MSG_ACK,     /* gateway -> agent: {"type":"ack","seq":N} */
+    EDS_MSG_NACK,    /* gateway -> agent */
+    EDS_MSG_CMD,     /* gateway -> agent */
+    EDS_MSG_PONG,    /* gateway -> agent */
+    EDS_MSG_ERROR,   /* gateway -> agent */
+} eds_msg_type;
+
+/* A parsed message. Every pointer points into root, which the message owns:
+ * release with eds_msg_free. Fields not used by a type stay zero/NULL. */
+typedef struct eds_msg {
+    eds_msg_type type;
+    cJSON *root;
+    const char *device;   /* hello */
+    const char *password; /* hello, NULL when absent */
+    const char *stream;   /* hello, "0" when absent */
+    int proto;            /* hello, welcome */
+    uint64_t seq;         /* data, ack, nack */
+    uint64_t last_seq;    /* welcome */
+    int64_t id;           /* cmd, cmd ack */
+    bool duplicate;       /* ack */
+    cJSON *data;          /* data: the record object; cmd: any JSON value */
+    cJSON *errors;        /* nack */
+    const char *code;     /* error */
+    const char *message;  /* error */
+} eds_msg;
+
+/*
+ * Parses one line (without its LF) sent in direction dir into *msg.
+ * Returns EDS_OK; EDS_ERR_PARSE when the line is not a JSON object (bad
+ * UTF-8, NUL, duplicate key, non-finite number, nesting deeper than cJSON's
+ * limit included); EDS_ERR_PROTO when it is JSON but not a valid message.
+ * err->msg says why in words fit for the peer. On error *msg is empty and
+ * need not be freed (freeing it is harmless).
+ */
+int eds_msg_parse(const char *line, size_t len, eds_dir dir, eds_msg *msg, eds_error *err);
+
+/* Releases what msg owns and zeroes it. */
+void eds_msg_free(eds_msg *msg);
+
+/* The spec's device-id rule: ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$. */
+bool eds_device_id_valid(const char *id);
+
+/* Stream ids: 1..64 printable ASCII characters other than '"' and '\\'. */
+bool eds_stream_id_valid(const char *id);
+
+/* True when s[0..len) is well-formed UTF-8 (no overlongs, no surrogates). */
+bool eds_utf8_valid(const char *s, size_t len);
+
+/* Fatal and non-fatal error codes of the spec, as sent in "code". */
+typedef enum eds_proto_error {
+    EDS_PE_AUTH_FAILED,
+    EDS_PE_NOT_AUTHENTICATED,
+    EDS_PE_UNSUPPORTED_PROTO,
+    EDS_PE_TIMEOUT,
+    EDS_PE_LINE_TOO_LONG,
+    EDS_PE_REPLACED,
+    EDS_PE_SERVER_BUSY,
+    EDS_PE_SHUTTING_DOWN,
+    EDS_PE_BAD_JSON,
+    EDS_PE_BAD_MESSAGE,
+    EDS_PE_COUNT
+} eds_proto_error;
+
+const char *eds_proto_error_name(eds_proto_error e);
+bool eds_proto_error_fatal(eds_proto_error e);
+
+/*
+ * Formatters. Each writes one complete line, LF included, into buf (cap
+ * bytes) and returns its length, or 0 when it does not fit (nothing useful
+ * is left in buf then). JSON arguments (`*_json`) must be compact JSON
+ * text of the given length; strings are escaped here.
+ */
+size_t eds_fmt_hello(char *buf, size_t cap, const char *device, const char *password,
+                     const char *stream);
+size_t eds_fmt_data(char *buf, size_t cap, uint64_t seq, const char *data_json, size_t data_len);
+size_t eds_fmt_cmd_ack(char *buf, size_t cap, int64_t id);
+size_t eds_fmt_ping(char *buf, size_t cap);
+size_t eds_fmt_welcome(char *buf, size_t cap, uint64_t last_seq);
+size_t eds_fmt_ack(char *buf, size_t cap, uint64_t seq, bool duplicate);
+size_t eds_fmt_nack(char *buf, size_t cap, uint64_t seq, const char *errors_json,
+                    size_t errors_len);
+size_t eds_fmt_cmd(char *buf, size_t cap, int64_t id, const char *data_json, size_t data_len);
+size_t eds_fmt_pong(char *buf, size_t cap);
+size_t eds_fmt_error(char *buf, size_t cap, eds_proto_error code, const char *message);
+
+/* Appends s as a JSON string literal (quotes included) at buf+*len, bounded
+ * by cap; returns false (and leaves *len) when it does not fit. */
+bool eds_json_append_string(char *buf, size_t cap, size_t *len, const char *s);
+
+#endif
