@@ -1,0 +1,159 @@
+/*
+ * gw_publisher.h - the gateway's MQTT side: one Paho async client, seen by
+ * the event loop as a file descriptor and a queue of events.
+ *
+ * This module is the only one in EDS that includes MQTTAsync.h. Paho calls
+ * back on its own threads; the publisher turns every callback into an event
+ * on a bounded queue and makes gw_publisher_fd() readable (an eventfd). The
+ * loop polls that fd and calls gw_publisher_dispatch(), which runs the
+ * loop's handler on the loop thread. The publisher never touches connection
+ * state of the gateway.
+ *
+ * Guarantees (what the loop may rely on):
+ *  - Every gw_publisher_publish() that returns EDS_OK yields exactly one
+ *    GW_PUB_DONE or GW_PUB_FAILED event carrying its token. A call that
+ *    returns anything else yields no event and queued nothing.
+ *  - DONE means the broker confirmed: PUBACK for QoS 1, PUBCOMP for QoS 2;
+ *    for QoS 0, that the PUBLISH was written to the socket.
+ *  - Publishes go out in call order on a single MQTT connection.
+ *  - Failure is all-or-nothing per connection: when the connection is lost
+ *    (or any publish fails), every publish still outstanding on it reports
+ *    FAILED, in call order, followed by GW_PUB_DISCONNECTED. Nothing that
+ *    was accepted before is sent again by Paho after a reconnect (each
+ *    connection uses a fresh Paho client with cleansession=1 and no
+ *    persistence). So after GW_PUB_CONNECTED the loop can resend what
+ *    failed, in order, and per-topic order holds. A FAILED message may still
+ *    have reached the broker (its PUBACK was lost): delivery is
+ *    at-least-once.
+ *  - Events are dispatched in the order they were produced.
+ *
+ * Why not Paho's own machinery: with cleansession=1 and no persistence,
+ * Paho 1.3.12 on connection loss calls onFailure(MQTTASYNC_OPERATION_INCOMPLETE)
+ * only for publishes already written and awaiting an ack (MQTTAsync_freeResponses
+ * in cleanSession), while publishes still in its command queue (e.g. held back
+ * by maxInflight) stay queued and are sent after an automatic reconnect, after
+ * the failed ones would be resent: out of order. Its maxBufferedMessages (100
+ * by default) also limits publishes while connected. The publisher therefore
+ * disables automatic reconnect, keeps its own table of outstanding publishes,
+ * and replaces the Paho client on every reconnect (destroying the old one
+ * drops its queue).
+ *
+ * Threads: create/destroy/start/publish/dispatch/flush are meant to be called
+ * from one thread (the loop). connected() and inflight() may be called from
+ * any thread.
+ */
+#ifndef GW_PUBLISHER_H
+#define GW_PUBLISHER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "eds_err.h"
+
+typedef struct gw_publisher gw_publisher;
+
+/* Strings are copied by gw_publisher_create(); the caller may free them after. */
+typedef struct gw_publisher_config {
+    const char *host;                /* NULL = "127.0.0.1" */
+    int port;                        /* 0 = 1883 */
+    const char *client_id;           /* e.g. "eds-gateway-<hostname>"; required */
+    const char *username, *password; /* optional (NULL) */
+    int keepalive;                   /* seconds; 0 = 30 */
+    const char *will_topic;          /* retained will, QoS 1; NULL = no will */
+    const char *will_payload;        /* e.g. {"online":false}; also published on clean shutdown */
+    const char *online_payload;      /* published retained (QoS 1) to will_topic on every connect */
+    const char *subscribe_topic;     /* e.g. "energy/+/cmd" (QoS 1); re-subscribed on every
+                                        connect; NULL = none */
+    size_t max_inflight;             /* bound on outstanding publishes; 0 = 256 */
+    /* TLS to the broker (optional): cafile set = connect with ssl://; certfile/keyfile for a
+     * client certificate. */
+    const char *cafile, *certfile, *keyfile;
+    /* Optional tuning, 0 = default. */
+    size_t max_messages;   /* incoming MESSAGE events queued before drops; 0 = 256 */
+    int reconnect_min_ms;  /* first retry delay after a failed attempt; 0 = 1000 */
+    int reconnect_max_ms;  /* backoff cap; 0 = 30000 */
+    int connect_timeout_s; /* 0 = 10 */
+} gw_publisher_config;
+
+/* Validates cfg and allocates the publisher (no connection yet; see start).
+ * Returns EDS_OK, EDS_ERR_INVAL (bad config, details in err), EDS_ERR_NOMEM or
+ * EDS_ERR_IO (eventfd/thread creation failed). On success *out is owned by the
+ * caller and released with gw_publisher_destroy(). */
+int gw_publisher_create(const gw_publisher_config *cfg, gw_publisher **out, eds_error *err);
+
+/* NULL ok. If connected: publishes will_payload (retained) to will_topic, since
+ * a clean DISCONNECT suppresses the broker's will, waits up to one second for
+ * it, disconnects and frees everything. Events not yet dispatched are dropped
+ * (outstanding publishes are not reported). */
+void gw_publisher_destroy(gw_publisher *p);
+
+/* Readable (POLLIN/EPOLLIN) while events wait for gw_publisher_dispatch().
+ * Owned by the publisher: do not close or read it. */
+int gw_publisher_fd(const gw_publisher *p);
+
+/* Starts the connection thread: connects now, and after every loss or failed
+ * attempt retries with backoff (reconnect_min_ms doubling up to
+ * reconnect_max_ms; the first retry after a working connection was lost is
+ * immediate). Returns EDS_OK, EDS_ERR_INVAL if already started, EDS_ERR_IO. */
+int gw_publisher_start(gw_publisher *p);
+
+/* True between a GW_PUB_CONNECTED and the next GW_PUB_DISCONNECTED as seen by
+ * the publisher (the loop may not have dispatched them yet). */
+bool gw_publisher_connected(const gw_publisher *p);
+
+/* Publishes accepted and not yet completed by Paho (no DONE/FAILED produced yet). */
+size_t gw_publisher_inflight(const gw_publisher *p);
+
+/* Queues a publish of len bytes of payload (copied) to topic. token is echoed
+ * in the DONE/FAILED event. qos is 0, 1 or 2.
+ * Returns EDS_OK; EDS_ERR_FULL when max_inflight publishes are outstanding
+ * (a publish counts until its DONE/FAILED event is dispatched, which keeps the
+ * event queue bounded); EDS_ERR_BROKER when not connected or Paho refused it;
+ * EDS_ERR_INVAL for a bad argument. Nothing is queued unless EDS_OK. */
+int gw_publisher_publish(gw_publisher *p, const char *topic, const void *payload, size_t len,
+                         int qos, bool retain, uint64_t token);
+
+typedef enum {
+    GW_PUB_DONE,         /* token: the broker confirmed it */
+    GW_PUB_FAILED,       /* token: not confirmed; resend after the next CONNECTED */
+    GW_PUB_CONNECTED,    /* connected (online status published, subscription requested) */
+    GW_PUB_DISCONNECTED, /* connection lost or refused after it was up; reconnecting */
+    GW_PUB_MESSAGE,      /* a message arrived on subscribe_topic */
+} gw_pub_event_type;
+
+typedef struct gw_pub_event {
+    gw_pub_event_type type;
+    uint64_t token;      /* DONE/FAILED */
+    const char *topic;   /* MESSAGE: topic, NUL-terminated */
+    const char *payload; /* MESSAGE: payload, len bytes (also NUL-terminated for convenience) */
+    size_t len;          /* MESSAGE */
+    int qos;             /* MESSAGE: QoS it was delivered with */
+} gw_pub_event;
+
+/* Loop thread: resets the fd and calls fn once for each event pending when it
+ * was called, in order. topic/payload are valid only during fn. fn may call
+ * gw_publisher_publish() (e.g. to resend on CONNECTED). Returns the number of
+ * events handled (>= 0). */
+int gw_publisher_dispatch(gw_publisher *p, void (*fn)(void *ctx, const gw_pub_event *ev),
+                          void *ctx);
+
+/* Waits up to timeout_ms until gw_publisher_inflight() is 0, i.e. every
+ * accepted publish has its DONE/FAILED queued (call dispatch afterwards to
+ * receive them). Returns EDS_OK or EDS_ERR_TIMEOUT. */
+int gw_publisher_flush(gw_publisher *p, int timeout_ms);
+
+/* Counters for stats. */
+typedef struct gw_publisher_stats {
+    uint64_t published;        /* publishes accepted */
+    uint64_t done;             /* DONE events produced */
+    uint64_t failed;           /* FAILED events produced */
+    uint64_t messages;         /* MESSAGE events produced */
+    uint64_t messages_dropped; /* incoming messages dropped: MESSAGE queue full */
+    uint64_t connects;         /* successful connections */
+    uint64_t connect_failures; /* failed connection attempts */
+} gw_publisher_stats;
+
+void gw_publisher_get_stats(const gw_publisher *p, gw_publisher_stats *out);
+
+#endif
