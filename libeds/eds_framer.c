@@ -62,6 +62,8 @@ int eds_framer_feed(eds_framer *f, const char *data, size_t len, eds_line_fn fn,
 {
     if (f->failed)
         return EDS_ERR_TOOLONG;
+    if (f->paused)
+        return EDS_ERR_INVAL;
     const size_t limit = f->max_line - 1; /* content bytes allowed before the LF */
     while (len > 0) {
         const char *nl = memchr(data, '\n', len);
@@ -87,10 +89,37 @@ int eds_framer_feed(eds_framer *f, const char *data, size_t len, eds_line_fn fn,
             rc = emit(f->buf, f->len, fn, ctx);
             reset_buffer(f);
         }
-        if (rc != 0)
-            return rc;
         data += chunk + 1;
         len -= chunk + 1;
+        if (rc == EDS_FRAMER_PAUSE && len > 0) {
+            /* Keep the rest; buf is empty here (its line was just emitted). */
+            free(f->buf);
+            f->buf = malloc(len);
+            if (!f->buf) {
+                f->cap = 0;
+                return EDS_ERR_NOMEM;
+            }
+            memcpy(f->buf, data, len);
+            f->len = f->cap = len;
+            f->paused = true;
+            return rc;
+        }
+        if (rc != 0)
+            return rc;
     }
     return EDS_OK;
+}
+
+int eds_framer_resume(eds_framer *f, eds_line_fn fn, void *ctx)
+{
+    if (!f->paused)
+        return EDS_OK;
+    char *kept = f->buf;
+    size_t n = f->len;
+    f->buf = NULL;
+    f->len = f->cap = 0;
+    f->paused = false;
+    int rc = eds_framer_feed(f, kept, n, fn, ctx);
+    free(kept);
+    return rc;
 }

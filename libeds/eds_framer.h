@@ -21,9 +21,14 @@
 #include <stddef.h>
 
 /* Called once per line. line is not NUL-terminated and is valid only during
- * the call. Return 0 to go on, or any other value to stop feeding: the
- * framer then returns that value and drops the rest of that feed. */
+ * the call. Return 0 to go on; EDS_FRAMER_PAUSE to stop after this line and
+ * keep the rest of the feed for eds_framer_resume(); or any other value to
+ * stop feeding: the framer then returns that value and drops the rest. */
 typedef int (*eds_line_fn)(void *ctx, const char *line, size_t len);
+
+/* Returned by a callback (and then by feed/resume) to pause: the framer keeps
+ * the unconsumed bytes, at most one feed's worth plus a partial line. */
+#define EDS_FRAMER_PAUSE 1
 
 typedef struct eds_framer {
     char *buf;       /* partial line carried between feeds; owned */
@@ -31,6 +36,7 @@ typedef struct eds_framer {
     size_t cap;      /* allocated size of buf */
     size_t max_line; /* longest accepted line, LF included */
     bool failed;     /* a line was too long; every later feed fails */
+    bool paused;     /* buf holds unconsumed input: call eds_framer_resume() */
 } eds_framer;
 
 /* Prepares f for lines of at most max_line bytes (LF included, >= 2). Allocates nothing. */
@@ -47,7 +53,15 @@ void eds_framer_free(eds_framer *f);
  */
 int eds_framer_feed(eds_framer *f, const char *data, size_t len, eds_line_fn fn, void *ctx);
 
-/* Bytes of an unfinished line currently held. */
+/*
+ * Processes the input kept by a pause, as feed would. Returns what feed
+ * returns (EDS_FRAMER_PAUSE again if the callback paused again). Calling
+ * it when not paused does nothing and returns EDS_OK. Feeding while paused
+ * is a caller error (EDS_ERR_INVAL).
+ */
+int eds_framer_resume(eds_framer *f, eds_line_fn fn, void *ctx);
+
+/* Bytes of input currently held (an unfinished line, or what a pause kept). */
 static inline size_t eds_framer_pending(const eds_framer *f)
 {
     return f->len;

@@ -199,6 +199,34 @@ static void test_big_line_memory_released(void **state)
     eds_framer_free(&f);
 }
 
+static int pause_each(void *ctx, const char *line, size_t len)
+{
+    collect(ctx, line, len);
+    return EDS_FRAMER_PAUSE;
+}
+
+/* Pausing after every line and resuming yields the same lines, and the
+ * framer refuses new input while paused. */
+static void test_pause_resume(void **state)
+{
+    eds_framer f;
+    collected c = {0};
+    eds_framer_init(&f, 1024);
+    size_t half = strlen(stream) / 2;
+    int rc = eds_framer_feed(&f, stream, half, pause_each, &c);
+    assert_int_equal(rc, EDS_FRAMER_PAUSE);
+    assert_int_equal(c.n, 1);
+    assert_int_equal(eds_framer_feed(&f, "x\n", 2, pause_each, &c), EDS_ERR_INVAL);
+    while (f.paused)
+        assert_int_equal(eds_framer_resume(&f, pause_each, &c), EDS_FRAMER_PAUSE);
+    rc = eds_framer_feed(&f, stream + half, strlen(stream) - half, pause_each, &c);
+    while (f.paused)
+        rc = eds_framer_resume(&f, pause_each, &c);
+    assert_expected(&c);
+    assert_int_equal(eds_framer_resume(&f, pause_each, &c), EDS_OK);
+    eds_framer_free(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -211,6 +239,7 @@ int main(void)
         cmocka_unit_test(test_cr_counts_toward_limit),
         cmocka_unit_test(test_callback_stops_feed),
         cmocka_unit_test(test_big_line_memory_released),
+        cmocka_unit_test(test_pause_resume),
     };
     return cmocka_run_group_tests_name("framer", tests, NULL, NULL);
 }
