@@ -444,6 +444,37 @@ int eds_conf_set(const eds_conf_opt *opts, void *target, const char *name, const
     return rc;
 }
 
+int eds_conf_set_arg(const eds_conf_opt *opts, void *target, int argc, char *const argv[],
+                     int *index, eds_error *err)
+{
+    int i = *index;
+    if (i < 0 || i >= argc)
+        return eds_error_set(err, EDS_ERR_INVAL, "command line: no argument %d", i);
+    const char *arg = argv[i];
+    if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0')
+        return eds_error_set(err, EDS_ERR_CONFIG, "command line: unexpected argument '%.*s'",
+                             ECHO_MAX, arg);
+    char name[NAME_MAX_LEN];
+    const char *eq = strchr(arg, '=');
+    size_t name_len = eq ? (size_t)(eq - arg) : strlen(arg);
+    if (name_len >= sizeof(name))
+        name_len = sizeof(name) - 1; /* too long to be known: reported as unknown */
+    memcpy(name, arg, name_len);
+    name[name_len] = '\0';
+
+    const char *value = eq ? eq + 1 : NULL;
+    int used = 1;
+    const eds_conf_opt *o = eds_conf_find(opts, name);
+    if (o && !eq && o->type != EDS_CONF_BOOL && i + 1 < argc) {
+        value = argv[i + 1];
+        used = 2;
+    }
+    int rc = eds_conf_set(opts, target, name, value, NULL, err);
+    if (rc == EDS_OK)
+        *index = i + used;
+    return rc;
+}
+
 /* ---- help ---- */
 
 static const char *placeholder(const eds_conf_opt *o)
@@ -454,7 +485,7 @@ static const char *placeholder(const eds_conf_opt *o)
     case EDS_CONF_STRING:
         return "STRING";
     case EDS_CONF_BOOL:
-        return "[true|false]";
+        return "[=true|false]";
     case EDS_CONF_INT:
         return "N";
     case EDS_CONF_SIZE:
@@ -516,8 +547,9 @@ void eds_conf_print_help(FILE *out, const eds_conf_opt *opts, const void *defaul
         char def[160];
         describe_default(o, defaults, def, sizeof(def));
 
-        fprintf(out, "  --%s %s\n      %s (config file: %s%s%s%s)\n", flag, placeholder(o),
-                o->help ? o->help : "", o->name, range, def[0] ? ", " : "", def);
+        bool bare = o->type == EDS_CONF_BOOL && !o->arg;
+        fprintf(out, "  --%s%s%s\n      %s (config file: %s%s%s%s)\n", flag, bare ? "" : " ",
+                placeholder(o), o->help ? o->help : "", o->name, range, def[0] ? ", " : "", def);
     }
 }
 

@@ -93,8 +93,19 @@ int eds_conf_load_file(const char *path, const eds_conf_opt *opts, void *target,
 int eds_conf_set(const eds_conf_opt *opts, void *target, const char *name, const char *value,
                  const char *source, eds_error *err);
 
-/* The row for name (same spellings as eds_conf_set), or NULL. Lets a
- * command-line parser see whether a flag takes a value (not for BOOL). */
+/*
+ * Applies the command-line flag at argv[*index] and advances *index past
+ * what it used: `--name VALUE` (two arguments), `--name=VALUE` (one), and
+ * for EDS_CONF_BOOL options `--name` (true) or `--name=false`; a BOOL never
+ * takes the next argument. Errors (source "command line"): an argument that
+ * is not a `--` flag, an unknown flag, a missing or bad value. A program
+ * handles its own flags (-c FILE, --help) first and hands the rest here,
+ * after loading the file, so command-line values win.
+ */
+int eds_conf_set_arg(const eds_conf_opt *opts, void *target, int argc, char *const argv[],
+                     int *index, eds_error *err);
+
+/* The row for name (same spellings as eds_conf_set), or NULL. */
 const eds_conf_opt *eds_conf_find(const eds_conf_opt *opts, const char *name);
 
 /*

@@ -322,7 +322,7 @@ int eds_passwd_check(const eds_passwd *p, const char *user, const char *password
     if (!p)
         return EDS_ERR_AUTH;
     const entry *found = NULL;
-    if (user) {
+    if (user && p->n > 0) {
         entry key = {.user = (char *)user};
         found = bsearch(&key, p->entries, p->n, sizeof(*p->entries), by_user);
     }

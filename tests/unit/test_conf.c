@@ -393,6 +393,50 @@ static void test_command_line(void **state)
     eds_conf_free_strings(opts, &c);
 }
 
+static void test_argv(void **state)
+{
+    char *argv[] = {"eds-gateway",     "--max-clients", "50",         "--verbose",
+                    "--name=a b",      "--max-line=1k", "--listener", "1885 ::1",
+                    "--verbose=false", "--timeout",     "7",          "--ratio"};
+    int argc = (int)(sizeof(argv) / sizeof(argv[0]));
+    test_cfg c = defaults;
+    eds_error err;
+    eds_error_clear(&err);
+    int i = 1;
+    static const int stops[] = {3, 4, 5, 6, 8, 9, 11};
+    for (size_t k = 0; k < sizeof(stops) / sizeof(stops[0]); k++) {
+        assert_int_equal(eds_conf_set_arg(opts, &c, argc, argv, &i, &err), EDS_OK);
+        assert_int_equal(i, stops[k]);
+    }
+    assert_int_equal(c.max_clients, 50);
+    assert_false(c.verbose); /* set, then cleared by --verbose=false */
+    assert_string_equal(c.name, "a b");
+    assert_int_equal(c.max_line, 1024);
+    assert_int_equal(c.n_listeners, 1);
+    assert_int_equal(c.listeners[0].port, 1885);
+    assert_true(c.timeout == 7.0);
+    /* "--ratio" is last: its value is missing; the index does not move. */
+    assert_int_equal(eds_conf_set_arg(opts, &c, argc, argv, &i, &err), EDS_ERR_CONFIG);
+    assert_string_equal(err.msg, "command line: ratio: missing value");
+    assert_int_equal(i, 11);
+
+    char *bad[] = {"prog", "stray", "--", "--frobnicate=1", "--verbose=maybe", "--max-clients="};
+    static const char *const msgs[] = {
+        "command line: unexpected argument 'stray'",
+        "command line: unexpected argument '--'",
+        "command line: unknown option '--frobnicate'",
+        "command line: verbose: 'maybe' is not true or false",
+        "command line: max_clients: missing value",
+    };
+    for (int k = 1; k < 6; k++) {
+        i = k;
+        assert_int_equal(eds_conf_set_arg(opts, &c, 6, bad, &i, &err), EDS_ERR_CONFIG);
+        assert_string_equal(err.msg, msgs[k - 1]);
+        assert_int_equal(i, k);
+    }
+    eds_conf_free_strings(opts, &c);
+}
+
 static void test_help_lists_every_option(void **state)
 {
     char *text = NULL;
@@ -406,10 +450,13 @@ static void test_help_lists_every_option(void **state)
 
     for (const eds_conf_opt *o = opts; o->name; o++) {
         char flag[64];
-        snprintf(flag, sizeof(flag), "--%s ", o->name);
+        snprintf(flag, sizeof(flag), "  --%s", o->name);
         for (char *p = flag; *p; p++)
             *p = *p == '_' ? '-' : *p;
-        assert_non_null(strstr(text, flag));
+        const char *at = strstr(text, flag);
+        assert_non_null(at);
+        char after = at[strlen(flag)];
+        assert_true(after == ' ' || after == '[');
         assert_non_null(strstr(text, o->help));
         char file_name[64];
         snprintf(file_name, sizeof(file_name), "config file: %s", o->name);
@@ -422,7 +469,7 @@ static void test_help_lists_every_option(void **state)
     assert_non_null(strstr(text, "default 30)"));
     assert_non_null(strstr(text, "--max-line BYTES[k|M|G]\n"));
     assert_non_null(strstr(text, "default 65536)"));
-    assert_non_null(strstr(text, "--verbose [true|false]\n"));
+    assert_non_null(strstr(text, "  --verbose[=true|false]\n"));
     assert_non_null(strstr(text, "default false)"));
     assert_non_null(strstr(text, "default edge-1)"));
     assert_non_null(strstr(text, "(config file: path, no default)"));
@@ -444,6 +491,7 @@ int main(void)
         cmocka_unit_test(test_bad_values),
         cmocka_unit_test(test_good_edge_values),
         cmocka_unit_test(test_command_line),
+        cmocka_unit_test(test_argv),
         cmocka_unit_test(test_help_lists_every_option),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
