@@ -97,7 +97,8 @@ static int each_line__one(char *line, size_t len, size_t max_line, unsigned line
 int eds_conf_each_line(const char *path, size_t max_size, size_t max_line, eds_conf_line_fn fn,
                        void *ctx, eds_error *err)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO named by mistake must not hang us before fstat refuses it. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return eds_error_set(err, EDS_ERR_IO, "%s: %s", path, strerror(errno));
     char *buf = NULL;

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "eds_conf.h"
@@ -274,6 +275,16 @@ static void test_missing_file(void **state)
     assert_int_equal(eds_conf_load_file(path, opts, &c, &err), EDS_ERR_IO);
     char expected[200];
     snprintf(expected, sizeof(expected), "%s: No such file or directory", path);
+    assert_string_equal(err.msg, expected);
+
+    /* A directory or a FIFO is refused at once (a FIFO must not block). */
+    assert_int_equal(eds_conf_load_file(dir, opts, &c, &err), EDS_ERR_CONFIG);
+    snprintf(expected, sizeof(expected), "%s: not a regular file", dir);
+    assert_string_equal(err.msg, expected);
+    snprintf(path, sizeof(path), "%s/fifo.conf", dir);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    assert_int_equal(eds_conf_load_file(path, opts, &c, &err), EDS_ERR_CONFIG);
+    snprintf(expected, sizeof(expected), "%s: not a regular file", path);
     assert_string_equal(err.msg, expected);
 }
 
