@@ -687,3 +687,50 @@ class LineClient:
 
     def __exit__(self, *exc):
         self.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Command line: a broker for tests written in C.
+
+
+def _serve_broker():
+    """`python3 edsrig.py broker`: starts a Broker, prints "READY <port> <pid>", then obeys
+    one command per stdin line and answers "OK <pid>" (or "ERR <text>"):
+      stop | start | restart | kill (SIGKILL) | pause (SIGSTOP) | resume (SIGCONT)
+    Stops the broker and exits at EOF on stdin."""
+    import sys
+    broker = Broker()
+    try:
+        print("READY %d %d" % (broker.port, broker.pid), flush=True)
+        for line in sys.stdin:
+            cmd = line.strip()
+            try:
+                if cmd == "stop":
+                    broker.stop()
+                elif cmd == "start":
+                    broker.start()
+                elif cmd == "restart":
+                    broker.restart()
+                elif cmd == "kill":
+                    broker.kill()
+                elif cmd == "pause":
+                    broker.proc.signal(signal.SIGSTOP)
+                elif cmd == "resume":
+                    broker.proc.signal(signal.SIGCONT)
+                else:
+                    raise ValueError("unknown command %r" % cmd)
+                print("OK %d" % broker.pid, flush=True)
+            except Exception as e:  # report to the C side, keep serving
+                print("ERR %s" % str(e).replace("\n", " | "), flush=True)
+    finally:
+        if broker.proc is not None:
+            broker.proc.signal(signal.SIGCONT)
+        broker.close()
+
+
+if __name__ == "__main__":
+    import sys
+    if sys.argv[1:] == ["broker"]:
+        _serve_broker()
+    else:
+        sys.exit("usage: %s broker" % sys.argv[0])

@@ -1,0 +1,890 @@
+/*
+ * gw_publisher.c - Paho MQTT C (async) behind a bounded event queue and an
+ * eventfd. See gw_publisher.h for the guarantees; here is how they are kept.
+ *
+ * Threads and locks:
+ *  - Paho's threads call our callbacks while holding Paho's own mutex. The
+ *    callbacks take p->lock, never anything else.
+ *  - The loop thread (publish/dispatch/flush) and the connection thread
+ *    (supervise) never call Paho while holding p->lock, so the lock order is
+ *    always Paho -> p->lock and nothing can deadlock.
+ *  - p->handle_lock keeps the current Paho client alive while the loop is
+ *    inside MQTTAsync_send(): the connection thread takes it to destroy a
+ *    client. Order: handle_lock -> Paho -> p->lock.
+ *
+ * Outstanding publishes live in a fixed slot table (max_inflight slots, the
+ * Paho callback context is the slot), linked in call order. A slot is
+ * released when its DONE/FAILED event is queued; the event itself counts
+ * against max_inflight until dispatched, so the event queue cannot overflow.
+ *
+ * Each connection gets a new Paho client (generation counter). When the
+ * connection is lost or any publish fails, every outstanding slot is failed
+ * at once, in call order, and the connection thread destroys that client,
+ * which discards whatever Paho still had queued for it; callbacks that Paho
+ * makes for it meanwhile find their slot released and are ignored.
+ */
+#include "gw_publisher.h"
+
+#include <MQTTAsync.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "eds_log.h"
+
+#define SLOT_NIL UINT32_MAX
+/* CONNECTED/DISCONNECTED events that may wait undispatched; the connection
+ * thread does not start a new attempt while more than CONTROL_MAX - 2 wait. */
+#define CONTROL_MAX 8
+#define GRACEFUL_TIMEOUT_MS 1000
+
+enum slot_state {
+    SLOT_FREE,
+    SLOT_SUBMITTING, /* inside MQTTAsync_send() on the loop thread */
+    SLOT_PENDING,    /* handed to Paho, waiting for its callback */
+    SLOT_REPORTED,   /* event queued while still SUBMITTING; publish() frees it */
+};
+
+typedef struct pub_slot {
+    gw_publisher *p;
+    uint64_t token;
+    uint32_t prev, next; /* pending list (call order) or free list (next) */
+    enum slot_state state;
+} pub_slot;
+
+typedef struct pub_event {
+    gw_pub_event_type type;
+    uint64_t token;
+    char *buf; /* MESSAGE: "topic\0payload\0", owned */
+    size_t topic_len, len;
+    int qos;
+} pub_event;
+
+enum conn_state {
+    CONN_IDLE,       /* no client, or between clients */
+    CONN_CONNECTING, /* MQTTAsync_connect() issued */
+    CONN_UP,         /* CONNACK received */
+    CONN_DOWN,       /* attempt failed or connection lost: the client must go */
+};
+
+/* Callback context of one Paho client: identifies its generation. */
+typedef struct conn_ctx {
+    gw_publisher *p;
+    unsigned gen;
+    MQTTAsync client;
+} conn_ctx;
+
+struct gw_publisher {
+    char *uri, *client_id, *username, *password;
+    char *will_topic, *will_payload, *online_payload, *subscribe_topic;
+    char *cafile, *certfile, *keyfile;
+    int keepalive, connect_timeout_s, reconnect_min_ms, reconnect_max_ms;
+    size_t max_inflight, max_messages;
+
+    int efd;
+    pthread_t thread;
+    bool started;
+
+    pthread_mutex_t handle_lock; /* see top of file */
+    pthread_mutex_t lock;        /* everything below */
+    pthread_cond_t cond;         /* state, inflight or control-event count changed */
+    conn_ctx *conn;              /* current client; NULL while none */
+    unsigned gen;
+    enum conn_state state;
+    bool stopping;
+    bool signalled; /* efd written since the last dispatch */
+    int offline_done;
+
+    pub_slot *slots;
+    uint32_t free_head, pend_head, pend_tail;
+    size_t inflight;     /* slots not free */
+    size_t undispatched; /* DONE/FAILED queued, not yet dispatched */
+
+    pub_event *events; /* ring */
+    size_t ev_cap, ev_head, ev_count;
+    size_t ev_messages, ev_control;
+
+    gw_publisher_stats stats;
+};
+
+/* ---- small helpers ---------------------------------------------------------------------- */
+
+static char *dup_opt(const char *s, bool *oom)
+{
+    if (!s)
+        return NULL;
+    char *d = strdup(s);
+    if (!d)
+        *oom = true;
+    return d;
+}
+
+static void lock(const gw_publisher *p)
+{
+    pthread_mutex_lock((pthread_mutex_t *)&p->lock);
+}
+
+static void unlock(const gw_publisher *p)
+{
+    pthread_mutex_unlock((pthread_mutex_t *)&p->lock);
+}
+
+static struct timespec deadline_in(int ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
+/* ---- event queue (p->lock held) --------------------------------------------------------- */
+
+static void push_locked(gw_publisher *p, const pub_event *ev)
+{
+    /* Space is guaranteed by the accounting in publish() (completions), the
+     * connection thread (control) and on_message() (messages). */
+    p->events[(p->ev_head + p->ev_count) % p->ev_cap] = *ev;
+    p->ev_count++;
+    if (ev->type == GW_PUB_MESSAGE)
+        p->ev_messages++;
+    else if (ev->type == GW_PUB_CONNECTED || ev->type == GW_PUB_DISCONNECTED)
+        p->ev_control++;
+    if (!p->signalled) {
+        uint64_t one = 1;
+        /* Cannot fail short of a counter overflow (2^64 - 1), which a reset per dispatch
+         * prevents; the eventfd is non-blocking. */
+        if (write(p->efd, &one, sizeof(one)) == (ssize_t)sizeof(one))
+            p->signalled = true;
+    }
+}
+
+static void push_simple_locked(gw_publisher *p, gw_pub_event_type type, uint64_t token)
+{
+    pub_event ev = {.type = type, .token = token};
+    push_locked(p, &ev);
+}
+
+/* ---- slots (p->lock held) --------------------------------------------------------------- */
+
+static void unlink_pending_locked(gw_publisher *p, pub_slot *s)
+{
+    if (s->prev != SLOT_NIL)
+        p->slots[s->prev].next = s->next;
+    else
+        p->pend_head = s->next;
+    if (s->next != SLOT_NIL)
+        p->slots[s->next].prev = s->prev;
+    else
+        p->pend_tail = s->prev;
+}
+
+static void release_locked(gw_publisher *p, pub_slot *s)
+{
+    s->state = SLOT_FREE;
+    s->next = p->free_head;
+    p->free_head = (uint32_t)(s - p->slots);
+}
+
+/* Queues s's DONE/FAILED and takes it off the pending list. */
+static void report_locked(gw_publisher *p, pub_slot *s, bool ok)
+{
+    push_simple_locked(p, ok ? GW_PUB_DONE : GW_PUB_FAILED, s->token);
+    if (ok)
+        p->stats.done++;
+    else
+        p->stats.failed++;
+    unlink_pending_locked(p, s);
+    p->inflight--;
+    p->undispatched++;
+    if (s->state == SLOT_SUBMITTING)
+        s->state = SLOT_REPORTED;
+    else
+        release_locked(p, s);
+    pthread_cond_broadcast(&p->cond);
+}
+
+/* The connection (generation) is finished: fail everything outstanding in call
+ * order, announce the loss once, and let the connection thread replace the client. */
+static void connection_down_locked(gw_publisher *p)
+{
+    while (p->pend_head != SLOT_NIL)
+        report_locked(p, &p->slots[p->pend_head], false);
+    if (p->state == CONN_UP)
+        push_simple_locked(p, GW_PUB_DISCONNECTED, 0);
+    p->state = CONN_DOWN;
+    pthread_cond_broadcast(&p->cond);
+}
+
+/* ---- Paho callbacks (Paho threads) ------------------------------------------------------ */
+
+static void on_publish_success(void *context, MQTTAsync_successData *response)
+{
+    (void)response;
+    pub_slot *s = context;
+    gw_publisher *p = s->p;
+    lock(p);
+    if (s->state == SLOT_PENDING || s->state == SLOT_SUBMITTING)
+        report_locked(p, s, true);
+    unlock(p);
+}
+
+static void on_publish_failure(void *context, MQTTAsync_failureData *response)
+{
+    pub_slot *s = context;
+    gw_publisher *p = s->p;
+    lock(p);
+    /* A released slot belongs to a connection already declared down (or was
+     * never accepted): nothing to report. */
+    if (s->state == SLOT_PENDING || s->state == SLOT_SUBMITTING) {
+        if (p->state == CONN_UP)
+            eds_log_warning("mqtt: publish failed (paho code %d); resetting the connection",
+                            response ? response->code : 0);
+        connection_down_locked(p);
+    }
+    unlock(p);
+}
+
+static void on_connection_lost(void *context, char *cause)
+{
+    conn_ctx *c = context;
+    gw_publisher *p = c->p;
+    (void)cause; /* Paho 1.3 always passes NULL */
+    lock(p);
+    if (c->gen == p->gen && p->state != CONN_DOWN) {
+        eds_log_warning("mqtt: connection to %s lost", p->uri);
+        connection_down_locked(p);
+    }
+    unlock(p);
+}
+
+static void on_subscribe_failure(void *context, MQTTAsync_failureData *response)
+{
+    conn_ctx *c = context;
+    gw_publisher *p = c->p;
+    lock(p);
+    bool current = c->gen == p->gen && p->state == CONN_UP;
+    unlock(p);
+    if (current) /* not a client being destroyed */
+        eds_log_warning("mqtt: subscription to %s refused or failed (code %d): no commands will "
+                        "be received; check the broker's ACL",
+                        c->p->subscribe_topic, response ? response->code : 0);
+}
+
+static void on_connect_success(void *context, MQTTAsync_successData *response)
+{
+    conn_ctx *c = context;
+    gw_publisher *p = c->p;
+    (void)response;
+    /* Paho calls back with its mutex held; calling it again from here is allowed. The
+     * subscription and the online status are queued before the loop learns that it may
+     * publish, so they precede any data. */
+    if (p->subscribe_topic) {
+        MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+        ro.onFailure = on_subscribe_failure;
+        ro.context = c;
+        int rc = MQTTAsync_subscribe(c->client, p->subscribe_topic, 1, &ro);
+        if (rc != MQTTASYNC_SUCCESS)
+            eds_log_warning("mqtt: subscribing to %s failed (paho code %d)", p->subscribe_topic,
+                            rc);
+    }
+    if (p->will_topic && p->online_payload) {
+        int rc = MQTTAsync_send(c->client, p->will_topic, (int)strlen(p->online_payload),
+                                p->online_payload, 1, 1, NULL);
+        if (rc != MQTTASYNC_SUCCESS)
+            eds_log_warning("mqtt: publishing online status failed (paho code %d)", rc);
+    }
+    lock(p);
+    if (c->gen == p->gen && p->state == CONN_CONNECTING) {
+        p->state = CONN_UP;
+        p->stats.connects++;
+        push_simple_locked(p, GW_PUB_CONNECTED, 0);
+        pthread_cond_broadcast(&p->cond);
+    }
+    unlock(p);
+}
+
+static const char *connack_text(int code)
+{
+    switch (code) {
+    case 1:
+        return "unacceptable protocol version";
+    case 2:
+        return "client id rejected";
+    case 3:
+        return "server unavailable";
+    case 4:
+        return "bad user name or password";
+    case 5:
+        return "not authorized";
+    default:
+        return "connection failed";
+    }
+}
+
+static void on_connect_failure(void *context, MQTTAsync_failureData *response)
+{
+    conn_ctx *c = context;
+    gw_publisher *p = c->p;
+    int code = response ? response->code : 0;
+    eds_log_warning("mqtt: connecting to %s failed: %s (code %d)", p->uri,
+                    response && response->message ? response->message : connack_text(code), code);
+    lock(p);
+    if (c->gen == p->gen && p->state == CONN_CONNECTING) {
+        p->state = CONN_DOWN;
+        pthread_cond_broadcast(&p->cond);
+    }
+    unlock(p);
+}
+
+static int on_message(void *context, char *topic, int topic_len, MQTTAsync_message *m)
+{
+    conn_ctx *c = context;
+    gw_publisher *p = c->p;
+    size_t tlen = topic_len > 0 ? (size_t)topic_len : strlen(topic);
+    size_t len = m->payloadlen > 0 ? (size_t)m->payloadlen : 0;
+    char *buf = NULL;
+
+    lock(p);
+    bool room = p->ev_messages < p->max_messages;
+    if (!room)
+        p->stats.messages_dropped++;
+    unlock(p);
+    if (room) {
+        buf = malloc(tlen + 1 + len + 1);
+        if (buf) {
+            memcpy(buf, topic, tlen);
+            buf[tlen] = '\0';
+            if (len)
+                memcpy(buf + tlen + 1, m->payload, len);
+            buf[tlen + 1 + len] = '\0';
+        }
+        lock(p);
+        /* Only this (Paho receive) thread adds messages, so the room is still there. */
+        if (buf) {
+            pub_event ev = {
+                .type = GW_PUB_MESSAGE, .buf = buf, .topic_len = tlen, .len = len, .qos = m->qos};
+            push_locked(p, &ev);
+            p->stats.messages++;
+        } else {
+            p->stats.messages_dropped++;
+        }
+        unlock(p);
+    }
+    MQTTAsync_freeMessage(&m);
+    MQTTAsync_free(topic);
+    return 1; /* consumed (or dropped and counted); never let Paho queue it */
+}
+
+/* Completion of the offline-status publish and the DISCONNECT on shutdown. */
+static void on_graceful_done(void *context, MQTTAsync_successData *response)
+{
+    (void)response;
+    gw_publisher *p = context;
+    lock(p);
+    p->offline_done++;
+    pthread_cond_broadcast(&p->cond);
+    unlock(p);
+}
+
+static void on_graceful_failed(void *context, MQTTAsync_failureData *response)
+{
+    (void)response;
+    on_graceful_done(context, NULL);
+}
+
+/* ---- the connection thread -------------------------------------------------------------- */
+
+static conn_ctx *client_new(gw_publisher *p)
+{
+    conn_ctx *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->p = p;
+    MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer;
+    co.sendWhileDisconnected = 0;
+    /* Paho's bound on queued commands also applies while connected (default 100);
+     * ours is max_inflight, plus the online status. */
+    co.maxBufferedMessages = (int)p->max_inflight + 8;
+    co.MQTTVersion = MQTTVERSION_3_1_1;
+    int rc = MQTTAsync_createWithOptions(&c->client, p->uri, p->client_id,
+                                         MQTTCLIENT_PERSISTENCE_NONE, NULL, &co);
+    if (rc != MQTTASYNC_SUCCESS) {
+        eds_log_error("mqtt: creating a client for %s failed (paho code %d)", p->uri, rc);
+        free(c);
+        return NULL;
+    }
+    rc = MQTTAsync_setCallbacks(c->client, c, on_connection_lost, on_message, NULL);
+    if (rc != MQTTASYNC_SUCCESS) {
+        MQTTAsync_destroy(&c->client);
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+static int client_connect(gw_publisher *p, conn_ctx *c)
+{
+    MQTTAsync_connectOptions o = MQTTAsync_connectOptions_initializer;
+    MQTTAsync_willOptions will = MQTTAsync_willOptions_initializer;
+    MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
+
+    o.keepAliveInterval = p->keepalive;
+    o.cleansession = 1;
+    /* Paho's default of 10 would hold most of our window in its command queue, where a
+     * connection loss does not fail them. Room for ours + the online status + SUBSCRIBE. */
+    o.maxInflight = (int)p->max_inflight + 4;
+    o.connectTimeout = p->connect_timeout_s;
+    o.retryInterval = 0;
+    o.automaticReconnect = 0;
+    o.MQTTVersion = MQTTVERSION_3_1_1;
+    o.username = p->username;
+    o.password = p->password;
+    o.onSuccess = on_connect_success;
+    o.onFailure = on_connect_failure;
+    o.context = c;
+    if (p->will_topic && p->will_payload) {
+        will.topicName = p->will_topic;
+        will.message = p->will_payload;
+        will.retained = 1;
+        will.qos = 1;
+        o.will = &will;
+    }
+    if (p->cafile) {
+        ssl.trustStore = p->cafile;
+        ssl.keyStore = p->certfile;
+        ssl.privateKey = p->keyfile;
+        ssl.enableServerCertAuth = 1;
+        ssl.verify = 1;
+        o.ssl = &ssl;
+    }
+    return MQTTAsync_connect(c->client, &o);
+}
+
+/* Publishes the offline status (a clean DISCONNECT suppresses the will) and
+ * disconnects, each bounded by GRACEFUL_TIMEOUT_MS. p->lock held on entry and exit. */
+static void graceful_disconnect_locked(gw_publisher *p, conn_ctx *c)
+{
+    int expected = 0;
+    p->offline_done = 0;
+    bool up = p->state == CONN_UP;
+    unlock(p);
+    if (up && p->will_topic && p->will_payload) {
+        MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+        ro.onSuccess = on_graceful_done;
+        ro.onFailure = on_graceful_failed;
+        ro.context = p;
+        if (MQTTAsync_send(c->client, p->will_topic, (int)strlen(p->will_payload), p->will_payload,
+                           1, 1, &ro) == MQTTASYNC_SUCCESS)
+            expected = 1;
+    }
+    lock(p);
+    struct timespec dl = deadline_in(GRACEFUL_TIMEOUT_MS);
+    while (p->offline_done < expected && p->state == CONN_UP)
+        if (pthread_cond_timedwait(&p->cond, &p->lock, &dl) == ETIMEDOUT)
+            break;
+    up = p->state == CONN_UP;
+    unlock(p);
+    if (up) {
+        MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer;
+        d.timeout = GRACEFUL_TIMEOUT_MS;
+        d.onSuccess = on_graceful_done;
+        d.onFailure = on_graceful_failed;
+        d.context = p;
+        if (MQTTAsync_disconnect(c->client, &d) == MQTTASYNC_SUCCESS)
+            expected++;
+    }
+    lock(p);
+    dl = deadline_in(GRACEFUL_TIMEOUT_MS + 500);
+    while (p->offline_done < expected)
+        if (pthread_cond_timedwait(&p->cond, &p->lock, &dl) == ETIMEDOUT)
+            break;
+}
+
+/* Destroys c: Paho drops its queue and calls back for queued publishes (ignored:
+ * their slots were released). Takes handle_lock so no publish is using it. */
+static void client_destroy(gw_publisher *p, conn_ctx *c)
+{
+    pthread_mutex_lock(&p->handle_lock);
+    lock(p);
+    if (p->conn == c)
+        p->conn = NULL;
+    unlock(p);
+    MQTTAsync_destroy(&c->client);
+    pthread_mutex_unlock(&p->handle_lock);
+    free(c);
+}
+
+static void *supervise(void *arg)
+{
+    gw_publisher *p = arg;
+    conn_ctx *old = NULL; /* previous client, destroyed after the next one exists */
+    int delay_ms = 0;
+
+    lock(p);
+    while (!p->stopping) {
+        if (delay_ms > 0) {
+            struct timespec dl = deadline_in(delay_ms);
+            while (!p->stopping && pthread_cond_timedwait(&p->cond, &p->lock, &dl) != ETIMEDOUT)
+                ;
+        }
+        /* Leave room for this attempt's CONNECTED + DISCONNECTED. */
+        while (!p->stopping && p->ev_control > CONTROL_MAX - 2)
+            pthread_cond_wait(&p->cond, &p->lock);
+        if (p->stopping)
+            break;
+        unlock(p);
+
+        /* Creating the next client before destroying the previous keeps Paho's
+         * threads running (they stop, taking up to a second, when no client is left). */
+        conn_ctx *c = client_new(p);
+        if (old) {
+            client_destroy(p, old);
+            old = NULL;
+        }
+        lock(p);
+        if (!c) {
+            p->stats.connect_failures++;
+            delay_ms = delay_ms ? delay_ms * 2 : p->reconnect_min_ms;
+            if (delay_ms > p->reconnect_max_ms)
+                delay_ms = p->reconnect_max_ms;
+            continue;
+        }
+        c->gen = ++p->gen;
+        p->conn = c;
+        p->state = CONN_CONNECTING;
+        unlock(p);
+
+        int rc = client_connect(p, c);
+
+        lock(p);
+        if (rc != MQTTASYNC_SUCCESS) {
+            eds_log_warning("mqtt: connect to %s not started (paho code %d)", p->uri, rc);
+            p->state = CONN_DOWN;
+        }
+        /* Paho reports the attempt within connectTimeout; the extra bound only
+         * guards against a lost callback. */
+        struct timespec dl = deadline_in(p->connect_timeout_s * 1000 + 5000);
+        while (!p->stopping && p->state == CONN_CONNECTING)
+            if (pthread_cond_timedwait(&p->cond, &p->lock, &dl) == ETIMEDOUT)
+                p->state = CONN_DOWN;
+        bool was_up = p->state == CONN_UP;
+        while (!p->stopping && p->state == CONN_UP)
+            pthread_cond_wait(&p->cond, &p->lock);
+        if (p->stopping) {
+            graceful_disconnect_locked(p, c);
+            old = c;
+            break;
+        }
+        if (was_up) {
+            delay_ms = 0; /* a working connection was lost: retry at once */
+        } else {
+            p->stats.connect_failures++;
+            delay_ms = delay_ms ? delay_ms * 2 : p->reconnect_min_ms;
+            if (delay_ms > p->reconnect_max_ms)
+                delay_ms = p->reconnect_max_ms;
+        }
+        p->state = CONN_IDLE;
+        old = c;
+    }
+    /* Stopping: whatever was outstanding is dropped with the client. */
+    p->state = CONN_IDLE;
+    unlock(p);
+    if (old)
+        client_destroy(p, old);
+    return NULL;
+}
+
+/* ---- public API ------------------------------------------------------------------------- */
+
+int gw_publisher_create(const gw_publisher_config *cfg, gw_publisher **out, eds_error *err)
+{
+    *out = NULL;
+    if (!cfg || !cfg->client_id || !cfg->client_id[0])
+        return eds_error_set(err, EDS_ERR_INVAL, "mqtt: client_id is required");
+    if (cfg->port < 0 || cfg->port > 65535)
+        return eds_error_set(err, EDS_ERR_INVAL, "mqtt: port %d out of range", cfg->port);
+    if (cfg->max_inflight > 65000 || cfg->max_messages > 1000000)
+        return eds_error_set(err, EDS_ERR_INVAL,
+                             "mqtt: max_inflight (<= 65000) or max_messages too large");
+    if ((cfg->online_payload || cfg->will_payload) && !cfg->will_topic)
+        return eds_error_set(err, EDS_ERR_INVAL, "mqtt: will/online payload without will_topic");
+    if ((cfg->certfile || cfg->keyfile) && !cfg->cafile)
+        return eds_error_set(err, EDS_ERR_INVAL, "mqtt: certfile/keyfile need cafile");
+    if (cfg->keepalive < 0 || cfg->reconnect_min_ms < 0 || cfg->reconnect_max_ms < 0 ||
+        cfg->connect_timeout_s < 0)
+        return eds_error_set(err, EDS_ERR_INVAL, "mqtt: negative timing option");
+
+    gw_publisher *p = calloc(1, sizeof(*p));
+    if (!p)
+        return eds_error_set(err, EDS_ERR_NOMEM, "mqtt: out of memory");
+    p->efd = -1;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_mutex_init(&p->handle_lock, NULL);
+    bool oom = false;
+    const char *host = cfg->host && cfg->host[0] ? cfg->host : "127.0.0.1";
+    int port = cfg->port ? cfg->port : 1883;
+    bool v6 = strchr(host, ':') != NULL;
+    char uri[600];
+    int n = snprintf(uri, sizeof(uri), "%s://%s%s%s:%d", cfg->cafile ? "ssl" : "tcp", v6 ? "[" : "",
+                     host, v6 ? "]" : "", port);
+    if (n < 0 || (size_t)n >= sizeof(uri)) {
+        gw_publisher_destroy(p);
+        return eds_error_set(err, EDS_ERR_INVAL, "mqtt: host name too long");
+    }
+    p->uri = dup_opt(uri, &oom);
+    p->client_id = dup_opt(cfg->client_id, &oom);
+    p->username = dup_opt(cfg->username, &oom);
+    p->password = dup_opt(cfg->password, &oom);
+    p->will_topic = dup_opt(cfg->will_topic, &oom);
+    p->will_payload = dup_opt(cfg->will_payload, &oom);
+    p->online_payload = dup_opt(cfg->online_payload, &oom);
+    p->subscribe_topic = dup_opt(cfg->subscribe_topic, &oom);
+    p->cafile = dup_opt(cfg->cafile, &oom);
+    p->certfile = dup_opt(cfg->certfile, &oom);
+    p->keyfile = dup_opt(cfg->keyfile, &oom);
+    p->keepalive = cfg->keepalive ? cfg->keepalive : 30;
+    p->connect_timeout_s = cfg->connect_timeout_s ? cfg->connect_timeout_s : 10;
+    p->reconnect_min_ms = cfg->reconnect_min_ms ? cfg->reconnect_min_ms : 1000;
+    p->reconnect_max_ms = cfg->reconnect_max_ms ? cfg->reconnect_max_ms : 30000;
+    if (p->reconnect_max_ms < p->reconnect_min_ms)
+        p->reconnect_max_ms = p->reconnect_min_ms;
+    p->max_inflight = cfg->max_inflight ? cfg->max_inflight : 256;
+    p->max_messages = cfg->max_messages ? cfg->max_messages : 256;
+    p->ev_cap = p->max_inflight + p->max_messages + CONTROL_MAX;
+    p->slots = calloc(p->max_inflight, sizeof(*p->slots));
+    p->events = calloc(p->ev_cap, sizeof(*p->events));
+    if (oom || !p->slots || !p->events) {
+        gw_publisher_destroy(p);
+        return eds_error_set(err, EDS_ERR_NOMEM, "mqtt: out of memory");
+    }
+    p->free_head = SLOT_NIL;
+    for (size_t i = p->max_inflight; i-- > 0;) {
+        p->slots[i].p = p;
+        p->slots[i].next = p->free_head;
+        p->free_head = (uint32_t)i;
+    }
+    p->pend_head = p->pend_tail = SLOT_NIL;
+
+    p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (p->efd < 0) {
+        int e = errno;
+        gw_publisher_destroy(p);
+        return eds_error_set(err, EDS_ERR_IO, "mqtt: eventfd: %s", strerror(e));
+    }
+    *out = p;
+    return EDS_OK;
+}
+
+void gw_publisher_destroy(gw_publisher *p)
+{
+    if (!p)
+        return;
+    if (p->started) {
+        lock(p);
+        p->stopping = true;
+        pthread_cond_broadcast(&p->cond);
+        unlock(p);
+        pthread_join(p->thread, NULL);
+    }
+    if (p->events) {
+        for (size_t i = 0; i < p->ev_count; i++)
+            free(p->events[(p->ev_head + i) % p->ev_cap].buf);
+    }
+    pthread_mutex_destroy(&p->lock);
+    pthread_mutex_destroy(&p->handle_lock);
+    pthread_cond_destroy(&p->cond);
+    if (p->efd >= 0)
+        close(p->efd);
+    free(p->events);
+    free(p->slots);
+    free(p->uri);
+    free(p->client_id);
+    free(p->username);
+    if (p->password) {
+        /* Do not leave the password in freed memory. */
+        volatile char *s = p->password;
+        while (*s)
+            *s++ = '\0';
+        free(p->password);
+    }
+    free(p->will_topic);
+    free(p->will_payload);
+    free(p->online_payload);
+    free(p->subscribe_topic);
+    free(p->cafile);
+    free(p->certfile);
+    free(p->keyfile);
+    free(p);
+}
+
+int gw_publisher_fd(const gw_publisher *p)
+{
+    return p->efd;
+}
+
+int gw_publisher_start(gw_publisher *p)
+{
+    if (p->started)
+        return EDS_ERR_INVAL;
+    int rc = pthread_create(&p->thread, NULL, supervise, p);
+    if (rc != 0)
+        return EDS_ERR_IO;
+    p->started = true;
+    return EDS_OK;
+}
+
+bool gw_publisher_connected(const gw_publisher *p)
+{
+    lock(p);
+    bool up = p->state == CONN_UP;
+    unlock(p);
+    return up;
+}
+
+size_t gw_publisher_inflight(const gw_publisher *p)
+{
+    lock(p);
+    size_t n = p->inflight;
+    unlock(p);
+    return n;
+}
+
+int gw_publisher_publish(gw_publisher *p, const char *topic, const void *payload, size_t len,
+                         int qos, bool retain, uint64_t token)
+{
+    if (!topic || !topic[0] || (len && !payload) || len > INT_MAX || qos < 0 || qos > 2)
+        return EDS_ERR_INVAL;
+
+    pthread_mutex_lock(&p->handle_lock);
+    lock(p);
+    if (p->state != CONN_UP || !p->conn) {
+        unlock(p);
+        pthread_mutex_unlock(&p->handle_lock);
+        return EDS_ERR_BROKER;
+    }
+    if (p->inflight + p->undispatched >= p->max_inflight || p->free_head == SLOT_NIL) {
+        unlock(p);
+        pthread_mutex_unlock(&p->handle_lock);
+        return EDS_ERR_FULL;
+    }
+    uint32_t idx = p->free_head;
+    pub_slot *s = &p->slots[idx];
+    p->free_head = s->next;
+    s->token = token;
+    s->state = SLOT_SUBMITTING;
+    s->next = SLOT_NIL;
+    s->prev = p->pend_tail;
+    if (p->pend_tail != SLOT_NIL)
+        p->slots[p->pend_tail].next = idx;
+    else
+        p->pend_head = idx;
+    p->pend_tail = idx;
+    p->inflight++;
+    MQTTAsync client = p->conn->client;
+    unlock(p);
+
+    MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+    ro.onSuccess = on_publish_success;
+    ro.onFailure = on_publish_failure;
+    ro.context = s;
+    int prc = MQTTAsync_send(client, topic, (int)len, payload, qos, retain ? 1 : 0, &ro);
+
+    int rc = EDS_OK;
+    lock(p);
+    if (s->state == SLOT_REPORTED) {
+        /* Completed (or failed with its connection) before MQTTAsync_send returned: the
+         * event is queued, so this call counts as accepted whatever Paho returned. */
+        release_locked(p, s);
+    } else if (prc == MQTTASYNC_SUCCESS) {
+        s->state = SLOT_PENDING;
+    } else {
+        unlink_pending_locked(p, s);
+        release_locked(p, s);
+        p->inflight--;
+        pthread_cond_broadcast(&p->cond);
+        rc = prc == MQTTASYNC_BAD_UTF8_STRING ? EDS_ERR_INVAL : EDS_ERR_BROKER;
+    }
+    if (rc == EDS_OK)
+        p->stats.published++;
+    unlock(p);
+    pthread_mutex_unlock(&p->handle_lock);
+    return rc;
+}
+
+int gw_publisher_dispatch(gw_publisher *p, void (*fn)(void *ctx, const gw_pub_event *ev), void *ctx)
+{
+    uint64_t v;
+    lock(p);
+    p->signalled = false;
+    /* EAGAIN when nothing was written: fine, the counter is reset either way. */
+    if (read(p->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+        eds_log_debug("mqtt: eventfd read: %s", strerror(errno));
+    size_t n = p->ev_count;
+    unlock(p);
+
+    for (size_t i = 0; i < n; i++) {
+        lock(p);
+        pub_event e = p->events[p->ev_head];
+        p->ev_head = (p->ev_head + 1) % p->ev_cap;
+        p->ev_count--;
+        if (e.type == GW_PUB_MESSAGE) {
+            p->ev_messages--;
+        } else if (e.type == GW_PUB_CONNECTED || e.type == GW_PUB_DISCONNECTED) {
+            p->ev_control--;
+            pthread_cond_broadcast(&p->cond);
+        } else {
+            p->undispatched--;
+        }
+        unlock(p);
+
+        gw_pub_event ev = {.type = e.type, .token = e.token};
+        if (e.type == GW_PUB_MESSAGE) {
+            ev.topic = e.buf;
+            ev.payload = e.buf + e.topic_len + 1;
+            ev.len = e.len;
+            ev.qos = e.qos;
+        }
+        fn(ctx, &ev);
+        free(e.buf);
+    }
+    return (int)(n > INT_MAX ? INT_MAX : n);
+}
+
+int gw_publisher_flush(gw_publisher *p, int timeout_ms)
+{
+    struct timespec dl = deadline_in(timeout_ms > 0 ? timeout_ms : 0);
+    int rc = EDS_OK;
+    lock(p);
+    while (p->inflight > 0) {
+        if (pthread_cond_timedwait(&p->cond, &p->lock, &dl) == ETIMEDOUT) {
+            rc = p->inflight > 0 ? EDS_ERR_TIMEOUT : EDS_OK;
+            break;
+        }
+    }
+    unlock(p);
+    return rc;
+}
+
+void gw_publisher_get_stats(const gw_publisher *p, gw_publisher_stats *out)
+{
+    lock(p);
+    *out = p->stats;
+    unlock(p);
+}

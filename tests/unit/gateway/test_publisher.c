@@ -1,0 +1,633 @@
+/*
+ * test_publisher.c - gw_publisher against a real mosquitto started from the
+ * project's broker-config (through tests/integration/edsrig.py, which
+ * serves a broker on a free loopback port and obeys pause/kill/start on its
+ * stdin). Checks the guarantees written in gw_publisher.h.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gw_publisher.h"
+
+#define GW_USER "eds-gateway"
+#define GW_PASS "gw-test-secret"
+#define RD_USER "reader"
+#define RD_PASS "reader-test-secret"
+#define STATUS_TOPIC "energy/_gateway/status"
+
+/* ---- the broker (edsrig.py broker) ------------------------------------------------------ */
+
+static struct {
+    pid_t pid;
+    int to_fd, from_fd;
+    int port;
+    char buf[4096];
+    size_t len;
+} rig = {.pid = -1, .to_fd = -1, .from_fd = -1};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Reads one line from the rig within timeout_ms into line; returns 0 or -1. */
+static int rig_line(char *line, size_t cap, int timeout_ms)
+{
+    int64_t deadline = now_ms() + timeout_ms;
+    for (;;) {
+        char *nl = memchr(rig.buf, '\n', rig.len);
+        if (nl) {
+            size_t n = (size_t)(nl - rig.buf);
+            snprintf(line, cap, "%.*s", (int)n, rig.buf);
+            memmove(rig.buf, nl + 1, rig.len - n - 1);
+            rig.len -= n + 1;
+            return 0;
+        }
+        int64_t left = deadline - now_ms();
+        if (left <= 0 || rig.len == sizeof(rig.buf))
+            return -1;
+        struct pollfd pfd = {.fd = rig.from_fd, .events = POLLIN};
+        if (poll(&pfd, 1, (int)left) <= 0)
+            continue;
+        ssize_t r = read(rig.from_fd, rig.buf + rig.len, sizeof(rig.buf) - rig.len);
+        if (r <= 0)
+            return -1;
+        rig.len += (size_t)r;
+    }
+}
+
+static void rig_cmd(const char *cmd)
+{
+    char line[512];
+    size_t n = strlen(cmd);
+    assert_int_equal(write(rig.to_fd, cmd, n), (ssize_t)n);
+    assert_int_equal(write(rig.to_fd, "\n", 1), 1);
+    assert_int_equal(rig_line(line, sizeof(line), 30000), 0);
+    if (strncmp(line, "OK", 2) != 0)
+        fail_msg("broker rig: %s -> %s", cmd, line);
+}
+
+static int rig_start(void **state)
+{
+    (void)state;
+    int in[2], out[2];
+    if (pipe(in) != 0 || pipe(out) != 0)
+        return -1;
+    rig.pid = fork();
+    if (rig.pid < 0)
+        return -1;
+    if (rig.pid == 0) {
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        close(in[1]);
+        close(out[0]);
+        const char *src = getenv("EDS_SOURCE_DIR");
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/tests/integration/edsrig.py", src ? src : EDS_SOURCE_DIR);
+        execl("/usr/bin/python3", "python3", path, "broker", (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    rig.to_fd = in[1];
+    rig.from_fd = out[0];
+    char line[256];
+    int pid = 0;
+    if (rig_line(line, sizeof(line), 30000) != 0 ||
+        sscanf(line, "READY %d %d", &rig.port, &pid) != 2) {
+        fprintf(stderr, "broker rig did not start\n");
+        return -1;
+    }
+    return 0;
+}
+
+static int rig_stop(void **state)
+{
+    (void)state;
+    if (rig.to_fd >= 0)
+        close(rig.to_fd); /* EOF: the rig stops its broker and exits */
+    if (rig.pid > 0) {
+        int st;
+        waitpid(rig.pid, &st, 0);
+    }
+    if (rig.from_fd >= 0)
+        close(rig.from_fd);
+    return 0;
+}
+
+/* ---- recording events ------------------------------------------------------------------- */
+
+#define MAX_EVENTS 4096
+
+typedef struct rec_event {
+    gw_pub_event_type type;
+    uint64_t token;
+    char topic[128];
+    char payload[256];
+    size_t len;
+} rec_event;
+
+typedef struct recorder {
+    rec_event ev[MAX_EVENTS];
+    size_t n;
+} recorder;
+
+static void record(void *ctx, const gw_pub_event *ev)
+{
+    recorder *r = ctx;
+    assert_true(r->n < MAX_EVENTS);
+    rec_event *e = &r->ev[r->n++];
+    memset(e, 0, sizeof(*e));
+    e->type = ev->type;
+    e->token = ev->token;
+    if (ev->type == GW_PUB_MESSAGE) {
+        snprintf(e->topic, sizeof(e->topic), "%s", ev->topic);
+        snprintf(e->payload, sizeof(e->payload), "%.*s", (int)ev->len, ev->payload);
+        e->len = ev->len;
+    }
+}
+
+static size_t count_type(const recorder *r, gw_pub_event_type t)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < r->n; i++)
+        n += r->ev[i].type == t;
+    return n;
+}
+
+typedef struct watched {
+    gw_publisher *p;
+    recorder *r;
+} watched;
+
+/* Polls and dispatches up to two publishers until cond(arg) or timeout; returns cond's value. */
+static bool pump(watched *w, size_t nw, bool (*cond)(void *), void *arg, int timeout_ms)
+{
+    int64_t deadline = now_ms() + timeout_ms;
+    while (!cond(arg)) {
+        int64_t left = deadline - now_ms();
+        if (left <= 0)
+            return false;
+        struct pollfd pfd[2];
+        for (size_t i = 0; i < nw; i++)
+            pfd[i] = (struct pollfd){.fd = gw_publisher_fd(w[i].p), .events = POLLIN};
+        int rc = poll(pfd, (nfds_t)nw, (int)(left < 100 ? left : 100));
+        assert_true(rc >= 0 || errno == EINTR);
+        for (size_t i = 0; i < nw; i++)
+            if (rc > 0 && (pfd[i].revents & POLLIN))
+                assert_true(gw_publisher_dispatch(w[i].p, record, w[i].r) >= 0);
+    }
+    return true;
+}
+
+typedef struct want {
+    recorder *r;
+    gw_pub_event_type type;
+    size_t count;
+} want;
+
+static bool have_events(void *arg)
+{
+    want *w = arg;
+    return count_type(w->r, w->type) >= w->count;
+}
+
+static void wait_events(watched *w, size_t nw, recorder *r, gw_pub_event_type type, size_t count,
+                        int timeout_ms)
+{
+    want wt = {r, type, count};
+    if (!pump(w, nw, have_events, &wt, timeout_ms))
+        fail_msg("wanted %zu events of type %d, have %zu (of %zu)", count, (int)type,
+                 count_type(r, type), r->n);
+}
+
+/* ---- publishers ------------------------------------------------------------------------- */
+
+static int client_seq;
+
+static gw_publisher *make(const char *user, const char *pass, const char *sub, size_t max_inflight,
+                          size_t max_messages)
+{
+    char id[64];
+    snprintf(id, sizeof(id), "test-publisher-%d-%d", (int)getpid(), ++client_seq);
+    bool gw = strcmp(user, GW_USER) == 0;
+    gw_publisher_config cfg = {
+        .host = "127.0.0.1",
+        .port = rig.port,
+        .client_id = id,
+        .username = user,
+        .password = pass,
+        .keepalive = 10,
+        .will_topic = gw ? STATUS_TOPIC : NULL,
+        .will_payload = gw ? "{\"online\":false}" : NULL,
+        .online_payload = gw ? "{\"online\":true}" : NULL,
+        .subscribe_topic = sub,
+        .max_inflight = max_inflight,
+        .max_messages = max_messages,
+        .reconnect_min_ms = 100,
+        .reconnect_max_ms = 400,
+        .connect_timeout_s = 5,
+    };
+    gw_publisher *p = NULL;
+    eds_error err;
+    int rc = gw_publisher_create(&cfg, &p, &err);
+    if (rc != EDS_OK)
+        fail_msg("create: %s", err.msg);
+    return p;
+}
+
+/* Starts p and waits for CONNECTED. */
+static void connect_wait(gw_publisher *p, recorder *r)
+{
+    assert_int_equal(gw_publisher_start(p), EDS_OK);
+    watched w = {p, r};
+    wait_events(&w, 1, r, GW_PUB_CONNECTED, count_type(r, GW_PUB_CONNECTED) + 1, 15000);
+    assert_true(gw_publisher_connected(p));
+}
+
+/* A reader subscribed to energy/#; returns once its subscription is active, which the
+ * retained gateway status (published by any earlier gateway-user client) proves. */
+static gw_publisher *reader_ready(recorder *r)
+{
+    gw_publisher *rd = make(RD_USER, RD_PASS, "energy/#", 16, 4000);
+    connect_wait(rd, r);
+    watched w = {rd, r};
+    wait_events(&w, 1, r, GW_PUB_MESSAGE, 1, 10000);
+    return rd;
+}
+
+static size_t messages_on(const recorder *r, const char *topic, char out[][32], size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        if (r->ev[i].type == GW_PUB_MESSAGE && strcmp(r->ev[i].topic, topic) == 0) {
+            if (out && n < cap)
+                snprintf(out[n], 32, "%s", r->ev[i].payload);
+            n++;
+        }
+    }
+    return n;
+}
+
+/* ---- tests ------------------------------------------------------------------------------ */
+
+static void test_create_rejects_bad_config(void **state)
+{
+    (void)state;
+    gw_publisher *p = (gw_publisher *)1;
+    eds_error err;
+    gw_publisher_config cfg = {.port = 1883};
+    assert_int_equal(gw_publisher_create(&cfg, &p, &err), EDS_ERR_INVAL);
+    assert_null(p);
+    cfg.client_id = "x";
+    cfg.online_payload = "{}";
+    assert_int_equal(gw_publisher_create(&cfg, &p, &err), EDS_ERR_INVAL);
+    cfg.online_payload = NULL;
+    cfg.port = 70000;
+    assert_int_equal(gw_publisher_create(&cfg, &p, &err), EDS_ERR_INVAL);
+    gw_publisher_destroy(NULL);
+}
+
+static void test_publish_before_connect_is_refused(void **state)
+{
+    (void)state;
+    recorder *r = calloc(1, sizeof(*r));
+    gw_publisher *p = make(GW_USER, GW_PASS, NULL, 8, 0);
+    assert_int_equal(gw_publisher_publish(p, "energy/dev1/data", "{}", 2, 1, false, 1),
+                     EDS_ERR_BROKER);
+    assert_int_equal(gw_publisher_inflight(p), 0);
+    assert_int_equal(gw_publisher_dispatch(p, record, r), 0);
+    assert_int_equal(r->n, 0);
+    gw_publisher_destroy(p);
+    free(r);
+}
+
+/* Every publish gets exactly one DONE; the reader sees them in call order. */
+static void test_publish_qos1_done_and_ordered(void **state)
+{
+    (void)state;
+    recorder *rw = calloc(1, sizeof(*rw)), *rr = calloc(1, sizeof(*rr));
+    gw_publisher *gw = make(GW_USER, GW_PASS, NULL, 32, 0);
+    connect_wait(gw, rw);
+    gw_publisher *rd = reader_ready(rr);
+    watched w[2] = {{gw, rw}, {rd, rr}};
+
+    enum { N = 500 };
+    size_t sent = 0;
+    int64_t deadline = now_ms() + 20000;
+    while (sent < N) {
+        char payload[32];
+        int len = snprintf(payload, sizeof(payload), "%zu", sent);
+        int rc = gw_publisher_publish(gw, "energy/dev1/data", payload, (size_t)len, 1, false,
+                                      1000 + sent);
+        if (rc == EDS_ERR_FULL) {
+            assert_true(gw_publisher_inflight(gw) <= 32);
+            struct pollfd pfd = {.fd = gw_publisher_fd(gw), .events = POLLIN};
+            assert_true(poll(&pfd, 1, 1000) >= 0);
+            gw_publisher_dispatch(gw, record, rw);
+            assert_true(now_ms() < deadline);
+            continue;
+        }
+        assert_int_equal(rc, EDS_OK);
+        sent++;
+    }
+    wait_events(w, 2, rw, GW_PUB_DONE, N, 20000);
+    assert_int_equal(count_type(rw, GW_PUB_FAILED), 0);
+    /* exactly one DONE per token */
+    static unsigned char seen[N];
+    memset(seen, 0, sizeof(seen));
+    for (size_t i = 0; i < rw->n; i++) {
+        if (rw->ev[i].type != GW_PUB_DONE)
+            continue;
+        assert_true(rw->ev[i].token >= 1000 && rw->ev[i].token < 1000 + N);
+        assert_int_equal(seen[rw->ev[i].token - 1000]++, 0);
+    }
+    wait_events(w, 2, rr, GW_PUB_MESSAGE, N + 1, 20000);
+    static char got[N][32];
+    assert_int_equal(messages_on(rr, "energy/dev1/data", got, N), N);
+    for (size_t i = 0; i < N; i++) {
+        char want_p[32];
+        snprintf(want_p, sizeof(want_p), "%zu", i);
+        assert_string_equal(got[i], want_p);
+    }
+    assert_int_equal(gw_publisher_flush(gw, 1000), EDS_OK);
+    assert_int_equal(gw_publisher_inflight(gw), 0);
+    gw_publisher_stats st;
+    gw_publisher_get_stats(gw, &st);
+    assert_int_equal(st.published, N);
+    assert_int_equal(st.done, N);
+    gw_publisher_destroy(rd);
+    gw_publisher_destroy(gw);
+    free(rw);
+    free(rr);
+}
+
+/* FULL at max_inflight while the broker does not answer; flush times out, then completes. */
+static void test_full_and_flush(void **state)
+{
+    (void)state;
+    recorder *r = calloc(1, sizeof(*r));
+    gw_publisher *gw = make(GW_USER, GW_PASS, NULL, 4, 0);
+    connect_wait(gw, r);
+    watched w = {gw, r};
+    rig_cmd("pause");
+    for (uint64_t t = 0; t < 4; t++)
+        assert_int_equal(gw_publisher_publish(gw, "energy/dev2/data", "{}", 2, 1, false, t),
+                         EDS_OK);
+    assert_int_equal(gw_publisher_publish(gw, "energy/dev2/data", "{}", 2, 1, false, 9),
+                     EDS_ERR_FULL);
+    assert_int_equal(gw_publisher_inflight(gw), 4);
+    assert_int_equal(gw_publisher_flush(gw, 200), EDS_ERR_TIMEOUT);
+    rig_cmd("resume");
+    assert_int_equal(gw_publisher_flush(gw, 10000), EDS_OK);
+    /* Completed but not dispatched: still counted against max_inflight. */
+    assert_int_equal(gw_publisher_publish(gw, "energy/dev2/data", "{}", 2, 1, false, 9),
+                     EDS_ERR_FULL);
+    wait_events(&w, 1, r, GW_PUB_DONE, 4, 5000);
+    for (size_t i = 0, k = 0; i < r->n; i++)
+        if (r->ev[i].type == GW_PUB_DONE)
+            assert_int_equal(r->ev[i].token, k++);
+    assert_int_equal(gw_publisher_publish(gw, "energy/dev2/data", "{}", 2, 1, false, 9), EDS_OK);
+    wait_events(&w, 1, r, GW_PUB_DONE, 5, 5000);
+    gw_publisher_destroy(gw);
+    free(r);
+}
+
+/* The broker dies with publishes in flight: all of them FAIL, in call order, then
+ * DISCONNECTED; after the reconnect nothing old is sent again, and resends arrive in
+ * order. */
+static void test_connection_loss_fails_all_in_order(void **state)
+{
+    (void)state;
+    recorder *rw = calloc(1, sizeof(*rw)), *rr = calloc(1, sizeof(*rr));
+    gw_publisher *gw = make(GW_USER, GW_PASS, NULL, 64, 0);
+    connect_wait(gw, rw);
+    watched w = {gw, rw};
+
+    enum { N = 40 };
+    rig_cmd("pause");
+    for (uint64_t t = 0; t < N; t++) {
+        char payload[32];
+        int len = snprintf(payload, sizeof(payload), "old-%u", (unsigned)t);
+        assert_int_equal(
+            gw_publisher_publish(gw, "energy/dev3/data", payload, (size_t)len, 1, false, t),
+            EDS_OK);
+    }
+    assert_int_equal(gw_publisher_inflight(gw), N);
+    rig_cmd("kill"); /* SIGKILL while stopped: the kernel resets the connection */
+    wait_events(&w, 1, rw, GW_PUB_DISCONNECTED, 1, 15000);
+    assert_false(gw_publisher_connected(gw));
+    assert_int_equal(gw_publisher_inflight(gw), 0);
+    /* CONNECTED, N x FAILED in token order, DISCONNECTED */
+    assert_int_equal(rw->n, N + 2);
+    assert_int_equal(rw->ev[0].type, GW_PUB_CONNECTED);
+    for (size_t i = 0; i < N; i++) {
+        assert_int_equal(rw->ev[1 + i].type, GW_PUB_FAILED);
+        assert_int_equal(rw->ev[1 + i].token, i);
+    }
+    assert_int_equal(rw->ev[N + 1].type, GW_PUB_DISCONNECTED);
+    assert_int_equal(gw_publisher_publish(gw, "energy/dev3/data", "x", 1, 1, false, 99),
+                     EDS_ERR_BROKER);
+
+    rig_cmd("start"); /* same port; the publisher reconnects by itself */
+    wait_events(&w, 1, rw, GW_PUB_CONNECTED, 2, 15000);
+    gw_publisher *rd = reader_ready(rr);
+    watched both[2] = {{gw, rw}, {rd, rr}};
+    for (uint64_t t = 0; t < N; t++) {
+        char payload[32];
+        int len = snprintf(payload, sizeof(payload), "new-%u", (unsigned)t);
+        assert_int_equal(
+            gw_publisher_publish(gw, "energy/dev3/data", payload, (size_t)len, 1, false, 100 + t),
+            EDS_OK);
+    }
+    wait_events(both, 2, rw, GW_PUB_DONE, N, 15000);
+    /* A marker after the resends: once the reader has it, anything old would have come. */
+    assert_int_equal(gw_publisher_publish(gw, "energy/dev3/data", "end", 3, 1, false, 500), EDS_OK);
+    char got[N + 8][32];
+    want wt = {rr, GW_PUB_MESSAGE, 0};
+    int64_t deadline = now_ms() + 15000;
+    while (messages_on(rr, "energy/dev3/data", NULL, 0) < N + 1) {
+        wt.count = count_type(rr, GW_PUB_MESSAGE) + 1;
+        assert_true(pump(both, 2, have_events, &wt, (int)(deadline - now_ms())));
+    }
+    size_t n = messages_on(rr, "energy/dev3/data", got, N + 8);
+    assert_int_equal(n, N + 1);
+    for (size_t i = 0; i < N; i++) {
+        char want_p[32];
+        snprintf(want_p, sizeof(want_p), "new-%zu", i);
+        assert_string_equal(got[i], want_p);
+    }
+    assert_string_equal(got[N], "end");
+    assert_int_equal(count_type(rw, GW_PUB_FAILED), N);
+    gw_publisher_destroy(rd);
+    gw_publisher_destroy(gw);
+    free(rw);
+    free(rr);
+}
+
+/* Commands arrive as MESSAGE events with topic and payload copied; on clean shutdown the
+ * gateway's offline status is published (the broker's will would not be). */
+static void test_messages_and_offline_status(void **state)
+{
+    (void)state;
+    recorder *rw = calloc(1, sizeof(*rw)), *rr = calloc(1, sizeof(*rr));
+    gw_publisher *gw = make(GW_USER, GW_PASS, "energy/+/cmd", 8, 0);
+    connect_wait(gw, rw);
+    gw_publisher *rd = reader_ready(rr);
+    watched both[2] = {{gw, rw}, {rd, rr}};
+    /* The gateway's SUBSCRIBE went out before its CONNECTED event and the reader is newer,
+     * but a broker handles clients independently: retry until the first command lands. */
+    int64_t deadline = now_ms() + 10000;
+    uint64_t tok = 1;
+    while (count_type(rw, GW_PUB_MESSAGE) == 0) {
+        assert_true(now_ms() < deadline);
+        assert_int_equal(
+            gw_publisher_publish(rd, "energy/dev4/cmd", "{\"relay\":1}", 11, 1, false, tok++),
+            EDS_OK);
+        want wt = {rr, GW_PUB_DONE, (size_t)(tok - 1)};
+        assert_true(pump(both, 2, have_events, &wt, 5000));
+        want wm = {rw, GW_PUB_MESSAGE, 1};
+        pump(both, 2, have_events, &wm, 200);
+    }
+    rec_event *m = NULL;
+    for (size_t i = 0; i < rw->n && !m; i++)
+        if (rw->ev[i].type == GW_PUB_MESSAGE)
+            m = &rw->ev[i];
+    assert_string_equal(m->topic, "energy/dev4/cmd");
+    assert_string_equal(m->payload, "{\"relay\":1}");
+    assert_int_equal(m->len, 11);
+
+    size_t before = messages_on(rr, STATUS_TOPIC, NULL, 0);
+    gw_publisher_destroy(gw);
+    want ws = {rr, GW_PUB_MESSAGE, count_type(rr, GW_PUB_MESSAGE) + 1};
+    watched w = {rd, rr};
+    deadline = now_ms() + 10000;
+    while (messages_on(rr, STATUS_TOPIC, NULL, 0) == before) {
+        assert_true(pump(&w, 1, have_events, &ws, (int)(deadline - now_ms())));
+        ws.count++;
+    }
+    char got[64][32];
+    size_t n = messages_on(rr, STATUS_TOPIC, got, 64);
+    assert_string_equal(got[n - 1], "{\"online\":false}");
+    gw_publisher_destroy(rd);
+    free(rw);
+    free(rr);
+}
+
+/* Incoming messages beyond max_messages are dropped and counted, never queued unbounded. */
+static void test_message_overflow_drops_and_counts(void **state)
+{
+    (void)state;
+    recorder *rw = calloc(1, sizeof(*rw)), *rr = calloc(1, sizeof(*rr));
+    gw_publisher *gw = make(GW_USER, GW_PASS, "energy/+/cmd", 8, 2);
+    connect_wait(gw, rw);
+    gw_publisher *rd = make(RD_USER, RD_PASS, NULL, 16, 0);
+    connect_wait(rd, rr);
+    watched w = {rd, rr};
+    /* Wait for the gateway's subscription: probe until a message makes its fd readable. */
+    int64_t deadline = now_ms() + 10000;
+    uint64_t tok = 0;
+    gw_publisher_stats st;
+    for (;;) {
+        assert_true(now_ms() < deadline);
+        assert_int_equal(gw_publisher_publish(rd, "energy/dev5/cmd", "p", 1, 1, false, tok++),
+                         EDS_OK);
+        wait_events(&w, 1, rr, GW_PUB_DONE, (size_t)tok, 5000);
+        struct pollfd pfd = {.fd = gw_publisher_fd(gw), .events = POLLIN};
+        if (poll(&pfd, 1, 300) == 1)
+            break;
+    }
+    for (;;) { /* every probe has arrived (or was dropped) */
+        gw_publisher_get_stats(gw, &st);
+        if (st.messages + st.messages_dropped >= tok)
+            break;
+        assert_true(now_ms() < deadline);
+        struct pollfd none = {.fd = -1};
+        poll(&none, 0, 10); /* the counters have no fd to wait on */
+    }
+    /* Drain, then send 6 without dispatching the gateway: 2 fit, 4 are dropped. */
+    assert_true(gw_publisher_dispatch(gw, record, rw) >= 1);
+    uint64_t base_msgs = st.messages, base_drop = st.messages_dropped;
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(gw_publisher_publish(rd, "energy/dev5/cmd", "x", 1, 1, false, tok++),
+                         EDS_OK);
+    wait_events(&w, 1, rr, GW_PUB_DONE, (size_t)tok, 5000);
+    deadline = now_ms() + 10000;
+    for (;;) {
+        gw_publisher_get_stats(gw, &st);
+        if (st.messages + st.messages_dropped >= base_msgs + base_drop + 6)
+            break;
+        assert_true(now_ms() < deadline);
+        struct pollfd pfd = {.fd = -1};
+        poll(&pfd, 0, 10); /* the counters have no fd to wait on */
+    }
+    assert_int_equal(st.messages - base_msgs, 2);
+    assert_int_equal(st.messages_dropped - base_drop, 4);
+    size_t before = count_type(rw, GW_PUB_MESSAGE);
+    assert_int_equal(gw_publisher_dispatch(gw, record, rw), 2);
+    assert_int_equal(count_type(rw, GW_PUB_MESSAGE) - before, 2);
+    gw_publisher_destroy(rd);
+    gw_publisher_destroy(gw);
+    free(rw);
+    free(rr);
+}
+
+/* A refused login keeps retrying with backoff and never reports CONNECTED. */
+static void test_bad_password_never_connects(void **state)
+{
+    (void)state;
+    recorder *r = calloc(1, sizeof(*r));
+    gw_publisher *gw = make(GW_USER, "wrong", NULL, 8, 0);
+    assert_int_equal(gw_publisher_start(gw), EDS_OK);
+    assert_int_equal(gw_publisher_start(gw), EDS_ERR_INVAL);
+    int64_t deadline = now_ms() + 10000;
+    gw_publisher_stats st;
+    for (;;) {
+        gw_publisher_get_stats(gw, &st);
+        if (st.connect_failures >= 2)
+            break;
+        assert_true(now_ms() < deadline);
+        struct pollfd pfd = {.fd = gw_publisher_fd(gw), .events = POLLIN};
+        if (poll(&pfd, 1, 20) > 0)
+            gw_publisher_dispatch(gw, record, r);
+    }
+    assert_int_equal(st.connects, 0);
+    assert_false(gw_publisher_connected(gw));
+    assert_int_equal(gw_publisher_publish(gw, "energy/dev6/data", "{}", 2, 1, false, 1),
+                     EDS_ERR_BROKER);
+    gw_publisher_dispatch(gw, record, r);
+    assert_int_equal(count_type(r, GW_PUB_CONNECTED), 0);
+    gw_publisher_destroy(gw);
+    free(r);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_create_rejects_bad_config),
+        cmocka_unit_test(test_publish_before_connect_is_refused),
+        cmocka_unit_test(test_publish_qos1_done_and_ordered),
+        cmocka_unit_test(test_full_and_flush),
+        cmocka_unit_test(test_connection_loss_fails_all_in_order),
+        cmocka_unit_test(test_messages_and_offline_status),
+        cmocka_unit_test(test_message_overflow_drops_and_counts),
+        cmocka_unit_test(test_bad_password_never_connects),
+    };
+    return cmocka_run_group_tests(tests, rig_start, rig_stop);
+}
