@@ -1,0 +1,236 @@
+#include "gw_state.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "eds_proto.h"
+
+#define STATE_FILE "state.log"
+#define STATE_TMP "state.tmp"
+#define STATE_SYNC_NS 2000000000LL /* fdatasync at most every 2 s */
+#define STATE_LINE_MAX (EDS_DEVICE_MAX + EDS_STREAM_MAX + 24)
+
+struct gw_state {
+    char *dir;
+    int fd;
+    char *buf; /* pending lines */
+    size_t len, cap;
+    size_t file_size;
+    int64_t last_sync_ns;
+    int dirty_since_sync;
+};
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static char *path_in(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+/* Parses "DEVICE STREAM SEQ"; returns 0 or -1 for a malformed (torn) line. */
+static int parse_line(char *line, gw_state_entry_fn fn, void *ctx)
+{
+    char *dev = strtok(line, " ");
+    char *stream = strtok(NULL, " ");
+    char *seq = strtok(NULL, " ");
+    if (!dev || !stream || !seq || strtok(NULL, " "))
+        return -1;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(seq, &end, 10);
+    if (errno || *end || v > EDS_SEQ_MAX || !eds_device_id_valid(dev) ||
+        !eds_stream_id_valid(stream))
+        return -1;
+    fn(ctx, dev, stream, (uint64_t)v);
+    return 0;
+}
+
+static int replay(const char *path, gw_state_entry_fn fn, void *ctx, size_t *size, eds_error *err)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        if (errno == ENOENT)
+            return EDS_OK;
+        return eds_error_set(err, EDS_ERR_IO, "%s: %s", path, strerror(errno));
+    }
+    char line[STATE_LINE_MAX + 2];
+    unsigned bad = 0;
+    while (fgets(line, sizeof(line), f)) {
+        size_t n = strlen(line);
+        *size += n;
+        if (n == 0 || line[n - 1] != '\n') {
+            bad++; /* torn or over-long: skip (the rest of an over-long line too) */
+            continue;
+        }
+        line[n - 1] = '\0';
+        if (parse_line(line, fn, ctx) != 0)
+            bad++;
+    }
+    fclose(f);
+    if (bad)
+        fprintf(stderr, "eds-gateway: warning: %s: skipped %u malformed line(s)\n", path, bad);
+    return EDS_OK;
+}
+
+int gw_state_open(const char *dir, gw_state_entry_fn fn, void *ctx, gw_state **out, eds_error *err)
+{
+    *out = NULL;
+    if (mkdir(dir, 0750) != 0 && errno != EEXIST)
+        return eds_error_set(err, EDS_ERR_IO, "state_dir %s: %s", dir, strerror(errno));
+    gw_state *st = calloc(1, sizeof(*st));
+    if (!st)
+        return EDS_ERR_NOMEM;
+    st->fd = -1;
+    st->dir = strdup(dir);
+    char *path = path_in(dir, STATE_FILE);
+    int rc = EDS_ERR_NOMEM;
+    if (!st->dir || !path)
+        goto err;
+    rc = replay(path, fn, ctx, &st->file_size, err);
+    if (rc != EDS_OK)
+        goto err;
+    st->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (st->fd < 0) {
+        rc = eds_error_set(err, EDS_ERR_IO, "%s: %s", path, strerror(errno));
+        goto err;
+    }
+    st->last_sync_ns = now_ns();
+    free(path);
+    *out = st;
+    return EDS_OK;
+err:
+    free(path);
+    gw_state_close(st);
+    return rc;
+}
+
+void gw_state_close(gw_state *st)
+{
+    if (!st)
+        return;
+    if (st->fd >= 0) {
+        gw_state_flush(st, NULL);
+        fdatasync(st->fd);
+        close(st->fd);
+    }
+    free(st->buf);
+    free(st->dir);
+    free(st);
+}
+
+int gw_state_append(gw_state *st, const char *device, const char *stream, uint64_t last_seq)
+{
+    if (st->cap - st->len < STATE_LINE_MAX) {
+        size_t cap = st->cap ? st->cap * 2 : 4096;
+        char *nb = realloc(st->buf, cap);
+        if (!nb)
+            return EDS_ERR_NOMEM;
+        st->buf = nb;
+        st->cap = cap;
+    }
+    int k = snprintf(st->buf + st->len, st->cap - st->len, "%s %s %" PRIu64 "\n", device, stream,
+                     last_seq);
+    if (k > 0 && (size_t)k < st->cap - st->len)
+        st->len += (size_t)k;
+    return EDS_OK;
+}
+
+int gw_state_flush(gw_state *st, eds_error *err)
+{
+    size_t off = 0;
+    while (off < st->len) {
+        ssize_t w = write(st->fd, st->buf + off, st->len - off);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            /* Keep the unwritten rest for the next try. */
+            memmove(st->buf, st->buf + off, st->len - off);
+            st->len -= off;
+            return eds_error_set(err, EDS_ERR_IO, "state journal: %s", strerror(errno));
+        }
+        off += (size_t)w;
+    }
+    st->file_size += st->len;
+    if (st->len)
+        st->dirty_since_sync = 1;
+    st->len = 0;
+    if (st->dirty_since_sync && now_ns() - st->last_sync_ns > STATE_SYNC_NS) {
+        fdatasync(st->fd);
+        st->dirty_since_sync = 0;
+        st->last_sync_ns = now_ns();
+    }
+    return EDS_OK;
+}
+
+int gw_state_wants_compaction(const gw_state *st, size_t live_entries)
+{
+    size_t live_bytes = live_entries * 48 + 4096;
+    return st->file_size > 1024 * 1024 && st->file_size > 8 * live_bytes;
+}
+
+int gw_state_compact(gw_state *st, gw_state_iter_fn next, void *ctx, eds_error *err)
+{
+    int rc = gw_state_flush(st, err);
+    if (rc != EDS_OK)
+        return rc;
+    char *tmp = path_in(st->dir, STATE_TMP);
+    char *path = path_in(st->dir, STATE_FILE);
+    FILE *f = NULL;
+    rc = EDS_ERR_NOMEM;
+    if (!tmp || !path)
+        goto out;
+    f = fopen(tmp, "w");
+    if (!f) {
+        rc = eds_error_set(err, EDS_ERR_IO, "%s: %s", tmp, strerror(errno));
+        goto out;
+    }
+    const char *dev, *stream;
+    uint64_t seq;
+    size_t size = 0;
+    while (next(ctx, &dev, &stream, &seq)) {
+        int k = fprintf(f, "%s %s %" PRIu64 "\n", dev, stream, seq);
+        if (k > 0)
+            size += (size_t)k;
+    }
+    if (fflush(f) != 0 || fsync(fileno(f)) != 0 || fclose(f) != 0) {
+        f = NULL;
+        rc = eds_error_set(err, EDS_ERR_IO, "%s: %s", tmp, strerror(errno));
+        goto out;
+    }
+    f = NULL;
+    if (rename(tmp, path) != 0) {
+        rc = eds_error_set(err, EDS_ERR_IO, "rename %s: %s", tmp, strerror(errno));
+        goto out;
+    }
+    int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (fd < 0) {
+        rc = eds_error_set(err, EDS_ERR_IO, "%s: %s", path, strerror(errno));
+        goto out;
+    }
+    close(st->fd);
+    st->fd = fd;
+    st->file_size = size;
+    rc = EDS_OK;
+out:
+    if (f)
+        fclose(f);
+    free(tmp);
+    free(path);
+    return rc;
+}

@@ -1,0 +1,167 @@
+/* eds-gateway: command line, configuration, then the server. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "eds_conf.h"
+#include "eds_log.h"
+#include "eds_passwd.h"
+#include "gw_config.h"
+#include "gw_schemas.h"
+#include "gw_server.h"
+
+#ifndef EDS_VERSION
+#define EDS_VERSION "dev"
+#endif
+
+static void usage(FILE *out, const gw_config *defaults)
+{
+    fprintf(out,
+            "Usage: eds-gateway [-c FILE] [--OPTION VALUE]... [--check] [-v]\n"
+            "\n"
+            "Accepts eds-agent connections (protocol v1, newline-delimited JSON over TCP),\n"
+            "validates each record against its schema and publishes it to MQTT as\n"
+            "PREFIX/<device>/data; acks the agent once the broker has it.\n"
+            "\n"
+            "  -c, --config FILE  read options from FILE (mosquitto.conf style: `option value`)\n"
+            "      --check        check the configuration and the files it names, then exit\n"
+            "  -v, --verbose      log at level info (twice: debug)\n"
+            "  -h, --help         this text\n"
+            "      --version      print the version\n"
+            "\n"
+            "Every option below can be given in the file or as --option VALUE (flags win).\n"
+            "Example:\n"
+            "  eds-gateway --listener 5883 --schema /etc/eds/schemas/energy.json \\\n"
+            "              --password-file /etc/eds/passwd --state-dir /var/lib/eds-gateway\n"
+            "\n"
+            "Options:\n");
+    eds_conf_print_help(out, gw_config_options(), defaults);
+    fprintf(out, "\nExit status: 0 after a clean stop (SIGTERM/SIGINT), 2 on a configuration "
+                 "error, 1 on other errors.\nSIGHUP reloads the schemas and the password file.\n");
+}
+
+/* --check: every file the configuration names must load. */
+static int check_files(const gw_config *cfg, eds_error *err)
+{
+    gw_schemas *schemas = NULL;
+    int rc = gw_schemas_load(cfg, &schemas, err);
+    gw_schemas_destroy(schemas);
+    if (rc != EDS_OK)
+        return rc;
+    if (cfg->password_file) {
+        eds_passwd *pw = NULL;
+        rc = eds_passwd_load(cfg->password_file, &pw, err);
+        if (rc == EDS_OK && eds_passwd_world_readable(cfg->password_file))
+            fprintf(stderr, "eds-gateway: warning: %s is readable by every user\n",
+                    cfg->password_file);
+        eds_passwd_destroy(pw);
+    }
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    gw_config cfg, defaults;
+    gw_config_init(&cfg);
+    gw_config_init(&defaults);
+    const char *config_path = NULL;
+    int verbose = 0, check = 0;
+    eds_error err;
+    eds_error_clear(&err);
+
+    /* First pass: -c, --help and friends; the file is read before the flags. */
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout, &defaults);
+            return 0;
+        } else if (!strcmp(a, "--version")) {
+            printf("eds-gateway %s\n", EDS_VERSION);
+            return 0;
+        } else if (!strcmp(a, "-c") || !strcmp(a, "--config")) {
+            if (++i >= argc) {
+                fprintf(stderr, "eds-gateway: %s needs a FILE\n", a);
+                return 2;
+            }
+            config_path = argv[i];
+        }
+    }
+    if (config_path && eds_conf_load_file(config_path, gw_config_options(), &cfg, &err) != EDS_OK) {
+        fprintf(stderr, "eds-gateway: %s\n", err.msg);
+        gw_config_free(&cfg);
+        return 2;
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-c") || !strcmp(a, "--config")) {
+            i++;
+        } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
+            verbose++;
+        } else if (!strcmp(a, "-vv")) {
+            verbose += 2;
+        } else if (!strcmp(a, "--check")) {
+            check = 1;
+        } else if (!strncmp(a, "--", 2) && eds_conf_find(gw_config_options(), a)) {
+            const eds_conf_opt *o = eds_conf_find(gw_config_options(), a);
+            const char *value = NULL;
+            if (o->type != EDS_CONF_BOOL ||
+                (i + 1 < argc && (!strcmp(argv[i + 1], "true") || !strcmp(argv[i + 1], "false")))) {
+                if (++i >= argc) {
+                    fprintf(stderr, "eds-gateway: %s needs a value (see --help)\n", a);
+                    gw_config_free(&cfg);
+                    return 2;
+                }
+                value = argv[i];
+            }
+            if (eds_conf_set(gw_config_options(), &cfg, a, value, "command line", &err) != EDS_OK) {
+                fprintf(stderr, "eds-gateway: %s\n", err.msg);
+                gw_config_free(&cfg);
+                return 2;
+            }
+        } else {
+            fprintf(stderr, "eds-gateway: unknown argument '%s' (see --help)\n", a);
+            gw_config_free(&cfg);
+            return 2;
+        }
+    }
+    if (gw_config_finish(&cfg, &err) != EDS_OK) {
+        fprintf(stderr, "eds-gateway: %s%s%s\n", config_path ? config_path : "",
+                config_path ? ": " : "", err.msg);
+        gw_config_free(&cfg);
+        return 2;
+    }
+    enum eds_log_level level = EDS_LOG_NOTICE;
+    if (eds_log_level_parse(cfg.log_level, &level) != 0) {
+        fprintf(stderr,
+                "eds-gateway: log_level: '%s' is not one of error, warning, notice, "
+                "info, debug\n",
+                cfg.log_level);
+        gw_config_free(&cfg);
+        return 2;
+    }
+    if (verbose)
+        level = verbose > 1 ? EDS_LOG_DEBUG : EDS_LOG_INFO;
+    eds_log_init("eds-gateway", level);
+
+    if (check) {
+        int rc = check_files(&cfg, &err);
+        if (rc != EDS_OK)
+            fprintf(stderr, "eds-gateway: %s\n", err.msg);
+        else
+            printf("eds-gateway: configuration OK\n");
+        gw_config_free(&cfg);
+        return rc == EDS_OK ? 0 : 2;
+    }
+
+    gw_server *server = NULL;
+    int rc = gw_server_create(&cfg, &server, &err);
+    if (rc != EDS_OK) {
+        eds_log_error("%s", err.msg[0] ? err.msg : eds_strerror(rc));
+        gw_config_free(&cfg);
+        return rc == EDS_ERR_CONFIG || rc == EDS_ERR_SCHEMA ? 2 : 1;
+    }
+    rc = gw_server_run(server);
+    gw_server_destroy(server);
+    gw_config_free(&cfg);
+    return rc == EDS_OK ? 0 : 1;
+}
