@@ -42,13 +42,26 @@ static int read_all(int fd, const char *path, size_t max_size, char **out, size_
         return eds_error_set(err, EDS_ERR_CONFIG, "%s: file is larger than %zu bytes", path,
                              max_size);
 
-    /* One byte more than the limit lets us notice a file that grew meanwhile. */
-    size_t cap = max_size + 1;
+    /* Sized from fstat, one byte more to see EOF; grows (up to one byte over
+     * the limit, to notice) only if the file grew meanwhile. */
+    size_t cap = (size_t)st.st_size + 1;
     char *buf = malloc(cap + 1);
     if (!buf)
         return eds_error_set(err, EDS_ERR_NOMEM, "%s: out of memory", path);
     size_t len = 0;
-    while (len < cap) {
+    for (;;) {
+        if (len == cap) {
+            if (cap > max_size)
+                break;
+            size_t grown = cap > (max_size + 1) / 2 ? max_size + 1 : cap * 2;
+            char *bigger = realloc(buf, grown + 1);
+            if (!bigger) {
+                free(buf);
+                return eds_error_set(err, EDS_ERR_NOMEM, "%s: out of memory", path);
+            }
+            buf = bigger;
+            cap = grown;
+        }
         ssize_t n = read(fd, buf + len, cap - len);
         if (n < 0 && errno == EINTR)
             continue;

@@ -288,6 +288,35 @@ static void test_missing_file(void **state)
     assert_string_equal(err.msg, expected);
 }
 
+static int count_line(void *ctx, unsigned line_no, char *line, size_t len, eds_error *err)
+{
+    size_t *n = ctx;
+    assert_int_equal(strlen(line), len);
+    (*n)++;
+    return EDS_OK;
+}
+
+/* /proc files claim size 0: the reader must grow its buffer past fstat's size. */
+static void test_file_of_unknown_size(void **state)
+{
+    const char *path = "/proc/self/limits";
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char line[512];
+    size_t want = 0;
+    while (fgets(line, sizeof(line), f))
+        want++;
+    fclose(f);
+    assert_true(want > 5);
+    size_t got = 0;
+    eds_error err;
+    assert_int_equal(eds_conf_each_line(path, 65536, 4096, count_line, &got, &err), EDS_OK);
+    assert_int_equal(got, want);
+    /* Over the size limit it is refused even though fstat said 0. */
+    assert_int_equal(eds_conf_each_line(path, 100, 4096, count_line, &got, &err), EDS_ERR_CONFIG);
+    assert_string_equal(err.msg, "/proc/self/limits: file is larger than 100 bytes");
+}
+
 /* eds_conf_set() with a bad value fails with "test: <msg>" and leaves the field. */
 static void expect_set_error(const char *name, const char *value, const char *msg)
 {
@@ -499,6 +528,7 @@ int main(void)
         cmocka_unit_test(test_long_lines_and_nul),
         cmocka_unit_test(test_file_size_limit),
         cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_file_of_unknown_size),
         cmocka_unit_test(test_bad_values),
         cmocka_unit_test(test_good_edge_values),
         cmocka_unit_test(test_command_line),
