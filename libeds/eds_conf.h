@@ -5,7 +5,8 @@
  * ({name, type, offsetof(struct, field), range, help}) ended by a row whose
  * name is NULL. The same table then serves three jobs:
  *   - eds_conf_load_file() reads a mosquitto.conf-style file into the struct;
- *   - eds_conf_set() applies one `name value` pair, e.g. from `--max-clients 50`;
+ *   - eds_conf_set_arg() / eds_conf_set() apply command-line flags, e.g.
+ *     `--max-clients 50` sets max_clients ('-' is read as '_');
  *   - eds_conf_print_help() prints the table as --help text.
  *
  * File syntax (the same as mosquitto.conf):
