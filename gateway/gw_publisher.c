@@ -248,9 +248,12 @@ static void on_publish_failure(void *context, MQTTAsync_failureData *response)
     /* A released slot belongs to a connection already declared down (or was
      * never accepted): nothing to report. */
     if (s->state == SLOT_PENDING || s->state == SLOT_SUBMITTING) {
+        int code = response ? response->code : 0;
         if (p->state == CONN_UP)
-            eds_log_warning("mqtt: publish failed (paho code %d); resetting the connection",
-                            response ? response->code : 0);
+            eds_log_warning("mqtt: publish failed (%s, paho code %d); failing all outstanding "
+                            "and reconnecting",
+                            code == MQTTASYNC_OPERATION_INCOMPLETE ? "connection lost" : "error",
+                            code);
         connection_down_locked(p);
     }
     unlock(p);
@@ -338,8 +341,11 @@ static void on_connect_failure(void *context, MQTTAsync_failureData *response)
     conn_ctx *c = context;
     gw_publisher *p = c->p;
     int code = response ? response->code : 0;
-    eds_log_warning("mqtt: connecting to %s failed: %s (code %d)", p->uri,
-                    response && response->message ? response->message : connack_text(code), code);
+    /* CONNACK refusals come as codes 1..5 with a generic message. */
+    const char *why = code >= 1 && code <= 5          ? connack_text(code)
+                      : response && response->message ? response->message
+                                                      : "connection failed";
+    eds_log_warning("mqtt: connecting to %s failed: %s (code %d)", p->uri, why, code);
     lock(p);
     if (c->gen == p->gen && p->state == CONN_CONNECTING) {
         p->state = CONN_DOWN;
