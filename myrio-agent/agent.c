@@ -1,0 +1,1057 @@
+/*
+ * agent.c - the engine: record intake, the protocol v1 state machine and
+ * the poll(2) loop. It uses the queue, spool, transport and input modules;
+ * none of them calls back into it except through the accept callback.
+ *
+ * Delivery: a record is appended to the spool (or the memory queue) before
+ * eds_agent_send returns, sent once it is durable, and removed only when
+ * the gateway answers its seq with ack (delivered) or nack (refused by the
+ * schema: logged, dropped). Replies come in send order, so the answer is
+ * always for the oldest record of the queue. On every (re)connect the
+ * queue is sent again from its oldest record, after dropping what the
+ * welcome's last_seq says was already handled.
+ */
+#include "edsagent.h"
+
+#include "agent_backoff.h"
+#include "agent_input.h"
+#include "agent_queue.h"
+#include "agent_spool.h"
+#include "agent_transport.h"
+#include "eds_framer.h"
+#include "eds_log.h"
+#include "eds_proto.h"
+#include "eds_schema.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define RX_CHUNK 16384
+#define CMDQ_CAP 256
+#define CMDQ_PAUSE 128 /* stop reading the gateway while this many commands wait */
+#define OUT_SLACK 1024 /* room kept free in the output buffer for acks and pings */
+#define FATAL_BACKOFF_MS 60000
+#define ACKED_FLUSH_MS 5000 /* persist the spool's acked marker at most this often */
+#define MAX_POLLFDS 16
+
+enum conn_state { ST_IDLE, ST_CONNECTING, ST_HELLO, ST_READY };
+
+typedef struct pending_cmd {
+    int64_t id;
+    uint64_t gen; /* the connection it came on: acks go only there */
+    char *json;
+    size_t len;
+} pending_cmd;
+
+struct eds_agent {
+    eds_agent_config cfg; /* strings owned (copied) */
+    char *password;
+    eds_schema *schema;
+    agent_queue q;
+    agent_spool *spool;
+    agent_inputs *in;
+    char stream[EDS_STREAM_MAX + 1];
+    uint64_t next_seq;
+    char *scratch; /* max_line + 64: strict re-parse of incoming records */
+
+    enum conn_state st;
+    agent_conn *conn;
+    uint64_t gen; /* connection counter */
+    eds_framer fr;
+    char *rx;
+    char *out;
+    size_t out_len, out_cap;
+    uint64_t deadline_ms; /* connect + welcome */
+    uint64_t last_rx_ms, ping_sent_ms;
+    bool ping_out;
+    bool drop_conn; /* set while parsing: close after this read */
+    const char *drop_reason;
+    int backoff_hint; /* 0 normal, 1 fatal refusal, 2 replaced */
+    uint64_t reconnect_at_ms;
+    agent_backoff bo;
+    unsigned fail_streak;
+
+    pending_cmd cmds[CMDQ_CAP];
+    size_t cmd_head, cmd_count;
+    int cmd_udp_fd;
+
+    uint64_t acked_flush_at;
+    eds_agent_stats stats;
+    volatile sig_atomic_t stop;
+};
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static uint64_t secs_ms(double s)
+{
+    return s <= 0 ? 0 : (uint64_t)(s * 1000.0 + 0.5);
+}
+
+/* ---- records in ------------------------------------------------------ */
+
+static uint64_t pending_records(const eds_agent *a)
+{
+    return a->q.count + (a->spool ? spool_unread(a->spool) : 0);
+}
+
+/* Drop-oldest: frees room for one more record. Returns EDS_OK if it did. */
+static int drop_oldest(eds_agent *a, eds_error *err)
+{
+    uint64_t n = 0;
+    if (a->spool) {
+        uint64_t upto, unread;
+        int rc = spool_drop_oldest(a->spool, &upto, &unread, err);
+        if (rc != EDS_OK)
+            return rc;
+        n = unread + agq_drop_upto(&a->q, upto);
+    } else {
+        n = agq_pop(&a->q);
+    }
+    if (n == 0)
+        return EDS_ERR_FULL;
+    bool first = a->stats.dropped == 0;
+    a->stats.dropped += n;
+    if (first || a->stats.dropped % 1000 < n)
+        eds_log_warning("queue full: dropped the %" PRIu64 " oldest undelivered records "
+                        "(full_policy drop-oldest; %" PRIu64 " dropped so far)",
+                        n, a->stats.dropped);
+    return EDS_OK;
+}
+
+static int enqueue(eds_agent *a, const char *data, size_t len, eds_error *err)
+{
+    for (int tries = 0;; tries++) {
+        int rc;
+        if (a->spool)
+            rc = spool_append(a->spool, a->next_seq, data, len, err);
+        else
+            rc = agq_push(&a->q, a->next_seq, data, len);
+        if (rc == EDS_OK)
+            break;
+        if (rc != EDS_ERR_FULL)
+            return rc == EDS_ERR_NOMEM ? eds_error_set(err, rc, "out of memory") : rc;
+        if (a->cfg.full_policy != EDS_AGENT_FULL_DROP_OLDEST || tries > 1000)
+            return eds_error_set(err, EDS_ERR_FULL, "queue full");
+        rc = drop_oldest(a, err);
+        if (rc != EDS_OK)
+            return eds_error_set(err, EDS_ERR_FULL, "queue full");
+    }
+    a->next_seq++;
+    a->stats.accepted++;
+    return EDS_OK;
+}
+
+int eds_agent_send(eds_agent *a, const char *json, size_t len, eds_error *err)
+{
+    size_t cap = a->cfg.max_line + 64;
+    size_t n = eds_fmt_data(a->scratch, cap, a->next_seq, json, len);
+    if (n == 0 || n > a->cfg.max_line) {
+        a->stats.invalid++;
+        return eds_error_set(err, EDS_ERR_TOOLONG,
+                             "record of %zu bytes: its data line would "
+                             "exceed max_line (%zu bytes)",
+                             len, a->cfg.max_line);
+    }
+    /* The gateway's own strict parser: what passes here cannot be bad_json there. */
+    eds_msg msg;
+    eds_error perr;
+    int rc = eds_msg_parse(a->scratch, n - 1, EDS_TO_GATEWAY, &msg, &perr);
+    if (rc != EDS_OK || !cJSON_IsObject(msg.data)) {
+        eds_msg_free(&msg);
+        a->stats.invalid++;
+        return eds_error_set(err, EDS_ERR_PARSE, "not a JSON object: %s",
+                             rc != EDS_OK ? perr.msg : "not an object");
+    }
+    if (a->schema) {
+        cJSON *errors = NULL;
+        rc = eds_schema_validate(a->schema, msg.data, &errors);
+        if (rc != EDS_OK) {
+            char *text = errors ? cJSON_PrintUnformatted(errors) : NULL;
+            eds_error_set(err, rc == EDS_ERR_INVALID ? EDS_ERR_INVALID : rc, "%s",
+                          text ? text : eds_strerror(rc));
+            free(text);
+            cJSON_Delete(errors);
+            eds_msg_free(&msg);
+            if (rc == EDS_ERR_INVALID)
+                a->stats.invalid++;
+            return rc == EDS_ERR_INVALID ? EDS_ERR_INVALID : rc;
+        }
+    }
+    /* Keep the caller's bytes unless they span lines (JSON allows newlines
+     * between tokens); then store cJSON's compact form. */
+    char *compact = NULL;
+    if (memchr(json, '\n', len) || memchr(json, '\r', len)) {
+        compact = cJSON_PrintUnformatted(msg.data);
+        if (!compact) {
+            eds_msg_free(&msg);
+            return eds_error_set(err, EDS_ERR_NOMEM, "out of memory");
+        }
+        json = compact;
+        len = strlen(compact);
+    }
+    eds_msg_free(&msg);
+    rc = enqueue(a, json, len, err);
+    free(compact);
+    return rc;
+}
+
+int eds_agent_send_str(eds_agent *a, const char *json)
+{
+    eds_error err;
+    eds_error_clear(&err);
+    int rc = eds_agent_send(a, json, strlen(json), &err);
+    if (rc != EDS_OK && rc != EDS_ERR_FULL)
+        eds_log_warning("record refused: %s: %s", eds_strerror(rc), err.msg);
+    return rc;
+}
+
+/* The inputs' accept callback: queue, or report a bad record on stderr. */
+static int accept_record(void *ctx, const char *json, size_t len)
+{
+    eds_agent *a = ctx;
+    eds_error err;
+    eds_error_clear(&err);
+    int rc = eds_agent_send(a, json, len, &err);
+    if (rc == EDS_ERR_INVALID) {
+        eds_log_warning("record refused by the schema: %s; record: %.*s", err.msg,
+                        (int)(len > 300 ? 300 : len), json);
+    } else if (rc == EDS_ERR_PARSE || rc == EDS_ERR_TOOLONG) {
+        eds_log_warning("record refused: %s; record: %.*s", err.msg, (int)(len > 300 ? 300 : len),
+                        json);
+    } else if (rc != EDS_OK && rc != EDS_ERR_FULL) {
+        eds_log_error("cannot queue a record: %s", err.msg);
+    }
+    return rc;
+}
+
+/* ---- connection ------------------------------------------------------ */
+
+static void out_append(eds_agent *a, const char *line, size_t len)
+{
+    if (a->out_len + len <= a->out_cap) {
+        memcpy(a->out + a->out_len, line, len);
+        a->out_len += len;
+    } else {
+        eds_log_warning("output buffer full: a control line to the gateway was not sent");
+    }
+}
+
+static void disconnect(eds_agent *a, enum eds_log_level level, const char *why)
+{
+    uint64_t delay;
+    if (a->backoff_hint == 1)
+        delay = FATAL_BACKOFF_MS > secs_ms(a->cfg.reconnect_max) ? FATAL_BACKOFF_MS
+                                                                 : secs_ms(a->cfg.reconnect_max);
+    else if (a->backoff_hint == 2)
+        delay = secs_ms(a->cfg.reconnect_max);
+    else
+        delay = agent_backoff_next(&a->bo);
+    a->backoff_hint = 0;
+    eds_log(level, "%s; %" PRIu64 " records waiting, reconnecting in %.1f s", why,
+            pending_records(a), (double)delay / 1000.0);
+    conn_close(a->conn);
+    a->conn = NULL;
+    eds_framer_free(&a->fr);
+    a->out_len = 0;
+    agq_rewind(&a->q);
+    a->st = ST_IDLE;
+    a->ping_out = false;
+    a->drop_conn = false;
+    a->reconnect_at_ms = now_ms() + delay;
+    a->gen++;
+}
+
+static void on_connected(eds_agent *a)
+{
+    eds_log_info("connected to gateway %s, sending hello as %s (stream %s)", conn_peer(a->conn),
+                 a->cfg.device, a->stream);
+    eds_framer_init(&a->fr, a->cfg.max_line);
+    a->st = ST_HELLO;
+    a->last_rx_ms = now_ms();
+    char line[1024];
+    size_t n = eds_fmt_hello(line, sizeof(line), a->cfg.device, a->password, a->stream);
+    out_append(a, line, n);
+}
+
+static void start_connect(eds_agent *a)
+{
+    eds_error err;
+    eds_error_clear(&err);
+    int rc = conn_start(a->cfg.gateway_host, a->cfg.gateway_port, &a->conn, &err);
+    if (rc != EDS_OK) {
+        a->fail_streak++;
+        disconnect(a, a->fail_streak <= 1 ? EDS_LOG_WARNING : EDS_LOG_INFO, err.msg);
+        return;
+    }
+    a->st = ST_CONNECTING;
+    a->deadline_ms = now_ms() + secs_ms(a->cfg.connect_timeout);
+    if (!conn_connecting(a->conn))
+        on_connected(a);
+}
+
+static void log_msg_errors(const char *what, uint64_t seq, const cJSON *errors)
+{
+    char *text = errors ? cJSON_PrintUnformatted(errors) : NULL;
+    eds_log_warning("%s %" PRIu64 " refused by the gateway (schema): %s; dropped", what, seq,
+                    text ? text : "{}");
+    free(text);
+}
+
+/* ack or nack for seq: it answers the oldest record in the queue. */
+static void on_reply(eds_agent *a, const eds_msg *m)
+{
+    const agq_rec *head = agq_head(&a->q);
+    if (!head || m->seq < head->seq) {
+        eds_log_debug("reply for seq %" PRIu64 ", already gone (dropped): ignored", m->seq);
+        return;
+    }
+    if (m->seq > head->seq || a->q.sent == 0) {
+        a->drop_conn = true;
+        a->drop_reason = "gateway answered a seq out of order";
+        eds_log_error("gateway answered seq %" PRIu64 " while seq %" PRIu64
+                      " is the oldest unanswered one",
+                      m->seq, head->seq);
+        return;
+    }
+    if (m->type == EDS_MSG_ACK) {
+        a->stats.acked++;
+        if (m->duplicate)
+            a->stats.duplicates++;
+    } else {
+        a->stats.nacked++;
+        log_msg_errors("record seq", m->seq, m->errors);
+    }
+    agq_pop(&a->q);
+    if (a->spool) {
+        eds_error err;
+        if (spool_set_acked(a->spool, m->seq, &err) != EDS_OK)
+            eds_log_error("%s", err.msg);
+    }
+    a->fail_streak = 0;
+}
+
+static void on_welcome(eds_agent *a, const eds_msg *m)
+{
+    a->st = ST_READY;
+    a->stats.connects++;
+    agent_backoff_reset(&a->bo);
+    uint64_t last = m->last_seq;
+    uint64_t skipped = agq_drop_upto(&a->q, last);
+    if (last >= a->next_seq) {
+        eds_log_warning("gateway says seq %" PRIu64 " of stream %s was handled, but this agent "
+                        "only reached %" PRIu64 ": another agent may share this device id and "
+                        "stream; continuing after it",
+                        last, a->stream, a->next_seq - 1);
+        a->next_seq = last + 1;
+    }
+    if (a->spool) {
+        uint64_t before = spool_unread(a->spool);
+        eds_error err;
+        if (spool_set_acked(a->spool, last, &err) != EDS_OK)
+            eds_log_error("%s", err.msg);
+        skipped += before - spool_unread(a->spool);
+    }
+    a->stats.welcome_skipped += skipped;
+    eds_log_notice("connected to gateway %s as %s (stream %s); gateway has up to seq %" PRIu64
+                   "%s; %" PRIu64 " records to send",
+                   conn_peer(a->conn), a->cfg.device, a->stream, last,
+                   skipped ? " (dropped those from the queue)" : "", pending_records(a));
+}
+
+static void deliver_cmd(eds_agent *a, const eds_msg *m)
+{
+    char *json = cJSON_PrintUnformatted(m->data);
+    if (!json) {
+        eds_log_error("command %" PRId64 ": out of memory", m->id);
+        return;
+    }
+    size_t len = strlen(json);
+    bool handed = false;
+    if (a->cfg.cmd_stdout) {
+        json[len] = '\n';
+        size_t off = 0;
+        while (off < len + 1) {
+            ssize_t w = write(STDOUT_FILENO, json + off, len + 1 - off);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0)
+                break;
+            off += (size_t)w;
+        }
+        json[len] = '\0';
+        if (off == len + 1)
+            handed = true;
+        else
+            eds_log_error("command %" PRId64 ": cannot write to stdout: %s", m->id,
+                          strerror(errno));
+    }
+    if (a->cfg.cmd_udp > 0) {
+        struct sockaddr_in sa;
+        memset(&sa, 0, sizeof(sa));
+        sa.sin_family = AF_INET;
+        sa.sin_port = htons((uint16_t)a->cfg.cmd_udp);
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (sendto(a->cmd_udp_fd, json, len, 0, (struct sockaddr *)&sa, sizeof(sa)) == (ssize_t)len)
+            handed = true;
+        else
+            eds_log_error("command %" PRId64 ": cannot send to udp 127.0.0.1:%d: %s", m->id,
+                          a->cfg.cmd_udp, strerror(errno));
+    }
+    if (!a->cfg.cmd_stdout && a->cfg.cmd_udp <= 0) {
+        if (a->cmd_count >= CMDQ_CAP) {
+            eds_log_error("command %" PRId64 " dropped: %d commands wait for "
+                          "eds_agent_next_cmd",
+                          m->id, CMDQ_CAP);
+            free(json);
+            return;
+        }
+        pending_cmd *c = &a->cmds[(a->cmd_head + a->cmd_count) % CMDQ_CAP];
+        c->id = m->id;
+        c->gen = a->gen;
+        c->json = json;
+        c->len = len;
+        a->cmd_count++;
+        return;
+    }
+    free(json);
+    if (handed) {
+        a->stats.cmds++;
+        char line[64];
+        size_t n = eds_fmt_cmd_ack(line, sizeof(line), m->id);
+        out_append(a, line, n);
+        eds_log_info("command %" PRId64 " handed over and acked", m->id);
+    }
+}
+
+static void on_error_msg(eds_agent *a, const eds_msg *m)
+{
+    const char *code = m->code ? m->code : "?";
+    const char *text = m->message ? m->message : "";
+    if (strcmp(code, "auth_failed") == 0 || strcmp(code, "unsupported_proto") == 0) {
+        a->backoff_hint = 1;
+        eds_log_error("gateway refused this agent: %s: %s. Check device (%s) and password_file; "
+                      "retrying only every %d s",
+                      code, text, a->cfg.device, FATAL_BACKOFF_MS / 1000);
+    } else if (strcmp(code, "replaced") == 0) {
+        a->backoff_hint = 2;
+        eds_log_error("gateway: %s: ANOTHER AGENT HAS CONNECTED AS DEVICE '%s'. Two myRIOs "
+                      "must not share a device id; fix the configuration of one of them",
+                      text, a->cfg.device);
+    } else if (strcmp(code, "bad_json") == 0 || strcmp(code, "bad_message") == 0) {
+        eds_log_error("gateway: %s: %s (a bug: records are checked before sending)", code, text);
+    } else {
+        eds_log_warning("gateway: %s: %s", code, text);
+    }
+}
+
+static int on_line(void *ctx, const char *line, size_t len)
+{
+    eds_agent *a = ctx;
+    eds_msg m;
+    eds_error err;
+    a->last_rx_ms = now_ms();
+    int rc = eds_msg_parse(line, len, EDS_TO_AGENT, &m, &err);
+    if (rc != EDS_OK) {
+        eds_log_error("gateway sent an invalid line (%s): %.*s", err.msg,
+                      (int)(len > 200 ? 200 : len), line);
+        a->drop_conn = true;
+        a->drop_reason = "protocol error";
+        return 1;
+    }
+    if (m.type == EDS_MSG_ERROR) {
+        on_error_msg(a, &m);
+    } else if (a->st == ST_HELLO) {
+        if (m.type == EDS_MSG_WELCOME) {
+            on_welcome(a, &m);
+        } else {
+            eds_log_error("gateway sent %.*s before welcome", (int)(len > 200 ? 200 : len), line);
+            a->drop_conn = true;
+            a->drop_reason = "protocol error";
+        }
+    } else {
+        switch (m.type) {
+        case EDS_MSG_ACK:
+        case EDS_MSG_NACK:
+            on_reply(a, &m);
+            break;
+        case EDS_MSG_CMD:
+            deliver_cmd(a, &m);
+            break;
+        case EDS_MSG_PONG:
+            a->ping_out = false;
+            break;
+        default:
+            eds_log_error("gateway sent an unexpected message: %.*s", (int)(len > 200 ? 200 : len),
+                          line);
+            a->drop_conn = true;
+            a->drop_reason = "protocol error";
+        }
+    }
+    eds_msg_free(&m);
+    return a->drop_conn ? 1 : 0;
+}
+
+static void conn_readable(eds_agent *a)
+{
+    for (int i = 0; i < 16 && a->conn; i++) {
+        size_t n;
+        eds_error err;
+        int rc = conn_read(a->conn, a->rx, RX_CHUNK, &n, &err);
+        if (rc == EDS_ERR_AGAIN)
+            return;
+        if (rc != EDS_OK) {
+            disconnect(a, EDS_LOG_WARNING, err.msg);
+            return;
+        }
+        rc = eds_framer_feed(&a->fr, a->rx, n, on_line, a);
+        if (rc == EDS_ERR_TOOLONG) {
+            disconnect(a, EDS_LOG_ERROR, "gateway sent a line longer than max_line");
+            return;
+        }
+        if (a->drop_conn) {
+            disconnect(a, EDS_LOG_WARNING, a->drop_reason);
+            return;
+        }
+        if (a->cmd_count >= CMDQ_PAUSE)
+            return;
+    }
+}
+
+/* Formats unsent records into the output buffer, within the window. */
+static void fill_output(eds_agent *a)
+{
+    if (a->st != ST_READY)
+        return;
+    const agq_rec *r;
+    while (a->q.sent < (size_t)a->cfg.window && (r = agq_next_unsent(&a->q)) != NULL) {
+        size_t room = a->out_cap - OUT_SLACK - a->out_len;
+        if (a->out_len + OUT_SLACK >= a->out_cap)
+            break;
+        size_t n = eds_fmt_data(a->out + a->out_len, room, r->seq, r->data, r->len);
+        if (n == 0)
+            break;
+        a->out_len += n;
+        agq_mark_sent(&a->q);
+    }
+}
+
+static void flush_output(eds_agent *a)
+{
+    while (a->conn && a->st >= ST_HELLO && a->out_len > 0) {
+        size_t n;
+        eds_error err;
+        if (conn_write(a->conn, a->out, a->out_len, &n, &err) != EDS_OK) {
+            disconnect(a, EDS_LOG_WARNING, err.msg);
+            return;
+        }
+        if (n == 0)
+            return;
+        memmove(a->out, a->out + n, a->out_len - n);
+        a->out_len -= n;
+    }
+}
+
+/* Syncs the spool, tops the memory queue up from it, sends what the window allows. */
+static int pump(eds_agent *a)
+{
+    if (a->spool) {
+        eds_error err;
+        int rc = spool_sync(a->spool, &err);
+        if (rc != EDS_OK) {
+            eds_log_error("%s", err.msg);
+            return rc;
+        }
+        while (!agq_full(&a->q)) {
+            uint64_t seq;
+            char *data;
+            size_t len;
+            rc = spool_read_next(a->spool, &seq, &data, &len, &err);
+            if (rc == EDS_ERR_AGAIN)
+                break;
+            if (rc != EDS_OK) {
+                eds_log_error("%s", err.msg);
+                return rc;
+            }
+            rc = agq_push(&a->q, seq, data, len);
+            free(data);
+            if (rc != EDS_OK) {
+                eds_log_error("queue: cannot hold seq %" PRIu64 ": %s", seq, eds_strerror(rc));
+                return rc;
+            }
+        }
+        uint64_t t = now_ms();
+        if (t >= a->acked_flush_at) {
+            a->acked_flush_at = t + ACKED_FLUSH_MS;
+            if (spool_flush_acked(a->spool, &err) != EDS_OK)
+                eds_log_error("%s", err.msg);
+        }
+    }
+    fill_output(a);
+    flush_output(a);
+    return EDS_OK;
+}
+
+static void run_timers(eds_agent *a, uint64_t t)
+{
+    if (a->st == ST_IDLE && t >= a->reconnect_at_ms) {
+        start_connect(a);
+        return;
+    }
+    if ((a->st == ST_CONNECTING || a->st == ST_HELLO) && t >= a->deadline_ms) {
+        a->fail_streak++;
+        disconnect(a, EDS_LOG_WARNING,
+                   a->st == ST_CONNECTING ? "gateway connect timed out" : "no welcome in time");
+        return;
+    }
+    if (a->st == ST_READY) {
+        if (a->ping_out && t - a->ping_sent_ms >= secs_ms(a->cfg.ping_timeout)) {
+            disconnect(a, EDS_LOG_WARNING, "gateway did not answer a ping: connection is dead");
+            return;
+        }
+        if (!a->ping_out && a->cfg.ping_interval > 0 &&
+            t - a->last_rx_ms >= secs_ms(a->cfg.ping_interval)) {
+            char line[32];
+            size_t n = eds_fmt_ping(line, sizeof(line));
+            out_append(a, line, n);
+            a->ping_out = true;
+            a->ping_sent_ms = t;
+        }
+    }
+}
+
+static int64_t next_timer(const eds_agent *a, uint64_t t)
+{
+    int64_t due = -1;
+#define CONSIDER(at)                                                                               \
+    do {                                                                                           \
+        int64_t d_ = (at) > t ? (int64_t)((at)-t) : 0;                                             \
+        if (due < 0 || d_ < due)                                                                   \
+            due = d_;                                                                              \
+    } while (0)
+    if (a->st == ST_IDLE)
+        CONSIDER(a->reconnect_at_ms);
+    if (a->st == ST_CONNECTING || a->st == ST_HELLO)
+        CONSIDER(a->deadline_ms);
+    if (a->st == ST_READY && a->ping_out)
+        CONSIDER(a->ping_sent_ms + secs_ms(a->cfg.ping_timeout));
+    if (a->st == ST_READY && !a->ping_out && a->cfg.ping_interval > 0)
+        CONSIDER(a->last_rx_ms + secs_ms(a->cfg.ping_interval));
+    if (a->spool)
+        CONSIDER(a->acked_flush_at);
+#undef CONSIDER
+    return due;
+}
+
+int eds_agent_poll(eds_agent *a, int timeout_ms)
+{
+    int rc = pump(a);
+    if (rc != EDS_OK)
+        return rc;
+    uint64_t t = now_ms();
+    run_timers(a, t);
+    rc = pump(a);
+    if (rc != EDS_OK)
+        return rc;
+
+    struct pollfd fds[MAX_POLLFDS];
+    size_t n = 0;
+    bool conn_polled = false;
+    if (a->conn) {
+        short ev = 0;
+        if (a->st == ST_CONNECTING || a->out_len > 0)
+            ev |= POLLOUT;
+        if (a->st >= ST_HELLO && a->cmd_count < CMDQ_PAUSE)
+            ev |= POLLIN;
+        fds[n].fd = conn_fd(a->conn);
+        fds[n].events = ev;
+        fds[n].revents = 0;
+        n++;
+        conn_polled = true;
+    }
+    size_t in_first = n;
+    if (a->in)
+        n += inputs_pollfds(a->in, fds + n, MAX_POLLFDS - n);
+
+    int64_t wait = timeout_ms < 0 ? -1 : timeout_ms;
+    int64_t due = next_timer(a, t);
+    if (due >= 0 && (wait < 0 || due < wait))
+        wait = due;
+    if (a->in) {
+        int sim = inputs_timeout_ms(a->in, t);
+        if (sim >= 0 && (wait < 0 || sim < wait))
+            wait = sim;
+    }
+    if (wait > 60000)
+        wait = 60000;
+    int pr = poll(fds, n, (int)wait);
+    if (pr < 0 && errno != EINTR) {
+        eds_log_error("poll: %s", strerror(errno));
+        return EDS_ERR_IO;
+    }
+    if (pr < 0) {
+        for (size_t i = 0; i < n; i++)
+            fds[i].revents = 0;
+    }
+    t = now_ms();
+    if (conn_polled && a->conn && fds[0].revents) {
+        if (a->st == ST_CONNECTING) {
+            eds_error err;
+            eds_error_clear(&err);
+            rc = conn_finish(a->conn, &err);
+            if (rc == EDS_OK) {
+                on_connected(a);
+            } else if (rc != EDS_ERR_AGAIN) {
+                a->fail_streak++;
+                disconnect(a, a->fail_streak <= 1 ? EDS_LOG_WARNING : EDS_LOG_INFO, err.msg);
+            }
+        } else {
+            if (fds[0].revents & (POLLIN | POLLHUP | POLLERR))
+                conn_readable(a);
+            if (a->conn && (fds[0].revents & POLLOUT))
+                flush_output(a);
+        }
+    }
+    if (a->in)
+        inputs_handle(a->in, fds + in_first, n - in_first, t);
+    run_timers(a, t);
+    return pump(a);
+}
+
+int eds_agent_run(eds_agent *a)
+{
+    uint64_t drain_deadline = 0;
+    bool stopping = false;
+    for (;;) {
+        if (a->stop && !stopping) {
+            stopping = true;
+            if (a->in)
+                inputs_stop(a->in);
+            if (a->spool) {
+                eds_log_notice("stopping; %" PRIu64 " undelivered records stay in the spool",
+                               pending_records(a));
+                return EDS_OK;
+            }
+            eds_log_notice("stopping; delivering the %" PRIu64 " queued records first",
+                           pending_records(a));
+        }
+        bool inputs = a->in && inputs_active(a->in);
+        uint64_t t = now_ms();
+        if (!inputs && pending_records(a) == 0) {
+            eds_log_info("all records delivered");
+            return EDS_OK;
+        }
+        if (!inputs && drain_deadline == 0) {
+            drain_deadline = t + secs_ms(a->cfg.drain_timeout);
+            eds_log_info("inputs ended; delivering the %" PRIu64 " queued records",
+                         pending_records(a));
+        }
+        if (drain_deadline && t >= drain_deadline) {
+            eds_log_error("%" PRIu64 " records not delivered within drain_timeout (%g s); %s",
+                          pending_records(a), a->cfg.drain_timeout,
+                          a->spool ? "they stay in the spool for the next start"
+                                   : "they are lost (no spool)");
+            return EDS_ERR_TIMEOUT;
+        }
+        int wait = 1000;
+        if (drain_deadline && drain_deadline - t < (uint64_t)wait)
+            wait = (int)(drain_deadline - t);
+        int rc = eds_agent_poll(a, wait);
+        if (rc != EDS_OK)
+            return rc;
+    }
+}
+
+void eds_agent_stop(eds_agent *a)
+{
+    a->stop = 1;
+}
+
+int eds_agent_next_cmd(eds_agent *a, char *buf, size_t cap, int64_t *id)
+{
+    if (a->cmd_count == 0)
+        return 0;
+    pending_cmd *c = &a->cmds[a->cmd_head];
+    if (c->len + 1 > cap || c->len > 0x7fffffff)
+        return EDS_ERR_TOOLONG;
+    memcpy(buf, c->json, c->len);
+    buf[c->len] = '\0';
+    *id = c->id;
+    int len = (int)c->len;
+    if (c->gen == a->gen && a->st == ST_READY) {
+        char line[64];
+        size_t n = eds_fmt_cmd_ack(line, sizeof(line), c->id);
+        out_append(a, line, n);
+        flush_output(a);
+    }
+    free(c->json);
+    memset(c, 0, sizeof(*c));
+    a->cmd_head = (a->cmd_head + 1) % CMDQ_CAP;
+    a->cmd_count--;
+    a->stats.cmds++;
+    return len;
+}
+
+void eds_agent_get_stats(const eds_agent *a, eds_agent_stats *out)
+{
+    *out = a->stats;
+    if (a->in) {
+        out->udp_dropped = inputs_udp_dropped(a->in);
+        out->invalid += inputs_too_long(a->in);
+    }
+    out->pending = pending_records(a);
+}
+
+bool eds_agent_connected(const eds_agent *a)
+{
+    return a->st == ST_READY;
+}
+
+uint64_t eds_agent_pending(const eds_agent *a)
+{
+    return pending_records(a);
+}
+
+const char *eds_agent_stream(const eds_agent *a)
+{
+    return a->stream;
+}
+
+/* ---- create / destroy ------------------------------------------------ */
+
+static int read_password(const char *path, char **out, eds_error *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return eds_error_set(err, EDS_ERR_IO, "password_file %s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) == 0 && (st.st_mode & 0077))
+        eds_log_warning("password_file %s can be read by other users (chmod 600 it)", path);
+    char buf[1024];
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n < 0)
+        return eds_error_set(err, EDS_ERR_IO, "password_file %s: %s", path, strerror(errno));
+    buf[n] = '\0';
+    size_t len = strcspn(buf, "\r\n");
+    buf[len] = '\0';
+    if (len == 0)
+        return eds_error_set(err, EDS_ERR_CONFIG, "password_file %s: the first line is empty",
+                             path);
+    *out = strdup(buf);
+    memset(buf, 0, sizeof(buf));
+    return *out ? EDS_OK : EDS_ERR_NOMEM;
+}
+
+static int dup_str(char **dst, const char *src)
+{
+    *dst = NULL;
+    if (!src)
+        return EDS_OK;
+    *dst = strdup(src);
+    return *dst ? EDS_OK : EDS_ERR_NOMEM;
+}
+
+static uint64_t seed_from_urandom(void)
+{
+    uint64_t seed = 0;
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        if (read(fd, &seed, sizeof(seed)) != (ssize_t)sizeof(seed))
+            seed = 0;
+        close(fd);
+    }
+    if (seed == 0)
+        seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+    return seed;
+}
+
+static int check_config(const eds_agent_config *c, eds_error *err)
+{
+    if (!c->gateway_host || !c->gateway_host[0])
+        return eds_error_set(err, EDS_ERR_CONFIG, "no gateway given (--gateway HOST:PORT)");
+    if (!c->device || !eds_device_id_valid(c->device))
+        return eds_error_set(err, EDS_ERR_CONFIG,
+                             "device id '%s' is missing or invalid: 1-64 letters, digits, _ . -, "
+                             "starting with a letter or digit",
+                             c->device ? c->device : "");
+    if (c->stream && !eds_stream_id_valid(c->stream))
+        return eds_error_set(err, EDS_ERR_CONFIG, "stream id '%s' is invalid", c->stream);
+    if (c->tls)
+        return eds_error_set(err, EDS_ERR_TLS, "TLS is not built into this agent yet");
+    if (c->window < 1 || c->queue_max < 1 || c->max_line < 256)
+        return eds_error_set(err, EDS_ERR_CONFIG, "window, queue_max and max_line must be set");
+    if (c->spool && c->spool_max < 65536)
+        return eds_error_set(err, EDS_ERR_CONFIG, "spool_max must be at least 64k");
+    return EDS_OK;
+}
+
+int eds_agent_create(const eds_agent_config *cfg, eds_agent **out, eds_error *err)
+{
+    *out = NULL;
+    int rc = check_config(cfg, err);
+    if (rc != EDS_OK)
+        return rc;
+    eds_agent *a = calloc(1, sizeof(*a));
+    if (!a)
+        return eds_error_set(err, EDS_ERR_NOMEM, "out of memory");
+    a->cmd_udp_fd = -1;
+    a->cfg = *cfg;
+    /* Deep-copy every string so the caller's config can go away. */
+    char **strs[] = {&a->cfg.gateway_host, &a->cfg.device, &a->cfg.password, &a->cfg.password_file,
+                     &a->cfg.stream,       &a->cfg.schema, &a->cfg.spool,    &a->cfg.tls_ca,
+                     &a->cfg.tls_cert,     &a->cfg.tls_key};
+    const char *srcs[] = {cfg->gateway_host, cfg->device, cfg->password, cfg->password_file,
+                          cfg->stream,       cfg->schema, cfg->spool,    cfg->tls_ca,
+                          cfg->tls_cert,     cfg->tls_key};
+    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
+        *strs[i] = NULL;
+    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
+        if (dup_str(strs[i], srcs[i]) != EDS_OK) {
+            rc = eds_error_set(err, EDS_ERR_NOMEM, "out of memory");
+            goto fail;
+        }
+    }
+    if (a->cfg.password) {
+        a->password = strdup(a->cfg.password);
+        if (!a->password) {
+            rc = eds_error_set(err, EDS_ERR_NOMEM, "out of memory");
+            goto fail;
+        }
+    } else if (a->cfg.password_file) {
+        rc = read_password(a->cfg.password_file, &a->password, err);
+        if (rc != EDS_OK)
+            goto fail;
+    }
+    if (a->cfg.window > (int)a->cfg.queue_max && !a->cfg.spool)
+        a->cfg.window = (int)a->cfg.queue_max;
+    a->scratch = malloc(a->cfg.max_line + 64);
+    a->rx = malloc(RX_CHUNK);
+    a->out_cap = 2 * a->cfg.max_line + 4 * OUT_SLACK;
+    a->out = malloc(a->out_cap);
+    if (!a->scratch || !a->rx || !a->out) {
+        rc = eds_error_set(err, EDS_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    rc = agq_init(&a->q, a->cfg.queue_max);
+    if (rc != EDS_OK) {
+        rc = eds_error_set(err, rc, "out of memory for queue_max %zu", a->cfg.queue_max);
+        goto fail;
+    }
+    if (a->cfg.schema) {
+        rc = eds_schema_load_file(a->cfg.schema, &a->schema, err);
+        if (rc != EDS_OK)
+            goto fail;
+    }
+    uint64_t seed = seed_from_urandom();
+    if (a->cfg.spool) {
+        rc = spool_open(a->cfg.spool, a->cfg.spool_max, a->cfg.spool_sync, &a->spool, err);
+        if (rc != EDS_OK)
+            goto fail;
+        snprintf(a->stream, sizeof(a->stream), "%s", spool_stream(a->spool));
+        a->next_seq = spool_last_seq(a->spool) + 1;
+    } else {
+        snprintf(a->stream, sizeof(a->stream), "%016" PRIx64, seed_from_urandom());
+        a->next_seq = 1;
+    }
+    if (a->cfg.stream)
+        snprintf(a->stream, sizeof(a->stream), "%s", a->cfg.stream);
+    if (a->cfg.cmd_udp > 0) {
+        a->cmd_udp_fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (a->cmd_udp_fd < 0) {
+            rc = eds_error_set(err, EDS_ERR_IO, "cmd_udp socket: %s", strerror(errno));
+            goto fail;
+        }
+    }
+    agent_backoff_init(&a->bo, (uint32_t)secs_ms(a->cfg.reconnect_min),
+                       (uint32_t)secs_ms(a->cfg.reconnect_max), seed);
+    if (a->cfg.read_stdin || a->cfg.tcp_port > 0 || a->cfg.udp_port > 0 || a->cfg.simulate > 0) {
+        agent_inputs_config ic = {
+            .read_stdin = a->cfg.read_stdin,
+            .tcp_port = a->cfg.tcp_port,
+            .udp_port = a->cfg.udp_port,
+            .simulate = a->cfg.simulate,
+            .count = a->cfg.count,
+            .max_line = a->cfg.max_line - 64,
+            .seed = seed ^ 0x5bd1e995u,
+        };
+        rc = inputs_open(&ic, accept_record, a, &a->in, err);
+        if (rc != EDS_OK)
+            goto fail;
+    }
+    a->st = ST_IDLE;
+    a->reconnect_at_ms = now_ms();
+    a->acked_flush_at = now_ms() + ACKED_FLUSH_MS;
+    eds_log_info("agent %s: gateway %s:%d, stream %s, next seq %" PRIu64 ", %s", a->cfg.device,
+                 a->cfg.gateway_host, a->cfg.gateway_port, a->stream, a->next_seq,
+                 a->spool ? "spool on disk" : "memory queue only");
+    *out = a;
+    return EDS_OK;
+fail:
+    eds_agent_destroy(a);
+    return rc;
+}
+
+void eds_agent_destroy(eds_agent *a)
+{
+    if (!a)
+        return;
+    inputs_close(a->in);
+    conn_close(a->conn);
+    eds_framer_free(&a->fr);
+    spool_close(a->spool);
+    agq_free(&a->q);
+    eds_schema_destroy(a->schema);
+    while (a->cmd_count) {
+        free(a->cmds[a->cmd_head].json);
+        a->cmd_head = (a->cmd_head + 1) % CMDQ_CAP;
+        a->cmd_count--;
+    }
+    if (a->cmd_udp_fd >= 0)
+        close(a->cmd_udp_fd);
+    if (a->password) {
+        memset(a->password, 0, strlen(a->password));
+        free(a->password);
+    }
+    char **strs[] = {&a->cfg.gateway_host, &a->cfg.device, &a->cfg.password, &a->cfg.password_file,
+                     &a->cfg.stream,       &a->cfg.schema, &a->cfg.spool,    &a->cfg.tls_ca,
+                     &a->cfg.tls_cert,     &a->cfg.tls_key};
+    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
+        free(*strs[i]);
+    free(a->scratch);
+    free(a->rx);
+    free(a->out);
+    free(a);
+}
+
+eds_agent *eds_agent_open(const char *conf_path, char *errbuf, size_t errcap)
+{
+    eds_agent_config cfg;
+    eds_agent_config_init(&cfg);
+    eds_error err;
+    eds_error_clear(&err);
+    eds_agent *a = NULL;
+    int rc = eds_agent_config_load(&cfg, conf_path, &err);
+    if (rc == EDS_OK)
+        rc = eds_agent_create(&cfg, &a, &err);
+    eds_agent_config_free(&cfg);
+    if (rc != EDS_OK && errbuf && errcap)
+        snprintf(errbuf, errcap, "%s", err.msg);
+    return rc == EDS_OK ? a : NULL;
+}

@@ -1,0 +1,195 @@
+/*
+ * agent_conf.c - the agent's options: one table for the config file, the
+ * command-line flags and --help (eds_conf.h), plus the password file.
+ */
+#include "edsagent.h"
+
+#include "eds_conf.h"
+#include "eds_proto.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int set_gateway(void *target, const char *value, eds_error *err)
+{
+    eds_agent_config *cfg = target;
+    const char *colon = strrchr(value, ':');
+    const char *host = value;
+    size_t hlen = strlen(value);
+    int port = cfg->gateway_port;
+    if (value[0] == '[') { /* [v6addr]:port */
+        const char *close = strchr(value, ']');
+        if (!close)
+            return eds_error_set(err, EDS_ERR_CONFIG, "'%s': missing ']'", value);
+        host = value + 1;
+        hlen = (size_t)(close - host);
+        colon = close[1] == ':' ? close + 1 : NULL;
+        if (!colon && close[1])
+            return eds_error_set(err, EDS_ERR_CONFIG, "'%s': expected [ADDRESS]:PORT", value);
+    } else if (colon && strchr(value, ':') != colon) {
+        colon = NULL; /* a bare IPv6 address */
+    } else if (colon) {
+        hlen = (size_t)(colon - value);
+    }
+    if (colon) {
+        char *end;
+        errno = 0;
+        long p = strtol(colon + 1, &end, 10);
+        if (errno || end == colon + 1 || *end || p < 1 || p > 65535)
+            return eds_error_set(err, EDS_ERR_CONFIG, "'%s': port must be 1..65535", value);
+        port = (int)p;
+    }
+    if (hlen == 0)
+        return eds_error_set(err, EDS_ERR_CONFIG, "'%s': no host", value);
+    char *h = strndup(host, hlen);
+    if (!h)
+        return EDS_ERR_NOMEM;
+    free(cfg->gateway_host);
+    cfg->gateway_host = h;
+    cfg->gateway_port = port;
+    return EDS_OK;
+}
+
+static int set_full_policy(void *target, const char *value, eds_error *err)
+{
+    eds_agent_config *cfg = target;
+    if (strcmp(value, "block") == 0)
+        cfg->full_policy = EDS_AGENT_FULL_BLOCK;
+    else if (strcmp(value, "drop-oldest") == 0 || strcmp(value, "drop_oldest") == 0)
+        cfg->full_policy = EDS_AGENT_FULL_DROP_OLDEST;
+    else
+        return eds_error_set(err, EDS_ERR_CONFIG, "'%s': expected block or drop-oldest", value);
+    return EDS_OK;
+}
+
+static int set_spool_sync(void *target, const char *value, eds_error *err)
+{
+    eds_agent_config *cfg = target;
+    if (strcmp(value, "none") == 0)
+        cfg->spool_sync = EDS_AGENT_SYNC_NONE;
+    else if (strcmp(value, "batch") == 0)
+        cfg->spool_sync = EDS_AGENT_SYNC_BATCH;
+    else if (strcmp(value, "always") == 0)
+        cfg->spool_sync = EDS_AGENT_SYNC_ALWAYS;
+    else
+        return eds_error_set(err, EDS_ERR_CONFIG, "'%s': expected none, batch or always", value);
+    return EDS_OK;
+}
+
+#define OFF(f) offsetof(eds_agent_config, f)
+
+static const eds_conf_opt agent_opts[] = {
+    {"gateway", EDS_CONF_CUSTOM, 0, 0, 0, set_gateway, "HOST[:PORT]",
+     "The gateway to connect to (port default 5883)."},
+    {"gateway_host", EDS_CONF_STRING, OFF(gateway_host), 0, 0, NULL, "HOST",
+     "Gateway host name or address (same as the HOST of --gateway)."},
+    {"gateway_port", EDS_CONF_INT, OFF(gateway_port), 1, 65535, NULL, "PORT", "Gateway TCP port."},
+    {"device", EDS_CONF_STRING, OFF(device), 0, 0, NULL, "ID",
+     "This myRIO's device id (letters, digits, _ . -; becomes part of the MQTT topic)."},
+    {"password_file", EDS_CONF_STRING, OFF(password_file), 0, 0, NULL, "FILE",
+     "File whose first line is the device password (never give it on the command line)."},
+    {"stream", EDS_CONF_STRING, OFF(stream), 0, 0, NULL, "ID",
+     "Fixed stream id; by default taken from the spool, or random per start without one."},
+    {"schema", EDS_CONF_STRING, OFF(schema), 0, 0, NULL, "FILE",
+     "Schema (Cerberus rules as JSON) each record must pass before it is queued."},
+    {"spool", EDS_CONF_STRING, OFF(spool), 0, 0, NULL, "DIR",
+     "Crash-safe on-disk queue folder; without it records wait in memory only."},
+    {"spool_max", EDS_CONF_SIZE, OFF(spool_max), 65536, 0x7fffffff, NULL, "BYTES",
+     "Disk space the spool may use (suffix k, m, g)."},
+    {"spool_sync", EDS_CONF_CUSTOM, 0, 0, 0, set_spool_sync, "none|batch|always",
+     "When the spool calls fdatasync: never, per batch of records (default), per record."},
+    {"queue_max", EDS_CONF_SIZE, OFF(queue_max), 1, 10000000, NULL, "RECORDS",
+     "Records held in memory (all of them without --spool, a read-ahead window with it)."},
+    {"full_policy", EDS_CONF_CUSTOM, 0, 0, 0, set_full_policy, "block|drop-oldest",
+     "When queue and spool are full: stop reading inputs (default) or drop the oldest."},
+    {"window", EDS_CONF_INT, OFF(window), 1, 100000, NULL, "N",
+     "Data messages sent ahead of their acks."},
+    {"max_line", EDS_CONF_SIZE, OFF(max_line), 256, 16777216, NULL, "BYTES",
+     "Longest protocol line, newline included (the gateway's max_line)."},
+    {"ping_interval", EDS_CONF_DOUBLE, OFF(ping_interval), 0, 86400, NULL, "SECONDS",
+     "Quiet time after which the agent pings the gateway."},
+    {"ping_timeout", EDS_CONF_DOUBLE, OFF(ping_timeout), 0, 86400, NULL, "SECONDS",
+     "An unanswered ping this old means the connection is dead."},
+    {"connect_timeout", EDS_CONF_DOUBLE, OFF(connect_timeout), 0, 3600, NULL, "SECONDS",
+     "Time allowed for TCP connect plus welcome."},
+    {"reconnect_min", EDS_CONF_DOUBLE, OFF(reconnect_min), 0, 3600, NULL, "SECONDS",
+     "First reconnect delay; it doubles (with jitter) up to reconnect_max."},
+    {"reconnect_max", EDS_CONF_DOUBLE, OFF(reconnect_max), 0, 3600, NULL, "SECONDS",
+     "Longest reconnect delay."},
+    {"drain_timeout", EDS_CONF_DOUBLE, OFF(drain_timeout), 0, 86400, NULL, "SECONDS",
+     "After the inputs end: how long to wait for the last acks before exiting 1."},
+    {"stdin", EDS_CONF_BOOL, OFF(read_stdin), 0, 0, NULL, NULL,
+     "Read NDJSON records from stdin (the default when no other input is given)."},
+    {"tcp", EDS_CONF_INT, OFF(tcp_port), 0, 65535, NULL, "PORT",
+     "Accept NDJSON records on TCP 127.0.0.1:PORT (lossless: pushes back when full)."},
+    {"udp", EDS_CONF_INT, OFF(udp_port), 0, 65535, NULL, "PORT",
+     "Accept one JSON record per datagram on UDP 127.0.0.1:PORT (dropped and counted when "
+     "full)."},
+    {"simulate", EDS_CONF_DOUBLE, OFF(simulate), 0, 100000, NULL, "RATE",
+     "Generate RATE simulated energy records per second."},
+    {"count", EDS_CONF_INT, OFF(count), 0, 0, NULL, "N",
+     "Stop reading inputs after N accepted records, deliver them, and exit."},
+    {"cmd_stdout", EDS_CONF_BOOL, OFF(cmd_stdout), 0, 0, NULL, NULL,
+     "Write each downlink command's data as one JSON line to stdout."},
+    {"cmd_udp", EDS_CONF_INT, OFF(cmd_udp), 0, 65535, NULL, "PORT",
+     "Send each downlink command's data as one datagram to 127.0.0.1:PORT."},
+    {"tls", EDS_CONF_BOOL, OFF(tls), 0, 0, NULL, NULL, "Use TLS (not built yet)."},
+    {"tls_ca", EDS_CONF_STRING, OFF(tls_ca), 0, 0, NULL, "FILE", "CA certificate (TLS)."},
+    {"tls_cert", EDS_CONF_STRING, OFF(tls_cert), 0, 0, NULL, "FILE", "Client certificate (TLS)."},
+    {"tls_key", EDS_CONF_STRING, OFF(tls_key), 0, 0, NULL, "FILE", "Client key (TLS)."},
+    {NULL, 0, 0, 0, 0, NULL, NULL, NULL},
+};
+
+void eds_agent_config_init(eds_agent_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->gateway_port = EDS_DEFAULT_PORT;
+    cfg->window = 64;
+    cfg->spool_max = 64u * 1024u * 1024u;
+    cfg->spool_sync = EDS_AGENT_SYNC_BATCH;
+    cfg->queue_max = 10000;
+    cfg->full_policy = EDS_AGENT_FULL_BLOCK;
+    cfg->max_line = EDS_DEFAULT_MAX_LINE;
+    cfg->ping_interval = 15;
+    cfg->ping_timeout = 10;
+    cfg->connect_timeout = 10;
+    cfg->reconnect_min = 0.5;
+    cfg->reconnect_max = 30;
+    cfg->drain_timeout = 30;
+}
+
+void eds_agent_config_free(eds_agent_config *cfg)
+{
+    eds_conf_free_strings(agent_opts, cfg);
+}
+
+int eds_agent_config_set(eds_agent_config *cfg, const char *name, const char *value,
+                         const char *source, eds_error *err)
+{
+    return eds_conf_set(agent_opts, cfg, name, value, source, err);
+}
+
+int eds_agent_config_load(eds_agent_config *cfg, const char *path, eds_error *err)
+{
+    return eds_conf_load_file(path, agent_opts, cfg, err);
+}
+
+bool eds_agent_config_is_flag(const char *name)
+{
+    const eds_conf_opt *o = eds_conf_find(agent_opts, name);
+    return o && o->type == EDS_CONF_BOOL;
+}
+
+bool eds_agent_config_known(const char *name)
+{
+    return eds_conf_find(agent_opts, name) != NULL;
+}
+
+void eds_agent_config_help(FILE *out)
+{
+    eds_agent_config defaults;
+    eds_agent_config_init(&defaults);
+    eds_conf_print_help(out, agent_opts, &defaults);
+}

@@ -1,0 +1,191 @@
+#include "agent_transport.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+struct agent_conn {
+    int fd;
+    bool connecting;
+    struct addrinfo *addrs; /* all candidates */
+    struct addrinfo *cur;   /* the one being tried */
+    char peer[80];
+    char last_error[128];
+};
+
+static void describe(agent_conn *c, const struct addrinfo *ai)
+{
+    char host[48], port[8];
+    if (getnameinfo(ai->ai_addr, ai->ai_addrlen, host, sizeof(host), port, sizeof(port),
+                    NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+        snprintf(c->peer, sizeof(c->peer), "?");
+        return;
+    }
+    if (ai->ai_family == AF_INET6)
+        snprintf(c->peer, sizeof(c->peer), "[%s]:%s", host, port);
+    else
+        snprintf(c->peer, sizeof(c->peer), "%s:%s", host, port);
+}
+
+static void set_keepalive(int fd)
+{
+    int on = 1;
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+#ifdef TCP_KEEPIDLE
+    int idle = 30, intvl = 10, cnt = 3;
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+#endif
+}
+
+/* Starts a connect to c->cur or the next address that accepts one. */
+static int try_from_current(agent_conn *c)
+{
+    for (; c->cur; c->cur = c->cur->ai_next) {
+        if (c->fd >= 0)
+            close(c->fd);
+        describe(c, c->cur);
+        c->fd = socket(c->cur->ai_family, c->cur->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                       c->cur->ai_protocol);
+        if (c->fd < 0) {
+            snprintf(c->last_error, sizeof(c->last_error), "socket: %s", strerror(errno));
+            continue;
+        }
+        set_keepalive(c->fd);
+        if (connect(c->fd, c->cur->ai_addr, c->cur->ai_addrlen) == 0) {
+            c->connecting = false;
+            return EDS_OK;
+        }
+        if (errno == EINPROGRESS) {
+            c->connecting = true;
+            return EDS_ERR_AGAIN;
+        }
+        snprintf(c->last_error, sizeof(c->last_error), "%s", strerror(errno));
+    }
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+    return EDS_ERR_IO;
+}
+
+int conn_start(const char *host, int port, agent_conn **out, eds_error *err)
+{
+    *out = NULL;
+    agent_conn *c = calloc(1, sizeof(*c));
+    if (!c)
+        return EDS_ERR_NOMEM;
+    c->fd = -1;
+    char portstr[16];
+    snprintf(portstr, sizeof(portstr), "%d", port);
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    int gai = getaddrinfo(host, portstr, &hints, &c->addrs);
+    if (gai != 0) {
+        free(c);
+        return eds_error_set(err, EDS_ERR_IO, "gateway %s:%d: %s", host, port, gai_strerror(gai));
+    }
+    c->cur = c->addrs;
+    int rc = try_from_current(c);
+    if (rc == EDS_ERR_IO) {
+        eds_error_set(err, EDS_ERR_IO, "gateway %s:%d: %s", host, port, c->last_error);
+        conn_close(c);
+        return EDS_ERR_IO;
+    }
+    *out = c;
+    return EDS_OK;
+}
+
+int conn_fd(const agent_conn *c)
+{
+    return c->fd;
+}
+
+bool conn_connecting(const agent_conn *c)
+{
+    return c->connecting;
+}
+
+const char *conn_peer(const agent_conn *c)
+{
+    return c->peer;
+}
+
+int conn_finish(agent_conn *c, eds_error *err)
+{
+    if (!c->connecting)
+        return EDS_OK;
+    int soerr = 0;
+    socklen_t len = sizeof(soerr);
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0)
+        soerr = errno;
+    if (soerr == 0) {
+        c->connecting = false;
+        return EDS_OK;
+    }
+    snprintf(c->last_error, sizeof(c->last_error), "%s", strerror(soerr));
+    char failed[80];
+    snprintf(failed, sizeof(failed), "%s", c->peer);
+    c->cur = c->cur->ai_next;
+    int rc = try_from_current(c);
+    if (rc == EDS_ERR_IO)
+        return eds_error_set(err, EDS_ERR_IO, "connect to %s: %s", failed, c->last_error);
+    return rc == EDS_OK ? EDS_OK : EDS_ERR_AGAIN;
+}
+
+int conn_read(agent_conn *c, char *buf, size_t cap, size_t *n, eds_error *err)
+{
+    *n = 0;
+    for (;;) {
+        ssize_t r = recv(c->fd, buf, cap, 0);
+        if (r > 0) {
+            *n = (size_t)r;
+            return EDS_OK;
+        }
+        if (r == 0)
+            return eds_error_set(err, EDS_ERR_CLOSED, "gateway %s closed the connection", c->peer);
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return EDS_ERR_AGAIN;
+        return eds_error_set(err, EDS_ERR_IO, "gateway %s: %s", c->peer, strerror(errno));
+    }
+}
+
+int conn_write(agent_conn *c, const char *buf, size_t len, size_t *n, eds_error *err)
+{
+    *n = 0;
+    for (;;) {
+        ssize_t r = send(c->fd, buf, len, MSG_NOSIGNAL);
+        if (r >= 0) {
+            *n = (size_t)r;
+            return EDS_OK;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return EDS_OK;
+        return eds_error_set(err, EDS_ERR_IO, "gateway %s: %s", c->peer, strerror(errno));
+    }
+}
+
+void conn_close(agent_conn *c)
+{
+    if (!c)
+        return;
+    if (c->fd >= 0)
+        close(c->fd);
+    if (c->addrs)
+        freeaddrinfo(c->addrs);
+    free(c);
+}

@@ -1,0 +1,207 @@
+/*
+ * eds-agent - the EDS agent for NI myRIO: a thin front end over libedsagent.
+ * Reads options (config file, then flags), runs the engine until the inputs
+ * end and everything is delivered, and maps the outcome to an exit code:
+ * 0 delivered, 1 not everything delivered (or a runtime failure), 2 usage.
+ */
+#include "edsagent.h"
+
+#include "eds_log.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static eds_agent *running;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    if (running)
+        eds_agent_stop(running);
+}
+
+static void usage(FILE *out)
+{
+    fputs("Usage: eds-agent [-c FILE] [OPTIONS] [-]\n"
+          "\n"
+          "Sends JSON measurement records from this myRIO to an EDS gateway, which\n"
+          "publishes them to MQTT. Each record is checked against the schema, queued\n"
+          "(in memory, or in a crash-safe spool with --spool) and kept until the\n"
+          "gateway has acked it. Records come from stdin (NDJSON, the default, or '-'),\n"
+          "a local TCP port (NDJSON), a local UDP port (one record per datagram) or the\n"
+          "built-in simulator. Downlink commands from the gateway are written to stdout\n"
+          "as one JSON line each (or sent to --cmd-udp PORT) and then acked.\n"
+          "\n"
+          "General:\n"
+          "  -c, --config FILE\n"
+          "      Read options from FILE (`key value` lines, # comments); flags given on\n"
+          "      the command line override it.\n"
+          "  -v, --verbose\n"
+          "      Log more (once: info, twice: debug). Logs go to stderr.\n"
+          "  --log-level error|warning|notice|info|debug\n"
+          "  -h, --help     This text.\n"
+          "  -              Read NDJSON records from stdin (also with other inputs).\n"
+          "\n"
+          "Options (flag form; in the config file write the name with '_' and no '--'):\n",
+          out);
+    eds_agent_config_help(out);
+    fputs("\n"
+          "Exit status: 0 when the inputs ended and every record was acked; 1 when some\n"
+          "records were not delivered before --drain-timeout (with --spool they stay\n"
+          "there for the next start) or the agent failed; 2 for a usage or config error.\n"
+          "SIGINT/SIGTERM stop the agent (with a spool at once, without one after\n"
+          "delivering what is queued).\n"
+          "\n"
+          "Examples:\n"
+          "  # one record from a shell\n"
+          "  echo '{\"timestamp\":\"2026-11-24T10:00:00Z\",\"day-ahead-price\":81.4,"
+          "\"power_factor\":0.97}' |\n"
+          "    eds-agent --gateway 192.168.1.10:5883 --device myrio-01 \\\n"
+          "              --password-file /etc/eds/agent.pw --schema /etc/eds/energy.json\n"
+          "\n"
+          "  # service on a myRIO: LabVIEW writes to TCP 127.0.0.1:6000 or UDP 6001\n"
+          "  eds-agent -c /etc/eds/agent.conf --spool /var/lib/eds-agent \\\n"
+          "            --tcp 6000 --udp 6001 --cmd-udp 6002\n"
+          "\n"
+          "  # demo: 10 simulated energy records per second, stop after 100\n"
+          "  eds-agent -c /etc/eds/agent.conf --simulate 10 --count 100\n",
+          out);
+}
+
+/* Applies -c FILE first so that every flag overrides the file. */
+static int load_config_files(int argc, char **argv, eds_agent_config *cfg)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *path = NULL;
+        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc)
+            path = argv[++i];
+        else if (strncmp(argv[i], "--config=", 9) == 0)
+            path = argv[i] + 9;
+        if (!path)
+            continue;
+        eds_error err;
+        eds_error_clear(&err);
+        if (eds_agent_config_load(cfg, path, &err) != EDS_OK) {
+            fprintf(stderr, "eds-agent: %s\n", err.msg);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    enum eds_log_level level = EDS_LOG_NOTICE;
+    eds_agent_config cfg;
+    eds_agent_config_init(&cfg);
+    int status = 2;
+    eds_agent *a = NULL;
+    eds_error err;
+    eds_error_clear(&err);
+
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            usage(stdout);
+            return 0;
+        }
+    }
+    if (load_config_files(argc, argv, &cfg) != 0)
+        goto out;
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "-c") == 0 || strcmp(arg, "--config") == 0) {
+            i++;
+            continue;
+        }
+        if (strncmp(arg, "--config=", 9) == 0)
+            continue;
+        if (strcmp(arg, "-") == 0) {
+            cfg.read_stdin = true;
+            continue;
+        }
+        if (strcmp(arg, "-v") == 0 || strcmp(arg, "--verbose") == 0) {
+            level = level < EDS_LOG_INFO ? EDS_LOG_INFO : EDS_LOG_DEBUG;
+            continue;
+        }
+        if (strcmp(arg, "-vv") == 0) {
+            level = EDS_LOG_DEBUG;
+            continue;
+        }
+        if (strcmp(arg, "--log-level") == 0 && i + 1 < argc) {
+            if (eds_log_level_parse(argv[++i], &level) != 0) {
+                fprintf(stderr, "eds-agent: --log-level: unknown level '%s'\n", argv[i]);
+                goto out;
+            }
+            continue;
+        }
+        if (strncmp(arg, "--", 2) != 0) {
+            fprintf(stderr, "eds-agent: unexpected argument '%s' (try --help)\n", arg);
+            goto out;
+        }
+        char name[64];
+        const char *eq = strchr(arg, '=');
+        const char *value = NULL;
+        size_t nlen = eq ? (size_t)(eq - arg) : strlen(arg);
+        if (nlen >= sizeof(name)) {
+            fprintf(stderr, "eds-agent: unknown option '%s' (try --help)\n", arg);
+            goto out;
+        }
+        memcpy(name, arg, nlen);
+        name[nlen] = '\0';
+        if (strcmp(name, "--password") == 0) {
+            fprintf(stderr, "eds-agent: a password is never given on the command line (other "
+                            "users can read it there): use --password-file FILE\n");
+            goto out;
+        }
+        if (eq) {
+            value = eq + 1;
+        } else if (eds_agent_config_known(name) && !eds_agent_config_is_flag(name)) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "eds-agent: %s needs a value (try --help)\n", name);
+                goto out;
+            }
+            value = argv[++i];
+        }
+        if (eds_agent_config_set(&cfg, name, value, "command line", &err) != EDS_OK) {
+            fprintf(stderr, "eds-agent: %s\n", err.msg);
+            goto out;
+        }
+    }
+    eds_log_init("eds-agent", level);
+    if (!cfg.read_stdin && cfg.tcp_port == 0 && cfg.udp_port == 0 && cfg.simulate <= 0)
+        cfg.read_stdin = true;
+    if (!cfg.cmd_stdout && cfg.cmd_udp == 0)
+        cfg.cmd_stdout = true;
+
+    if (eds_agent_create(&cfg, &a, &err) != EDS_OK) {
+        eds_log_error("%s", err.msg);
+        goto out;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    running = a;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    int rc = eds_agent_run(a);
+    running = NULL;
+    eds_agent_stats st;
+    eds_agent_get_stats(a, &st);
+    eds_log_notice("records: %llu accepted, %llu acked (%llu duplicates), %llu nacked, %llu "
+                   "invalid, %llu dropped, %llu udp dropped, %llu pending; %llu commands",
+                   (unsigned long long)st.accepted, (unsigned long long)st.acked,
+                   (unsigned long long)st.duplicates, (unsigned long long)st.nacked,
+                   (unsigned long long)st.invalid, (unsigned long long)st.dropped,
+                   (unsigned long long)st.udp_dropped, (unsigned long long)st.pending,
+                   (unsigned long long)st.cmds);
+    status = rc == EDS_OK ? 0 : 1;
+out:
+    eds_agent_destroy(a);
+    eds_agent_config_free(&cfg);
+    return status;
+}
