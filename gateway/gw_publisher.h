@@ -27,16 +27,18 @@
  *    at-least-once.
  *  - Events are dispatched in the order they were produced.
  *
- * Why not Paho's own machinery: with cleansession=1 and no persistence,
- * Paho 1.3.12 on connection loss calls onFailure(MQTTASYNC_OPERATION_INCOMPLETE)
- * only for publishes already written and awaiting an ack (MQTTAsync_freeResponses
- * in cleanSession), while publishes still in its command queue (e.g. held back
- * by maxInflight) stay queued and are sent after an automatic reconnect, after
- * the failed ones would be resent: out of order. Its maxBufferedMessages (100
- * by default) also limits publishes while connected. The publisher therefore
- * disables automatic reconnect, keeps its own table of outstanding publishes,
- * and replaces the Paho client on every reconnect (destroying the old one
- * drops its queue).
+ * Why not Paho's own machinery: with cleansession=1, no persistence and automatic
+ * reconnect, Paho 1.3.12 on connection loss calls onFailure(MQTTASYNC_OPERATION_INCOMPLETE,
+ * -11) only for publishes already written and awaiting their ack (cleanSession ->
+ * MQTTAsync_freeResponses); publishes still in its command queue (held back by
+ * maxInflight) stay there and are sent after the automatic reconnect. Measured here with
+ * maxInflight 10: 30 QoS 1 publishes, broker stopped then killed, restarted: tokens 0-9
+ * FAILED, 10-29 succeeded after the reconnect, so resending 0-9 would land after 10-29.
+ * Its maxBufferedMessages (100 by default) also limits queued publishes while connected,
+ * and the connect options' maxInflight defaults to 65535. The publisher therefore sets
+ * Paho's maxInflight above max_inflight, disables automatic reconnect, keeps its own table
+ * of outstanding publishes, and replaces the Paho client on every reconnect (destroying
+ * the old one drops its queue).
  *
  * Threads: create/destroy/start/publish/dispatch/flush are meant to be called
  * from one thread (the loop). connected() and inflight() may be called from
