@@ -34,6 +34,7 @@
 /* Required fields tracked with a bitmap while walking a document; any
  * beyond this are looked up by name instead. */
 #define REQ_BITS 1024
+#define SLOT_EMPTY UINT32_MAX
 
 enum {
     TY_STRING = 1 << 0,
@@ -81,6 +82,7 @@ struct rules {
 
 typedef struct field {
     const char *name; /* points into the schema's parsed tree */
+    uint32_t hash;    /* of name */
     size_t req_idx;   /* position in mapping.req when required */
     rules r;
 } field;
@@ -88,7 +90,9 @@ typedef struct field {
 struct mapping {
     field *fields; /* sorted by name */
     size_t n;
-    size_t *req; /* indexes of the required fields */
+    uint32_t *slots; /* open-addressing index into fields; SLOT_EMPTY when free */
+    size_t mask;     /* slots has mask + 1 entries, a power of two >= 2n */
+    size_t *req;     /* indexes of the required fields */
     size_t nreq;
     bool allow_unknown;
 };
@@ -137,6 +141,7 @@ static void mapping_free(mapping *m)
         rules_free(&m->fields[i].r);
     free(m->fields);
     free(m->req);
+    free(m->slots);
     free(m);
 }
 
@@ -615,6 +620,36 @@ static int compile_rules(cctx *c, const cJSON *obj, rules *r, bool allow_unknown
     return EDS_OK;
 }
 
+/* FNV-1a: field lookup hashes every key of every document, so it is cheap. */
+static uint32_t hash_name(const char *s)
+{
+    uint32_t h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+static int index_fields(mapping *m)
+{
+    size_t cap = 4;
+    while (cap < 2 * m->n)
+        cap *= 2;
+    m->slots = malloc(cap * sizeof(*m->slots));
+    if (!m->slots)
+        return EDS_ERR_NOMEM;
+    for (size_t i = 0; i < cap; i++)
+        m->slots[i] = SLOT_EMPTY;
+    m->mask = cap - 1;
+    for (size_t i = 0; i < m->n; i++) {
+        m->fields[i].hash = hash_name(m->fields[i].name);
+        size_t k = m->fields[i].hash & m->mask;
+        while (m->slots[k] != SLOT_EMPTY)
+            k = (k + 1) & m->mask;
+        m->slots[k] = (uint32_t)i;
+    }
+    return EDS_OK;
+}
+
 static int cmp_field(const void *a, const void *b)
 {
     return strcmp(((const field *)a)->name, ((const field *)b)->name);
@@ -665,7 +700,7 @@ static int compile_mapping(cctx *c, const cJSON *obj, mapping **out, bool allow_
         }
     }
     m->req = calloc(m->nreq ? m->nreq : 1, sizeof(*m->req));
-    if (!m->req) {
+    if (!m->req || index_fields(m) != EDS_OK) {
         mapping_free(m);
         return nomem(c);
     }
@@ -833,6 +868,36 @@ static int attach(cJSON **obj, const char *key, cJSON *list)
     return EDS_OK;
 }
 
+/* cJSON's type tests, inline: they run for every value of every document. */
+static inline bool j_kind(const cJSON *v, int kind)
+{
+    return (v->type & 0xFF) == kind;
+}
+static inline bool j_string(const cJSON *v)
+{
+    return j_kind(v, cJSON_String);
+}
+static inline bool j_number(const cJSON *v)
+{
+    return j_kind(v, cJSON_Number);
+}
+static inline bool j_array(const cJSON *v)
+{
+    return j_kind(v, cJSON_Array);
+}
+static inline bool j_object(const cJSON *v)
+{
+    return j_kind(v, cJSON_Object);
+}
+static inline bool j_null(const cJSON *v)
+{
+    return j_kind(v, cJSON_NULL);
+}
+static inline bool j_bool(const cJSON *v)
+{
+    return j_kind(v, cJSON_True) || j_kind(v, cJSON_False);
+}
+
 /* 1 and 1.0 are both integers in this dialect (JSON has one number type). */
 static bool is_integral(double d)
 {
@@ -845,17 +910,17 @@ static bool is_integral(double d)
 
 static bool type_ok(unsigned types, const cJSON *v)
 {
-    if ((types & TY_STRING) && cJSON_IsString(v))
+    if ((types & TY_STRING) && j_string(v))
         return true;
-    if ((types & (TY_FLOAT | TY_NUMBER)) && cJSON_IsNumber(v))
+    if ((types & (TY_FLOAT | TY_NUMBER)) && j_number(v))
         return true;
-    if ((types & TY_INTEGER) && cJSON_IsNumber(v) && is_integral(v->valuedouble))
+    if ((types & TY_INTEGER) && j_number(v) && is_integral(v->valuedouble))
         return true;
-    if ((types & TY_BOOLEAN) && cJSON_IsBool(v))
+    if ((types & TY_BOOLEAN) && j_bool(v))
         return true;
-    if ((types & TY_DICT) && cJSON_IsObject(v))
+    if ((types & TY_DICT) && j_object(v))
         return true;
-    if ((types & TY_LIST) && cJSON_IsArray(v))
+    if ((types & TY_LIST) && j_array(v))
         return true;
     return false;
 }
@@ -872,11 +937,11 @@ static size_t utf8_length(const char *s)
  * members of a dict; false for other values. */
 static bool sized_length(const cJSON *v, size_t *n)
 {
-    if (cJSON_IsString(v)) {
+    if (j_string(v)) {
         *n = utf8_length(v->valuestring);
         return true;
     }
-    if (cJSON_IsArray(v) || cJSON_IsObject(v)) {
+    if (j_array(v) || j_object(v)) {
         size_t k = 0;
         for (const cJSON *c = v->child; c; c = c->next)
             k++;
@@ -889,13 +954,13 @@ static bool sized_length(const cJSON *v, size_t *n)
 /* JSON equality as Python's ==, except that booleans are not numbers. */
 static bool json_equal(const cJSON *a, const cJSON *b)
 {
-    if (cJSON_IsNumber(a) && cJSON_IsNumber(b))
+    if (j_number(a) && j_number(b))
         return a->valuedouble == b->valuedouble;
     if ((a->type & 0xFF) != (b->type & 0xFF))
         return false;
-    if (cJSON_IsString(a))
+    if (j_string(a))
         return strcmp(a->valuestring, b->valuestring) == 0;
-    if (cJSON_IsArray(a)) {
+    if (j_array(a)) {
         const cJSON *x = a->child, *y = b->child;
         for (; x && y; x = x->next, y = y->next) {
             if (!json_equal(x, y))
@@ -903,7 +968,7 @@ static bool json_equal(const cJSON *a, const cJSON *b)
         }
         return !x && !y;
     }
-    if (cJSON_IsObject(a)) {
+    if (j_object(a)) {
         size_t na = 0, nb = 0;
         for (const cJSON *x = a->child; x; x = x->next)
             na++;
@@ -933,7 +998,7 @@ static bool in_values(const cJSON *list, const cJSON *v)
 static bool str_in_values(const cJSON *list, const char *s)
 {
     for (const cJSON *c = list->child; c; c = c->next) {
-        if (cJSON_IsString(c) && strcmp(c->valuestring, s) == 0)
+        if (j_string(c) && strcmp(c->valuestring, s) == 0)
             return true;
     }
     return false;
@@ -968,9 +1033,9 @@ static int add_unallowed_value(cJSON **list, const cJSON *v)
  * "unallowed value a". */
 static int check_allowed(const cJSON *allowed, const cJSON *v, cJSON **list)
 {
-    if (!cJSON_IsArray(v) && !cJSON_IsObject(v))
+    if (!j_array(v) && !j_object(v))
         return in_values(allowed, v) ? EDS_OK : add_unallowed_value(list, v);
-    bool key = cJSON_IsObject(v);
+    bool key = j_object(v);
     size_t bad = 0;
     for (const cJSON *c = v->child; c; c = c->next)
         bad += !member_in(allowed, c, key);
@@ -996,9 +1061,9 @@ static int check_allowed(const cJSON *allowed, const cJSON *v, cJSON **list)
  * ['a']"; any other value "unallowed value a". */
 static int check_forbidden(const cJSON *forbidden, const cJSON *v, cJSON **list)
 {
-    if (!cJSON_IsArray(v) && !cJSON_IsObject(v))
+    if (!j_array(v) && !j_object(v))
         return in_values(forbidden, v) ? add_unallowed_value(list, v) : EDS_OK;
-    bool key = cJSON_IsObject(v);
+    bool key = j_object(v);
     eds_schema_buf b;
     eds_schema__buf_init(&b, MSG_MAX);
     size_t k = 0;
@@ -1027,7 +1092,7 @@ static int validate_mapping(const mapping *m, const cJSON *doc, cJSON **obj);
 static int validate_value(const rules *r, const cJSON *v, cJSON **list)
 {
     int rc;
-    if (cJSON_IsNull(v))
+    if (j_null(v))
         return r->nullable ? EDS_OK : add_msg(list, MSG_NULL);
     if (r->types && !type_ok(r->types, v))
         return add_msg(list, r->type_msg);
@@ -1041,9 +1106,9 @@ static int validate_value(const rules *r, const cJSON *v, cJSON **list)
         if (!r->empty && (rc = add_msg(list, MSG_EMPTY)) != EDS_OK)
             return rc;
     }
-    bool num = cJSON_IsNumber(v);
+    bool num = j_number(v);
     double d = num ? v->valuedouble : 0;
-    bool str = cJSON_IsString(v);
+    bool str = j_string(v);
 
     /* Alphabetical by rule name: the order Cerberus lists a field's messages. */
     if (r->allowed && !skip && (rc = check_allowed(r->allowed, v, list)) != EDS_OK)
@@ -1072,9 +1137,9 @@ static int validate_value(const rules *r, const cJSON *v, cJSON **list)
         return rc;
 
     cJSON *sub = NULL;
-    if (r->map && cJSON_IsObject(v)) {
+    if (r->map && j_object(v)) {
         rc = validate_mapping(r->map, v, &sub);
-    } else if (r->items && cJSON_IsArray(v)) {
+    } else if (r->items && j_array(v)) {
         rc = EDS_OK;
         size_t i = 0;
         for (const cJSON *it = v->child; it && rc == EDS_OK; it = it->next, i++) {
@@ -1157,16 +1222,11 @@ static void sort_errors(cJSON *obj)
 
 static const field *find_field(const mapping *m, const char *name)
 {
-    size_t lo = 0, hi = m->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(name, m->fields[mid].name);
-        if (c == 0)
-            return &m->fields[mid];
-        if (c < 0)
-            hi = mid;
-        else
-            lo = mid + 1;
+    uint32_t h = hash_name(name);
+    for (size_t k = h & m->mask; m->slots[k] != SLOT_EMPTY; k = (k + 1) & m->mask) {
+        const field *f = &m->fields[m->slots[k]];
+        if (f->hash == h && strcmp(f->name, name) == 0)
+            return f;
     }
     return NULL;
 }
@@ -1212,7 +1272,7 @@ static int validate_mapping(const mapping *m, const cJSON *doc, cJSON **obj)
 int eds_schema_validate(const eds_schema *s, const cJSON *doc, cJSON **errors)
 {
     *errors = NULL;
-    if (!cJSON_IsObject(doc))
+    if (!j_object(doc))
         return EDS_ERR_INVAL;
     cJSON *obj = NULL;
     int rc = validate_mapping(s->top, doc, &obj);
