@@ -356,41 +356,24 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static int cmp_double(const void *a, const void *b)
+/* An unknown user is hashed against a dummy shaped like the first entry, so
+ * its answer costs the same (timing is measured in bench/, not here: a
+ * timed unit test flakes on a loaded machine). What a unit test can check:
+ * the dummy never matches, whatever the password. */
+static void test_unknown_user_never_matches(void **state)
 {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Median time of `rounds` checks. */
-static double median_check_time(const eds_passwd *p, const char *user, const char *pw)
-{
-    enum { ROUNDS = 7 };
-    double t[ROUNDS];
-    for (int i = 0; i < ROUNDS; i++) {
-        double start = now_s();
-        (void)eds_passwd_check(p, user, pw);
-        t[i] = now_s() - start;
-    }
-    qsort(t, ROUNDS, sizeof(t[0]), cmp_double);
-    return t[ROUNDS / 2];
-}
-
-static void test_unknown_user_costs_a_hash(void **state)
-{
-    /* 20000 iterations: a few milliseconds per check, far above noise. */
     char hash[EDS_PASSWD_HASH_MAX];
     eds_error err;
-    assert_int_equal(eds_passwd_hash("pw", 20000, hash, sizeof(hash), &err), EDS_OK);
+    assert_int_equal(eds_passwd_hash("pw", 1000, hash, sizeof(hash), &err), EDS_OK);
     char text[256];
     snprintf(text, sizeof(text), "known:%s\n", hash);
     eds_passwd *p = load_ok(write_file("timing.passwd", text));
-    double known = median_check_time(p, "known", "wrong");
-    double unknown = median_check_time(p, "unknown", "wrong");
-    print_message("known user %.3f ms, unknown user %.3f ms\n", known * 1e3, unknown * 1e3);
-    assert_true(known > 0);
-    assert_true(unknown > known * 0.5);
-    assert_true(unknown < known * 2.0);
+    assert_int_equal(eds_passwd_check(p, "known", "pw"), EDS_OK);
+    assert_int_equal(eds_passwd_check(p, "unknown", "pw"), EDS_ERR_AUTH);
+    assert_int_equal(eds_passwd_check(p, "unknown", ""), EDS_ERR_AUTH);
+    assert_int_equal(eds_passwd_check(p, "", "pw"), EDS_ERR_AUTH);
+    assert_int_equal(eds_passwd_check(p, "knownx", "pw"), EDS_ERR_AUTH);
+    assert_int_equal(eds_passwd_check(p, "know", "pw"), EDS_ERR_AUTH);
     eds_passwd_destroy(p);
 }
 
@@ -440,7 +423,7 @@ int main(void)
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_empty_file_accepts_nobody),
         cmocka_unit_test(test_world_readable),
-        cmocka_unit_test(test_unknown_user_costs_a_hash),
+        cmocka_unit_test(test_unknown_user_never_matches),
         cmocka_unit_test(test_many_users),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
