@@ -22,15 +22,15 @@
 #endif
 #endif
 
+static volatile bool counting;
+static volatile size_t allocations;
+
 #ifndef UNDER_ASAN
 /* glibc's own entry points, so these wrappers can count and forward. */
 void *__libc_malloc(size_t size);
 void *__libc_calloc(size_t n, size_t size);
 void *__libc_realloc(void *p, size_t size);
 void __libc_free(void *p);
-
-static volatile bool counting;
-static volatile size_t allocations;
 
 void *malloc(size_t size)
 {
@@ -76,8 +76,8 @@ static const char valid_doc[] =
 static void test_valid_document_allocates_nothing(void **state)
 {
 #ifdef UNDER_ASAN
-    skip();
-#else
+    skip(); /* returns from the test: ASan's malloc is not counted */
+#endif
     eds_schema *s = NULL;
     eds_error err = {0};
     assert_int_equal(eds_schema_load_json(schema_text, strlen(schema_text), "t", &s, &err), EDS_OK);
@@ -104,7 +104,6 @@ static void test_valid_document_allocates_nothing(void **state)
     cJSON_Delete(errors);
     cJSON_Delete(doc);
     eds_schema_destroy(s);
-#endif
 }
 
 int main(void)
