@@ -963,7 +963,9 @@ static int on_line(void *ctx, const char *line, size_t len)
         s->st.bad_lines++;
         reject_line(s, c, code, line, len, err.msg);
         if (++c->bad_in_row >= MAX_BAD_IN_ROW) {
+            /* bad_message is not fatal by itself: here it is, so close explicitly. */
             send_error(s, c, EDS_PE_BAD_MESSAGE, "too many bad lines in a row");
+            close_conn(s, c, "too many bad lines in a row");
             return EDS_ERR_STOP;
         }
         send_error(s, c, code, err.msg);
