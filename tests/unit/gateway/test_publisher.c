@@ -377,6 +377,41 @@ static void test_publish_qos1_done_and_ordered(void **state)
     free(rr);
 }
 
+/* QoS 0 and 2 complete too; retain reaches a later subscriber. */
+static void test_qos0_qos2_and_retain(void **state)
+{
+    (void)state;
+    recorder *rw = calloc(1, sizeof(*rw)), *rr = calloc(1, sizeof(*rr));
+    gw_publisher *gw = make(GW_USER, GW_PASS, NULL, 8, 0);
+    connect_wait(gw, rw);
+    watched w = {gw, rw};
+    assert_int_equal(gw_publisher_publish(gw, "energy/dev7/data", "q0", 2, 0, false, 70), EDS_OK);
+    assert_int_equal(gw_publisher_publish(gw, "energy/dev7/data", "q2", 2, 2, false, 72), EDS_OK);
+    assert_int_equal(
+        gw_publisher_publish(gw, "energy/dev7/status", "{\"online\":true}", 15, 1, true, 71),
+        EDS_OK);
+    assert_int_equal(gw_publisher_publish(gw, "energy/dev7/data", "x", 1, 3, false, 1),
+                     EDS_ERR_INVAL);
+    wait_events(&w, 1, rw, GW_PUB_DONE, 3, 10000);
+    uint64_t sum = 0;
+    for (size_t i = 0; i < rw->n; i++)
+        if (rw->ev[i].type == GW_PUB_DONE)
+            sum += rw->ev[i].token;
+    assert_int_equal(sum, 70 + 71 + 72);
+    /* A reader that subscribes afterwards still gets the retained status. */
+    gw_publisher *rd = make(RD_USER, RD_PASS, "energy/dev7/status", 8, 0);
+    connect_wait(rd, rr);
+    watched wr = {rd, rr};
+    wait_events(&wr, 1, rr, GW_PUB_MESSAGE, 1, 10000);
+    char got[4][32];
+    assert_int_equal(messages_on(rr, "energy/dev7/status", got, 4), 1);
+    assert_string_equal(got[0], "{\"online\":true}");
+    gw_publisher_destroy(rd);
+    gw_publisher_destroy(gw);
+    free(rw);
+    free(rr);
+}
+
 /* FULL at max_inflight while the broker does not answer; flush times out, then completes. */
 static void test_full_and_flush(void **state)
 {
@@ -623,6 +658,7 @@ int main(void)
         cmocka_unit_test(test_create_rejects_bad_config),
         cmocka_unit_test(test_publish_before_connect_is_refused),
         cmocka_unit_test(test_publish_qos1_done_and_ordered),
+        cmocka_unit_test(test_qos0_qos2_and_retain),
         cmocka_unit_test(test_full_and_flush),
         cmocka_unit_test(test_connection_loss_fails_all_in_order),
         cmocka_unit_test(test_messages_and_offline_status),
