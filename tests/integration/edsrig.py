@@ -275,6 +275,27 @@ def make_password_file(path, users):
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=30)
 
 
+def make_test_certs(outdir, hosts=("127.0.0.1", "localhost")):
+    """A throw-away CA and a server certificate for hosts (IPs and DNS names) with the
+    openssl CLI. Returns {"ca": path, "cert": path, "key": path}."""
+    def run(*args):
+        subprocess.run(["openssl"] + list(args), check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, timeout=60)
+    ca, ca_key = os.path.join(outdir, "ca.crt"), os.path.join(outdir, "ca.key")
+    crt, key = os.path.join(outdir, "server.crt"), os.path.join(outdir, "server.key")
+    csr, ext = os.path.join(outdir, "server.csr"), os.path.join(outdir, "server.ext")
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca,
+        "-days", "2", "-subj", "/CN=EDS test CA")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr,
+        "-subj", "/CN=%s" % hosts[0])
+    san = ",".join(("IP:%s" if re.match(r"^[0-9.:]+$", h) else "DNS:%s") % h for h in hosts)
+    with open(ext, "w") as f:
+        f.write("subjectAltName=%s\nbasicConstraints=CA:FALSE\n" % san)
+    run("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+        "-out", crt, "-days", "2", "-extfile", ext)
+    return {"ca": ca, "cert": crt, "key": key}
+
+
 class Broker:
     """A private mosquitto from the project's broker-config on 127.0.0.1:<free port>.
 
@@ -286,9 +307,12 @@ class Broker:
     Users: GATEWAY_USER/GATEWAY_PASSWORD and READER_USER/READER_PASSWORD (plus `users`).
     """
 
-    def __init__(self, users=None, extra_lines=(), start=True, timeout=DEFAULT_TIMEOUT):
+    def __init__(self, users=None, extra_lines=(), start=True, timeout=DEFAULT_TIMEOUT,
+                 tls=False):
         self.host = "127.0.0.1"
         self.port = free_port()
+        self.tls_port = None  # with tls=True: a second listener with TLS (certs in self.certs)
+        self.certs = None
         self.workdir = tempfile.mkdtemp(prefix="eds-broker-")
         self.passwd_file = os.path.join(self.workdir, "passwd")
         self.persist_dir = os.path.join(self.workdir, "persist")
@@ -300,6 +324,14 @@ class Broker:
         all_users = {GATEWAY_USER: GATEWAY_PASSWORD, READER_USER: READER_PASSWORD}
         all_users.update(users or {})
         make_password_file(self.passwd_file, all_users)
+        extra_lines = list(extra_lines)
+        if tls:
+            self.certs = make_test_certs(self.workdir)
+            self.tls_port = free_port()
+            extra_lines += ["listener %d 127.0.0.1" % self.tls_port,
+                            "cafile %s" % self.certs["ca"],
+                            "certfile %s" % self.certs["cert"],
+                            "keyfile %s" % self.certs["key"]]
         with open(self.conf_file, "w") as f:
             f.write(make_broker_config(self.port, self.workdir, self.passwd_file,
                                        self.persist_dir, extra_lines=extra_lines))
@@ -310,8 +342,9 @@ class Broker:
         if self.proc is not None and self.proc.running():
             raise RuntimeError("broker already running")
         self.proc = Process([MOSQUITTO, "-c", self.conf_file], name="mosquitto")
+        ports = [self.port] + ([self.tls_port] if self.tls_port else [])
         try:
-            wait_until(lambda: not self.proc.running() or can_connect(self.port),
+            wait_until(lambda: not self.proc.running() or all(can_connect(p) for p in ports),
                        self.timeout, "mosquitto to accept connections on port %d" % self.port)
         except RigTimeout:
             self.proc.kill()
@@ -694,16 +727,23 @@ class LineClient:
 
 
 def _serve_broker():
-    """`python3 edsrig.py broker`: starts a Broker, prints "READY <port> <pid>", then obeys
+    """`python3 edsrig.py broker [--tls]`: starts a Broker, prints "READY <port> <pid>" (with
+    --tls: "READY <port> <pid> <tls_port> <cafile>"), then obeys
     one command per stdin line and answers "OK <pid>" (or "ERR <text>"):
       stop | start | restart | kill (SIGKILL) | pause (SIGSTOP) | resume (SIGCONT)
     Stops the broker and exits at EOF on stdin."""
     import sys
-    broker = Broker()
+    broker = Broker(tls="--tls" in sys.argv[2:])
     try:
-        print("READY %d %d" % (broker.port, broker.pid), flush=True)
+        if broker.tls_port:
+            print("READY %d %d %d %s" % (broker.port, broker.pid, broker.tls_port,
+                                         broker.certs["ca"]), flush=True)
+        else:
+            print("READY %d %d" % (broker.port, broker.pid), flush=True)
         for line in sys.stdin:
             cmd = line.strip()
+            if not cmd:
+                continue
             try:
                 if cmd == "stop":
                     broker.stop()
@@ -730,7 +770,7 @@ def _serve_broker():
 
 if __name__ == "__main__":
     import sys
-    if sys.argv[1:] == ["broker"]:
+    if sys.argv[1:2] == ["broker"] and set(sys.argv[2:]) <= {"--tls"}:
         _serve_broker()
     else:
-        sys.exit("usage: %s broker" % sys.argv[0])
+        sys.exit("usage: %s broker [--tls]" % sys.argv[0])

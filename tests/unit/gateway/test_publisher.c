@@ -33,7 +33,8 @@
 static struct {
     pid_t pid;
     int to_fd, from_fd;
-    int port;
+    int port, tls_port;
+    char cafile[1024];
     char buf[4096];
     size_t len;
 } rig = {.pid = -1, .to_fd = -1, .from_fd = -1};
@@ -99,17 +100,17 @@ static int rig_start(void **state)
         const char *src = getenv("EDS_SOURCE_DIR");
         char path[4096];
         snprintf(path, sizeof(path), "%s/tests/integration/edsrig.py", src ? src : EDS_SOURCE_DIR);
-        execl("/usr/bin/python3", "python3", path, "broker", (char *)NULL);
+        execl("/usr/bin/python3", "python3", path, "broker", "--tls", (char *)NULL);
         _exit(127);
     }
     close(in[0]);
     close(out[1]);
     rig.to_fd = in[1];
     rig.from_fd = out[0];
-    char line[256];
+    char line[2048];
     int pid = 0;
     if (rig_line(line, sizeof(line), 30000) != 0 ||
-        sscanf(line, "READY %d %d", &rig.port, &pid) != 2) {
+        sscanf(line, "READY %d %d %d %1023s", &rig.port, &pid, &rig.tls_port, rig.cafile) != 4) {
         fprintf(stderr, "broker rig did not start\n");
         return -1;
     }
@@ -651,6 +652,48 @@ static void test_bad_password_never_connects(void **state)
     free(r);
 }
 
+/* TLS to the broker: verified against the test CA; a wrong CA never connects. */
+static void test_tls(void **state)
+{
+    (void)state;
+    recorder *r = calloc(1, sizeof(*r));
+    gw_publisher_config cfg = {
+        .port = rig.tls_port,
+        .client_id = "test-publisher-tls",
+        .username = GW_USER,
+        .password = GW_PASS,
+        .cafile = rig.cafile,
+        .reconnect_min_ms = 100,
+        .reconnect_max_ms = 200,
+    };
+    gw_publisher *p = NULL;
+    assert_int_equal(gw_publisher_create(&cfg, &p, NULL), EDS_OK);
+    connect_wait(p, r);
+    watched w = {p, r};
+    assert_int_equal(gw_publisher_publish(p, "energy/dev8/data", "{}", 2, 1, false, 8), EDS_OK);
+    wait_events(&w, 1, r, GW_PUB_DONE, 1, 10000);
+    gw_publisher_destroy(p);
+
+    /* The system CA bundle did not sign the test broker's certificate. */
+    cfg.cafile = "/etc/ssl/certs/ca-certificates.crt";
+    cfg.client_id = "test-publisher-tls-bad";
+    assert_int_equal(gw_publisher_create(&cfg, &p, NULL), EDS_OK);
+    assert_int_equal(gw_publisher_start(p), EDS_OK);
+    int64_t deadline = now_ms() + 10000;
+    gw_publisher_stats st;
+    for (;;) {
+        gw_publisher_get_stats(p, &st);
+        if (st.connect_failures >= 1)
+            break;
+        assert_true(now_ms() < deadline);
+        struct pollfd pfd = {.fd = gw_publisher_fd(p), .events = POLLIN};
+        poll(&pfd, 1, 20);
+    }
+    assert_int_equal(st.connects, 0);
+    gw_publisher_destroy(p);
+    free(r);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -664,6 +707,7 @@ int main(void)
         cmocka_unit_test(test_messages_and_offline_status),
         cmocka_unit_test(test_message_overflow_drops_and_counts),
         cmocka_unit_test(test_bad_password_never_connects),
+        cmocka_unit_test(test_tls),
     };
     return cmocka_run_group_tests(tests, rig_start, rig_stop);
 }
