@@ -213,16 +213,16 @@ static void src_drain(agent_inputs *in, line_src *s)
         char *line = s->buf + pos;
         size_t avail = s->len - pos;
         char *nl = memchr(line, '\n', avail);
-        if (!nl && !s->eof)
-            break;
         size_t len = nl ? (size_t)(nl - line) : avail;
         size_t next = pos + len + (nl ? 1 : 0);
-        if (s->skipping) {
+        if (s->skipping) { /* the rest of an over-long line: drop it */
             if (nl)
                 s->skipping = false;
             pos = next;
             continue;
         }
+        if (!nl && !s->eof)
+            break;
         if (len > 0 && line[len - 1] == '\r')
             len--;
         if (len == 0) {

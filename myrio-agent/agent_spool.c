@@ -460,7 +460,8 @@ int spool_open(const char *dir, size_t max_bytes, int sync_policy, agent_spool *
     }
     closedir(d);
     d = NULL;
-    qsort(sp->segs, sp->nsegs, sizeof(*sp->segs), cmp_seg);
+    if (sp->nsegs > 1)
+        qsort(sp->segs, sp->nsegs, sizeof(*sp->segs), cmp_seg);
 
     uint64_t prev = 0;
     for (size_t i = 0; i < sp->nsegs; i++) {

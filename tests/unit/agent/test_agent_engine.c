@@ -1,0 +1,596 @@
+/* Unit tests for the agent engine's protocol state machine, driven through
+ * the public API (edsagent.h) against a fake gateway in this process on a
+ * loopback socket: the hello it sends, the send window, ack/nack, welcome's
+ * last_seq, resending after a reconnect, duplicates, downlink commands,
+ * ping and a dead connection, auth_failed backing off, record validation,
+ * the full policies, and a restart on the same spool. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "edsagent.h"
+#include "eds_log.h"
+#include "eds_proto.h"
+
+#define DEADLINE_MS 5000
+
+typedef struct fake_gw {
+    int lfd; /* listener */
+    int cfd; /* the agent's connection, -1 none */
+    int port;
+    char buf[1 << 16];
+    size_t len;
+} fake_gw;
+
+typedef struct fixture {
+    fake_gw gw;
+    char dir[64];
+    char pwfile[128];
+    eds_agent_config cfg;
+    eds_agent *a;
+} fixture;
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void gw_listen(fake_gw *g)
+{
+    g->cfd = -1;
+    g->len = 0;
+    g->lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(g->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(g->lfd, 4), 0);
+    socklen_t sl = sizeof(sa);
+    assert_int_equal(getsockname(g->lfd, (struct sockaddr *)&sa, &sl), 0);
+    g->port = ntohs(sa.sin_port);
+}
+
+static void gw_drop(fake_gw *g)
+{
+    if (g->cfd >= 0)
+        close(g->cfd);
+    g->cfd = -1;
+    g->len = 0;
+}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof(*f));
+    snprintf(f->dir, sizeof(f->dir), "/tmp/eds-engine-test-XXXXXX");
+    if (!mkdtemp(f->dir))
+        return -1;
+    snprintf(f->pwfile, sizeof(f->pwfile), "%s/pw", f->dir);
+    FILE *fp = fopen(f->pwfile, "w");
+    fputs("s3cret\n", fp);
+    fclose(fp);
+    chmod(f->pwfile, 0600);
+    gw_listen(&f->gw);
+    eds_agent_config_init(&f->cfg);
+    f->cfg.gateway_host = "127.0.0.1";
+    f->cfg.gateway_port = f->gw.port;
+    f->cfg.device = "myrio-01";
+    f->cfg.password_file = f->pwfile;
+    f->cfg.schema = EDS_SOURCE_DIR "/schemas/energy.json";
+    f->cfg.window = 4;
+    f->cfg.queue_max = 100;
+    f->cfg.reconnect_min = 0.02;
+    f->cfg.reconnect_max = 0.1;
+    *state = f;
+    return 0;
+}
+
+static void rm_tree(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    while (d && (de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.')
+            continue;
+        char path[512];
+        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+        struct stat st;
+        if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
+            rm_tree(path);
+        else
+            unlink(path);
+    }
+    if (d)
+        closedir(d);
+    rmdir(dir);
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    eds_agent_destroy(f->a);
+    gw_drop(&f->gw);
+    close(f->gw.lfd);
+    rm_tree(f->dir);
+    free(f);
+    return 0;
+}
+
+static void create_agent(fixture *f)
+{
+    eds_error err;
+    eds_error_clear(&err);
+    int rc = eds_agent_create(&f->cfg, &f->a, &err);
+    if (rc != EDS_OK)
+        fail_msg("eds_agent_create: %s", err.msg);
+}
+
+/* Runs the agent until the fake gateway has accepted its connection. */
+static void gw_accept(fixture *f)
+{
+    uint64_t end = mono_ms() + DEADLINE_MS;
+    while (f->gw.cfd < 0) {
+        assert_int_equal(eds_agent_poll(f->a, 10), EDS_OK);
+        f->gw.cfd = accept4(f->gw.lfd, NULL, NULL, SOCK_NONBLOCK);
+        if (mono_ms() > end)
+            fail_msg("the agent did not connect");
+    }
+    f->gw.len = 0;
+}
+
+/* Runs the agent until it has sent one line to the fake gateway (NUL-terminated into out).
+ * Returns 0, or -1 if the agent closed the connection first. */
+static int gw_line_within(fixture *f, char *out, size_t cap, uint64_t ms)
+{
+    uint64_t end = mono_ms() + ms;
+    for (;;) {
+        char *nl = memchr(f->gw.buf, '\n', f->gw.len);
+        if (nl) {
+            size_t n = (size_t)(nl - f->gw.buf);
+            assert_true(n < cap);
+            memcpy(out, f->gw.buf, n);
+            out[n] = '\0';
+            memmove(f->gw.buf, nl + 1, f->gw.len - n - 1);
+            f->gw.len -= n + 1;
+            return 0;
+        }
+        if (mono_ms() > end)
+            return -2;
+        assert_int_equal(eds_agent_poll(f->a, 5), EDS_OK);
+        ssize_t r = recv(f->gw.cfd, f->gw.buf + f->gw.len, sizeof(f->gw.buf) - f->gw.len, 0);
+        if (r == 0)
+            return -1;
+        if (r < 0 && errno != EAGAIN)
+            return -1;
+        if (r > 0)
+            f->gw.len += (size_t)r;
+    }
+}
+
+static void gw_line(fixture *f, char *out, size_t cap)
+{
+    int rc = gw_line_within(f, out, cap, DEADLINE_MS);
+    if (rc == -1)
+        fail_msg("the agent closed the connection");
+    if (rc == -2)
+        fail_msg("no line from the agent");
+}
+
+static void gw_send(fixture *f, const char *line)
+{
+    size_t n = strlen(line);
+    assert_int_equal(send(f->gw.cfd, line, n, MSG_NOSIGNAL), (ssize_t)n);
+}
+
+static void gw_sendf(fixture *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void gw_sendf(fixture *f, const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    gw_send(f, line);
+}
+
+/* Accepts, checks the hello, sends welcome last_seq. */
+static void gw_session(fixture *f, uint64_t last_seq)
+{
+    gw_accept(f);
+    char line[1024];
+    gw_line(f, line, sizeof(line));
+    eds_msg m;
+    eds_error err;
+    assert_int_equal(eds_msg_parse(line, strlen(line), EDS_TO_GATEWAY, &m, &err), EDS_OK);
+    assert_int_equal(m.type, EDS_MSG_HELLO);
+    eds_msg_free(&m);
+    gw_sendf(f, "{\"type\":\"welcome\",\"proto\":1,\"last_seq\":%llu}\n",
+             (unsigned long long)last_seq);
+}
+
+/* Reads a data line; returns its seq and the value of "sample" in its data. */
+static uint64_t gw_data(fixture *f, int *sample)
+{
+    char line[2048];
+    gw_line(f, line, sizeof(line));
+    eds_msg m;
+    eds_error err;
+    if (eds_msg_parse(line, strlen(line), EDS_TO_GATEWAY, &m, &err) != EDS_OK)
+        fail_msg("bad line from agent: %s: %s", err.msg, line);
+    if (m.type != EDS_MSG_DATA)
+        fail_msg("expected data, got %s", line);
+    uint64_t seq = m.seq;
+    if (sample) {
+        cJSON *s = cJSON_GetObjectItemCaseSensitive(m.data, "sample");
+        assert_true(cJSON_IsNumber(s));
+        *sample = s->valueint;
+    }
+    eds_msg_free(&m);
+    return seq;
+}
+
+static void send_record(fixture *f, int sample)
+{
+    char rec[256];
+    int n = snprintf(rec, sizeof(rec),
+                     "{\"timestamp\":\"2026-11-24T10:00:%02dZ\",\"day-ahead-price\":81.4,"
+                     "\"power_factor\":0.97,\"sample\":%d}",
+                     sample % 60, sample);
+    eds_error err;
+    int rc = eds_agent_send(f->a, rec, (size_t)n, &err);
+    if (rc != EDS_OK)
+        fail_msg("eds_agent_send: %s: %s", eds_strerror(rc), err.msg);
+}
+
+/* Pumps the agent until cond, with a deadline. */
+#define RUN_UNTIL(f, cond)                                                                         \
+    do {                                                                                           \
+        uint64_t end_ = mono_ms() + DEADLINE_MS;                                                   \
+        while (!(cond)) {                                                                          \
+            if (mono_ms() > end_)                                                                  \
+                fail_msg("timed out waiting for %s", #cond);                                       \
+            assert_int_equal(eds_agent_poll((f)->a, 5), EDS_OK);                                   \
+        }                                                                                          \
+    } while (0)
+
+static void test_hello_carries_device_password_stream(void **state)
+{
+    fixture *f = *state;
+    f->cfg.stream = "feed01";
+    create_agent(f);
+    assert_string_equal(eds_agent_stream(f->a), "feed01");
+    gw_accept(f);
+    char line[1024];
+    gw_line(f, line, sizeof(line));
+    assert_string_equal(line, "{\"type\":\"hello\",\"device\":\"myrio-01\",\"password\":\"s3cret\","
+                              "\"stream\":\"feed01\",\"proto\":1}");
+}
+
+static void test_window_order_and_acks(void **state)
+{
+    fixture *f = *state;
+    create_agent(f);
+    gw_session(f, 0);
+    for (int i = 1; i <= 10; i++)
+        send_record(f, i);
+    int next = 1;
+    while (next <= 10) {
+        /* the agent sends at most `window` records ahead of the acks */
+        int batch = 0, sample;
+        while (batch < 4 && next + batch <= 10) {
+            uint64_t seq = gw_data(f, &sample);
+            assert_int_equal(seq, (uint64_t)(next + batch));
+            assert_int_equal(sample, next + batch);
+            batch++;
+        }
+        char extra[2048];
+        assert_int_equal(gw_line_within(f, extra, sizeof(extra), 100), -2);
+        for (int k = 0; k < batch; k++)
+            gw_sendf(f, "{\"type\":\"ack\",\"seq\":%d}\n", next + k);
+        next += batch;
+    }
+    RUN_UNTIL(f, eds_agent_pending(f->a) == 0);
+    eds_agent_stats st;
+    eds_agent_get_stats(f->a, &st);
+    assert_int_equal(st.accepted, 10);
+    assert_int_equal(st.acked, 10);
+    assert_true(eds_agent_connected(f->a));
+}
+
+static void test_welcome_last_seq_drops_handled(void **state)
+{
+    fixture *f = *state;
+    create_agent(f);
+    for (int i = 1; i <= 5; i++)
+        send_record(f, i);
+    gw_session(f, 3);
+    assert_int_equal(gw_data(f, NULL), 4);
+    assert_int_equal(gw_data(f, NULL), 5);
+    gw_send(f, "{\"type\":\"ack\",\"seq\":4}\n{\"type\":\"ack\",\"seq\":5}\n");
+    RUN_UNTIL(f, eds_agent_pending(f->a) == 0);
+    eds_agent_stats st;
+    eds_agent_get_stats(f->a, &st);
+    assert_int_equal(st.welcome_skipped, 3);
+    assert_int_equal(st.acked, 2);
+}
+
+static void test_nack_drops_record(void **state)
+{
+    fixture *f = *state;
+    create_agent(f);
+    gw_session(f, 0);
+    send_record(f, 1);
+    send_record(f, 2);
+    assert_int_equal(gw_data(f, NULL), 1);
+    assert_int_equal(gw_data(f, NULL), 2);
+    gw_send(f, "{\"type\":\"nack\",\"seq\":1,\"errors\":{\"power_factor\":[\"max value is "
+               "1.0\"]}}\n{\"type\":\"ack\",\"seq\":2}\n");
+    RUN_UNTIL(f, eds_agent_pending(f->a) == 0);
+    eds_agent_stats st;
+    eds_agent_get_stats(f->a, &st);
+    assert_int_equal(st.nacked, 1);
+    assert_int_equal(st.acked, 1);
+    /* a nacked record is never sent again, also not after a reconnect */
+    gw_drop(&f->gw);
+    gw_session(f, 0);
+    char line[256];
+    assert_int_equal(gw_line_within(f, line, sizeof(line), 200), -2);
+}
+
+static void test_reconnect_resends_unacked_in_order(void **state)
+{
+    fixture *f = *state;
+    create_agent(f);
+    gw_session(f, 0);
+    for (int i = 1; i <= 3; i++)
+        send_record(f, i);
+    for (uint64_t s = 1; s <= 3; s++)
+        assert_int_equal(gw_data(f, NULL), s);
+    gw_send(f, "{\"type\":\"ack\",\"seq\":1}\n");
+    RUN_UNTIL(f, eds_agent_pending(f->a) == 2);
+    gw_drop(&f->gw); /* the gateway goes away with 2 and 3 unanswered */
+    RUN_UNTIL(f, !eds_agent_connected(f->a));
+    send_record(f, 4); /* queued while disconnected */
+    gw_session(f, 2);  /* 2 made it to the broker before the cut */
+    assert_int_equal(gw_data(f, NULL), 3);
+    assert_int_equal(gw_data(f, NULL), 4);
+    /* an ack marked duplicate still completes the record */
+    gw_send(f, "{\"type\":\"ack\",\"seq\":3,\"duplicate\":true}\n{\"type\":\"ack\",\"seq\":4}\n");
+    RUN_UNTIL(f, eds_agent_pending(f->a) == 0);
+    eds_agent_stats st;
+    eds_agent_get_stats(f->a, &st);
+    assert_int_equal(st.acked, 3);
+    assert_int_equal(st.duplicates, 1);
+    assert_int_equal(st.welcome_skipped, 1);
+    assert_int_equal(st.connects, 2);
+}
+
+static void test_cmd_handed_over_then_acked(void **state)
+{
+    fixture *f = *state;
+    create_agent(f);
+    gw_session(f, 0);
+    gw_send(f, "{\"type\":\"cmd\",\"id\":7,\"data\":{\"day-ahead-price\":77.5}}\n");
+    char buf[256];
+    int64_t id = 0;
+    int n = 0;
+    RUN_UNTIL(f, (n = eds_agent_next_cmd(f->a, buf, sizeof(buf), &id)) != 0);
+    assert_int_equal(n, (int)strlen("{\"day-ahead-price\":77.5}"));
+    assert_string_equal(buf, "{\"day-ahead-price\":77.5}");
+    assert_int_equal(id, 7);
+    char line[256];
+    gw_line(f, line, sizeof(line));
+    assert_string_equal(line, "{\"type\":\"ack\",\"id\":7}");
+    assert_int_equal(eds_agent_next_cmd(f->a, buf, sizeof(buf), &id), 0);
+    /* too small a buffer leaves the command queued */
+    gw_send(f, "{\"type\":\"cmd\",\"id\":8,\"data\":[1,2,3]}\n");
+    RUN_UNTIL(f, eds_agent_next_cmd(f->a, buf, 4, &id) == EDS_ERR_TOOLONG);
+    assert_int_equal(eds_agent_next_cmd(f->a, buf, sizeof(buf), &id), 7);
+    assert_string_equal(buf, "[1,2,3]");
+    assert_int_equal(id, 8);
+}
+
+static void test_ping_and_dead_connection(void **state)
+{
+    fixture *f = *state;
+    f->cfg.ping_interval = 0.1;
+    f->cfg.ping_timeout = 0.2;
+    create_agent(f);
+    gw_session(f, 0);
+    char line[256];
+    gw_line(f, line, sizeof(line));
+    assert_string_equal(line, "{\"type\":\"ping\"}");
+    gw_send(f, "{\"type\":\"pong\"}\n");
+    /* answered: the next thing is another ping, not a disconnect */
+    gw_line(f, line, sizeof(line));
+    assert_string_equal(line, "{\"type\":\"ping\"}");
+    /* unanswered: the agent gives the connection up and connects again */
+    assert_int_equal(gw_line_within(f, line, sizeof(line), DEADLINE_MS), -1);
+    gw_drop(&f->gw);
+    gw_session(f, 0);
+    RUN_UNTIL(f, eds_agent_connected(f->a));
+}
+
+static void test_auth_failed_backs_off_long(void **state)
+{
+    fixture *f = *state;
+    create_agent(f);
+    gw_accept(f);
+    char line[256];
+    gw_line(f, line, sizeof(line));
+    gw_send(f, "{\"type\":\"error\",\"code\":\"auth_failed\",\"message\":\"bad password\"}\n");
+    gw_drop(&f->gw);
+    RUN_UNTIL(f, !eds_agent_connected(f->a));
+    /* a normal reconnect would come within reconnect_max (0.1 s); this one must not */
+    uint64_t end = mono_ms() + 1000;
+    while (mono_ms() < end) {
+        assert_int_equal(eds_agent_poll(f->a, 10), EDS_OK);
+        int fd = accept4(f->gw.lfd, NULL, NULL, SOCK_NONBLOCK);
+        if (fd >= 0)
+            fail_msg("reconnected right after auth_failed");
+    }
+}
+
+static void test_records_validated_before_queueing(void **state)
+{
+    fixture *f = *state;
+    create_agent(f);
+    eds_error err;
+    const char *bad_schema = "{\"timestamp\":\"2026-11-24T10:00:00Z\",\"day-ahead-price\":-3,"
+                             "\"power_factor\":1.2}";
+    assert_int_equal(eds_agent_send(f->a, bad_schema, strlen(bad_schema), &err), EDS_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "\"power_factor\":[\"must be between 0.0 and 1.0\"]"));
+    assert_non_null(strstr(err.msg, "\"day-ahead-price\":[\"min value is 0.0\"]"));
+    const char *bad[] = {"{", "[1,2]", "{\"a\":1,\"a\":2}", "{\"x\":1e999}", "\"str\""};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(eds_agent_send(f->a, bad[i], strlen(bad[i]), &err), EDS_ERR_PARSE);
+    /* pretty-printed JSON is fine and is sent compact, on one line */
+    const char *pretty = "{\n  \"timestamp\": \"2026-11-24T10:00:00Z\",\n  \"sample\": 9\n}";
+    assert_int_equal(eds_agent_send(f->a, pretty, strlen(pretty), &err), EDS_OK);
+    eds_agent_stats st;
+    eds_agent_get_stats(f->a, &st);
+    assert_int_equal(st.invalid, 6);
+    assert_int_equal(st.accepted, 1);
+    gw_session(f, 0);
+    char line[512];
+    gw_line(f, line, sizeof(line));
+    assert_string_equal(line, "{\"type\":\"data\",\"seq\":1,\"data\":{\"timestamp\":\"2026-11-"
+                              "24T10:00:00Z\",\"sample\":9}}");
+}
+
+static void test_full_block_and_drop_oldest(void **state)
+{
+    fixture *f = *state;
+    f->cfg.queue_max = 3;
+    f->cfg.window = 3;
+    create_agent(f);
+    for (int i = 1; i <= 3; i++)
+        send_record(f, i);
+    eds_error err;
+    const char *rec = "{\"timestamp\":\"2026-11-24T10:00:00Z\",\"sample\":4}";
+    assert_int_equal(eds_agent_send(f->a, rec, strlen(rec), &err), EDS_ERR_FULL);
+    assert_int_equal(eds_agent_pending(f->a), 3);
+    eds_agent_destroy(f->a);
+    f->a = NULL;
+
+    f->cfg.full_policy = EDS_AGENT_FULL_DROP_OLDEST;
+    create_agent(f);
+    for (int i = 1; i <= 5; i++)
+        send_record(f, i);
+    assert_int_equal(eds_agent_pending(f->a), 3);
+    eds_agent_stats st;
+    eds_agent_get_stats(f->a, &st);
+    assert_int_equal(st.dropped, 2);
+    gw_session(f, 0);
+    int sample;
+    for (int want = 3; want <= 5; want++) {
+        gw_data(f, &sample);
+        assert_int_equal(sample, want);
+    }
+}
+
+static void test_restart_on_spool(void **state)
+{
+    fixture *f = *state;
+    char spool[128];
+    snprintf(spool, sizeof(spool), "%s/spool", f->dir);
+    f->cfg.spool = spool;
+    create_agent(f);
+    char stream[80];
+    snprintf(stream, sizeof(stream), "%s", eds_agent_stream(f->a));
+    for (int i = 1; i <= 5; i++)
+        send_record(f, i);
+    gw_session(f, 0);
+    assert_int_equal(gw_data(f, NULL), 1);
+    gw_send(f, "{\"type\":\"ack\",\"seq\":1}\n");
+    RUN_UNTIL(f, eds_agent_pending(f->a) == 4);
+    eds_agent_destroy(f->a); /* power cut with 2..5 unacked */
+    f->a = NULL;
+    gw_drop(&f->gw);
+
+    create_agent(f);
+    assert_string_equal(eds_agent_stream(f->a), stream);
+    assert_int_equal(eds_agent_pending(f->a), 4);
+    send_record(f, 6); /* takes seq 6: the counter survived */
+    gw_session(f, 2);
+    int sample;
+    for (int want = 3; want <= 6; want++) {
+        assert_int_equal(gw_data(f, &sample), (uint64_t)want);
+        assert_int_equal(sample, want);
+        gw_sendf(f, "{\"type\":\"ack\",\"seq\":%d}\n", want);
+    }
+    RUN_UNTIL(f, eds_agent_pending(f->a) == 0);
+}
+
+static void test_config_checks(void **state)
+{
+    fixture *f = *state;
+    eds_agent *a = NULL;
+    eds_error err;
+    f->cfg.device = "bad/device";
+    assert_int_equal(eds_agent_create(&f->cfg, &a, &err), EDS_ERR_CONFIG);
+    assert_null(a);
+    f->cfg.device = "myrio-01";
+    f->cfg.password_file = "/nonexistent/pw";
+    assert_int_equal(eds_agent_create(&f->cfg, &a, &err), EDS_ERR_IO);
+    assert_non_null(strstr(err.msg, "/nonexistent/pw"));
+
+    eds_agent_config c;
+    eds_agent_config_init(&c);
+    assert_int_equal(eds_agent_config_set(&c, "--gateway", "10.0.0.5:6000", NULL, &err), EDS_OK);
+    assert_string_equal(c.gateway_host, "10.0.0.5");
+    assert_int_equal(c.gateway_port, 6000);
+    assert_int_equal(eds_agent_config_set(&c, "gateway", "[::1]:7000", NULL, &err), EDS_OK);
+    assert_string_equal(c.gateway_host, "::1");
+    assert_int_equal(c.gateway_port, 7000);
+    assert_int_equal(eds_agent_config_set(&c, "--full-policy", "drop-oldest", NULL, &err), EDS_OK);
+    assert_int_equal(c.full_policy, EDS_AGENT_FULL_DROP_OLDEST);
+    assert_int_equal(eds_agent_config_set(&c, "--spool-max", "2m", NULL, &err), EDS_OK);
+    assert_int_equal(c.spool_max, 2 * 1024 * 1024);
+    assert_int_equal(eds_agent_config_set(&c, "--gateway", "host:99999", NULL, &err),
+                     EDS_ERR_CONFIG);
+    assert_int_equal(eds_agent_config_set(&c, "--spool-sync", "sometimes", NULL, &err),
+                     EDS_ERR_CONFIG);
+    assert_true(eds_agent_config_is_flag("--cmd-stdout"));
+    assert_false(eds_agent_config_is_flag("--udp"));
+    assert_false(eds_agent_config_known("--password"));
+    eds_agent_config_free(&c);
+}
+
+int main(void)
+{
+    eds_log_init("test_agent_engine", EDS_LOG_ERROR);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_hello_carries_device_password_stream, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_window_order_and_acks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_welcome_last_seq_drops_handled, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nack_drops_record, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reconnect_resends_unacked_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cmd_handed_over_then_acked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ping_and_dead_connection, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_auth_failed_backs_off_long, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_records_validated_before_queueing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_block_and_drop_oldest, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restart_on_spool, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_config_checks, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
