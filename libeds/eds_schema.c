@@ -1056,27 +1056,26 @@ static int check_allowed(const cJSON *allowed, const cJSON *v, cJSON **list)
     return add_buf_msg(list, &b);
 }
 
-/* `forbidden`: a list or dict reports the forbidden items (dict: keys) it
- * holds, once each in document order, as a Python list "unallowed values
- * ['a']"; any other value "unallowed value a". */
+/* `forbidden`: a list reports the forbidden items it holds, once each in
+ * document order, as a Python list "unallowed values ['a']"; any other
+ * value (a dict too, as in Cerberus) "unallowed value a". */
 static int check_forbidden(const cJSON *forbidden, const cJSON *v, cJSON **list)
 {
-    if (!j_array(v) && !j_object(v))
+    if (!j_array(v))
         return in_values(forbidden, v) ? add_unallowed_value(list, v) : EDS_OK;
-    bool key = j_object(v);
     eds_schema_buf b;
     eds_schema__buf_init(&b, MSG_MAX);
     size_t k = 0;
     for (const cJSON *c = v->child; c; c = c->next) {
-        if (!member_in(forbidden, c, key))
+        if (!in_values(forbidden, c))
             continue;
         bool seen = false; /* a set in Cerberus: each value once */
         for (const cJSON *p = v->child; p != c && !seen; p = p->next)
-            seen = key ? strcmp(p->string, c->string) == 0 : json_equal(p, c);
+            seen = json_equal(p, c);
         if (seen)
             continue;
         eds_schema__buf_adds(&b, k++ ? ", " : "unallowed values [");
-        member_repr(c, key, &b);
+        eds_schema__py_repr(c, &b);
     }
     if (!k) {
         eds_schema__buf_free(&b);
@@ -1110,11 +1109,13 @@ static int validate_value(const rules *r, const cJSON *v, cJSON **list)
     double d = num ? v->valuedouble : 0;
     bool str = j_string(v);
 
-    /* Alphabetical by rule name: the order Cerberus lists a field's messages. */
-    if (r->allowed && !skip && (rc = check_allowed(r->allowed, v, list)) != EDS_OK)
-        return rc;
+    /* `between` first: in Cerberus it is a custom rule, whose error has no
+     * rule in its schema path and so sorts before the others. */
     if (r->has_between && num && (d < r->lo || d > r->hi) &&
         (rc = add_msg(list, r->between_msg)) != EDS_OK)
+        return rc;
+    /* Then alphabetical by rule name: the order Cerberus lists a field's messages. */
+    if (r->allowed && !skip && (rc = check_allowed(r->allowed, v, list)) != EDS_OK)
         return rc;
     if (r->forbidden && !skip && (rc = check_forbidden(r->forbidden, v, list)) != EDS_OK)
         return rc;

@@ -250,6 +250,10 @@ static void test_forbidden(void **state)
     check(schema, "{\"s\":\"root\",\"l\":[\"c\",\"b\",\"a\",\"b\"],\"n\":0}",
           "{\"l\":[\"unallowed values ['b', 'a']\"],\"n\":[\"unallowed value 0\"],"
           "\"s\":[\"unallowed value root\"]}");
+    /* A dict is compared whole (it is not a sequence for Cerberus). */
+    check("{\"d\":{\"forbidden\":[{\"a\":1},\"a\"]}}", "{\"d\":{\"a\":1.0}}",
+          "{\"d\":[\"unallowed value {'a': 1}\"]}");
+    check("{\"d\":{\"forbidden\":[{\"a\":1},\"a\"]}}", "{\"d\":{\"a\":2}}", NULL);
 }
 
 static void test_regex_whole_string(void **state)
@@ -348,6 +352,10 @@ static void test_messages_order(void **state)
           "{\"f\":\"AB\"}",
           "{\"f\":[\"unallowed value AB\",\"min length is 5\","
           "\"value does not match regex '[a-z]+'\"]}");
+    /* Except `between`: Cerberus's custom rule reports without a rule name,
+     * which sorts first. */
+    check("{\"f\":{\"allowed\":[1,9],\"between\":[0,5],\"max\":8}}", "{\"f\":9.5}",
+          "{\"f\":[\"must be between 0 and 5\",\"unallowed value 9.5\",\"max value is 8\"]}");
     /* Fields sorted by name, and every failing field reported. */
     check("{\"b\":{\"type\":\"integer\"},\"a\":{\"type\":\"integer\"},\"C\":{\"required\":true}}",
           "{\"b\":\"1\",\"a\":\"2\"}",
