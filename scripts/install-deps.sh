@@ -7,7 +7,7 @@ set -euo pipefail
 
 PKGS=(cmake gcc make pkg-config clang mosquitto mosquitto-clients libpaho-mqtt-dev
       libcjson-dev libssl-dev libcmocka-dev python3 python3-paho-mqtt openssl
-      valgrind iproute2 nftables libclang-rt-14-dev)
+      valgrind iproute2 nftables libclang-rt-14-dev python3-cerberus)
 CROSS_PKGS=(gcc-arm-linux-gnueabi libc6-dev-armel-cross qemu-user)
 
 want_cross=0
