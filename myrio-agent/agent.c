@@ -621,12 +621,14 @@ static void run_timers(eds_agent *a, uint64_t t)
         return;
     }
     if (a->st == ST_READY) {
-        if (a->ping_out && t - a->ping_sent_ms >= secs_ms(a->cfg.ping_timeout)) {
+        /* Written as `t >= x + d`: x may be a little later than t (set while handling
+         * this batch), and t - x would wrap around. */
+        if (a->ping_out && t >= a->ping_sent_ms + secs_ms(a->cfg.ping_timeout)) {
             disconnect(a, EDS_LOG_WARNING, "gateway did not answer a ping: connection is dead");
             return;
         }
         if (!a->ping_out && a->cfg.ping_interval > 0 &&
-            t - a->last_rx_ms >= secs_ms(a->cfg.ping_interval)) {
+            t >= a->last_rx_ms + secs_ms(a->cfg.ping_interval)) {
             char line[32];
             size_t n = eds_fmt_ping(line, sizeof(line));
             out_append(a, line, n);

@@ -348,7 +348,7 @@ static void sim_run(agent_inputs *in, uint64_t now)
                 return;
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
-            double dt = (double)(now - in->sim_last_ms) / 1000.0;
+            double dt = now > in->sim_last_ms ? (double)(now - in->sim_last_ms) / 1000.0 : 0;
             in->sim_last_ms = now;
             in->sim_len = agent_sim_record(&in->sim, &ts, dt, in->sim_rec, sizeof(in->sim_rec));
         }
