@@ -363,6 +363,31 @@ static void test_messages_order(void **state)
           "\"b\":[\"must be of integer type\"]}");
 }
 
+static void test_many_required_fields(void **state)
+{
+    /* More required fields than the validator tracks with its bitmap. */
+    enum { N = 1500 };
+    char *schema = malloc(N * 40 + 16), *doc = malloc(N * 16 + 16);
+    assert_non_null(schema);
+    assert_non_null(doc);
+    size_t ns = 0, nd = 0;
+    schema[ns++] = '{';
+    doc[nd++] = '{';
+    for (int i = 0; i < N; i++) {
+        ns += (size_t)sprintf(schema + ns, "%s\"f%d\":{\"required\":true}", i ? "," : "", i);
+        if (i != 7 && i != N - 2)
+            nd += (size_t)sprintf(doc + nd, "%s\"f%d\":%d", nd > 1 ? "," : "", i, i);
+    }
+    strcpy(schema + ns, "}");
+    strcpy(doc + nd, "}");
+    char expected[128];
+    snprintf(expected, sizeof(expected),
+             "{\"f1498\":[\"required field\"],\"f7\":[\"required field\"]}");
+    check(schema, doc, expected);
+    free(schema);
+    free(doc);
+}
+
 static void test_duplicate_document_keys(void **state)
 {
     check("{\"a\":{\"type\":\"integer\"}}", "{\"a\":\"x\",\"a\":\"y\"}",
@@ -490,6 +515,7 @@ int main(void)
         cmocka_unit_test(test_schema_without_type),
         cmocka_unit_test(test_allow_unknown),
         cmocka_unit_test(test_messages_order),
+        cmocka_unit_test(test_many_required_fields),
         cmocka_unit_test(test_duplicate_document_keys),
         cmocka_unit_test(test_not_an_object),
         cmocka_unit_test(test_python_number_text),
