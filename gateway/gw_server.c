@@ -617,8 +617,18 @@ static void on_mqtt_message(gw_server *s, const gw_pub_event *ev)
     }
     s->st.cmds_in++;
     cJSON *v = NULL;
-    if (eds_utf8_valid(ev->payload, ev->len))
-        v = cJSON_ParseWithLengthOpts(ev->payload, ev->len, NULL, 1);
+    if (eds_utf8_valid(ev->payload, ev->len)) {
+        /* Not require_null_terminated: with a length that excludes the NUL,
+         * cJSON then refuses every payload. Trailing bytes are checked here. */
+        const char *end = NULL;
+        v = cJSON_ParseWithLengthOpts(ev->payload, ev->len, &end, 0);
+        while (v && end < ev->payload + ev->len && strchr(" \t\r\n", *end) && *end)
+            end++;
+        if (v && end != ev->payload + ev->len) {
+            cJSON_Delete(v);
+            v = NULL;
+        }
+    }
     char *compact = v ? cJSON_PrintUnformatted(v) : NULL;
     cJSON_Delete(v);
     if (!compact) {
