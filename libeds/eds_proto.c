@@ -443,14 +443,15 @@ size_t eds_fmt_data(char *buf, size_t cap, uint64_t seq, const char *data_json, 
 size_t eds_fmt_cmd_ack(char *buf, size_t cap, int64_t id)
 {
     size_t n = 0;
-    return finish(buf, cap, n,
-                  appendf(buf, cap, &n, "{\"type\":\"ack\",\"id\":%lld}", (long long)id));
+    bool ok = appendf(buf, cap, &n, "{\"type\":\"ack\",\"id\":%lld}", (long long)id);
+    return finish(buf, cap, n, ok);
 }
 
 size_t eds_fmt_ping(char *buf, size_t cap)
 {
     size_t n = 0;
-    return finish(buf, cap, n, appendf(buf, cap, &n, "{\"type\":\"ping\"}"));
+    bool ok = appendf(buf, cap, &n, "{\"type\":\"ping\"}");
+    return finish(buf, cap, n, ok);
 }
 
 size_t eds_fmt_welcome(char *buf, size_t cap, uint64_t last_seq)
@@ -489,7 +490,8 @@ size_t eds_fmt_cmd(char *buf, size_t cap, int64_t id, const char *data_json, siz
 size_t eds_fmt_pong(char *buf, size_t cap)
 {
     size_t n = 0;
-    return finish(buf, cap, n, appendf(buf, cap, &n, "{\"type\":\"pong\"}"));
+    bool ok = appendf(buf, cap, &n, "{\"type\":\"pong\"}");
+    return finish(buf, cap, n, ok);
 }
 
 size_t eds_fmt_error(char *buf, size_t cap, eds_proto_error code, const char *message)
