@@ -3,13 +3,14 @@
  * thread, on ~200-byte energy records: with cJSON parsing (what the gateway
  * does per data line) and validation alone, for valid and invalid records.
  *
- *   bench_validate [--seconds S] [--count N] [SCHEMA]
+ *   bench_validate [--seconds S] [--count N] [--repeat R] [SCHEMA]
  *
  * Each case stops after N documents or S seconds (wall clock), whichever
  * comes first (defaults: 5,000,000 and 2 s). Rates are per second of this
  * thread's CPU time, so that other work on the machine does not halve
- * them; the wall time is printed too. SCHEMA defaults to a built-in copy
- * of schemas/energy.json.
+ * them; the wall time is printed too. Each case is run R times (default 3)
+ * and the fastest run is reported, the usual way to see through a busy
+ * machine. SCHEMA defaults to a built-in copy of schemas/energy.json.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -125,6 +126,19 @@ static result run_case(const eds_schema *s, doc *docs, bool parse, bool validate
     return r;
 }
 
+/* The fastest of `repeat` runs of one case. */
+static result best_of(int repeat, const eds_schema *s, doc *docs, bool parse, bool validate,
+                      uint64_t max_count, double max_secs)
+{
+    result best = {0};
+    for (int k = 0; k < repeat; k++) {
+        result r = run_case(s, docs, parse, validate, max_count, max_secs);
+        if (k == 0 || (double)r.n / r.cpu_secs > (double)best.n / best.cpu_secs)
+            best = r;
+    }
+    return best;
+}
+
 static void report(const char *name, result r, double avg_len)
 {
     double rate = r.cpu_secs > 0 ? (double)r.n / r.cpu_secs : 0;
@@ -147,7 +161,7 @@ static bool parse_num(const char *s, double *out)
 
 int main(int argc, char **argv)
 {
-    double secs = 2.0, count = 5e6;
+    double secs = 2.0, count = 5e6, repeat = 3;
     const char *path = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc && parse_num(argv[i + 1], &secs)) {
@@ -155,10 +169,14 @@ int main(int argc, char **argv)
         } else if (strcmp(argv[i], "--count") == 0 && i + 1 < argc &&
                    parse_num(argv[i + 1], &count)) {
             i++;
+        } else if (strcmp(argv[i], "--repeat") == 0 && i + 1 < argc &&
+                   parse_num(argv[i + 1], &repeat) && repeat <= 100) {
+            i++;
         } else if (argv[i][0] != '-' && !path) {
             path = argv[i];
         } else {
-            fprintf(stderr, "usage: bench_validate [--seconds S] [--count N] [SCHEMA]\n");
+            fprintf(stderr,
+                    "usage: bench_validate [--seconds S] [--count N] [--repeat R] [SCHEMA]\n");
             return 2;
         }
     }
@@ -180,14 +198,15 @@ int main(int argc, char **argv)
         ilen += (double)invalid[i].len / NDOCS;
     }
     printf("schema %s; documents: %.0f bytes (valid), %.0f bytes (invalid); "
-           "each case: up to %.0f docs or %.1f s, one thread\n",
-           eds_schema_name(s), vlen, ilen, count, secs);
+           "each case: up to %.0f docs or %.1f s, best of %d runs, one thread\n",
+           eds_schema_name(s), vlen, ilen, count, secs, (int)repeat);
     uint64_t max = (uint64_t)count;
-    report("valid: parse + validate", run_case(s, valid, true, true, max, secs), vlen);
-    report("valid: validate only", run_case(s, valid, false, true, max, secs), vlen);
-    report("valid: parse only (cJSON)", run_case(s, valid, true, false, max, secs), vlen);
-    report("invalid: parse + validate", run_case(s, invalid, true, true, max, secs), ilen);
-    report("invalid: validate only", run_case(s, invalid, false, true, max, secs), ilen);
+    int rep = (int)repeat;
+    report("valid: parse + validate", best_of(rep, s, valid, true, true, max, secs), vlen);
+    report("valid: validate only", best_of(rep, s, valid, false, true, max, secs), vlen);
+    report("valid: parse only (cJSON)", best_of(rep, s, valid, true, false, max, secs), vlen);
+    report("invalid: parse + validate", best_of(rep, s, invalid, true, true, max, secs), ilen);
+    report("invalid: validate only", best_of(rep, s, invalid, false, true, max, secs), ilen);
     for (int i = 0; i < NDOCS; i++) {
         cJSON_Delete(valid[i].parsed);
         cJSON_Delete(invalid[i].parsed);
