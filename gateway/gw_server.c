@@ -83,6 +83,7 @@ typedef struct gw_device {
     bool in_ready;
     struct gw_device *ready_next;
     bool online;
+    bool journaled; /* in the state journal: its status is reset after a crash */
     time_t since;
     char peer[64];
     const eds_schema *schema;
@@ -297,6 +298,7 @@ static void ready_push(gw_server *s, gw_device *d)
 
 static void journal(gw_server *s, gw_device *d)
 {
+    d->journaled = true;
     if (gw_state_append(s->state, d->id, d->stream, d->last_seq) != EDS_OK)
         eds_log_error("state journal: out of memory");
 }
@@ -789,6 +791,9 @@ static void try_welcome(gw_server *s, gw_conn *c)
         /* A new sequence space: the agent lost its counter. */
         snprintf(d->stream, sizeof(d->stream), "%s", c->stream);
         d->last_seq = 0;
+        journal(s, d);
+    } else if (!d->journaled) {
+        /* Known after a restart, so that a crash never leaves it marked online. */
         journal(s, d);
     }
     char line[128];
@@ -1472,6 +1477,7 @@ static void state_loaded(void *ctx, const char *device, const char *stream, uint
         return;
     snprintf(d->stream, sizeof(d->stream), "%s", stream);
     d->last_seq = d->last_accepted = last_seq;
+    d->journaled = true;
     d->since = time(NULL);
 }
 
