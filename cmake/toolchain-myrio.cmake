@@ -1,0 +1,78 @@
+# CMake toolchain file for the NI myRIO (Zynq-7000, ARMv7 Cortex-A9, NI Linux
+# Real-Time). NI's own toolchain is arm-nilrt-linux-gnueabi with
+# -mfpu=vfpv3 -mfloat-abi=softfp: the armel ABI (floats passed in integer
+# registers), not armhf. This file builds the same ABI with Debian's
+# gcc-arm-linux-gnueabi, against:
+#   - cJSON and cmocka installed as armel multiarch packages
+#     (/usr/lib/arm-linux-gnueabi, /usr/include),
+#   - OpenSSL unpacked from libssl-dev:armel + libssl3:armel into a sysroot
+#     folder (it cannot be co-installed next to the host's libssl3),
+# all of which scripts/install-cross.sh puts in place. Tests run under
+# qemu-arm through CMAKE_CROSSCOMPILING_EMULATOR, so a plain `ctest` in the
+# build folder runs them emulated.
+#
+#   cmake -S . -B build-arm -DCMAKE_TOOLCHAIN_FILE=cmake/toolchain-myrio.cmake \
+#         -DEDS_BUILD_GATEWAY=OFF -DEDS_BUILD_BENCH=OFF
+#
+# Where the OpenSSL sysroot is: $EDS_ARM_SYSROOT, else
+# ${XDG_CACHE_HOME:-$HOME/.cache}/eds/armel-sysroot (the same rule as
+# scripts/install-cross.sh). Read from the environment, not a cache
+# variable, so try_compile projects (which re-read this file) see it too.
+
+set(CMAKE_SYSTEM_NAME Linux)
+set(CMAKE_SYSTEM_PROCESSOR armv7l)
+
+set(EDS_ARM_TRIPLET arm-linux-gnueabi)
+set(CMAKE_C_COMPILER ${EDS_ARM_TRIPLET}-gcc)
+set(CMAKE_C_COMPILER_TARGET ${EDS_ARM_TRIPLET})
+set(CMAKE_LIBRARY_ARCHITECTURE ${EDS_ARM_TRIPLET})
+
+# The myRIO's CPU and float ABI (softfp: VFPv3 instructions, soft-float
+# calling convention, so the binaries link with armel libraries).
+# _FILE_OFFSET_BITS=64: 64-bit off_t and readdir64 on this 32-bit target, so
+# spool files may pass 2 GiB and readdir() works under qemu-user on a 64-bit
+# host (ext4 hands out 64-bit directory cookies there, which the 32-bit
+# readdir() refuses with EOVERFLOW and so lists nothing).
+set(CMAKE_C_FLAGS_INIT
+    "-march=armv7-a -mtune=cortex-a9 -mfpu=vfpv3 -mfloat-abi=softfp -D_FILE_OFFSET_BITS=64")
+
+if(DEFINED ENV{EDS_ARM_SYSROOT} AND NOT "$ENV{EDS_ARM_SYSROOT}" STREQUAL "")
+    set(EDS_ARM_SYSROOT "$ENV{EDS_ARM_SYSROOT}")
+elseif(DEFINED ENV{XDG_CACHE_HOME} AND NOT "$ENV{XDG_CACHE_HOME}" STREQUAL "")
+    set(EDS_ARM_SYSROOT "$ENV{XDG_CACHE_HOME}/eds/armel-sysroot")
+else()
+    set(EDS_ARM_SYSROOT "$ENV{HOME}/.cache/eds/armel-sysroot")
+endif()
+if(NOT EXISTS "${EDS_ARM_SYSROOT}/usr/lib/${EDS_ARM_TRIPLET}/libcrypto.so")
+    message(FATAL_ERROR "toolchain-myrio: no armel OpenSSL in ${EDS_ARM_SYSROOT}; "
+                        "run scripts/install-cross.sh (or set EDS_ARM_SYSROOT)")
+endif()
+
+# Libraries, headers and CMake packages: the OpenSSL sysroot first, then the
+# host's multiarch folders (CMAKE_LIBRARY_ARCHITECTURE makes find_library
+# look in /usr/lib/arm-linux-gnueabi, never in the amd64 folder). Programs
+# (pkg-config, python) are the host's.
+set(CMAKE_FIND_ROOT_PATH "${EDS_ARM_SYSROOT}")
+set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)
+set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY BOTH)
+set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE BOTH)
+set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE BOTH)
+set(OPENSSL_ROOT_DIR "${EDS_ARM_SYSROOT}/usr")
+set(cJSON_DIR "/usr/lib/${EDS_ARM_TRIPLET}/cmake/cJSON" CACHE PATH "armel cJSON package")
+# Debian keeps opensslconf's arch part in include/<triplet>/openssl/.
+set(CMAKE_C_STANDARD_INCLUDE_DIRECTORIES "${EDS_ARM_SYSROOT}/usr/include/${EDS_ARM_TRIPLET}")
+
+# pkg-config (cmocka): the armel .pc files only, never the host's.
+set(ENV{PKG_CONFIG_LIBDIR} "/usr/lib/${EDS_ARM_TRIPLET}/pkgconfig:/usr/share/pkgconfig")
+unset(ENV{PKG_CONFIG_PATH})
+unset(ENV{PKG_CONFIG_SYSROOT_DIR})
+
+# ctest runs every test executable under qemu-arm. -L makes the guest's
+# /lib/ld-linux.so.3 resolve in the cross libc folder; libraries that are
+# not there (cJSON, cmocka, glibc's armel multiarch copy) come from the
+# host's /usr/lib/arm-linux-gnueabi, OpenSSL from the sysroot through the
+# build RPATH.
+find_program(EDS_QEMU_ARM qemu-arm)
+if(EDS_QEMU_ARM)
+    set(CMAKE_CROSSCOMPILING_EMULATOR "${EDS_QEMU_ARM};-L;/usr/${EDS_ARM_TRIPLET}")
+endif()
