@@ -24,28 +24,46 @@ void eds_schema__buf_free(eds_schema_buf *b)
     b->len = b->cap = 0;
 }
 
+static bool buf_reserve(eds_schema_buf *b, size_t n)
+{
+    if (b->len + n + 1 <= b->cap)
+        return true;
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap < b->len + n + 1)
+        cap *= 2;
+    char *np = realloc(b->p, cap);
+    if (!np) {
+        b->nomem = true;
+        return false;
+    }
+    b->p = np;
+    b->cap = cap;
+    return true;
+}
+
 void eds_schema__buf_add(eds_schema_buf *b, const char *s, size_t n)
 {
     if (b->nomem || b->cut)
         return;
+    bool cut = false;
     if (n > b->max - b->len) {
-        n = b->max - b->len;
-        b->cut = true;
+        /* Keep room for "...", and never split a UTF-8 sequence: the text
+         * ends up in JSON that other programs decode. */
+        size_t room = b->max - b->len;
+        n = room > 3 ? room - 3 : 0;
+        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+            n--;
+        cut = true;
     }
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *np = realloc(b->p, cap);
-        if (!np) {
-            b->nomem = true;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
+    if (!buf_reserve(b, n + 3))
+        return;
     memcpy(b->p + b->len, s, n);
     b->len += n;
+    if (cut) {
+        memcpy(b->p + b->len, "...", 3);
+        b->len += 3;
+        b->cut = true;
+    }
     b->p[b->len] = '\0';
 }
 
@@ -212,7 +230,11 @@ void eds_schema__py_repr_string(const char *s, eds_schema_buf *b)
     eds_schema__buf_add(b, &q, 1);
 }
 
-void eds_schema__py_repr(const cJSON *v, eds_schema_buf *b)
+/* Deeper containers print as "..." (Python would print them whole; the
+ * message is cut at its maximum length anyway). */
+#define REPR_MAX_DEPTH 64
+
+static void py_repr(const cJSON *v, eds_schema_buf *b, int depth)
 {
     if (cJSON_IsString(v)) {
         eds_schema__py_repr_string(v->valuestring, b);
@@ -222,6 +244,8 @@ void eds_schema__py_repr(const cJSON *v, eds_schema_buf *b)
         eds_schema__buf_adds(b, "True");
     } else if (cJSON_IsFalse(v)) {
         eds_schema__buf_adds(b, "False");
+    } else if ((cJSON_IsArray(v) || cJSON_IsObject(v)) && depth >= REPR_MAX_DEPTH) {
+        eds_schema__buf_adds(b, "...");
     } else if (cJSON_IsArray(v) || cJSON_IsObject(v)) {
         bool obj = cJSON_IsObject(v);
         eds_schema__buf_adds(b, obj ? "{" : "[");
@@ -232,12 +256,17 @@ void eds_schema__py_repr(const cJSON *v, eds_schema_buf *b)
                 eds_schema__py_repr_string(c->string ? c->string : "", b);
                 eds_schema__buf_adds(b, ": ");
             }
-            eds_schema__py_repr(c, b);
+            py_repr(c, b, depth + 1);
         }
         eds_schema__buf_adds(b, obj ? "}" : "]");
     } else {
         eds_schema__buf_adds(b, "None");
     }
+}
+
+void eds_schema__py_repr(const cJSON *v, eds_schema_buf *b)
+{
+    py_repr(v, b, 0);
 }
 
 void eds_schema__py_str(const cJSON *v, eds_schema_buf *b)

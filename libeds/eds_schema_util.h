@@ -15,8 +15,9 @@
 
 #include <cjson/cJSON.h>
 
-/* A growable text buffer with a fixed maximum: appends past max are cut
- * and set `cut`. Allocation failure sets `nomem`. */
+/* A growable text buffer with a fixed maximum (>= 3): text past it is cut
+ * at a UTF-8 character boundary, "..." is appended and `cut` set; later
+ * appends are ignored. Allocation failure sets `nomem`. */
 typedef struct eds_schema_buf {
     char *p;
     size_t len;

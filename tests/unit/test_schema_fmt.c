@@ -105,10 +105,23 @@ static void test_buf_limit(void **state)
 {
     eds_schema_buf b;
     eds_schema__buf_init(&b, 8);
-    eds_schema__buf_adds(&b, "0123456");
-    eds_schema__buf_adds(&b, "789");
-    assert_true(b.cut);
+    eds_schema__buf_adds(&b, "0123");
+    eds_schema__buf_adds(&b, "4567");
+    assert_false(b.cut);
     assert_string_equal(eds_schema__buf_str(&b), "01234567");
+    eds_schema__buf_adds(&b, "8");
+    assert_true(b.cut);
+    assert_string_equal(eds_schema__buf_str(&b), "01234567...");
+    eds_schema__buf_free(&b);
+
+    /* Cut before a multi-byte character, not inside it: the cut would
+     * fall after the first byte of "\xc3\xa9" (é). */
+    eds_schema__buf_init(&b, 8);
+    eds_schema__buf_adds(&b, "abcd\xc3\xa9xyz");
+    assert_true(b.cut);
+    assert_string_equal(eds_schema__buf_str(&b), "abcd...");
+    eds_schema__buf_adds(&b, "more");
+    assert_string_equal(eds_schema__buf_str(&b), "abcd...");
     eds_schema__buf_free(&b);
 }
 
