@@ -19,5 +19,7 @@ ctest --test-dir build --output-on-failure -j "$JOBS" "$@" || status=1
 echo "== tests: build-asan/ (sanitizers)"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest --test-dir build-asan --output-on-failure -j "$JOBS" "$@" || status=1
+echo "== fuzzing (libFuzzer, ASan + UBSan, about 30 s) in build-fuzz/"
+JOBS="$JOBS" scripts/fuzz.sh || status=1
 if [ "$status" = 0 ]; then echo "== all tests passed"; else echo "== TESTS FAILED"; fi
 exit "$status"
