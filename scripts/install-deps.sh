@@ -8,7 +8,6 @@ set -euo pipefail
 PKGS=(cmake gcc make pkg-config clang mosquitto mosquitto-clients libpaho-mqtt-dev
       libcjson-dev libssl-dev libcmocka-dev python3 python3-paho-mqtt openssl
       valgrind iproute2 nftables libclang-rt-14-dev python3-cerberus)
-CROSS_PKGS=(gcc-arm-linux-gnueabi libc6-dev-armel-cross qemu-user)
 
 want_cross=0
 for arg in "$@"; do
@@ -28,9 +27,8 @@ done
 missing=()
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 for p in "${PKGS[@]}"; do installed "$p" || missing+=("$p"); done
-if [ "$want_cross" = 1 ]; then
-    for p in "${CROSS_PKGS[@]}"; do installed "$p" || missing+=("$p"); done
-fi
+# The cross toolchain, armel libraries and OpenSSL sysroot: install-cross.sh.
+[ "$want_cross" = 1 ] && "$(dirname "$0")/install-cross.sh"
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 SUDO=""

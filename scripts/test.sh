@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs every EDS test: installs missing packages, builds the normal and the
-# sanitizer (ASan+UBSan) builds, and runs ctest (unit + integration) in both.
+# sanitizer (ASan+UBSan) builds, and runs ctest (unit + integration) in both;
+# then the myRIO (armel) cross build's unit tests under qemu-arm
+# (scripts/test-arm.sh; EDS_SKIP_ARM=1 skips it).
 # Usage: scripts/test.sh [ctest args...]   e.g. scripts/test.sh -L unit
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +21,12 @@ ctest --test-dir build --output-on-failure -j "$JOBS" "$@" || status=1
 echo "== tests: build-asan/ (sanitizers)"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest --test-dir build-asan --output-on-failure -j "$JOBS" "$@" || status=1
+if [ "${EDS_SKIP_ARM:-0}" != 1 ]; then
+    # The myRIO build (armel cross, scripts/test-arm.sh): installs the cross
+    # packages if missing, builds build-arm/, runs its unit tests under qemu.
+    echo "== ARM (qemu) unit tests"
+    scripts/test-arm.sh "$@" || status=1
+fi
 echo "== fuzzing (libFuzzer, ASan + UBSan, about 30 s) in build-fuzz/"
 JOBS="$JOBS" scripts/fuzz.sh || status=1
 if [ "$status" = 0 ]; then echo "== all tests passed"; else echo "== TESTS FAILED"; fi
