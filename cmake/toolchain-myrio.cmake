@@ -67,12 +67,16 @@ set(ENV{PKG_CONFIG_LIBDIR} "/usr/lib/${EDS_ARM_TRIPLET}/pkgconfig:/usr/share/pkg
 unset(ENV{PKG_CONFIG_PATH})
 unset(ENV{PKG_CONFIG_SYSROOT_DIR})
 
-# ctest runs every test executable under qemu-arm. -L makes the guest's
-# /lib/ld-linux.so.3 resolve in the cross libc folder; libraries that are
-# not there (cJSON, cmocka, glibc's armel multiarch copy) come from the
-# host's /usr/lib/arm-linux-gnueabi, OpenSSL from the sysroot through the
-# build RPATH.
+# ctest runs every test executable under qemu-arm, with the guest's paths
+# unchanged (-L /): its loader /lib/ld-linux.so.3 and libc are then the
+# armel multiarch libc6:armel (a dependency of libcjson1:armel, and kept at
+# the host libc6's version), so loader and libc always come from the same
+# build. (-L /usr/arm-linux-gnueabi would take the loader from the
+# libc6-armel-cross package but libc.so.6 from /lib/arm-linux-gnueabi, which
+# that prefix does not shadow: two different glibc builds in one process.)
+# cJSON and cmocka come from /usr/lib/arm-linux-gnueabi, OpenSSL from the
+# sysroot through the build tree's RUNPATH.
 find_program(EDS_QEMU_ARM qemu-arm)
 if(EDS_QEMU_ARM)
-    set(CMAKE_CROSSCOMPILING_EMULATOR "${EDS_QEMU_ARM};-L;/usr/${EDS_ARM_TRIPLET}")
+    set(CMAKE_CROSSCOMPILING_EMULATOR "${EDS_QEMU_ARM};-L;/")
 endif()

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what the myRIO (armel) cross build and its qemu tests need, if
-# missing: Debian's gcc-arm-linux-gnueabi, qemu-user, cJSON and cmocka as
-# armel multiarch packages, and OpenSSL for armel unpacked into a sysroot
-# folder (libssl-dev:armel cannot be co-installed: multiarch needs the same
-# version as the host's libssl3, which security updates move ahead of it).
-# Idempotent, non-interactive, and quiet when everything is there; needs
-# root (or sudo) only when something is missing.
+# missing: Debian's gcc-arm-linux-gnueabi, qemu-user, cJSON, cmocka and
+# libatomic (the armel libcrypto needs it) as armel multiarch packages, and
+# OpenSSL for armel unpacked into a sysroot folder (libssl-dev:armel cannot
+# be co-installed: multiarch needs the same version as the host's libssl3,
+# which security updates move ahead of it). Idempotent, non-interactive,
+# and quiet when everything is there; needs root (or sudo) only when
+# something is missing.
 #
 # The sysroot is $EDS_ARM_SYSROOT, else ${XDG_CACHE_HOME:-$HOME/.cache}/eds/
 # armel-sysroot (cmake/toolchain-myrio.cmake uses the same rule).
@@ -13,8 +14,8 @@
 set -euo pipefail
 
 TRIPLET=arm-linux-gnueabi
-PKGS=(gcc-arm-linux-gnueabi libc6-dev-armel-cross qemu-user pkg-config
-      libcjson-dev:armel libcmocka-dev:armel)
+PKGS=(gcc-arm-linux-gnueabi libc6-dev-armel-cross qemu-user pkg-config libc6:armel
+      libatomic1:armel libcjson-dev:armel libcmocka-dev:armel)
 SYSROOT=${EDS_ARM_SYSROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/eds/armel-sysroot}
 
 case "${1:-}" in
@@ -23,7 +24,7 @@ case "${1:-}" in
     exit 0
     ;;
 -h | --help)
-    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
     ;;
 "") ;;
