@@ -193,10 +193,11 @@ int gw_config_finish(gw_config *c, eds_error *err)
         return eds_error_set(err, EDS_ERR_CONFIG,
                              "topic_prefix: '%s' must be non-empty, without + # or a trailing /",
                              p);
-    if (!c->password_file && !c->allow_anonymous)
+    if (!c->password_file && !c->allow_anonymous && !c->require_certificate)
         return eds_error_set(err, EDS_ERR_CONFIG,
-                             "no password_file: set one, or allow devices without a password "
-                             "explicitly with 'allow_anonymous true'");
+                             "no password_file: set one, use mutual TLS (require_certificate "
+                             "true), or allow devices without a password explicitly with "
+                             "'allow_anonymous true'");
     for (size_t i = 0; i < c->n_listeners; i++)
         if (c->listeners[i].tls && (!c->certfile || !c->keyfile))
             return eds_error_set(err, EDS_ERR_CONFIG, "tls_listener %d needs certfile and keyfile",

@@ -22,6 +22,7 @@
 #include "eds_passwd.h"
 #include "eds_proto.h"
 #include "eds_schema.h"
+#include "eds_tls.h"
 #include "gw_loop.h"
 #include "gw_publisher.h"
 #include "gw_schemas.h"
@@ -37,6 +38,9 @@
 #define TOKEN_UNTRACKED (1ULL << 63)
 #define TICK_MS 200
 #define TOPIC_MAX 512
+#define LOGIN_DELAY_BASE_MS 200     /* second failed login from an address waits this long */
+#define LOGIN_DELAY_MAX_MS 10000    /* ... doubling up to this */
+#define LOGIN_FAIL_FORGET_MS 600000 /* an address's failures are forgotten after 10 min */
 
 /* ---- types -------------------------------------------------------------- */
 
@@ -87,8 +91,19 @@ typedef struct gw_device {
     time_t since;
     char peer[64];
     const eds_schema *schema;
+    double tokens; /* max_rate bucket: records that may arrive now */
+    int64_t tokens_ms;
     struct gw_device *hnext;
 } gw_device;
+
+/* Per source address: connections now, recent failed logins. */
+typedef struct gw_ip {
+    char addr[INET6_ADDRSTRLEN];
+    uint32_t conns;
+    uint32_t fails;
+    int64_t last_fail_ms;
+    struct gw_ip *next;
+} gw_ip;
 
 enum conn_state { C_NEW, C_WAIT_WELCOME, C_READY, C_CLOSING };
 
@@ -108,6 +123,11 @@ typedef struct gw_conn {
     bool reading, writing, dirty;
     char peer[64];
     char stream[EDS_STREAM_MAX + 1]; /* from hello; applied at welcome */
+    eds_tls_conn *tls;               /* NULL on a plain listener */
+    bool handshaking;                /* TLS handshake not complete yet */
+    int tls_want;                    /* EDS_TLS_WANT_* while handshaking */
+    int64_t fail_at_ms;              /* > 0: send auth_failed then (login delay) */
+    gw_ip *ip;
     struct gw_conn *next_dirty, *next_closing;
 } gw_conn;
 
@@ -120,11 +140,13 @@ typedef struct gw_listener {
     gw_handle h;
     int fd;
     int port;
+    bool tls;
 } gw_listener;
 
 typedef struct gw_stats {
     uint64_t connections_total, auth_failures, messages_in, acked, duplicates, rejected, bad_lines,
         bytes_in, bytes_out, cmds_in, cmds_delivered, cmds_dropped, server_busy, timeouts, replaced;
+    uint64_t tls_failures, per_ip_refused, rate_limited, login_delays;
 } gw_stats;
 
 struct gw_server {
@@ -146,6 +168,9 @@ struct gw_server {
     gw_device *ready, *ready_tail;
     gw_schemas *schemas;
     eds_passwd *passwd;
+    eds_tls_ctx *tls_ctx;
+    gw_ip **iptab; /* by address; IPTAB_SIZE buckets */
+    int64_t next_ip_sweep_ms;
     gw_state *state;
     size_t pending_bytes;
     bool broker_up, stopping, paused_global;
@@ -677,7 +702,98 @@ static void on_cmd_ack(gw_server *s, gw_conn *c, int64_t id)
 static void update_events(gw_server *s, gw_conn *c)
 {
     uint32_t ev = (c->reading ? GW_EV_READ : 0) | (c->writing ? GW_EV_WRITE : 0);
+    if (c->handshaking)
+        ev = c->tls_want == EDS_TLS_WANT_WRITE ? GW_EV_WRITE : GW_EV_READ;
     gw_loop_mod(s->loop, c->fd, ev, c);
+}
+
+/* ---- per-address limits ------------------------------------------------- */
+
+#define IPTAB_SIZE 4096
+
+static gw_ip *ip_get(gw_server *s, const char *addr)
+{
+    gw_ip **b = &s->iptab[hash_str(addr) & (IPTAB_SIZE - 1)];
+    for (gw_ip *ip = *b; ip; ip = ip->next)
+        if (strcmp(ip->addr, addr) == 0)
+            return ip;
+    gw_ip *ip = calloc(1, sizeof(*ip));
+    if (!ip)
+        return NULL;
+    snprintf(ip->addr, sizeof(ip->addr), "%s", addr);
+    ip->next = *b;
+    *b = ip;
+    return ip;
+}
+
+/* Frees entries with no connection and no recent failed login. */
+static void ip_sweep(gw_server *s, int64_t now)
+{
+    for (size_t i = 0; i < IPTAB_SIZE; i++) {
+        gw_ip **pp = &s->iptab[i];
+        while (*pp) {
+            gw_ip *ip = *pp;
+            if (ip->fails && now - ip->last_fail_ms > LOGIN_FAIL_FORGET_MS)
+                ip->fails = 0;
+            if (ip->conns == 0 && ip->fails == 0) {
+                *pp = ip->next;
+                free(ip);
+            } else {
+                pp = &ip->next;
+            }
+        }
+    }
+}
+
+/* max_rate: refills the device's bucket; true while it is empty. */
+static bool rate_exhausted(gw_server *s, gw_device *d, int64_t now)
+{
+    double rate = s->cfg->max_rate;
+    if (rate <= 0)
+        return false;
+    double burst = rate < 1 ? 1 : rate; /* one second's worth */
+    if (d->tokens_ms == 0)
+        d->tokens = burst;
+    else
+        d->tokens += (double)(now - d->tokens_ms) * rate / 1000.0;
+    if (d->tokens > burst)
+        d->tokens = burst;
+    d->tokens_ms = now;
+    return d->tokens < 1;
+}
+
+/* ---- connection I/O (plain or TLS) -------------------------------------- */
+
+/* Like recv: > 0 bytes, 0 when the peer closed, EDS_ERR_AGAIN, or another
+ * negative code with the reason in err. */
+static ssize_t conn_recv(gw_conn *c, char *buf, size_t len, eds_error *err)
+{
+    if (c->tls) {
+        int want = 0;
+        ssize_t n = eds_tls_read(c->tls, buf, len, &want, err);
+        return n == EDS_ERR_CLOSED ? 0 : n;
+    }
+    ssize_t n = recv(c->fd, buf, len, 0);
+    if (n >= 0)
+        return n;
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+        return EDS_ERR_AGAIN;
+    return eds_error_set(err, EDS_ERR_IO, "%s", strerror(errno));
+}
+
+/* Like send: bytes taken, EDS_ERR_AGAIN, or another negative code. */
+static ssize_t conn_send(gw_conn *c, const char *buf, size_t len, eds_error *err)
+{
+    if (c->tls) {
+        int want = 0;
+        return eds_tls_write(c->tls, buf, len, &want, err);
+    }
+    ssize_t n = send(c->fd, buf, len, MSG_NOSIGNAL);
+    if (n >= 0)
+        return n;
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+        return EDS_ERR_AGAIN;
+    return eds_error_set(err, EDS_ERR_IO, "%s", strerror(errno));
 }
 
 /* Detaches c from its device: unpublished records go (the agent resends
@@ -724,7 +840,10 @@ static void close_conn(gw_server *s, gw_conn *c, const char *why)
 static void free_conn(gw_server *s, gw_conn *c)
 {
     gw_loop_del(s->loop, c->fd);
+    eds_tls_conn_destroy(c->tls);
     close(c->fd);
+    if (c->ip)
+        c->ip->conns--;
     s->conns[c->fd] = NULL;
     s->n_conns--;
     eds_framer_free(&c->framer);
@@ -739,16 +858,17 @@ static void free_conn(gw_server *s, gw_conn *c)
 
 static void flush_out(gw_server *s, gw_conn *c)
 {
+    if (c->handshaking)
+        return; /* nothing can be sent before the TLS handshake completes */
     while (c->out_off < c->out_len) {
-        ssize_t w = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+        eds_error err;
+        ssize_t w = conn_send(c, c->out + c->out_off, c->out_len - c->out_off, &err);
+        if (w == EDS_ERR_AGAIN)
+            break;
         if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                break;
             c->out_off = c->out_len; /* peer gone: drop the output */
             if (c->state != C_CLOSING)
-                close_conn(s, c, strerror(errno));
+                close_conn(s, c, err.msg);
             break;
         }
         c->out_off += (size_t)w;
@@ -779,6 +899,10 @@ static bool must_pause(gw_server *s, gw_conn *c)
     }
     if (c->out_len - c->out_off > OUT_SOFT)
         return true;
+    if (c->dev && rate_exhausted(s, c->dev, now_ms())) {
+        s->st.rate_limited++; /* tick() resumes it once the bucket refills */
+        return true;
+    }
     return c->dev && c->dev->count >= (uint32_t)s->cfg->window;
 }
 
@@ -822,13 +946,44 @@ static void handle_hello(gw_server *s, gw_conn *c, const eds_msg *m)
         send_error(s, c, EDS_PE_UNSUPPORTED_PROTO, "this gateway speaks proto 1");
         return;
     }
-    if (s->passwd ? eds_passwd_check(s->passwd, m->device, m->password) != EDS_OK
-                  : !s->cfg->allow_anonymous) {
+    /* Mutual TLS: the verified certificate names the device. */
+    char cn[EDS_DEVICE_MAX + 2] = "";
+    bool cert_ok = c->tls && s->cfg->require_certificate &&
+                   eds_tls_peer_cn(c->tls, cn, sizeof(cn)) == EDS_OK && strcmp(cn, m->device) == 0;
+    bool ok;
+    if (c->tls && s->cfg->require_certificate && !cert_ok)
+        ok = false;
+    else if (s->passwd)
+        ok = eds_passwd_check(s->passwd, m->device, m->password) == EDS_OK;
+    else
+        ok = cert_ok || s->cfg->allow_anonymous;
+    if (!ok) {
         s->st.auth_failures++;
-        eds_log_notice("%s: authentication failed for device %s", c->peer, m->device);
+        eds_log_notice("%s: authentication failed for device %s%s", c->peer, m->device,
+                       c->tls && s->cfg->require_certificate && !cert_ok
+                           ? " (certificate CN does not match)"
+                           : "");
+        /* A growing delay per address slows password guessing. */
+        int64_t delay = 0;
+        if (c->ip) {
+            c->ip->fails++;
+            c->ip->last_fail_ms = now_ms();
+            if (c->ip->fails > 1) {
+                delay = LOGIN_DELAY_BASE_MS << (c->ip->fails > 7 ? 6 : c->ip->fails - 2);
+                if (delay > LOGIN_DELAY_MAX_MS)
+                    delay = LOGIN_DELAY_MAX_MS;
+            }
+        }
+        if (delay > 0) {
+            s->st.login_delays++;
+            c->fail_at_ms = now_ms() + delay;
+            return; /* on_line pauses reading; tick() sends auth_failed */
+        }
         send_error(s, c, EDS_PE_AUTH_FAILED, "unknown device or wrong password");
         return;
     }
+    if (c->ip)
+        c->ip->fails = 0;
     gw_device *d = device_get(s, m->device);
     if (!d) {
         send_error(s, c, EDS_PE_SERVER_BUSY, "too many devices");
@@ -1065,6 +1220,10 @@ static int on_line(void *ctx, const char *line, size_t len)
             handle_hello(s, c, &m);
         else
             send_error(s, c, EDS_PE_NOT_AUTHENTICATED, "the first message must be hello");
+        if (c->fail_at_ms) {
+            eds_msg_free(&m);
+            return EDS_FRAMER_PAUSE; /* waiting out the login delay */
+        }
         eds_msg_free(&m);
         if (c->state == C_CLOSING)
             return EDS_ERR_STOP;
@@ -1125,6 +1284,9 @@ static void pause_reading(gw_server *s, gw_conn *c)
 
 /* Feeds what the framer kept at the last pause, then reads from the
  * socket again if nothing stands in the way. */
+static void conn_readable(gw_server *s, gw_conn *c);
+static void conn_consume(gw_server *s, gw_conn *c, size_t n);
+
 static void resume_reading(gw_server *s, gw_conn *c)
 {
     if (c->state != C_READY || s->stopping)
@@ -1138,25 +1300,40 @@ static void resume_reading(gw_server *s, gw_conn *c)
     if (!c->reading) {
         c->reading = true;
         update_events(s, c);
+        /* Bytes OpenSSL already decrypted make no epoll event: read them now. */
+        if (c->tls && eds_tls_pending(c->tls))
+            conn_readable(s, c);
     }
 }
 
 static void conn_readable(gw_server *s, gw_conn *c)
 {
-    ssize_t n = recv(c->fd, s->scratch, READ_CHUNK, 0);
-    if (n == 0) {
-        close_conn(s, c, "peer closed");
-        return;
-    }
-    if (n < 0) {
-        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-            close_conn(s, c, strerror(errno));
-        return;
-    }
+    /* A TLS connection may hold decrypted bytes past one read: loop while
+     * OpenSSL has some and the connection still wants input. */
+    do {
+        eds_error err;
+        ssize_t n = conn_recv(c, s->scratch, READ_CHUNK, &err);
+        if (n == 0) {
+            close_conn(s, c, "peer closed");
+            return;
+        }
+        if (n == EDS_ERR_AGAIN)
+            return;
+        if (n < 0) {
+            close_conn(s, c, err.msg);
+            return;
+        }
+        conn_consume(s, c, (size_t)n);
+    } while (c->tls && c->reading && c->state != C_CLOSING && eds_tls_pending(c->tls));
+}
+
+/* Feeds n bytes from the scratch buffer to the connection's framer. */
+static void conn_consume(gw_server *s, gw_conn *c, size_t n)
+{
     s->st.bytes_in += (uint64_t)n;
     c->last_rx_ms = now_ms();
     line_ctx lc = {s, c};
-    int rc = eds_framer_feed(&c->framer, s->scratch, (size_t)n, on_line, &lc);
+    int rc = eds_framer_feed(&c->framer, s->scratch, n, on_line, &lc);
     if (rc == EDS_ERR_TOOLONG) {
         char msg[96];
         snprintf(msg, sizeof(msg), "line longer than max_line (%zu bytes)", s->cfg->max_line);
@@ -1175,7 +1352,8 @@ static void set_nonblock_opts(int fd)
     setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
 }
 
-static void peer_name(int fd, char *buf, size_t cap)
+/* "ip:port" into buf, the ip alone into host (INET6_ADDRSTRLEN bytes). */
+static void peer_name(int fd, char *buf, size_t cap, char *host_out)
 {
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
@@ -1196,6 +1374,7 @@ static void peer_name(int fd, char *buf, size_t cap)
         }
     }
     snprintf(buf, cap, "%s:%d", host, port);
+    memcpy(host_out, host, sizeof(host));
 }
 
 static void accept_conns(gw_server *s, gw_listener *l)
@@ -1217,9 +1396,24 @@ static void accept_conns(gw_server *s, gw_listener *l)
             s->st.server_busy++;
             continue;
         }
-        gw_conn *c = calloc(1, sizeof(*c));
-        if (!c) {
+        char peer[64], host[INET6_ADDRSTRLEN];
+        peer_name(fd, peer, sizeof(peer), host);
+        gw_ip *ip = ip_get(s, host);
+        if (ip && s->cfg->max_conn_per_ip > 0 && ip->conns >= (uint32_t)s->cfg->max_conn_per_ip) {
+            char line[128];
+            size_t n = eds_fmt_error(line, sizeof(line), EDS_PE_SERVER_BUSY,
+                                     "too many connections from your address");
+            ssize_t w = l->tls ? 0 : send(fd, line, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+            (void)w;
             close(fd);
+            s->st.per_ip_refused++;
+            continue;
+        }
+        gw_conn *c = calloc(1, sizeof(*c));
+        eds_error err;
+        if (!c || (l->tls && eds_tls_conn_create(s->tls_ctx, fd, true, NULL, &c->tls, &err))) {
+            close(fd);
+            free(c);
             continue;
         }
         c->h.kind = H_CONN;
@@ -1227,10 +1421,18 @@ static void accept_conns(gw_server *s, gw_listener *l)
         c->state = C_NEW;
         c->created_ms = c->last_rx_ms = now_ms();
         c->reading = true;
+        c->handshaking = l->tls;
+        c->tls_want = EDS_TLS_WANT_READ;
+        c->ip = ip;
+        if (ip)
+            ip->conns++;
         eds_framer_init(&c->framer, s->cfg->max_line);
-        peer_name(fd, c->peer, sizeof(c->peer));
+        memcpy(c->peer, peer, sizeof(c->peer));
         set_nonblock_opts(fd);
         if (gw_loop_add(s->loop, fd, GW_EV_READ, c) != EDS_OK) {
+            if (ip)
+                ip->conns--;
+            eds_tls_conn_destroy(c->tls);
             close(fd);
             free(c);
             continue;
@@ -1290,6 +1492,18 @@ static void reload(gw_server *s)
             s->devices[i]->schema = gw_schemas_for(ns, s->devices[i]->id);
         eds_log_notice("SIGHUP: schemas reloaded");
     }
+    if (s->tls_ctx) {
+        eds_tls_server_opts o = {s->cfg->certfile, s->cfg->keyfile, s->cfg->cafile,
+                                 s->cfg->require_certificate};
+        eds_tls_ctx *nc = NULL;
+        if (eds_tls_server_ctx_create(&o, &nc, &err) != EDS_OK) {
+            eds_log_error("SIGHUP: keeping the old certificates: %s", err.msg);
+        } else {
+            eds_tls_ctx_destroy(s->tls_ctx); /* live connections keep their reference */
+            s->tls_ctx = nc;
+            eds_log_notice("SIGHUP: certificates reloaded");
+        }
+    }
     if (s->cfg->password_file) {
         eds_passwd *np = NULL;
         if (eds_passwd_load(s->cfg->password_file, &np, &err) != EDS_OK) {
@@ -1345,12 +1559,15 @@ static void publish_stats(gw_server *s)
                      ",\"timeouts\":%" PRIu64 ",\"server_busy\":%" PRIu64 ",\"replaced\":%" PRIu64
                      ",\"cmds_in\":%" PRIu64 ",\"cmds_delivered\":%" PRIu64
                      ",\"cmds_dropped\":%" PRIu64 ",\"bytes_in\":%" PRIu64 ",\"bytes_out\":%" PRIu64
+                     ",\"tls_failures\":%" PRIu64 ",\"per_ip_refused\":%" PRIu64
+                     ",\"rate_limited\":%" PRIu64 ",\"login_delays\":%" PRIu64
                      ",\"pending_bytes\":%zu,\"inflight\":%zu,\"broker\":\"%s\"}",
                      (now_ms() - s->started_ms) / 1000, s->n_conns, s->st.connections_total, online,
                      s->n_devices, s->st.messages_in, s->st.acked, s->st.duplicates, s->st.rejected,
                      s->st.bad_lines, s->st.auth_failures, s->st.timeouts, s->st.server_busy,
                      s->st.replaced, s->st.cmds_in, s->st.cmds_delivered, s->st.cmds_dropped,
-                     s->st.bytes_in, s->st.bytes_out, s->pending_bytes,
+                     s->st.bytes_in, s->st.bytes_out, s->st.tls_failures, s->st.per_ip_refused,
+                     s->st.rate_limited, s->st.login_delays, s->pending_bytes,
                      gw_publisher_inflight(s->pub), s->broker_up ? "connected" : "disconnected");
     publish_untracked(s, topic, body, (size_t)n, 0, false);
 }
@@ -1364,13 +1581,21 @@ static void tick(gw_server *s)
         gw_conn *c = s->conns[fd];
         if (!c || c->state == C_CLOSING)
             continue;
-        if (c->state == C_NEW && now - c->created_ms >= auth_ms) {
+        if (c->fail_at_ms && now >= c->fail_at_ms) {
+            send_error(s, c, EDS_PE_AUTH_FAILED, "unknown device or wrong password");
+        } else if (c->state == C_NEW && !c->fail_at_ms && now - c->created_ms >= auth_ms) {
             s->st.timeouts++;
             send_error(s, c, EDS_PE_TIMEOUT, "no hello within auth_timeout");
         } else if (c->state == C_READY && idle_ms > 0 && now - c->last_rx_ms >= idle_ms) {
             s->st.timeouts++;
             send_error(s, c, EDS_PE_TIMEOUT, "idle past idle_timeout");
+        } else if (c->state == C_READY && !c->reading && s->cfg->max_rate > 0) {
+            resume_reading(s, c); /* a rate-limited connection whose bucket refilled */
         }
+    }
+    if (now >= s->next_ip_sweep_ms) {
+        s->next_ip_sweep_ms = now + 10000;
+        ip_sweep(s, now);
     }
     if (s->cfg->stats_interval > 0 && now >= s->next_stats_ms) {
         s->next_stats_ms = now + (int64_t)(s->cfg->stats_interval * 1000);
@@ -1463,6 +1688,7 @@ static int open_listener(gw_server *s, const gw_listener_conf *lc, eds_error *er
     l->h.kind = H_LISTENER;
     l->fd = fd;
     l->port = lc->port;
+    l->tls = lc->tls;
     if (gw_loop_add(s->loop, fd, GW_EV_READ, l) != EDS_OK)
         return eds_error_set(err, EDS_ERR_IO, "epoll: %s", strerror(errno));
     eds_log_notice("listening on %s port %d", lc->address[0] ? lc->address : "*", lc->port);
@@ -1509,7 +1735,10 @@ int gw_server_create(const gw_config *cfg, gw_server **out, eds_error *err)
     s->scratch = malloc(READ_CHUNK);
     s->conns_cap = (size_t)cfg->max_clients + 64;
     s->conns = calloc(s->conns_cap, sizeof(*s->conns));
-    if (!s->scratch || !s->conns || htab_grow(s) != EDS_OK)
+    s->iptab = calloc(IPTAB_SIZE, sizeof(*s->iptab));
+    eds_tls_server_opts tls_opts = {cfg->certfile, cfg->keyfile, cfg->cafile,
+                                    cfg->require_certificate};
+    if (!s->scratch || !s->conns || !s->iptab || htab_grow(s) != EDS_OK)
         goto err;
     if ((rc = gw_schemas_load(cfg, &s->schemas, err)) != EDS_OK)
         goto err;
@@ -1525,10 +1754,9 @@ int gw_server_create(const gw_config *cfg, gw_server **out, eds_error *err)
     if ((rc = gw_loop_create(&s->loop, err)) != EDS_OK)
         goto err;
     for (size_t i = 0; i < cfg->n_listeners; i++) {
-        if (cfg->listeners[i].tls) {
-            rc = eds_error_set(err, EDS_ERR_CONFIG, "tls_listener: TLS is not built in yet");
+        if (cfg->listeners[i].tls && !s->tls_ctx &&
+            (rc = eds_tls_server_ctx_create(&tls_opts, &s->tls_ctx, err)) != EDS_OK)
             goto err;
-        }
         if ((rc = open_listener(s, &cfg->listeners[i], err)) != EDS_OK)
             goto err;
     }
@@ -1589,6 +1817,31 @@ err:
     return rc;
 }
 
+/* Advances a TLS handshake; once done, the connection reads like any other. */
+static void tls_step(gw_server *s, gw_conn *c)
+{
+    eds_error err;
+    eds_error_clear(&err);
+    int rc = eds_tls_handshake(c->tls, &c->tls_want, &err);
+    if (rc == EDS_ERR_AGAIN) {
+        update_events(s, c);
+        return;
+    }
+    if (rc != EDS_OK) {
+        s->st.tls_failures++;
+        eds_log_notice("%s: TLS handshake failed: %s", c->peer,
+                       rc == EDS_ERR_CLOSED ? "peer closed" : err.msg);
+        close_conn(s, c, "TLS handshake failed");
+        return;
+    }
+    c->handshaking = false;
+    eds_log_debug("%s: TLS %s %s", c->peer, eds_tls_protocol(c->tls), eds_tls_cipher(c->tls));
+    c->writing = c->out_off < c->out_len;
+    update_events(s, c);
+    if (eds_tls_pending(c->tls))
+        conn_readable(s, c);
+}
+
 static void on_ready(void *ctx, void *ptr, uint32_t events)
 {
     gw_server *s = ctx;
@@ -1608,6 +1861,10 @@ static void on_ready(void *ctx, void *ptr, uint32_t events)
         gw_conn *c = (gw_conn *)h;
         if (c->state == C_CLOSING)
             break;
+        if (c->handshaking) {
+            tls_step(s, c);
+            break;
+        }
         if (events & GW_EV_WRITE)
             flush_out(s, c);
         if ((events & (GW_EV_READ | GW_EV_ERROR)) && c->reading)
@@ -1699,6 +1956,16 @@ void gw_server_destroy(gw_server *s)
     gw_state_close(s->state);
     gw_schemas_destroy(s->schemas);
     eds_passwd_destroy(s->passwd);
+    eds_tls_ctx_destroy(s->tls_ctx);
+    if (s->iptab) {
+        for (size_t i = 0; i < IPTAB_SIZE; i++)
+            while (s->iptab[i]) {
+                gw_ip *n = s->iptab[i]->next;
+                free(s->iptab[i]);
+                s->iptab[i] = n;
+            }
+        free(s->iptab);
+    }
     gw_loop_destroy(s->loop);
     if (s->sig_fd >= 0)
         close(s->sig_fd);
