@@ -20,6 +20,11 @@
 # toolchain's: armel for cmake/toolchain-myrio.cmake).
 include_guard(GLOBAL)
 
+# `make install` and cpack do not rebuild everything first (scripts/build.sh
+# and scripts/package.sh build before they install or package): cpack then
+# takes seconds, not the time make needs to check every test target.
+set(CMAKE_SKIP_INSTALL_ALL_DEPENDENCY ON)
+
 set(EDS_INSTALL_CONFDIR /etc/eds CACHE PATH "Where the example configurations are installed")
 set(EDS_SYSTEMD_UNITDIR /lib/systemd/system CACHE PATH "Where the systemd unit is installed")
 set(EDS_INITDIR /etc/init.d CACHE PATH "Where the agent's sysvinit script is installed")
