@@ -106,8 +106,12 @@ void eds_tls_ctx_destroy(eds_tls_ctx *ctx);
  * NULL, the ctx's server_name) is the gateway's DNS name, which is sent as
  * SNI and must match the certificate, or an IP address literal, which must
  * match an IP entry of the certificate; with neither, EDS_ERR_INVAL.
- * Servers ignore server_name. The fd stays the caller's: it is never
- * closed here. Returns EDS_OK with *out, EDS_ERR_INVAL or EDS_ERR_NOMEM.
+ * Servers ignore server_name. A client's fd may still be connecting (a
+ * non-blocking connect() in progress): the handshake then wants WRITE until
+ * the connection is up, and a refused connection ends it with
+ * EDS_ERR_CLOSED ("connection lost: Connection refused"). The fd stays
+ * the caller's: it is never closed here. Returns EDS_OK with *out,
+ * EDS_ERR_INVAL or EDS_ERR_NOMEM.
  */
 int eds_tls_conn_create(eds_tls_ctx *ctx, int fd, bool server, const char *server_name,
                         eds_tls_conn **out, eds_error *err);

@@ -15,6 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -592,6 +595,87 @@ static void test_ctx_swap_keeps_connections(void **state)
     eds_tls_ctx_destroy(cctx);
 }
 
+/* Real TCP on 127.0.0.1, as the agent does it: the client starts its
+ * handshake while its non-blocking connect() is still in progress, and
+ * both sides wait with poll() for exactly what they are told to want. */
+static void test_loopback_tcp_with_poll(void **state)
+{
+    eds_tls_ctx *sctx = server_ctx(path("main/ca.crt"), true);
+    eds_tls_ctx *cctx = client_ctx(path("main/ca.crt"), "main/devices/myrio-01.crt", "127.0.0.1");
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    assert_true(lfd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof(a);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(lfd, 4), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &alen), 0);
+
+    side s = {.fd = -1}, c = {.fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0)};
+    assert_true(c.fd >= 0);
+    int rc = connect(c.fd, (struct sockaddr *)&a, sizeof(a));
+    assert_true(rc == 0 || errno == EINPROGRESS);
+    assert_int_equal(eds_tls_conn_create(cctx, c.fd, false, NULL, &c.c, &c.err), EDS_OK);
+    s.rc = c.rc = EDS_ERR_AGAIN;
+    c.want = EDS_TLS_WANT_WRITE;
+    double deadline = now() + 10.0;
+    while ((s.rc == EDS_ERR_AGAIN || c.rc == EDS_ERR_AGAIN) && now() < deadline) {
+        struct pollfd p[2] = {{.fd = c.fd}, {.fd = s.c ? s.fd : lfd, .events = POLLIN}};
+        p[0].events = c.rc != EDS_ERR_AGAIN ? 0 : c.want == EDS_TLS_WANT_READ ? POLLIN : POLLOUT;
+        if (s.c)
+            p[1].events = s.rc != EDS_ERR_AGAIN         ? 0
+                          : s.want == EDS_TLS_WANT_READ ? POLLIN
+                                                        : POLLOUT;
+        assert_true(poll(p, 2, 1000) >= 0);
+        if (p[0].revents && c.rc == EDS_ERR_AGAIN)
+            c.rc = eds_tls_handshake(c.c, &c.want, &c.err);
+        if (p[1].revents && !s.c) {
+            s.fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK);
+            assert_true(s.fd >= 0);
+            assert_int_equal(eds_tls_conn_create(sctx, s.fd, true, NULL, &s.c, &s.err), EDS_OK);
+        }
+        if (s.c && s.rc == EDS_ERR_AGAIN)
+            s.rc = eds_tls_handshake(s.c, &s.want, &s.err);
+    }
+    if (s.rc != EDS_OK || c.rc != EDS_OK)
+        fail_msg("handshake: server %d (%s), client %d (%s)", s.rc, s.err.msg, c.rc, c.err.msg);
+    char cn[80];
+    assert_int_equal(eds_tls_peer_cn(s.c, cn, sizeof(cn)), EDS_OK);
+    assert_string_equal(cn, "myrio-01");
+    close(lfd);
+    close_all(sctx, cctx, &s, &c);
+}
+
+/* Nothing listens: the client's handshake ends with EDS_ERR_CLOSED and
+ * the reason, it does not hang. */
+static void test_connect_refused(void **state)
+{
+    eds_tls_ctx *cctx = client_ctx(path("main/ca.crt"), NULL, "localhost");
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof(a);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &alen), 0);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    int rc = connect(fd, (struct sockaddr *)&a, sizeof(a)); /* bound, not listening */
+    assert_true(rc == 0 || errno == EINPROGRESS || errno == ECONNREFUSED);
+    eds_tls_conn *conn;
+    eds_error err;
+    assert_int_equal(eds_tls_conn_create(cctx, fd, false, NULL, &conn, &err), EDS_OK);
+    int want = 0;
+    rc = EDS_ERR_AGAIN;
+    for (int i = 0; i < 100 && rc == EDS_ERR_AGAIN; i++) {
+        struct pollfd p = {.fd = fd, .events = want == EDS_TLS_WANT_READ ? POLLIN : POLLOUT};
+        poll(&p, 1, 100);
+        rc = eds_tls_handshake(conn, &want, &err);
+    }
+    assert_int_equal(rc, EDS_ERR_CLOSED);
+    assert_contains(err.msg, "refused");
+    eds_tls_conn_destroy(conn);
+    eds_tls_ctx_destroy(cctx);
+    close(fd);
+    close(lfd);
+}
+
 static void test_ctx_errors(void **state)
 {
     eds_tls_ctx *ctx = (eds_tls_ctx *)&ctx; /* must be reset to NULL on failure */
@@ -653,6 +737,8 @@ int main(void)
         cmocka_unit_test(test_plain_tcp_on_tls_port),
         cmocka_unit_test(test_stalled_peer_never_blocks),
         cmocka_unit_test(test_ctx_swap_keeps_connections),
+        cmocka_unit_test(test_loopback_tcp_with_poll),
+        cmocka_unit_test(test_connect_refused),
         cmocka_unit_test(test_ctx_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
