@@ -135,7 +135,8 @@ class Gateway:
     def argv(self):
         argv = [bin_path("eds-gateway"), "-c", self.conf_file]
         if self.verbose:
-            argv.append("-v")
+            # EDS_GW_DEBUG=1: log at debug level (every publish and event).
+            argv.append("-vv" if os.environ.get("EDS_GW_DEBUG") == "1" else "-v")
         if self.valgrind:
             argv = VALGRIND + argv
         return argv
