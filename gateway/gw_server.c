@@ -170,6 +170,7 @@ struct gw_server {
     eds_passwd *passwd;
     eds_tls_ctx *tls_ctx;
     gw_ip **iptab; /* by address; IPTAB_SIZE buckets */
+    size_t n_ips;
     int64_t next_ip_sweep_ms;
     gw_state *state;
     size_t pending_bytes;
@@ -710,6 +711,7 @@ static void update_events(gw_server *s, gw_conn *c)
 /* ---- per-address limits ------------------------------------------------- */
 
 #define IPTAB_SIZE 4096
+#define IPTAB_MAX_ENTRIES 65536 /* addresses tracked at once; past it new ones go untracked */
 
 static gw_ip *ip_get(gw_server *s, const char *addr)
 {
@@ -717,9 +719,14 @@ static gw_ip *ip_get(gw_server *s, const char *addr)
     for (gw_ip *ip = *b; ip; ip = ip->next)
         if (strcmp(ip->addr, addr) == 0)
             return ip;
+    /* Bounded: many source addresses (an IPv6 prefix) must not grow it without end.
+     * Untracked addresses get no per-address cap and no login delay. */
+    if (s->n_ips >= IPTAB_MAX_ENTRIES)
+        return NULL;
     gw_ip *ip = calloc(1, sizeof(*ip));
     if (!ip)
         return NULL;
+    s->n_ips++;
     snprintf(ip->addr, sizeof(ip->addr), "%s", addr);
     ip->next = *b;
     *b = ip;
@@ -738,6 +745,7 @@ static void ip_sweep(gw_server *s, int64_t now)
             if (ip->conns == 0 && ip->fails == 0) {
                 *pp = ip->next;
                 free(ip);
+                s->n_ips--;
             } else {
                 pp = &ip->next;
             }
