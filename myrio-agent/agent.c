@@ -1050,6 +1050,8 @@ eds_agent *eds_agent_open(const char *conf_path, char *errbuf, size_t errcap)
     eds_error_clear(&err);
     eds_agent *a = NULL;
     int rc = eds_agent_config_load(&cfg, conf_path, &err);
+    if (rc == EDS_OK && cfg.log_level >= 0)
+        eds_log_init("edsagent", (enum eds_log_level)cfg.log_level);
     if (rc == EDS_OK)
         rc = eds_agent_create(&cfg, &a, &err);
     eds_agent_config_free(&cfg);

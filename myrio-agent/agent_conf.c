@@ -5,6 +5,7 @@
 #include "edsagent.h"
 
 #include "eds_conf.h"
+#include "eds_log.h"
 #include "eds_proto.h"
 
 #include <errno.h>
@@ -78,6 +79,17 @@ static int set_spool_sync(void *target, const char *value, eds_error *err)
     return EDS_OK;
 }
 
+static int set_log_level(void *target, const char *value, eds_error *err)
+{
+    eds_agent_config *cfg = target;
+    enum eds_log_level level;
+    if (eds_log_level_parse(value, &level) != 0)
+        return eds_error_set(err, EDS_ERR_CONFIG,
+                             "'%s': expected error, warning, notice, info or debug", value);
+    cfg->log_level = (int)level;
+    return EDS_OK;
+}
+
 #define OFF(f) offsetof(eds_agent_config, f)
 
 static const eds_conf_opt agent_opts[] = {
@@ -128,13 +140,17 @@ static const eds_conf_opt agent_opts[] = {
      "Accept one JSON record per datagram on UDP 127.0.0.1:PORT (dropped and counted when "
      "full)."},
     {"simulate", EDS_CONF_DOUBLE, OFF(simulate), 0, 100000, NULL, "RATE",
-     "Generate RATE simulated energy records per second."},
+     "Generate RATE simulated energy records per second (timestamp, day-ahead-price, "
+     "power_factor, voltage, current, power, energy, sample)."},
     {"count", EDS_CONF_INT, OFF(count), 0, 0, NULL, "N",
-     "Stop reading inputs after N accepted records, deliver them, and exit."},
+     "Stop reading inputs after N accepted records, deliver them, and exit (0: no limit)."},
     {"cmd_stdout", EDS_CONF_BOOL, OFF(cmd_stdout), 0, 0, NULL, NULL,
-     "Write each downlink command's data as one JSON line to stdout."},
+     "Write each downlink command's data as one JSON line to stdout (eds-agent: on unless "
+     "cmd_udp is set)."},
     {"cmd_udp", EDS_CONF_INT, OFF(cmd_udp), 0, 65535, NULL, "PORT",
      "Send each downlink command's data as one datagram to 127.0.0.1:PORT."},
+    {"log_level", EDS_CONF_CUSTOM, 0, 0, 0, set_log_level, "error|warning|notice|info|debug",
+     "Most verbose log level written to stderr (default notice; -v means info)."},
     {"tls", EDS_CONF_BOOL, OFF(tls), 0, 0, NULL, NULL, "Use TLS (not built yet)."},
     {"tls_ca", EDS_CONF_STRING, OFF(tls_ca), 0, 0, NULL, "FILE", "CA certificate (TLS)."},
     {"tls_cert", EDS_CONF_STRING, OFF(tls_cert), 0, 0, NULL, "FILE", "Client certificate (TLS)."},
@@ -158,6 +174,7 @@ void eds_agent_config_init(eds_agent_config *cfg)
     cfg->reconnect_min = 0.5;
     cfg->reconnect_max = 30;
     cfg->drain_timeout = 30;
+    cfg->log_level = -1;
 }
 
 void eds_agent_config_free(eds_agent_config *cfg)

@@ -106,6 +106,11 @@ typedef struct eds_agent_config {
     bool cmd_stdout; /* one JSON line per command on stdout */
     int cmd_udp;     /* one datagram per command to 127.0.0.1:cmd_udp; 0: off */
 
+    /* logging: enum eds_log_level (eds_log.h) from the `log_level` key, -1 when not
+     * set. eds-agent applies it unless -v/--log-level is given; eds_agent_open applies
+     * it (process-wide); eds_agent_create leaves logging alone. */
+    int log_level;
+
     /* TLS (not built yet: setting tls is refused with EDS_ERR_TLS) */
     bool tls;
     char *tls_ca;

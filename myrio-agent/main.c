@@ -9,6 +9,7 @@
 #include "eds_log.h"
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,7 @@ static void usage(FILE *out)
           "  -v, --verbose\n"
           "      Log more (once: info, twice: debug). Logs go to stderr.\n"
           "  --log-level error|warning|notice|info|debug\n"
+          "      Same as the log_level option below.\n"
           "  -h, --help     This text.\n"
           "  -              Read NDJSON records from stdin (also with other inputs).\n"
           "\n"
@@ -94,6 +96,7 @@ static int load_config_files(int argc, char **argv, eds_agent_config *cfg)
 int main(int argc, char **argv)
 {
     enum eds_log_level level = EDS_LOG_NOTICE;
+    bool level_given = false;
     eds_agent_config cfg;
     eds_agent_config_init(&cfg);
     int status = 2;
@@ -123,17 +126,12 @@ int main(int argc, char **argv)
         }
         if (strcmp(arg, "-v") == 0 || strcmp(arg, "--verbose") == 0) {
             level = level < EDS_LOG_INFO ? EDS_LOG_INFO : EDS_LOG_DEBUG;
+            level_given = true;
             continue;
         }
         if (strcmp(arg, "-vv") == 0) {
             level = EDS_LOG_DEBUG;
-            continue;
-        }
-        if (strcmp(arg, "--log-level") == 0 && i + 1 < argc) {
-            if (eds_log_level_parse(argv[++i], &level) != 0) {
-                fprintf(stderr, "eds-agent: --log-level: unknown level '%s'\n", argv[i]);
-                goto out;
-            }
+            level_given = true;
             continue;
         }
         if (strncmp(arg, "--", 2) != 0) {
@@ -169,6 +167,8 @@ int main(int argc, char **argv)
             goto out;
         }
     }
+    if (!level_given && cfg.log_level >= 0)
+        level = (enum eds_log_level)cfg.log_level;
     eds_log_init("eds-agent", level);
     if (!cfg.read_stdin && cfg.tcp_port == 0 && cfg.udp_port == 0 && cfg.simulate <= 0)
         cfg.read_stdin = true;

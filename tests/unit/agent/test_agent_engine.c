@@ -575,6 +575,39 @@ static void test_config_checks(void **state)
     eds_agent_config_free(&c);
 }
 
+/* The shipped examples must load: they are what operators copy. */
+static void test_example_configs_load(void **state)
+{
+    const char *files[] = {EDS_SOURCE_DIR "/myrio-agent/eds-agent.conf.example",
+                           EDS_SOURCE_DIR "/deploy/eds-agent.conf"};
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        if (i > 0 && access(files[i], R_OK) != 0)
+            continue; /* deploy/ is optional for this test */
+        eds_agent_config c;
+        eds_agent_config_init(&c);
+        eds_error err;
+        eds_error_clear(&err);
+        if (eds_agent_config_load(&c, files[i], &err) != EDS_OK)
+            fail_msg("%s", err.msg);
+        assert_string_equal(c.device, "myrio-01");
+        assert_string_equal(c.gateway_host, "192.168.1.10");
+        assert_int_equal(c.gateway_port, 5883);
+        assert_string_equal(c.spool, "/var/lib/eds-agent");
+        assert_int_equal(c.spool_max, 64 * 1024 * 1024);
+        assert_int_equal(c.tcp_port, 6000);
+        assert_int_equal(c.udp_port, 6001);
+        assert_int_equal(c.cmd_udp, 6002);
+        eds_agent_config_free(&c);
+    }
+    eds_agent_config c;
+    eds_agent_config_init(&c);
+    eds_error err;
+    assert_int_equal(eds_agent_config_set(&c, "log_level", "info", NULL, &err), EDS_OK);
+    assert_int_equal(c.log_level, EDS_LOG_INFO);
+    assert_int_equal(eds_agent_config_set(&c, "--log-level", "loud", NULL, &err), EDS_ERR_CONFIG);
+    eds_agent_config_free(&c);
+}
+
 int main(void)
 {
     eds_log_init("test_agent_engine", EDS_LOG_ERROR);
@@ -591,6 +624,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_full_block_and_drop_oldest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_on_spool, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_checks, setup, teardown),
+        cmocka_unit_test(test_example_configs_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
