@@ -346,10 +346,16 @@ class GatewayTestCase(unittest.TestCase):
         return self.gw
 
     def _close_gateway(self):
+        # A gateway still running at the end is stopped here with SIGTERM and must exit 0:
+        # so every test also catches a sanitizer report (or a crash) at exit.
+        rc = self.gw.stop(expect=None) if self.gw.running() else 0
         self.gw.close()
         lines = self.gw.output().splitlines()
         sys.stderr.write("---- %s: eds-gateway log (last %d of %d lines)\n%s\n" % (
             self.id(), min(len(lines), 80), len(lines), "\n".join(lines[-80:])))
+        if rc != 0:
+            self.fail("eds-gateway exited with %s after SIGTERM at the end of the test; see its "
+                      "log above" % rc)
 
     def session(self, device="myrio-01", password=None, stream="s1"):
         c, welcome = agent_session(self.gw, device, password, stream)
@@ -368,13 +374,20 @@ class GatewayTestCase(unittest.TestCase):
         return [m.payload for m in self.sub.wait_for_count(self.gw.topic(device, leaf), count,
                                                            timeout)]
 
-    def retained(self, topic, timeout=None):
-        """The retained message on topic, seen by a fresh subscriber."""
+    def retained(self, topic, match=None, timeout=None):
+        """The retained message on topic, seen by a fresh subscriber (its retain flag is
+        asserted). With match: first waits until self.sub has seen a message on topic for
+        which match(msg) is true, so the broker has it (publishes are asynchronous to the
+        lines an agent receives)."""
+        if match is not None:
+            self.sub.wait_for_message(topic, timeout, match)
         s = edsrig.Subscriber(self.broker, topic)
         try:
-            return s.wait_for_message(topic, timeout)
+            msg = s.wait_for_message(topic, timeout)
         finally:
             s.close()
+        self.assertTrue(msg.retain, "%r is not a retained message" % (msg,))
+        return msg
 
     def assertClosedWithError(self, client, code, timeout=None, before=()):
         """The connection closes after exactly the lines `before` (dicts) and one error line

@@ -77,11 +77,13 @@ class ReplacedTest(GatewayTestCase):
         self.assertClosedWithError(old, "replaced")
         new.send_json(data_msg(2, record(2)))
         self.assertEqual(new.recv_json(), {"type": "ack", "seq": 2})
-        # The device is online (the replaced connection did not mark it offline after).
-        retained = self.retained("energy/myrio-01/status").json()
+        # The device is online with the new peer (the replaced connection did not mark it
+        # offline after).
+        new_peer = "127.0.0.1:%d" % new.sock.getsockname()[1]
+        retained = self.retained("energy/myrio-01/status",
+                                 lambda m: m.json().get("peer") == new_peer).json()
         self.assertTrue(retained["online"], retained)
-        new_port = new.sock.getsockname()[1]
-        self.assertEqual(retained["peer"], "127.0.0.1:%d" % new_port)
+        self.assertEqual(retained["peer"], new_peer)
 
     def test_other_devices_are_not_replaced(self):
         a, _ = self.session("myrio-01")

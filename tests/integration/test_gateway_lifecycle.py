@@ -15,6 +15,8 @@ import edsrig  # noqa: E402
 from gwrig import Gateway, GatewayTestCase, data_msg, hello, in_asan_build, record  # noqa: E402
 
 DEV = "myrio-01"
+ONLINE = lambda m: m.json()["online"]  # noqa: E731
+OFFLINE = lambda m: not m.json()["online"]  # noqa: E731
 RFC3339 = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$"
 
 
@@ -32,24 +34,18 @@ class StatusTest(GatewayTestCase):
     def test_status_online_then_offline_retained(self):
         c, _ = self.session(DEV)
         port = c.sock.getsockname()[1]
-        msg = self.retained("energy/%s/status" % DEV)
-        self.assertTrue(msg.retain)
+        msg = self.retained("energy/%s/status" % DEV, ONLINE)
         self.assertRegex(msg.payload, rb'^\{"online":true,"since":"[^"]+","peer":"[^"]+"\}$')
         st = msg.json()
         self.assertEqual(st["peer"], "127.0.0.1:%d" % port)
         self.assertRecent(st["since"])
         c.close()
-        self.sub.wait_for_message("energy/%s/status" % DEV,
-                                  match=lambda m: not m.json()["online"])
-        msg = self.retained("energy/%s/status" % DEV)
-        self.assertTrue(msg.retain)
+        msg = self.retained("energy/%s/status" % DEV, OFFLINE)
         self.assertRegex(msg.payload, rb'^\{"online":false,"since":"[^"]+"\}$')
         self.assertRecent(msg.json()["since"])
 
     def test_gateway_status_online_and_offline_by_will_after_sigkill(self):
-        msg = self.retained("energy/_gateway/status")
-        self.assertTrue(msg.json()["online"])
-        self.assertTrue(msg.retain)
+        self.retained("energy/_gateway/status", ONLINE)
         self.gw.kill()
         # The broker publishes the will when it notices the dead connection (socket closed).
         self.sub.wait_for_message("energy/_gateway/status",
@@ -66,7 +62,7 @@ class StatusTest(GatewayTestCase):
         c3.send_json(hello("myrio-03", "pw-03"))
         self.assertEqual(json.loads(c3.recv_line())["type"], "welcome")
         for dev in ("myrio-01", "myrio-02", "myrio-03"):
-            self.assertTrue(self.retained("energy/%s/status" % dev).json()["online"], dev)
+            self.retained("energy/%s/status" % dev, ONLINE)
         self.gw.kill()
         for c in (a, b, c3):
             c.close()
@@ -76,7 +72,7 @@ class StatusTest(GatewayTestCase):
         self.sub.wait_for(lambda ms: {m.topic for m in ms} >= {
             "energy/myrio-02/status", "energy/myrio-03/status"},
             what="statuses of myrio-02 and myrio-03 after the restart")
-        self.assertTrue(self.retained("energy/myrio-01/status").json()["online"])
+        self.assertTrue(self.retained("energy/myrio-01/status", ONLINE).json()["online"])
         self.assertFalse(self.retained("energy/myrio-02/status").json()["online"])
         self.assertFalse(self.retained("energy/myrio-03/status").json()["online"])
         self.assertTrue(self.retained("energy/_gateway/status").json()["online"])
