@@ -861,6 +861,18 @@ static int read_password(const char *path, char **out, eds_error *err)
     return *out ? EDS_OK : EDS_ERR_NOMEM;
 }
 
+#define AGENT_CONFIG_STRINGS 11
+
+/* The string fields of a config, which the agent owns copies of. */
+static void config_strings(eds_agent_config *c, char **out[AGENT_CONFIG_STRINGS])
+{
+    char **all[AGENT_CONFIG_STRINGS] = {
+        &c->gateway_host, &c->device, &c->password, &c->password_file, &c->stream,      &c->schema,
+        &c->spool,        &c->cafile, &c->cert,     &c->key,           &c->server_name,
+    };
+    memcpy(out, all, sizeof(all));
+}
+
 static int dup_str(char **dst, const char *src)
 {
     *dst = NULL;
@@ -916,15 +928,14 @@ int eds_agent_create(const eds_agent_config *cfg, eds_agent **out, eds_error *er
     a->cmd_udp_fd = -1;
     a->cfg = *cfg;
     /* Deep-copy every string so the caller's config can go away. */
-    char **strs[] = {&a->cfg.gateway_host, &a->cfg.device, &a->cfg.password, &a->cfg.password_file,
-                     &a->cfg.stream,       &a->cfg.schema, &a->cfg.spool,    &a->cfg.tls_ca,
-                     &a->cfg.tls_cert,     &a->cfg.tls_key};
-    const char *srcs[] = {cfg->gateway_host, cfg->device, cfg->password, cfg->password_file,
-                          cfg->stream,       cfg->schema, cfg->spool,    cfg->tls_ca,
-                          cfg->tls_cert,     cfg->tls_key};
-    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
+    char **strs[AGENT_CONFIG_STRINGS];
+    const char *srcs[AGENT_CONFIG_STRINGS];
+    config_strings(&a->cfg, strs);
+    for (size_t i = 0; i < AGENT_CONFIG_STRINGS; i++) {
+        srcs[i] = *strs[i];
         *strs[i] = NULL;
-    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
+    }
+    for (size_t i = 0; i < AGENT_CONFIG_STRINGS; i++) {
         if (dup_str(strs[i], srcs[i]) != EDS_OK) {
             rc = eds_error_set(err, EDS_ERR_NOMEM, "out of memory");
             goto fail;
@@ -1031,10 +1042,9 @@ void eds_agent_destroy(eds_agent *a)
         memset(a->password, 0, strlen(a->password));
         free(a->password);
     }
-    char **strs[] = {&a->cfg.gateway_host, &a->cfg.device, &a->cfg.password, &a->cfg.password_file,
-                     &a->cfg.stream,       &a->cfg.schema, &a->cfg.spool,    &a->cfg.tls_ca,
-                     &a->cfg.tls_cert,     &a->cfg.tls_key};
-    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
+    char **strs[AGENT_CONFIG_STRINGS];
+    config_strings(&a->cfg, strs);
+    for (size_t i = 0; i < AGENT_CONFIG_STRINGS; i++)
         free(*strs[i]);
     free(a->scratch);
     free(a->rx);

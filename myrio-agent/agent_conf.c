@@ -151,10 +151,16 @@ static const eds_conf_opt agent_opts[] = {
      "Send each downlink command's data as one datagram to 127.0.0.1:PORT."},
     {"log_level", EDS_CONF_CUSTOM, 0, 0, 0, set_log_level, "error|warning|notice|info|debug",
      "Most verbose log level written to stderr (default notice; -v means info)."},
-    {"tls", EDS_CONF_BOOL, OFF(tls), 0, 0, NULL, NULL, "Use TLS (not built yet)."},
-    {"tls_ca", EDS_CONF_STRING, OFF(tls_ca), 0, 0, NULL, "FILE", "CA certificate (TLS)."},
-    {"tls_cert", EDS_CONF_STRING, OFF(tls_cert), 0, 0, NULL, "FILE", "Client certificate (TLS)."},
-    {"tls_key", EDS_CONF_STRING, OFF(tls_key), 0, 0, NULL, "FILE", "Client key (TLS)."},
+    {"tls", EDS_CONF_BOOL, OFF(tls), 0, 0, NULL, NULL,
+     "Connect with TLS (the gateway's TLS port, default 5884)."},
+    {"cafile", EDS_CONF_STRING, OFF(cafile), 0, 0, NULL, "FILE",
+     "CA certificate that signs the gateway's certificate (TLS)."},
+    {"cert", EDS_CONF_STRING, OFF(cert), 0, 0, NULL, "FILE",
+     "This device's client certificate, CN = device id (TLS)."},
+    {"key", EDS_CONF_STRING, OFF(key), 0, 0, NULL, "FILE", "The client certificate's key (TLS)."},
+    {"server_name", EDS_CONF_STRING, OFF(server_name), 0, 0, NULL, "NAME",
+     "Name or IP address the gateway's certificate must carry (TLS; default: the gateway "
+     "host)."},
     {NULL, 0, 0, 0, 0, NULL, NULL, NULL},
 };
 

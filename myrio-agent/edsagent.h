@@ -111,11 +111,14 @@ typedef struct eds_agent_config {
      * it (process-wide); eds_agent_create leaves logging alone. */
     int log_level;
 
-    /* TLS (not built yet: setting tls is refused with EDS_ERR_TLS) */
+    /* TLS to the gateway's TLS port (docs/security.md). Not built into this version yet:
+     * tls true is refused with EDS_ERR_TLS; transport hook in agent_transport.c. */
     bool tls;
-    char *tls_ca;
-    char *tls_cert;
-    char *tls_key;
+    char *cafile;      /* PEM CA that signs the gateway's certificate */
+    char *cert;        /* PEM client certificate (CN = device id), optional */
+    char *key;         /* its private key */
+    char *server_name; /* name or IP checked against the gateway's certificate; default:
+                          the gateway host */
 } eds_agent_config;
 
 /* Counters, for logs, tests and LabVIEW indicators. */
