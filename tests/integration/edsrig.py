@@ -168,14 +168,21 @@ class Process:
                     return True
             return self._eof == 2  # the process closed its output: nothing more will come
 
+        deadline = time.monotonic() + timeout
         with self._cond:
-            ok = self._cond.wait_for(scan, timeout)
+            ended = self._cond.wait_for(scan, timeout)
         if found:
             return found[0]
+        if ended:  # output closed: the process is exiting, collect its status
+            try:
+                self.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
         state = "exited with %s" % self.proc.returncode if self.proc.poll() is not None else \
             "still running"
-        raise RigTimeout("%s: no line matching %r within %.1f s (%s); output:\n%s" % (
-            self.name, regex, timeout, state if ok else "timeout, " + state, self.output()))
+        why = "its output ended" if ended else "none within %.1f s" % timeout
+        raise RigTimeout("%s: no line matching %r, %s (%s); output:\n%s" % (
+            self.name, regex, why, state, self.output()))
 
     def running(self):
         return self.proc.poll() is None
