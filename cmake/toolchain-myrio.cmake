@@ -48,6 +48,14 @@ if(NOT EXISTS "${EDS_ARM_SYSROOT}/usr/lib/${EDS_ARM_TRIPLET}/libcrypto.so")
                         "run scripts/install-cross.sh (or set EDS_ARM_SYSROOT)")
 endif()
 
+# Installed binaries find their libraries next to them (bin/../lib), so a
+# copied tree (scripts/build-arm.sh --bundle) runs wherever it is unpacked
+# without ldconfig. DT_RPATH rather than DT_RUNPATH: it also serves the
+# libraries' own dependencies (libcrypto.so.3 needs libatomic.so.1).
+set(CMAKE_INSTALL_RPATH "$ORIGIN/../lib")
+set(CMAKE_EXE_LINKER_FLAGS_INIT "-Wl,--disable-new-dtags")
+set(CMAKE_SHARED_LINKER_FLAGS_INIT "-Wl,--disable-new-dtags")
+
 # Libraries, headers and CMake packages: the OpenSSL sysroot first, then the
 # host's multiarch folders (CMAKE_LIBRARY_ARCHITECTURE makes find_library
 # look in /usr/lib/arm-linux-gnueabi, never in the amd64 folder). Programs

@@ -5,7 +5,9 @@
 # (the toolchain file sets CMAKE_CROSSCOMPILING_EMULATOR). Checks that the
 # agent is a 32-bit ARM EABI5 binary with the soft-float calling convention
 # (armel, as NI's arm-nilrt-linux-gnueabi toolchain builds it).
-# The integration tests are not part of it: they need the x86 gateway.
+# The integration tests are not part of build-arm/'s ctest (they need the
+# x86 gateway); the agent's ones run at the end with the ARM eds-agent under
+# qemu against the host build's gateway, when build/bin/eds-gateway exists.
 # Usage: scripts/test-arm.sh [ctest args...]   e.g. scripts/test-arm.sh -R spool
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,4 +43,25 @@ done
 
 echo "== tests: $BUILD_DIR/ (unit tests under qemu-arm)"
 ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$JOBS" -L unit "$@" || status=1
+
+# The agent's integration tests with the ARM eds-agent (under qemu-arm)
+# against the host's eds-gateway and mosquitto, when a host build has the
+# gateway (scripts/test.sh builds build/ first). Skipped with ctest
+# arguments (a filtered run) or EDS_ARM_INTEGRATION=0.
+HOST_BIN=${EDS_HOST_BIN_DIR:-build/bin}
+if [ "${EDS_ARM_INTEGRATION:-1}" != 0 ] && [ $# -eq 0 ] && [ -x "$HOST_BIN/eds-gateway" ]; then
+    echo "== tests: ARM eds-agent (qemu-arm) against the host's eds-gateway and mosquitto"
+    mixbin=$(mktemp -d)
+    trap 'rm -rf "$mixbin"' EXIT
+    ln -s "$PWD/$HOST_BIN/eds-gateway" "$mixbin/eds-gateway"
+    printf '#!/bin/sh\nexec qemu-arm -L / "%s" "$@"\n' "$PWD/$BUILD_DIR/bin/eds-agent" \
+        >"$mixbin/eds-agent"
+    chmod +x "$mixbin/eds-agent"
+    for t in tests/integration/test_agent_*.py; do
+        [ -e "$t" ] || continue
+        echo "-- $t"
+        EDS_BIN_DIR=$mixbin EDS_SOURCE_DIR=$PWD PYTHONDONTWRITEBYTECODE=1 \
+            /usr/bin/python3 "$t" </dev/null || status=1
+    done
+fi
 exit "$status"
