@@ -115,6 +115,13 @@ static const char *ssl_reason(char *buf, size_t cap)
     return buf;
 }
 
+/* The reason code of error e if it comes from library lib, else 0: reason
+ * numbers are only unique within one library. */
+static int reason_of(unsigned long e, int lib)
+{
+    return ERR_GET_LIB(e) == lib ? ERR_GET_REASON(e) : 0;
+}
+
 /* Maps a failed SSL_* call (ret as returned by it) to an EDS code. */
 static int conn_fail(eds_tls_conn *c, int ret, int saved_errno, int *want, eds_error *err)
 {
@@ -147,7 +154,7 @@ static int conn_fail(eds_tls_conn *c, int ret, int saved_errno, int *want, eds_e
     }
 
     c->dead = true;
-    int r = ERR_GET_REASON(ERR_peek_error());
+    int r = reason_of(ERR_peek_error(), ERR_LIB_SSL);
     if (r == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
         ERR_clear_error();
         return eds_error_set(err, EDS_ERR_CLOSED,
@@ -220,7 +227,7 @@ static int ctx_load_pair(eds_tls_ctx *ctx, const char *certfile, const char *key
         return eds_error_set(err, EDS_ERR_TLS, "certfile %s: %s", certfile,
                              ssl_reason(reason, sizeof(reason)));
     if (SSL_CTX_use_PrivateKey_file(ctx->ssl, keyfile, SSL_FILETYPE_PEM) != 1) {
-        if (ERR_GET_REASON(ERR_peek_error()) == X509_R_KEY_VALUES_MISMATCH) {
+        if (reason_of(ERR_peek_error(), ERR_LIB_X509) == X509_R_KEY_VALUES_MISMATCH) {
             ERR_clear_error();
             return eds_error_set(err, EDS_ERR_TLS, "keyfile %s is not the key of certfile %s",
                                  keyfile, certfile);
