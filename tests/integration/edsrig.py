@@ -312,10 +312,12 @@ class Broker:
             broker.kill()      # SIGKILL by pid (no persistence save)
 
     Users: GATEWAY_USER/GATEWAY_PASSWORD and READER_USER/READER_PASSWORD (plus `users`).
+    tls=True adds a TLS listener on tls_port (throw-away CA in certs["ca"]); acl_path
+    replaces the project's ACL (e.g. for a stand-in central broker).
     """
 
     def __init__(self, users=None, extra_lines=(), start=True, timeout=DEFAULT_TIMEOUT,
-                 tls=False):
+                 tls=False, acl_path=None):
         self.host = "127.0.0.1"
         self.port = free_port()
         self.tls_port = None  # with tls=True: a second listener with TLS (certs in self.certs)
@@ -341,7 +343,8 @@ class Broker:
                             "keyfile %s" % self.certs["key"]]
         with open(self.conf_file, "w") as f:
             f.write(make_broker_config(self.port, self.workdir, self.passwd_file,
-                                       self.persist_dir, extra_lines=extra_lines))
+                                       self.persist_dir, acl_path=acl_path,
+                                       extra_lines=extra_lines))
         if start:
             self.start()
 

@@ -4,7 +4,9 @@ who may publish and subscribe what, that anonymous and wrong passwords are refus
 that retained messages survive a broker restart (persistence)."""
 
 import os
+import shutil
 import sys
+import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -120,6 +122,50 @@ class BrokerPersistenceTest(unittest.TestCase):
             self.assertFalse(edsrig.can_connect(broker.port))
         finally:
             broker.close()
+
+
+def bridge_lines(central, username, password):
+    """broker-config/bridge.conf.example with the placeholders pointed at `central`."""
+    replace = {
+        "address": "address 127.0.0.1:%d" % central.tls_port,
+        "bridge_cafile": "bridge_cafile %s" % central.certs["ca"],
+        "remote_username": "remote_username %s" % username,
+        "remote_password": "remote_password %s" % password,
+    }
+    out = []
+    with open(edsrig.source_path("broker-config", "bridge.conf.example")) as f:
+        for line in f:
+            words = line.split()
+            if not words or words[0].startswith("#"):
+                continue
+            out.append(replace.pop(words[0], line.rstrip("\n")))
+    assert not replace, "bridge.conf.example lacks %s" % sorted(replace)
+    return out
+
+
+class BridgeExampleTest(unittest.TestCase):
+    def test_bridge_forwards_energy_to_central_over_tls(self):
+        # A stand-in central broker: TLS listener, the site's account may write its subtree.
+        acl_dir = tempfile.mkdtemp(prefix="eds-central-acl-")
+        self.addCleanup(shutil.rmtree, acl_dir, True)
+        acl = os.path.join(acl_dir, "acl")
+        with open(acl, "w") as f:
+            f.write("user site1\ntopic readwrite sites/site1/#\n"
+                    "user reader\ntopic read sites/#\n")
+        with Broker(tls=True, users={"site1": "site1-pw"}, acl_path=acl) as central:
+            with Broker(extra_lines=bridge_lines(central, "site1", "site1-pw")) as pi:
+                # The bridge announces the link on the Pi (notification_topic); then data flows.
+                local = Subscriber(pi, "energy/_gateway/bridge")
+                self.addCleanup(local.close)
+                local.wait_for_message("energy/_gateway/bridge", match=lambda m: m.payload == b"1",
+                                       timeout=30)
+                remote = Subscriber(central, "sites/#")
+                self.addCleanup(remote.close)
+                gw = MqttClient(pi, GATEWAY_USER, GATEWAY_PASSWORD)
+                self.addCleanup(gw.close)
+                gw.publish("energy/dev1/data", b'{"p":7}', qos=1)
+                m = remote.wait_for_message("sites/site1/energy/dev1/data", timeout=20)
+                self.assertEqual(m.payload, b'{"p":7}')
 
 
 if __name__ == "__main__":
