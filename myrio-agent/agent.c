@@ -22,6 +22,7 @@
 #include "eds_log.h"
 #include "eds_proto.h"
 #include "eds_schema.h"
+#include "eds_tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -68,7 +69,8 @@ struct eds_agent {
 
     enum conn_state st;
     agent_conn *conn;
-    uint64_t gen; /* connection counter */
+    eds_tls_ctx *tls; /* NULL: plain TCP */
+    uint64_t gen;     /* connection counter */
     eds_framer fr;
     char *rx;
     char *out;
@@ -280,8 +282,8 @@ static void disconnect(eds_agent *a, enum eds_log_level level, const char *why)
 
 static void on_connected(eds_agent *a)
 {
-    eds_log_info("connected to gateway %s, sending hello as %s (stream %s)", conn_peer(a->conn),
-                 a->cfg.device, a->stream);
+    eds_log_info("connected to gateway %s (%s), sending hello as %s (stream %s)",
+                 conn_peer(a->conn), conn_security(a->conn), a->cfg.device, a->stream);
     eds_framer_init(&a->fr, a->cfg.max_line);
     a->st = ST_HELLO;
     a->last_rx_ms = now_ms();
@@ -294,7 +296,8 @@ static void start_connect(eds_agent *a)
 {
     eds_error err;
     eds_error_clear(&err);
-    int rc = conn_start(a->cfg.gateway_host, a->cfg.gateway_port, &a->conn, &err);
+    int rc = conn_start(a->cfg.gateway_host, a->cfg.gateway_port, a->tls, a->cfg.server_name,
+                        &a->conn, &err);
     if (rc != EDS_OK) {
         a->fail_streak++;
         disconnect(a, a->fail_streak <= 1 ? EDS_LOG_WARNING : EDS_LOG_INFO, err.msg);
@@ -510,7 +513,8 @@ static int on_line(void *ctx, const char *line, size_t len)
 
 static void conn_readable(eds_agent *a)
 {
-    for (int i = 0; i < 16 && a->conn; i++) {
+    /* TLS may hold decrypted bytes the socket will not signal again: read them too. */
+    for (int i = 0; a->conn && (i < 16 || (conn_pending(a->conn) && i < 4096)); i++) {
         size_t n;
         eds_error err;
         int rc = conn_read(a->conn, a->rx, RX_CHUNK, &n, &err);
@@ -676,13 +680,9 @@ int eds_agent_poll(eds_agent *a, int timeout_ms)
     size_t n = 0;
     bool conn_polled = false;
     if (a->conn) {
-        short ev = 0;
-        if (a->st == ST_CONNECTING || a->out_len > 0)
-            ev |= POLLOUT;
-        if (a->st >= ST_HELLO && a->cmd_count < CMDQ_PAUSE)
-            ev |= POLLIN;
         fds[n].fd = conn_fd(a->conn);
-        fds[n].events = ev;
+        fds[n].events =
+            conn_poll_events(a->conn, a->st >= ST_HELLO && a->cmd_count<CMDQ_PAUSE, a->out_len> 0);
         fds[n].revents = 0;
         n++;
         conn_polled = true;
@@ -702,6 +702,8 @@ int eds_agent_poll(eds_agent *a, int timeout_ms)
     }
     if (wait > 60000)
         wait = 60000;
+    if (a->conn && conn_pending(a->conn) && a->cmd_count < CMDQ_PAUSE)
+        wait = 0;
     int pr = poll(fds, n, (int)wait);
     if (pr < 0 && errno != EINTR) {
         eds_log_error("poll: %s", strerror(errno));
@@ -724,9 +726,10 @@ int eds_agent_poll(eds_agent *a, int timeout_ms)
                 disconnect(a, a->fail_streak <= 1 ? EDS_LOG_WARNING : EDS_LOG_INFO, err.msg);
             }
         } else {
-            if (fds[0].revents & (POLLIN | POLLHUP | POLLERR))
+            /* Either readiness may be what TLS waits for: try both directions. */
+            if (a->cmd_count < CMDQ_PAUSE)
                 conn_readable(a);
-            if (a->conn && (fds[0].revents & POLLOUT))
+            if (a->conn)
                 flush_output(a);
         }
     }
@@ -907,8 +910,6 @@ static int check_config(const eds_agent_config *c, eds_error *err)
                              c->device ? c->device : "");
     if (c->stream && !eds_stream_id_valid(c->stream))
         return eds_error_set(err, EDS_ERR_CONFIG, "stream id '%s' is invalid", c->stream);
-    if (c->tls)
-        return eds_error_set(err, EDS_ERR_TLS, "TLS is not built into this agent yet");
     if (c->window < 1 || c->queue_max < 1 || c->max_line < 256)
         return eds_error_set(err, EDS_ERR_CONFIG, "window, queue_max and max_line must be set");
     if (c->spool && c->spool_max < 65536)
@@ -985,6 +986,17 @@ int eds_agent_create(const eds_agent_config *cfg, eds_agent **out, eds_error *er
     }
     if (a->cfg.stream)
         snprintf(a->stream, sizeof(a->stream), "%s", a->cfg.stream);
+    if (a->cfg.tls) {
+        eds_tls_client_opts topts = {
+            .cafile = a->cfg.cafile,
+            .certfile = a->cfg.cert,
+            .keyfile = a->cfg.key,
+            .server_name = a->cfg.server_name ? a->cfg.server_name : a->cfg.gateway_host,
+        };
+        rc = eds_tls_client_ctx_create(&topts, &a->tls, err);
+        if (rc != EDS_OK)
+            goto fail;
+    }
     if (a->cfg.cmd_udp > 0) {
         a->cmd_udp_fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (a->cmd_udp_fd < 0) {
@@ -1027,6 +1039,7 @@ void eds_agent_destroy(eds_agent *a)
         return;
     inputs_close(a->in);
     conn_close(a->conn);
+    eds_tls_ctx_destroy(a->tls);
     eds_framer_free(&a->fr);
     spool_close(a->spool);
     agq_free(&a->q);

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <poll.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -13,7 +14,12 @@
 
 struct agent_conn {
     int fd;
-    bool connecting;
+    bool connecting;      /* TCP connect or TLS handshake in progress */
+    bool tcp_connecting;  /* the TCP connect itself */
+    eds_tls_ctx *tls_ctx; /* borrowed; NULL: plain TCP */
+    eds_tls_conn *tls;
+    char *server_name;
+    int want; /* EDS_TLS_WANT_* of the last TLS call that returned EDS_ERR_AGAIN, or 0 */
     struct addrinfo *addrs; /* all candidates */
     struct addrinfo *cur;   /* the one being tried */
     char peer[80];
@@ -62,11 +68,12 @@ static int try_from_current(agent_conn *c)
         }
         set_keepalive(c->fd);
         if (connect(c->fd, c->cur->ai_addr, c->cur->ai_addrlen) == 0) {
-            c->connecting = false;
-            return EDS_OK;
+            c->tcp_connecting = false;
+            c->connecting = c->tls_ctx != NULL;
+            return c->connecting ? EDS_ERR_AGAIN : EDS_OK;
         }
         if (errno == EINPROGRESS) {
-            c->connecting = true;
+            c->tcp_connecting = c->connecting = true;
             return EDS_ERR_AGAIN;
         }
         snprintf(c->last_error, sizeof(c->last_error), "%s", strerror(errno));
@@ -77,13 +84,22 @@ static int try_from_current(agent_conn *c)
     return EDS_ERR_IO;
 }
 
-int conn_start(const char *host, int port, agent_conn **out, eds_error *err)
+int conn_start(const char *host, int port, eds_tls_ctx *tls, const char *server_name,
+               agent_conn **out, eds_error *err)
 {
     *out = NULL;
     agent_conn *c = calloc(1, sizeof(*c));
     if (!c)
         return EDS_ERR_NOMEM;
     c->fd = -1;
+    c->tls_ctx = tls;
+    if (tls) {
+        c->server_name = strdup(server_name ? server_name : host);
+        if (!c->server_name) {
+            free(c);
+            return EDS_ERR_NOMEM;
+        }
+    }
     char portstr[16];
     snprintf(portstr, sizeof(portstr), "%d", port);
     struct addrinfo hints;
@@ -92,7 +108,7 @@ int conn_start(const char *host, int port, agent_conn **out, eds_error *err)
     hints.ai_socktype = SOCK_STREAM;
     int gai = getaddrinfo(host, portstr, &hints, &c->addrs);
     if (gai != 0) {
-        free(c);
+        conn_close(c);
         return eds_error_set(err, EDS_ERR_IO, "gateway %s:%d: %s", host, port, gai_strerror(gai));
     }
     c->cur = c->addrs;
@@ -121,31 +137,109 @@ const char *conn_peer(const agent_conn *c)
     return c->peer;
 }
 
+/* The TLS handshake, once TCP is up. */
+static int handshake(agent_conn *c, eds_error *err)
+{
+    int rc;
+    if (!c->tls) {
+        rc = eds_tls_conn_create(c->tls_ctx, c->fd, false, c->server_name, &c->tls, err);
+        if (rc != EDS_OK)
+            return rc == EDS_ERR_NOMEM ? rc : EDS_ERR_TLS;
+    }
+    eds_error herr;
+    eds_error_clear(&herr);
+    rc = eds_tls_handshake(c->tls, &c->want, &herr);
+    if (rc == EDS_ERR_AGAIN)
+        return rc;
+    if (rc != EDS_OK)
+        return eds_error_set(err, EDS_ERR_TLS, "TLS with gateway %s (%s): %s", c->peer,
+                             c->server_name, herr.msg);
+    c->want = 0;
+    c->connecting = false;
+    return EDS_OK;
+}
+
 int conn_finish(agent_conn *c, eds_error *err)
 {
     if (!c->connecting)
         return EDS_OK;
-    int soerr = 0;
-    socklen_t len = sizeof(soerr);
-    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0)
-        soerr = errno;
-    if (soerr == 0) {
-        c->connecting = false;
+    if (c->tcp_connecting) {
+        int soerr = 0;
+        socklen_t len = sizeof(soerr);
+        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0)
+            soerr = errno;
+        if (soerr == EINPROGRESS || soerr == EALREADY)
+            return EDS_ERR_AGAIN;
+        if (soerr != 0) {
+            snprintf(c->last_error, sizeof(c->last_error), "%s", strerror(soerr));
+            char failed[80];
+            snprintf(failed, sizeof(failed), "%s", c->peer);
+            c->cur = c->cur->ai_next;
+            int rc = try_from_current(c);
+            if (rc == EDS_ERR_IO)
+                return eds_error_set(err, EDS_ERR_IO, "connect to %s: %s", failed, c->last_error);
+            if (rc == EDS_OK)
+                return EDS_OK;
+            if (c->tcp_connecting)
+                return EDS_ERR_AGAIN;
+        }
+        c->tcp_connecting = false;
+        if (!c->tls_ctx) {
+            c->connecting = false;
+            return EDS_OK;
+        }
+    }
+    return handshake(c, err);
+}
+
+short conn_poll_events(const agent_conn *c, bool reading, bool writing)
+{
+    if (c->tcp_connecting)
+        return POLLOUT;
+    if (c->connecting) /* the handshake: the client speaks first */
+        return c->want == EDS_TLS_WANT_READ ? POLLIN : POLLOUT;
+    short ev = 0;
+    if (reading || c->want == EDS_TLS_WANT_READ)
+        ev |= POLLIN;
+    if (writing || c->want == EDS_TLS_WANT_WRITE)
+        ev |= POLLOUT;
+    return ev;
+}
+
+bool conn_pending(const agent_conn *c)
+{
+    return c->tls && !c->connecting && eds_tls_pending(c->tls);
+}
+
+const char *conn_security(const agent_conn *c)
+{
+    return c->tls ? eds_tls_protocol(c->tls) : "plain TCP";
+}
+
+/* Maps an eds_tls_read/write result. */
+static int tls_result(agent_conn *c, ssize_t r, size_t *n, const eds_error *terr, eds_error *err)
+{
+    if (r > 0) {
+        *n = (size_t)r;
+        c->want = 0;
         return EDS_OK;
     }
-    snprintf(c->last_error, sizeof(c->last_error), "%s", strerror(soerr));
-    char failed[80];
-    snprintf(failed, sizeof(failed), "%s", c->peer);
-    c->cur = c->cur->ai_next;
-    int rc = try_from_current(c);
-    if (rc == EDS_ERR_IO)
-        return eds_error_set(err, EDS_ERR_IO, "connect to %s: %s", failed, c->last_error);
-    return rc == EDS_OK ? EDS_OK : EDS_ERR_AGAIN;
+    if (r == EDS_ERR_AGAIN)
+        return EDS_ERR_AGAIN;
+    if (r == 0 || r == EDS_ERR_CLOSED)
+        return eds_error_set(err, EDS_ERR_CLOSED, "gateway %s closed the connection", c->peer);
+    return eds_error_set(err, EDS_ERR_IO, "gateway %s: TLS: %s", c->peer, terr->msg);
 }
 
 int conn_read(agent_conn *c, char *buf, size_t cap, size_t *n, eds_error *err)
 {
     *n = 0;
+    if (c->tls) {
+        eds_error terr;
+        eds_error_clear(&terr);
+        ssize_t r = eds_tls_read(c->tls, buf, cap, &c->want, &terr);
+        return tls_result(c, r, n, &terr, err);
+    }
     for (;;) {
         ssize_t r = recv(c->fd, buf, cap, 0);
         if (r > 0) {
@@ -165,6 +259,13 @@ int conn_read(agent_conn *c, char *buf, size_t cap, size_t *n, eds_error *err)
 int conn_write(agent_conn *c, const char *buf, size_t len, size_t *n, eds_error *err)
 {
     *n = 0;
+    if (c->tls) {
+        eds_error terr;
+        eds_error_clear(&terr);
+        ssize_t r = eds_tls_write(c->tls, buf, len, &c->want, &terr);
+        int rc = tls_result(c, r, n, &terr, err);
+        return rc == EDS_ERR_AGAIN ? EDS_OK : rc == EDS_ERR_CLOSED ? EDS_ERR_IO : rc;
+    }
     for (;;) {
         ssize_t r = send(c->fd, buf, len, MSG_NOSIGNAL);
         if (r >= 0) {
@@ -183,6 +284,8 @@ void conn_close(agent_conn *c)
 {
     if (!c)
         return;
+    eds_tls_conn_destroy(c->tls);
+    free(c->server_name);
     if (c->fd >= 0)
         close(c->fd);
     if (c->addrs)

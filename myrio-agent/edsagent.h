@@ -111,8 +111,9 @@ typedef struct eds_agent_config {
      * it (process-wide); eds_agent_create leaves logging alone. */
     int log_level;
 
-    /* TLS to the gateway's TLS port (docs/security.md). Not built into this version yet:
-     * tls true is refused with EDS_ERR_TLS; transport hook in agent_transport.c. */
+    /* TLS to the gateway's TLS port (docs/security.md): TLS 1.2+, the gateway's
+     * certificate verified against cafile and server_name; optional client
+     * certificate. A failed handshake is logged and retried like a lost connection. */
     bool tls;
     char *cafile;      /* PEM CA that signs the gateway's certificate */
     char *cert;        /* PEM client certificate (CN = device id), optional */

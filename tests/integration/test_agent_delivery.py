@@ -220,6 +220,47 @@ class CmdTest(AgentTestCase):
         self.assertEqual(p2.lines("stdout"), ['{"second":true}'])
 
 
+class TlsTest(AgentTestCase):
+    """The agent over TLS to the gateway's tls_listener, with mutual TLS (CN = device id)."""
+    auto_rig = False
+
+    def setUp(self):
+        super().setUp()
+        self.certs = os.path.join(self.agent_dir, "tls")
+        subprocess.run([edsrig.source_path("scripts", "make-certs.sh"), self.certs, DEV],
+                       check=True, capture_output=True, timeout=120)
+        self.tls_port = free_port()
+        self.start_rig({"tls_listener": "%d 127.0.0.1" % self.tls_port,
+                        "certfile": os.path.join(self.certs, "gateway.crt"),
+                        "keyfile": os.path.join(self.certs, "gateway.key"),
+                        "cafile": os.path.join(self.certs, "ca.crt"),
+                        "require_certificate": True})
+        self.gw.wait_for_line(r"port %d" % self.tls_port)
+
+    def tls_args(self, cafile=None):
+        return ["--tls", "--cafile", cafile or os.path.join(self.certs, "ca.crt"),
+                "--cert", os.path.join(self.certs, "devices", DEV + ".crt"),
+                "--key", os.path.join(self.certs, "devices", DEV + ".key")]
+
+    def test_records_over_mutual_tls(self):
+        rc, p = self.run_agent(*self.tls_args(), input_bytes=ndjson(1, 200), port=self.tls_port)
+        self.assertEqual(rc, 0, p.output())
+        self.assert_once_in_order(200)
+        self.assertRegex(p.output(), r"connected to gateway 127\.0\.0\.1:%d \(TLSv1\.[23]\)"
+                         % self.tls_port)
+
+    def test_wrong_ca_refused_and_retried(self):
+        other = os.path.join(self.agent_dir, "other-ca")
+        subprocess.run([edsrig.source_path("scripts", "make-certs.sh"), other], check=True,
+                       capture_output=True, timeout=120)
+        p = self.start_agent(*self.tls_args(os.path.join(other, "ca.crt")), "--simulate", 5,
+                             port=self.tls_port)
+        p.wait_for_line(r"TLS with gateway 127\.0\.0\.1:%d \(127\.0\.0\.1\): certificate "
+                        r"verify failed.*reconnecting in" % self.tls_port)
+        p.wait_for_line(r"TLS with gateway .*reconnecting in", start=len(p.lines()))
+        self.assertEqual(self.payloads(DEV), [])
+
+
 class AuthTest(AgentTestCase):
     def test_wrong_password_is_reported(self):
         p = self.start_agent("--simulate", 1, password="wrong")
