@@ -9,10 +9,11 @@
 # --bundle  also writes $BUILD_DIR/eds-agent-myrio.tar.gz, the files to copy
 #           to a myRIO (docs/myrio.md): the agent's install tree under
 #           /usr/local (stripped eds-agent, libedsagent.so, edsagent.h, the
-#           schema), /etc/init.d/eds-agent, /etc/eds/eds-agent.conf, and the
-#           shared libraries the binaries need beyond glibc (libcjson, and
-#           OpenSSL + libatomic once they link it) in /usr/local/lib, which
-#           the binaries search first (RPATH $ORIGIN/../lib).
+#           schema), /etc/init.d/eds-agent, /etc/eds/eds-agent.conf.example
+#           (never the live eds-agent.conf, so unpacking it again for an
+#           upgrade keeps the configuration), and the shared libraries the
+#           binaries need beyond glibc (libcjson, OpenSSL, libatomic) in
+#           /usr/local/lib, which they search first (RPATH $ORIGIN/../lib).
 # Other arguments go to cmake's configure step.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -81,6 +82,13 @@ while [ ${#queue[@]} -gt 0 ]; do
         queue+=("$lib/$so")
     done
 done
+
+# Unpacking over a configured myRIO must not replace its configuration:
+# the bundle carries the example only.
+if [ -e "$stage/etc/eds/eds-agent.conf" ]; then
+    mv "$stage/etc/eds/eds-agent.conf" "$stage/etc/eds/eds-agent.conf.example"
+    chmod 0644 "$stage/etc/eds/eds-agent.conf.example"
+fi
 
 tarball="$BUILD_DIR/eds-agent-myrio.tar.gz"
 tar -C "$stage" --owner=0 --group=0 -czf "$tarball" .
