@@ -858,30 +858,46 @@ int gw_publisher_dispatch(gw_publisher *p, void (*fn)(void *ctx, const gw_pub_ev
     size_t n = p->ev_count;
     unlock(p);
 
-    for (size_t i = 0; i < n; i++) {
+    /* Pop in batches (one lock per batch, not per event); fn runs unlocked so it may
+     * publish. A popped completion no longer counts against max_inflight. */
+    pub_event batch[64];
+    for (size_t done = 0; done < n;) {
+        size_t k = n - done < 64 ? n - done : 64;
         lock(p);
-        pub_event e = p->events[p->ev_head];
-        p->ev_head = (p->ev_head + 1) % p->ev_cap;
-        p->ev_count--;
-        if (e.type == GW_PUB_MESSAGE) {
-            p->ev_messages--;
-        } else if (e.type == GW_PUB_CONNECTED || e.type == GW_PUB_DISCONNECTED) {
-            p->ev_control--;
-            pthread_cond_broadcast(&p->cond);
-        } else {
-            p->undispatched--;
+        for (size_t i = 0; i < k; i++) {
+            batch[i] = p->events[p->ev_head];
+            p->ev_head = (p->ev_head + 1) % p->ev_cap;
+            switch (batch[i].type) {
+            case GW_PUB_MESSAGE:
+                p->ev_messages--;
+                break;
+            case GW_PUB_CONNECTED:
+            case GW_PUB_DISCONNECTED:
+                p->ev_control--;
+                break;
+            case GW_PUB_DONE:
+            case GW_PUB_FAILED:
+                p->undispatched--;
+                break;
+            }
         }
+        p->ev_count -= k;
+        pthread_cond_broadcast(&p->cond); /* the connection thread may wait for room */
         unlock(p);
 
-        gw_pub_event ev = {.type = e.type, .token = e.token};
-        if (e.type == GW_PUB_MESSAGE) {
-            ev.topic = e.buf;
-            ev.payload = e.buf + e.topic_len + 1;
-            ev.len = e.len;
-            ev.qos = e.qos;
+        for (size_t i = 0; i < k; i++) {
+            const pub_event *e = &batch[i];
+            gw_pub_event ev = {.type = e->type, .token = e->token};
+            if (e->type == GW_PUB_MESSAGE) {
+                ev.topic = e->buf;
+                ev.payload = e->buf + e->topic_len + 1;
+                ev.len = e->len;
+                ev.qos = e->qos;
+            }
+            fn(ctx, &ev);
+            free(e->buf);
         }
-        fn(ctx, &ev);
-        free(e.buf);
+        done += k;
     }
     return (int)(n > INT_MAX ? INT_MAX : n);
 }

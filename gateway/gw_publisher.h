@@ -135,8 +135,8 @@ typedef struct gw_pub_event {
 
 /* Loop thread: resets the fd and calls fn once for each event pending when it
  * was called, in order. topic/payload are valid only during fn. fn may call
- * gw_publisher_publish() (e.g. to resend on CONNECTED). Returns the number of
- * events handled (>= 0). */
+ * gw_publisher_publish() (e.g. to resend on CONNECTED), but must not destroy
+ * the publisher. Returns the number of events handled (>= 0). */
 int gw_publisher_dispatch(gw_publisher *p, void (*fn)(void *ctx, const gw_pub_event *ev),
                           void *ctx);
 
