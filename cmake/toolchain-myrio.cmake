@@ -15,8 +15,8 @@
 #         -DEDS_BUILD_GATEWAY=OFF -DEDS_BUILD_BENCH=OFF
 #
 # Where the OpenSSL sysroot is: $EDS_ARM_SYSROOT, else
-# ${XDG_CACHE_HOME:-$HOME/.cache}/eds/armel-sysroot (the same rule as
-# scripts/install-cross.sh). Read from the environment, not a cache
+# ${XDG_CACHE_HOME:-$HOME/.cache}/eds/armel-sysroot, else (no HOME)
+# /var/cache/eds/armel-sysroot: the same rule as scripts/install-cross.sh. Read from the environment, not a cache
 # variable, so try_compile projects (which re-read this file) see it too.
 
 set(CMAKE_SYSTEM_NAME Linux)
@@ -40,8 +40,10 @@ if(DEFINED ENV{EDS_ARM_SYSROOT} AND NOT "$ENV{EDS_ARM_SYSROOT}" STREQUAL "")
     set(EDS_ARM_SYSROOT "$ENV{EDS_ARM_SYSROOT}")
 elseif(DEFINED ENV{XDG_CACHE_HOME} AND NOT "$ENV{XDG_CACHE_HOME}" STREQUAL "")
     set(EDS_ARM_SYSROOT "$ENV{XDG_CACHE_HOME}/eds/armel-sysroot")
-else()
+elseif(DEFINED ENV{HOME} AND NOT "$ENV{HOME}" STREQUAL "")
     set(EDS_ARM_SYSROOT "$ENV{HOME}/.cache/eds/armel-sysroot")
+else()
+    set(EDS_ARM_SYSROOT "/var/cache/eds/armel-sysroot")
 endif()
 if(NOT EXISTS "${EDS_ARM_SYSROOT}/usr/lib/${EDS_ARM_TRIPLET}/libcrypto.so")
     message(FATAL_ERROR "toolchain-myrio: no armel OpenSSL in ${EDS_ARM_SYSROOT}; "

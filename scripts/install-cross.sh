@@ -9,14 +9,23 @@
 # something is missing.
 #
 # The sysroot is $EDS_ARM_SYSROOT, else ${XDG_CACHE_HOME:-$HOME/.cache}/eds/
-# armel-sysroot (cmake/toolchain-myrio.cmake uses the same rule).
+# armel-sysroot, else (no HOME) /var/cache/eds/armel-sysroot;
+# cmake/toolchain-myrio.cmake uses the same rule.
 # Usage: scripts/install-cross.sh [--print-sysroot]
 set -euo pipefail
 
 TRIPLET=arm-linux-gnueabi
 PKGS=(gcc-arm-linux-gnueabi libc6-dev-armel-cross qemu-user pkg-config libc6:armel
       libatomic1:armel libcjson-dev:armel libcmocka-dev:armel)
-SYSROOT=${EDS_ARM_SYSROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/eds/armel-sysroot}
+if [ -n "${EDS_ARM_SYSROOT:-}" ]; then
+    SYSROOT=$EDS_ARM_SYSROOT
+elif [ -n "${XDG_CACHE_HOME:-}" ]; then
+    SYSROOT=$XDG_CACHE_HOME/eds/armel-sysroot
+elif [ -n "${HOME:-}" ]; then
+    SYSROOT=$HOME/.cache/eds/armel-sysroot
+else
+    SYSROOT=/var/cache/eds/armel-sysroot
+fi
 
 case "${1:-}" in
 --print-sysroot)
@@ -24,7 +33,7 @@ case "${1:-}" in
     exit 0
     ;;
 -h | --help)
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
     ;;
 "") ;;
