@@ -43,7 +43,12 @@ if [ ! -f "$BUILD_DIR/CMakeCache.txt" ]; then
     CC=clang cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEDS_FUZZ=ON \
         -DEDS_BUILD_GATEWAY=OFF -DEDS_BUILD_BENCH=OFF >/dev/null
 fi
-cmake --build "$BUILD_DIR" --target eds_fuzzers -j "$JOBS" -- --no-print-directory >/dev/null
+if ! cmake --build "$BUILD_DIR" --target eds_fuzzers -j "$JOBS" -- --no-print-directory \
+    >"$BUILD_DIR/fuzz-build.log" 2>&1; then
+    cat "$BUILD_DIR/fuzz-build.log" >&2
+    echo "fuzz: build failed" >&2
+    exit 1
+fi
 
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
