@@ -6,7 +6,9 @@ target_compile_options(eds_options INTERFACE -Wall -Wextra -Wshadow -Wstrict-pro
 if(EDS_WERROR)
     target_compile_options(eds_options INTERFACE -Werror)
 endif()
-target_compile_definitions(eds_options INTERFACE _GNU_SOURCE)
+# 64-bit file offsets everywhere: 32-bit targets (the myRIO) otherwise get EOVERFLOW
+# from readdir()/stat() on large-inode file systems.
+target_compile_definitions(eds_options INTERFACE _GNU_SOURCE _FILE_OFFSET_BITS=64)
 if(EDS_SANITIZE)
     target_compile_options(eds_options INTERFACE -fsanitize=address,undefined
                                                  -fno-sanitize-recover=undefined
