@@ -326,6 +326,7 @@ class GatewayTestCase(unittest.TestCase):
     gw_kwargs = {}
 
     def setUp(self):
+        self._t0 = time.monotonic()
         if self.auto_rig:
             self.start_rig()
 
@@ -351,8 +352,9 @@ class GatewayTestCase(unittest.TestCase):
         rc = self.gw.stop(expect=None) if self.gw.running() else 0
         self.gw.close()
         lines = self.gw.output().splitlines()
-        sys.stderr.write("---- %s: eds-gateway log (last %d of %d lines)\n%s\n" % (
-            self.id(), min(len(lines), 80), len(lines), "\n".join(lines[-80:])))
+        sys.stderr.write("---- %s (%.1f s): eds-gateway log (last %d of %d lines)\n%s\n" % (
+            self.id(), time.monotonic() - self._t0, min(len(lines), 80), len(lines),
+            "\n".join(lines[-80:])))
         if rc != 0:
             self.fail("eds-gateway exited with %s after SIGTERM at the end of the test; see its "
                       "log above" % rc)

@@ -79,6 +79,8 @@ class StatusTest(GatewayTestCase):
 
 
 class ShutdownTest(GatewayTestCase):
+    gw_options = {"shutdown_timeout": 2}
+
     def test_sigterm_sends_shutting_down_marks_offline_and_exits_0(self):
         a, _ = self.session("myrio-01")
         b, _ = self.session("myrio-02")
@@ -125,7 +127,7 @@ class ShutdownTest(GatewayTestCase):
         c.send_json({"type": "ping"})
         self.assertEqual(c.recv_line(), b'{"type":"pong"}')
         self.gw.proc.signal(15)
-        # shutdown_timeout is 5 s in gwrig: the unconfirmed record is not acked.
+        # After shutdown_timeout (2 s) the gateway stops; the unconfirmed record is not acked.
         got = c.wait_closed(timeout=15)
         self.assertEqual([g["code"] for g in got], ["shutting_down"])
         self.assertEqual(self.gw.stop(), 0)
