@@ -181,6 +181,20 @@ int eds_agent_send(eds_agent *a, const char *json, size_t len, eds_error *err)
         return eds_error_set(err, EDS_ERR_PARSE, "not a JSON object: %s",
                              rc != EDS_OK ? perr.msg : "not an object");
     }
+    /* The bytes must be that one object and nothing more: `{"a":1},"x":{` would
+     * otherwise smuggle a key into the protocol line around it. */
+    const char *end = NULL;
+    cJSON *alone = cJSON_ParseWithLengthOpts(json, len, &end, 0);
+    while (alone && end < json + len &&
+           (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n'))
+        end++;
+    bool whole = alone && end == json + len;
+    cJSON_Delete(alone);
+    if (!whole) {
+        eds_msg_free(&msg);
+        a->stats.invalid++;
+        return eds_error_set(err, EDS_ERR_PARSE, "not a JSON object: text after the object");
+    }
     if (a->schema) {
         cJSON *errors = NULL;
         rc = eds_schema_validate(a->schema, msg.data, &errors);

@@ -459,7 +459,13 @@ static void test_records_validated_before_queueing(void **state)
     assert_int_equal(eds_agent_send(f->a, bad_schema, strlen(bad_schema), &err), EDS_ERR_INVALID);
     assert_non_null(strstr(err.msg, "\"power_factor\":[\"must be between 0.0 and 1.0\"]"));
     assert_non_null(strstr(err.msg, "\"day-ahead-price\":[\"min value is 0.0\"]"));
-    const char *bad[] = {"{", "[1,2]", "{\"a\":1,\"a\":2}", "{\"x\":1e999}", "\"str\""};
+    const char *bad[] = {"{",
+                         "[1,2]",
+                         "{\"a\":1,\"a\":2}",
+                         "{\"x\":1e999}",
+                         "\"str\"",
+                         "{\"a\":1},\"x\":{",
+                         "{\"a\":1} {\"b\":2}"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(eds_agent_send(f->a, bad[i], strlen(bad[i]), &err), EDS_ERR_PARSE);
     /* pretty-printed JSON is fine and is sent compact, on one line */
@@ -467,7 +473,7 @@ static void test_records_validated_before_queueing(void **state)
     assert_int_equal(eds_agent_send(f->a, pretty, strlen(pretty), &err), EDS_OK);
     eds_agent_stats st;
     eds_agent_get_stats(f->a, &st);
-    assert_int_equal(st.invalid, 6);
+    assert_int_equal(st.invalid, 8);
     assert_int_equal(st.accepted, 1);
     gw_session(f, 0);
     char line[512];
