@@ -44,6 +44,8 @@
  * thread does not start a new attempt while more than CONTROL_MAX - 2 wait. */
 #define CONTROL_MAX 8
 #define GRACEFUL_TIMEOUT_MS 1000
+/* A connection that lasted this long counts as working: after losing it, retry at once. */
+#define STABLE_MS 10000
 
 enum slot_state {
     SLOT_FREE,
@@ -160,6 +162,13 @@ static struct timespec deadline_in(int ms)
         ts.tv_nsec -= 1000000000L;
     }
     return ts;
+}
+
+static int64_t elapsed_ms(const struct timespec *since)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (int64_t)(now.tv_sec - since->tv_sec) * 1000 + (now.tv_nsec - since->tv_nsec) / 1000000;
 }
 
 /* ---- event queue (p->lock held) --------------------------------------------------------- */
@@ -599,6 +608,8 @@ static void *supervise(void *arg)
             if (pthread_cond_timedwait(&p->cond, &p->lock, &dl) == ETIMEDOUT)
                 p->state = CONN_DOWN;
         bool was_up = p->state == CONN_UP;
+        struct timespec up_since;
+        clock_gettime(CLOCK_MONOTONIC, &up_since);
         while (!p->stopping && p->state == CONN_UP)
             pthread_cond_wait(&p->cond, &p->lock);
         if (p->stopping) {
@@ -606,10 +617,13 @@ static void *supervise(void *arg)
             old = c;
             break;
         }
-        if (was_up) {
+        if (was_up && elapsed_ms(&up_since) >= STABLE_MS) {
             delay_ms = 0; /* a working connection was lost: retry at once */
         } else {
-            p->stats.connect_failures++;
+            /* Refused, or dropped right after CONNACK (e.g. another client with our
+             * client id keeps taking over): back off, do not spin. */
+            if (!was_up)
+                p->stats.connect_failures++;
             delay_ms = delay_ms ? delay_ms * 2 : p->reconnect_min_ms;
             if (delay_ms > p->reconnect_max_ms)
                 delay_ms = p->reconnect_max_ms;

@@ -96,8 +96,8 @@ int gw_publisher_fd(const gw_publisher *p);
 
 /* Starts the connection thread: connects now, and after every loss or failed
  * attempt retries with backoff (reconnect_min_ms doubling up to
- * reconnect_max_ms; the first retry after a working connection was lost is
- * immediate). Returns EDS_OK, EDS_ERR_INVAL if already started, EDS_ERR_IO. */
+ * reconnect_max_ms; the first retry after a connection that worked for 10 s
+ * or more is immediate). Returns EDS_OK, EDS_ERR_INVAL if already started, EDS_ERR_IO. */
 int gw_publisher_start(gw_publisher *p);
 
 /* True between a GW_PUB_CONNECTED and the next GW_PUB_DISCONNECTED as seen by

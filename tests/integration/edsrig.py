@@ -741,6 +741,7 @@ def _serve_broker():
     --tls: "READY <port> <pid> <tls_port> <cafile>"), then obeys
     one command per stdin line and answers "OK <pid>" (or "ERR <text>"):
       stop | start | restart | kill (SIGKILL) | pause (SIGSTOP) | resume (SIGCONT)
+      kick CLIENT_ID (connect and leave with that client id, so the broker drops the holder)
     Stops the broker and exits at EOF on stdin."""
     import sys
     broker = Broker(tls="--tls" in sys.argv[2:])
@@ -767,6 +768,10 @@ def _serve_broker():
                     broker.proc.signal(signal.SIGSTOP)
                 elif cmd == "resume":
                     broker.proc.signal(signal.SIGCONT)
+                elif cmd.startswith("kick "):
+                    # a client with the same id takes the session over: the broker drops the
+                    # other one
+                    MqttClient(broker, READER_USER, READER_PASSWORD, client_id=cmd[5:]).close()
                 else:
                     raise ValueError("unknown command %r" % cmd)
                 print("OK %d" % broker.pid, flush=True)
