@@ -97,7 +97,9 @@ int gw_publisher_fd(const gw_publisher *p);
 /* Starts the connection thread: connects now, and after every loss or failed
  * attempt retries with backoff (reconnect_min_ms doubling up to
  * reconnect_max_ms; the first retry after a connection that worked for 10 s
- * or more is immediate). Returns EDS_OK, EDS_ERR_INVAL if already started, EDS_ERR_IO. */
+ * or more is immediate). A reconnect takes about a second even then: Paho's
+ * receive thread notices the new socket only after its 1 s select times out.
+ * Returns EDS_OK, EDS_ERR_INVAL if already started, EDS_ERR_IO. */
 int gw_publisher_start(gw_publisher *p);
 
 /* True between a GW_PUB_CONNECTED and the next GW_PUB_DISCONNECTED as seen by
