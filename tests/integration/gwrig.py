@@ -331,6 +331,8 @@ class GatewayTestCase(unittest.TestCase):
             self.start_rig()
 
     def start_rig(self, options=None, durable=False, **kwargs):
+        if not hasattr(self, "_t0"):
+            self._t0 = time.monotonic()
         self.broker = edsrig.Broker()
         self.addCleanup(self.broker.close)
         if durable:
