@@ -12,8 +12,9 @@ import os
 import socket
 import subprocess
 import sys
-import tempfile
 import shutil
+import tempfile
+import threading
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -162,6 +163,31 @@ class OtherInputsTest(AgentTestCase):
             s.sendall(data[1001:])
         self.assertEqual(p.wait(30), 0, p.output())
         self.assert_once_in_order(400)
+
+    def test_tcp_pushes_back_when_full_and_loses_nothing(self):
+        total = 20000
+        self.gw.stop()  # nothing can be delivered: the 50-record queue fills at once
+        port = free_port()
+        p = self.start_agent("--tcp", port, "--count", total, "--queue-max", 50)
+        p.wait_for_line(r"reading NDJSON records from tcp 127.0.0.1:%d" % port)
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(s.close)
+        # A fixed send buffer (no autotuning up to 4 MB): what the agent does not read
+        # stays within a few hundred KB of kernel buffers.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32768)
+        s.settimeout(60)
+        s.connect(("127.0.0.1", port))
+        writer = threading.Thread(target=s.sendall, args=(ndjson(1, total),), daemon=True)
+        writer.start()
+        # 2 MB cannot fit in the 50-record queue and those buffers: the writer must block.
+        # (Asserting that something does NOT happen needs some time; 2 s is ample.)
+        writer.join(2.0)
+        self.assertTrue(writer.is_alive(), "the agent did not push back")
+        self.gw.start()
+        writer.join(60)
+        self.assertFalse(writer.is_alive())
+        self.assertEqual(p.wait(60), 0, p.output())
+        self.assert_once_in_order(total, timeout=60)
 
     def test_simulator(self):
         p = self.start_agent("--simulate", 200, "--count", 300)
