@@ -133,9 +133,12 @@ cleanup() {
     local rc=$?
     trap '' INT TERM
     local i
+    local list=""
     for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
         stop_pid "${pids[$i]}" "${names[$i]}"
+        list="${names[$i]}(${pids[$i]}) $list"
     done
+    [ -n "$list" ] && echo "== stopped: $list"
     if [ "$keep" = 1 ]; then
         echo "== kept $WORK (configs and logs)"
     else
