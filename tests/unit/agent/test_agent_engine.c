@@ -449,6 +449,25 @@ static void test_auth_failed_backs_off_long(void **state)
     }
 }
 
+static void test_replaced_reconnects_after_the_longest_delay(void **state)
+{
+    fixture *f = *state;
+    f->cfg.reconnect_min = 0.01;
+    f->cfg.reconnect_max = 0.3;
+    create_agent(f);
+    gw_session(f, 0);
+    RUN_UNTIL(f, eds_agent_connected(f->a));
+    gw_send(f, "{\"type\":\"error\",\"code\":\"replaced\",\"message\":\"new connection\"}\n");
+    gw_drop(&f->gw);
+    RUN_UNTIL(f, !eds_agent_connected(f->a));
+    /* not the 10 ms of a first retry, but reconnect_max (with jitter: >= half of it) */
+    uint64_t t0 = mono_ms();
+    gw_accept(f);
+    uint64_t waited = mono_ms() - t0;
+    assert_true(waited >= 140);
+    assert_true(waited < 2000);
+}
+
 static void test_records_validated_before_queueing(void **state)
 {
     fixture *f = *state;
@@ -626,6 +645,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cmd_handed_over_then_acked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ping_and_dead_connection, setup, teardown),
         cmocka_unit_test_setup_teardown(test_auth_failed_backs_off_long, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replaced_reconnects_after_the_longest_delay, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_records_validated_before_queueing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_block_and_drop_oldest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_on_spool, setup, teardown),
