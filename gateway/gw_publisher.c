@@ -698,7 +698,7 @@ int gw_publisher_create(const gw_publisher_config *cfg, gw_publisher **out, eds_
     p->reconnect_max_ms = cfg->reconnect_max_ms ? cfg->reconnect_max_ms : 30000;
     if (p->reconnect_max_ms < p->reconnect_min_ms)
         p->reconnect_max_ms = p->reconnect_min_ms;
-    p->max_inflight = cfg->max_inflight ? cfg->max_inflight : 256;
+    p->max_inflight = cfg->max_inflight ? cfg->max_inflight : 64;
     p->max_messages = cfg->max_messages ? cfg->max_messages : 256;
     p->ev_cap = p->max_inflight + p->max_messages + CONTROL_MAX;
     p->slots = calloc(p->max_inflight, sizeof(*p->slots));
