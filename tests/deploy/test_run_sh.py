@@ -73,7 +73,8 @@ class RunSh(unittest.TestCase):
     def test_ctrl_c(self):
         p = self.run_sh()
         try:
-            p.wait_for_line(r"^energy/myrio-0\d/data ", timeout=30)
+            for dev in DEVICES:
+                p.wait_for_line(r"^energy/%s/data " % dev, timeout=30)
             p.signal(signal.SIGINT)
             rc = p.wait(30)
         finally:
