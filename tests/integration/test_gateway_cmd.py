@@ -113,6 +113,29 @@ class CmdTest(GatewayTestCase):
         c, _ = self.session(DEV)
         self.barrier(c)  # nothing left to deliver
 
+    def test_cmds_flow_again_after_a_broker_restart(self):
+        c, _ = self.session(DEV)
+        mark = self.gw.mark()
+        self.broker.restart()
+        self.gw.wait_for_line(r"connected to the broker", timeout=40, start=mark)
+        self.reader.close()
+        self.reader = edsrig.MqttClient(self.broker, edsrig.READER_USER,
+                                        edsrig.READER_PASSWORD)
+        self.addCleanup(self.reader.close)
+        # The gateway subscribes again on its new MQTT connection; until the broker has
+        # that subscription a command is dropped, so send probes until one arrives.
+        got = []
+
+        def delivered():
+            self.send_cmd(DEV, b'{"probe":true}')
+            try:
+                got.append(c.recv_line(0.3))
+            except edsrig.RigTimeout:
+                pass
+            return got
+        edsrig.wait_until(delivered, what="a command after the broker restart")
+        self.assertEqual(got[0], b'{"type":"cmd","id":1,"data":{"probe":true}}')
+
     def test_cmd_ack_with_unknown_id_is_harmless(self):
         c, _ = self.session(DEV)
         c.send_json({"type": "ack", "id": 99})

@@ -10,8 +10,9 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import edsrig  # noqa: E402
 from edsrig import ConnectionClosed, RigTimeout  # noqa: E402
-from gwrig import GatewayTestCase, data_msg, line_of, record  # noqa: E402
+from gwrig import Gateway, GatewayTestCase, data_msg, hello, line_of, record  # noqa: E402
 
 DEV = "myrio-01"
 
@@ -250,6 +251,51 @@ class GatewayRestartTest(DeliveryTestCase):
         got, first = self.wait_unique(total)
         self.assertEqual(first, [line_of(record(s)) for s in range(1, total + 1)])
         self.assertLessEqual(len(got) - total, 100, "too many duplicates after a SIGKILL")
+
+
+class BrokerPausedTest(DeliveryTestCase):
+    def test_replacing_connection_waits_for_records_in_flight_then_welcomes_past_them(self):
+        old, _ = self.session(DEV, stream="s1")
+        self.broker.proc.signal(19)  # SIGSTOP: publishes stay unconfirmed
+        self.addCleanup(self.broker.proc.signal, 18)
+        send_range(old, 1, 10)
+        old.send_json({"type": "ping"})
+        self.assertEqual(old.recv_line(), b'{"type":"pong"}')  # all 10 read, none acked
+        new = self.gw.connect()
+        self.addCleanup(new.close)
+        new.send_json(hello(DEV, "s3cret", "s1"))
+        self.assertClosedWithError(old, "replaced")
+        # No welcome while records of the old connection are unconfirmed: its last_seq
+        # would be wrong either way.
+        self.assertRaises(RigTimeout, new.recv_line, 1.0)
+        self.broker.proc.signal(18)  # SIGCONT
+        welcome = json.loads(new.recv_line(timeout=20))
+        self.assertEqual(welcome, {"type": "welcome", "proto": 1, "last_seq": 10})
+        self.assertEqual(self.wait_payloads(DEV, 10), [line_of(record(s)) for s in range(1, 11)])
+        send_range(new, 10, 11)
+        self.assertEqual(new.recv_json(), {"type": "ack", "seq": 10, "duplicate": True})
+        self.assertEqual(new.recv_json(), {"type": "ack", "seq": 11})
+
+
+class BrokerDownAtStartTest(DeliveryTestCase):
+    auto_rig = False
+
+    def test_gateway_started_without_broker_welcomes_and_acks_once_it_is_up(self):
+        self.broker = edsrig.Broker(start=False)
+        self.addCleanup(self.broker.close)
+        self.gw = Gateway(self.broker, wait_broker=False)
+        self.addCleanup(self._close_gateway)
+        c, w = self.session(DEV, stream="s1")  # hello is answered without the broker
+        self.assertEqual(w["last_seq"], 0)
+        send_range(c, 1, 5)
+        c.send_json({"type": "ping"})
+        self.assertEqual(c.recv_line(), b'{"type":"pong"}')
+        self.broker.start()
+        self.sub = edsrig.Subscriber(self.broker, "energy/#")
+        self.addCleanup(self.sub.close)
+        for s in range(1, 6):
+            self.assertEqual(c.recv_json(timeout=40), {"type": "ack", "seq": s})
+        self.assertEqual(self.retained("energy/%s/status" % DEV).json()["online"], True)
 
 
 class BrokerRestartTest(DeliveryTestCase):
