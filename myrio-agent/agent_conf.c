@@ -53,30 +53,35 @@ static int set_gateway(void *target, const char *value, eds_error *err)
     return EDS_OK;
 }
 
+/* value must be one of names (NULL-terminated); *field becomes its index. */
+static int set_choice(int *field, const char *value, const char *const *names, const char *list,
+                      eds_error *err)
+{
+    for (int i = 0; names[i]; i++) {
+        if (strcmp(value, names[i]) == 0) {
+            *field = i;
+            return EDS_OK;
+        }
+    }
+    return eds_error_set(err, EDS_ERR_CONFIG, "'%s': expected %s", value, list);
+}
+
 static int set_full_policy(void *target, const char *value, eds_error *err)
 {
+    /* indexes are enum eds_agent_full_policy */
+    static const char *const names[] = {"block", "drop-oldest", NULL};
     eds_agent_config *cfg = target;
-    if (strcmp(value, "block") == 0)
-        cfg->full_policy = EDS_AGENT_FULL_BLOCK;
-    else if (strcmp(value, "drop-oldest") == 0 || strcmp(value, "drop_oldest") == 0)
-        cfg->full_policy = EDS_AGENT_FULL_DROP_OLDEST;
-    else
-        return eds_error_set(err, EDS_ERR_CONFIG, "'%s': expected block or drop-oldest", value);
-    return EDS_OK;
+    if (strcmp(value, "drop_oldest") == 0)
+        value = "drop-oldest";
+    return set_choice(&cfg->full_policy, value, names, "block or drop-oldest", err);
 }
 
 static int set_spool_sync(void *target, const char *value, eds_error *err)
 {
+    /* indexes are enum eds_agent_sync_policy */
+    static const char *const names[] = {"none", "batch", "always", NULL};
     eds_agent_config *cfg = target;
-    if (strcmp(value, "none") == 0)
-        cfg->spool_sync = EDS_AGENT_SYNC_NONE;
-    else if (strcmp(value, "batch") == 0)
-        cfg->spool_sync = EDS_AGENT_SYNC_BATCH;
-    else if (strcmp(value, "always") == 0)
-        cfg->spool_sync = EDS_AGENT_SYNC_ALWAYS;
-    else
-        return eds_error_set(err, EDS_ERR_CONFIG, "'%s': expected none, batch or always", value);
-    return EDS_OK;
+    return set_choice(&cfg->spool_sync, value, names, "none, batch or always", err);
 }
 
 static int set_log_level(void *target, const char *value, eds_error *err)
