@@ -86,6 +86,7 @@ class Gateway:
         self.valgrind = valgrind
         self.verbose = verbose
         self.proc = None
+        self._started_once = False
         self._collected = True
         self.previous_output = []
         self.exit_codes = []
@@ -148,10 +149,23 @@ class Gateway:
             raise RuntimeError("gateway already running")
         if timeout is None:
             timeout = START_TIMEOUT * (6 if self.valgrind else 1)
-        self.proc = Process(self.argv(), name="eds-gateway")
-        self._collected = False
+        for attempt in range(5):
+            self.proc = Process(self.argv(), name="eds-gateway")
+            self._collected = False
+            try:
+                self.proc.wait_for_line(r"listening on .* port %d" % self.port, timeout)
+                break
+            except RigTimeout:
+                self._finish(self.proc.kill())
+                # free_port() cannot reserve the port: a test running in parallel may have
+                # taken it. Only on the first start; a restart must keep its port.
+                if self._started_once or attempt == 4 or \
+                        "Address already in use" not in "\n".join(self.proc.lines()):
+                    raise
+                self.port = free_port()
+                self.write_config()
+        self._started_once = True
         try:
-            self.proc.wait_for_line(r"listening on .* port %d" % self.port, timeout)
             if wait_broker:
                 self.proc.wait_for_line(r"connected to the broker", timeout)
         except RigTimeout:

@@ -126,6 +126,60 @@ class SchemaForTest(GatewayTestCase):
         self.assertEqual(a.recv_json()["type"], "nack")
 
 
+class TopicPrefixTest(GatewayTestCase):
+    auto_rig = False
+
+    def test_topic_prefix_moves_every_topic(self):
+        d = edsrig.tempfile.mkdtemp(prefix="eds-acl-")
+        self.addCleanup(edsrig.shutil.rmtree, d, True)
+        acl = os.path.join(d, "acl")
+        with open(edsrig.source_path("broker-config", "acl")) as f:
+            text = f.read()
+        with open(acl, "w") as f:  # the project's ACL, for the prefix site7/energy
+            f.write(text.replace("energy/", "site7/energy/"))
+        self.broker = edsrig.Broker(acl_path=acl)
+        self.addCleanup(self.broker.close)
+        self.sub = edsrig.Subscriber(self.broker, "#")
+        self.addCleanup(self.sub.close)
+        self.gw = Gateway(self.broker, prefix="site7/energy")
+        self.addCleanup(self._close_gateway)
+        self.sub.wait_for_message("site7/energy/_gateway/status")
+        c, _ = self.session()
+        c.send_json(data_msg(1, record(1)))
+        c.send_json(data_msg(2, {"power_factor": 7}))
+        self.assertEqual(c.recv_json(), {"type": "ack", "seq": 1})
+        self.assertEqual(c.recv_json()["type"], "nack")
+        self.sub.wait_for_message("site7/energy/myrio-01/data")
+        self.sub.wait_for_message("site7/energy/myrio-01/rejected")
+        self.sub.wait_for_message("site7/energy/myrio-01/status")
+        reader = edsrig.MqttClient(self.broker, edsrig.READER_USER, edsrig.READER_PASSWORD)
+        self.addCleanup(reader.close)
+        reader.publish("site7/energy/myrio-01/cmd", b'{"go":1}')
+        self.assertEqual(c.recv_line(), b'{"type":"cmd","id":1,"data":{"go":1}}')
+        self.assertEqual({m.topic.split("/")[0] for m in self.sub.messages()}, {"site7"})
+
+
+class QosTest(GatewayTestCase):
+    auto_rig = False
+
+    def check_qos(self, qos):
+        self.start_rig({"qos": qos})
+        c, _ = self.session()
+        c.send_raw(b"".join(line_of(data_msg(s, record(s))) + b"\n" for s in range(1, 51)))
+        for s in range(1, 51):
+            self.assertEqual(c.recv_json(), {"type": "ack", "seq": s})
+        msgs = self.sub.wait_for_count("energy/myrio-01/data", 50)
+        self.assertEqual([m.payload for m in msgs], [line_of(record(s)) for s in range(1, 51)])
+        # The subscriber asked for QoS 1: it gets min(publish QoS, 1).
+        self.assertEqual({m.qos for m in msgs}, {min(qos, 1)})
+
+    def test_qos_0(self):
+        self.check_qos(0)
+
+    def test_qos_2(self):
+        self.check_qos(2)
+
+
 class LimitsTest(GatewayTestCase):
     gw_kwargs = {"schema": None}
 
