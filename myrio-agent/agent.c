@@ -45,7 +45,6 @@
 #define OUT_SLACK 1024 /* room kept free in the output buffer for acks and pings */
 #define FATAL_BACKOFF_MS 60000
 #define ACKED_FLUSH_MS 5000 /* persist the spool's acked marker at most this often */
-#define MAX_POLLFDS 16
 
 enum conn_state { ST_IDLE, ST_CONNECTING, ST_HELLO, ST_READY };
 
@@ -88,6 +87,11 @@ struct eds_agent {
     pending_cmd cmds[CMDQ_CAP];
     size_t cmd_head, cmd_count;
     int cmd_udp_fd;
+
+    /* what eds_agent_pollfds handed out, for eds_agent_dispatch */
+    int polled_conn;  /* the connection's fd, or -1 */
+    size_t polled_in; /* index of the first input fd */
+    size_t polled_n;
 
     uint64_t acked_flush_at;
     eds_agent_stats stats;
@@ -679,7 +683,7 @@ static int64_t next_timer(const eds_agent *a, uint64_t t)
     return due;
 }
 
-int eds_agent_poll(eds_agent *a, int timeout_ms)
+int eds_agent_pollfds(eds_agent *a, struct pollfd *fds, size_t cap, int *timeout_ms)
 {
     int rc = pump(a);
     if (rc != EDS_OK)
@@ -690,22 +694,23 @@ int eds_agent_poll(eds_agent *a, int timeout_ms)
     if (rc != EDS_OK)
         return rc;
 
-    struct pollfd fds[MAX_POLLFDS];
     size_t n = 0;
-    bool conn_polled = false;
-    if (a->conn) {
+    a->polled_conn = -1;
+    if (a->conn && cap > 0) {
+        bool reading = a->st >= ST_HELLO && a->cmd_count < CMDQ_PAUSE;
+        bool writing = a->out_len > 0;
         fds[n].fd = conn_fd(a->conn);
-        fds[n].events =
-            conn_poll_events(a->conn, a->st >= ST_HELLO && a->cmd_count<CMDQ_PAUSE, a->out_len> 0);
+        fds[n].events = conn_poll_events(a->conn, reading, writing);
         fds[n].revents = 0;
+        a->polled_conn = fds[n].fd;
         n++;
-        conn_polled = true;
     }
-    size_t in_first = n;
+    a->polled_in = n;
     if (a->in)
-        n += inputs_pollfds(a->in, fds + n, MAX_POLLFDS - n);
+        n += inputs_pollfds(a->in, fds + n, cap - n);
+    a->polled_n = n;
 
-    int64_t wait = timeout_ms < 0 ? -1 : timeout_ms;
+    int64_t wait = *timeout_ms < 0 ? -1 : *timeout_ms;
     int64_t due = next_timer(a, t);
     if (due >= 0 && (wait < 0 || due < wait))
         wait = due;
@@ -718,21 +723,20 @@ int eds_agent_poll(eds_agent *a, int timeout_ms)
         wait = 60000;
     if (a->conn && conn_pending(a->conn) && a->cmd_count < CMDQ_PAUSE)
         wait = 0;
-    int pr = poll(fds, n, (int)wait);
-    if (pr < 0 && errno != EINTR) {
-        eds_log_error("poll: %s", strerror(errno));
-        return EDS_ERR_IO;
-    }
-    if (pr < 0) {
-        for (size_t i = 0; i < n; i++)
-            fds[i].revents = 0;
-    }
-    t = now_ms();
-    if (conn_polled && a->conn && fds[0].revents) {
+    *timeout_ms = (int)wait;
+    return (int)n;
+}
+
+int eds_agent_dispatch(eds_agent *a, const struct pollfd *fds, size_t n)
+{
+    if (n != a->polled_n)
+        return EDS_ERR_INVAL;
+    uint64_t t = now_ms();
+    if (a->polled_conn >= 0 && a->conn && conn_fd(a->conn) == a->polled_conn && fds[0].revents) {
         if (a->st == ST_CONNECTING) {
             eds_error err;
             eds_error_clear(&err);
-            rc = conn_finish(a->conn, &err);
+            int rc = conn_finish(a->conn, &err);
             if (rc == EDS_OK) {
                 on_connected(a);
             } else if (rc != EDS_ERR_AGAIN) {
@@ -748,9 +752,29 @@ int eds_agent_poll(eds_agent *a, int timeout_ms)
         }
     }
     if (a->in)
-        inputs_handle(a->in, fds + in_first, n - in_first, t);
+        inputs_handle(a->in, fds + a->polled_in, n - a->polled_in, t);
+    a->polled_n = 0;
+    a->polled_conn = -1;
     run_timers(a, t);
     return pump(a);
+}
+
+int eds_agent_poll(eds_agent *a, int timeout_ms)
+{
+    struct pollfd fds[EDS_AGENT_MAX_FDS];
+    int wait = timeout_ms;
+    int n = eds_agent_pollfds(a, fds, EDS_AGENT_MAX_FDS, &wait);
+    if (n < 0)
+        return n;
+    if (poll(fds, (nfds_t)n, wait) < 0) {
+        if (errno != EINTR) {
+            eds_log_error("poll: %s", strerror(errno));
+            return EDS_ERR_IO;
+        }
+        for (int i = 0; i < n; i++)
+            fds[i].revents = 0;
+    }
+    return eds_agent_dispatch(a, fds, (size_t)n);
 }
 
 int eds_agent_run(eds_agent *a)
@@ -941,6 +965,7 @@ int eds_agent_create(const eds_agent_config *cfg, eds_agent **out, eds_error *er
     if (!a)
         return eds_error_set(err, EDS_ERR_NOMEM, "out of memory");
     a->cmd_udp_fd = -1;
+    a->polled_conn = -1;
     a->cfg = *cfg;
     /* Deep-copy every string so the caller's config can go away. */
     char **strs[AGENT_CONFIG_STRINGS];

@@ -38,6 +38,7 @@
 #ifndef EDSAGENT_H
 #define EDSAGENT_H
 
+#include <poll.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -194,6 +195,19 @@ int eds_agent_send_str(eds_agent *a, const char *json);
  * Connection problems are not errors here: the agent reconnects by itself.
  */
 int eds_agent_poll(eds_agent *a, int timeout_ms);
+
+/*
+ * The same in two halves, for a program with its own poll(2) loop:
+ * eds_agent_pollfds fills fds (at most cap entries; EDS_AGENT_MAX_FDS is
+ * always enough) with what the agent waits for, and lowers *timeout_ms (in:
+ * the caller's limit, -1 for none) to the agent's next timer. It returns
+ * the number of entries, or a negative code as eds_agent_poll. After
+ * poll(2), hand exactly those entries back to eds_agent_dispatch (EDS_OK,
+ * EDS_ERR_INVAL if n differs, or a code as eds_agent_poll).
+ */
+#define EDS_AGENT_MAX_FDS 16
+int eds_agent_pollfds(eds_agent *a, struct pollfd *fds, size_t cap, int *timeout_ms);
+int eds_agent_dispatch(eds_agent *a, const struct pollfd *fds, size_t n);
 
 /*
  * Runs until the built-in inputs have ended and every record is acked

@@ -600,6 +600,68 @@ static void test_config_checks(void **state)
     eds_agent_config_free(&c);
 }
 
+/* One round of a caller's own poll loop: the agent's fds plus one of ours. */
+static short external_round(fixture *f, int own_fd)
+{
+    struct pollfd fds[EDS_AGENT_MAX_FDS + 1];
+    int wait = 50;
+    int n = eds_agent_pollfds(f->a, fds, EDS_AGENT_MAX_FDS, &wait);
+    assert_true(n >= 0);
+    assert_true(wait >= 0 && wait <= 50);
+    fds[n].fd = own_fd;
+    fds[n].events = POLLIN;
+    fds[n].revents = 0;
+    assert_true(poll(fds, (nfds_t)n + 1, wait) >= 0);
+    assert_int_equal(eds_agent_dispatch(f->a, fds, (size_t)n), EDS_OK);
+    return fds[n].revents;
+}
+
+static void test_caller_owned_poll_loop(void **state)
+{
+    fixture *f = *state;
+    create_agent(f);
+    send_record(f, 1);
+    uint64_t end = mono_ms() + DEADLINE_MS;
+    /* the agent connects while only the caller's loop runs */
+    while (!(external_round(f, f->gw.lfd) & POLLIN))
+        assert_true(mono_ms() < end);
+    f->gw.cfd = accept4(f->gw.lfd, NULL, NULL, SOCK_NONBLOCK);
+    assert_true(f->gw.cfd >= 0);
+    char buf[4096];
+    size_t len = 0;
+    int lines = 0;
+    while (lines < 1) { /* hello */
+        if (external_round(f, f->gw.cfd) & POLLIN) {
+            ssize_t r = recv(f->gw.cfd, buf + len, sizeof(buf) - len, 0);
+            assert_true(r > 0);
+            len += (size_t)r;
+            lines = memchr(buf, '\n', len) != NULL;
+        }
+        assert_true(mono_ms() < end);
+    }
+    assert_non_null(strstr(buf, "\"type\":\"hello\""));
+    gw_send(f, "{\"type\":\"welcome\",\"proto\":1,\"last_seq\":0}\n");
+    len = 0;
+    while (!memmem(buf, len, "\"seq\":1", 7)) {
+        if (external_round(f, f->gw.cfd) & POLLIN) {
+            ssize_t r = recv(f->gw.cfd, buf + len, sizeof(buf) - len, 0);
+            assert_true(r > 0);
+            len += (size_t)r;
+        }
+        assert_true(mono_ms() < end);
+    }
+    gw_send(f, "{\"type\":\"ack\",\"seq\":1}\n");
+    while (eds_agent_pending(f->a) != 0) {
+        external_round(f, f->gw.cfd);
+        assert_true(mono_ms() < end);
+    }
+    /* handing back a different set is refused */
+    struct pollfd fds[EDS_AGENT_MAX_FDS];
+    int wait = 0;
+    int n = eds_agent_pollfds(f->a, fds, EDS_AGENT_MAX_FDS, &wait);
+    assert_int_equal(eds_agent_dispatch(f->a, fds, (size_t)n + 1), EDS_ERR_INVAL);
+}
+
 /* The shipped examples must load: they are what operators copy. */
 static void test_example_configs_load(void **state)
 {
@@ -651,6 +713,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_full_block_and_drop_oldest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_on_spool, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_checks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_caller_owned_poll_loop, setup, teardown),
         cmocka_unit_test(test_example_configs_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
