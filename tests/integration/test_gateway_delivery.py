@@ -298,6 +298,48 @@ class BrokerDownAtStartTest(DeliveryTestCase):
         self.assertEqual(self.retained("energy/%s/status" % DEV).json()["online"], True)
 
 
+MANY = {"dev-%02d" % i: "pw-%02d" % i for i in range(8)}
+
+
+class ManyDevicesTest(DeliveryTestCase):
+    """Several agents at once through a small max_inflight (the gateway's own queue in front
+    of the broker is full most of the time), with a broker restart in the middle."""
+    gw_kwargs = {"devices": MANY}
+    gw_options = {"max_inflight": 4, "window": 16}
+
+    def start_rig(self, options=None, **kw):
+        return super().start_rig(options, durable=True, **kw)
+
+    def test_each_device_in_order_none_lost_across_a_broker_restart(self):
+        total = 150
+        agents = []
+        for dev in MANY:
+            a = Agent(self, total, window=30, device=dev)
+            a.connect()
+            agents.append(a)
+
+        def round_robin(until):
+            while not all(until(a) for a in agents):
+                for a in agents:
+                    if not until(a) and (a.next_seq <= a.total or a.outstanding):
+                        a.step(timeout=40)
+        round_robin(lambda a: len(a.acked) >= 50)
+        for a in agents:
+            a.fill()
+        self.broker.stop()
+        self.broker.start()
+        round_robin(lambda a: a.next_seq > a.total and not a.outstanding)
+        for dev in MANY:
+            topic = self.gw.topic(dev, "data")
+            msgs = self.sub.wait_for(
+                lambda ms: ms if len({m.payload for m in ms if m.topic == topic}) >= total
+                else None, 30, "%d records of %s" % (total, dev))
+            got = [m.payload for m in msgs if m.topic == topic]
+            self.assertEqual(first_arrivals(got), [line_of(record(s)) for s in range(1, total + 1)],
+                             dev)
+            self.assertLessEqual(len(got) - total, 30, dev)
+
+
 class BrokerRestartTest(DeliveryTestCase):
     def start_rig(self, options=None, **kw):
         return super().start_rig(options, durable=True, **kw)
