@@ -253,6 +253,40 @@ class GatewayRestartTest(DeliveryTestCase):
         self.assertLessEqual(len(got) - total, 100, "too many duplicates after a SIGKILL")
 
 
+class JournalTest(DeliveryTestCase):
+    auto_rig = False
+
+    def test_big_journal_is_replayed_then_compacted(self):
+        self.start_rig(start=False)
+        os.makedirs(self.gw.state_dir, exist_ok=True)
+        path = os.path.join(self.gw.state_dir, "state.log")
+        with open(path, "w") as f:
+            # 1.3 MB of history for one device (last line wins), then a torn line.
+            for n in range(1, 70001):
+                f.write("myrio-02 s2 %d\n" % n)
+            f.write("myrio-03 s3 99")
+        self.assertGreater(os.path.getsize(path), 1024 * 1024)
+        self.gw.start()
+        c, w = self.session("myrio-02", stream="s2")
+        self.assertEqual(w["last_seq"], 70000)
+        c.close()
+        c, w = self.session("myrio-03", stream="s3")
+        self.assertEqual(w["last_seq"], 0)  # the torn line was ignored
+        c.close()
+        c, _ = self.session(DEV, stream="s1")
+        send_range(c, 1, 3)
+        for s in range(1, 4):
+            self.assertEqual(c.recv_json(), {"type": "ack", "seq": s})
+        # The journal was rewritten as a snapshot of the live state.
+        edsrig.wait_until(lambda: os.path.getsize(path) < 64 * 1024,
+                          what="the journal to be compacted")
+        self.gw.restart(kill=True)
+        for dev, stream, last in (("myrio-02", "s2", 70000), (DEV, "s1", 3)):
+            c, w = self.session(dev, stream=stream)
+            self.assertEqual(w["last_seq"], last, dev)
+            c.close()
+
+
 class BrokerPausedTest(DeliveryTestCase):
     def test_replacing_connection_waits_for_records_in_flight_then_welcomes_past_them(self):
         old, _ = self.session(DEV, stream="s1")

@@ -73,6 +73,19 @@ class RecordsTest(GatewayTestCase):
         self.assertEqual(self.wait_payloads("myrio-01", 1),
                          [b'{"timestamp":"2026-11-24T10:00:00Z","list":[1,2.50],"s":" a  b "}'])
 
+    def test_largest_seq(self):
+        c, _ = self.session()
+        big = 2 ** 53 - 1
+        c.send_json(data_msg(big - 1, record(1)))
+        c.send_json(data_msg(big, record(2)))
+        self.assertEqual(c.recv_line(), b'{"type":"ack","seq":9007199254740990}')
+        self.assertEqual(c.recv_line(), b'{"type":"ack","seq":9007199254740991}')
+        c.send_raw(b'{"type":"data","seq":9007199254740992,"data":{}}\n')
+        self.assertEqual(c.recv_json()["code"], "bad_message")
+        c.close()
+        c, w = self.session()
+        self.assertEqual(w["last_seq"], big)
+
     def test_two_devices_each_get_their_own_topic_in_order(self):
         a, _ = self.session("myrio-01")
         b, _ = self.session("myrio-02")
