@@ -136,6 +136,16 @@ class CmdTest(GatewayTestCase):
         edsrig.wait_until(delivered, what="a command after the broker restart")
         self.assertEqual(got[0], b'{"type":"cmd","id":1,"data":{"probe":true}}')
 
+    def test_unacked_cmd_moves_to_the_replacing_connection(self):
+        old, _ = self.session(DEV)
+        self.send_cmd(DEV, b'{"k":1}')
+        self.assertEqual(old.recv_line(), b'{"type":"cmd","id":1,"data":{"k":1}}')
+        new, _ = self.session(DEV)
+        self.assertEqual(new.recv_line(), b'{"type":"cmd","id":1,"data":{"k":1}}')
+        # The old connection's late ack does not reach anyone; the new one acks.
+        new.send_json({"type": "ack", "id": 1})
+        self.barrier(new)
+
     def test_cmd_ack_with_unknown_id_is_harmless(self):
         c, _ = self.session(DEV)
         c.send_json({"type": "ack", "id": 99})
