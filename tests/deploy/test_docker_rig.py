@@ -168,6 +168,40 @@ class StaticChecks(unittest.TestCase):
                 self.assertTrue(any(w == "COPY" and "--from=build" in a for w, a in runtime))
 
 
+class BuildStageRecipe(unittest.TestCase):
+    """The build stage's cmake configure step, run on a copy of exactly what
+    the Dockerfile COPYs: catches a source folder the build needs but the
+    Dockerfile does not copy (the configure step fails on it)."""
+
+    def test_configure_with_only_the_copied_files(self):
+        for name, path in DOCKERFILES.items():
+            with self.subTest(dockerfile=name), tempfile.TemporaryDirectory(
+                    prefix="eds-docker-%s-" % name) as tmp:
+                stages = dockerfile_stages(path)
+                build_stage = stages[0][1]
+                src = os.path.join(tmp, "src")
+                os.mkdir(src)
+                for word, args in build_stage:
+                    if word != "COPY":
+                        continue
+                    for item in copy_sources(args):
+                        full = source_path(item)
+                        dest = os.path.join(src, item.rstrip("/"))
+                        if os.path.isdir(full):
+                            shutil.copytree(full, dest, ignore=shutil.ignore_patterns(
+                                "build*", "__pycache__"))
+                        else:
+                            shutil.copy(full, dest)
+                runs = " ".join(a for w, a in build_stage if w == "RUN")
+                m = re.search(r"cmake -S \. -B (\S+)((?:\s+-D\S+)+)", runs)
+                self.assertTrue(m, "no 'cmake -S . -B DIR -D...' in %s" % path)
+                flags = m.group(2).split()
+                out = subprocess.run(["cmake", "-S", src, "-B", os.path.join(tmp, "build")] +
+                                     flags, capture_output=True, text=True, timeout=120)
+                self.assertEqual(out.returncode, 0, "%s: configure failed:\n%s%s" % (
+                    name, out.stdout[-2000:], out.stderr[-3000:]))
+
+
 class RigCommands(unittest.TestCase):
     """Runs the rig's commands on this machine, as the containers would."""
 
