@@ -11,8 +11,9 @@
 # EDS_GATEWAY_USER and EDS_READER_USER override the user names (defaults
 # eds-gateway and reader; the acl file names them, keep both in step).
 #
-# The gateway's password goes into the gateway's config (mqtt.password), the
-# reader's to whoever reads. The file holds salted hashes only.
+# The gateway's password goes into the file named by the gateway's
+# broker_password_file, the reader's to whoever reads. This file holds salted
+# hashes only.
 set -eu
 
 if [ $# -ne 1 ]; then

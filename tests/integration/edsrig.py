@@ -264,6 +264,7 @@ def make_broker_config(port, workdir, passwd_file, persist_dir, conf_path=None, 
         "acl_file %s" % acl_path,
         "persistence_location %s/" % persist_dir.rstrip("/"),
         "log_dest stderr",
+        "log_type information",  # the rig waits for "mosquitto version ... running"
     ]
     if os.geteuid() == 0:
         # Run as root, mosquitto would switch to user "mosquitto", who cannot read our
@@ -333,37 +334,57 @@ class Broker:
         all_users = {GATEWAY_USER: GATEWAY_PASSWORD, READER_USER: READER_PASSWORD}
         all_users.update(users or {})
         make_password_file(self.passwd_file, all_users)
-        extra_lines = list(extra_lines)
+        self._acl_path = acl_path
+        self._extra_lines = list(extra_lines)
         if tls:
             self.certs = make_test_certs(self.workdir)
             self.tls_port = free_port()
-            extra_lines += ["listener %d 127.0.0.1" % self.tls_port,
-                            "cafile %s" % self.certs["ca"],
-                            "certfile %s" % self.certs["cert"],
-                            "keyfile %s" % self.certs["key"]]
+        self._write_config()
+        if start:
+            # free_port() cannot reserve a port: a test running in parallel may take it
+            # before mosquitto binds. Then pick new ports (only here, restart() keeps them).
+            for attempt in range(5):
+                try:
+                    self.start()
+                    break
+                except RuntimeError as e:
+                    if "Address already in use" not in str(e) or attempt == 4:
+                        raise
+                    self.port = free_port()
+                    if self.tls_port:
+                        self.tls_port = free_port()
+                    self._write_config()
+
+    def _write_config(self):
+        extra = list(self._extra_lines)
+        if self.tls_port:
+            extra += ["listener %d 127.0.0.1" % self.tls_port,
+                      "cafile %s" % self.certs["ca"],
+                      "certfile %s" % self.certs["cert"],
+                      "keyfile %s" % self.certs["key"]]
         with open(self.conf_file, "w") as f:
             f.write(make_broker_config(self.port, self.workdir, self.passwd_file,
-                                       self.persist_dir, acl_path=acl_path,
-                                       extra_lines=extra_lines))
-        if start:
-            self.start()
+                                       self.persist_dir, acl_path=self._acl_path,
+                                       extra_lines=extra))
 
     def start(self):
         if self.proc is not None and self.proc.running():
             raise RuntimeError("broker already running")
         self.proc = Process([MOSQUITTO, "-c", self.conf_file], name="mosquitto")
         ports = [self.port] + ([self.tls_port] if self.tls_port else [])
+        # "running" is logged once every listener is bound; a port that accepts before
+        # that may belong to someone else.
         try:
-            wait_until(lambda: not self.proc.running() or all(can_connect(p) for p in ports),
-                       self.timeout, "mosquitto to accept connections on port %d" % self.port)
-        except RigTimeout:
-            self.proc.kill()
-            raise RigTimeout("mosquitto did not listen on %d; output:\n%s" % (
-                self.port, self.proc.output())) from None
-        if not self.proc.running():
-            # Most likely the port was taken between free_port() and bind.
-            raise RuntimeError("mosquitto exited (%s); output:\n%s" % (
-                self.proc.proc.returncode, self.proc.output()))
+            self.proc.wait_for_line(r"mosquitto version \S+ running", self.timeout)
+        except RigTimeout as e:
+            if self.proc.running():
+                self.proc.kill()
+                raise
+            # Most likely a port was taken between free_port() and bind.
+            raise RuntimeError("mosquitto exited (%s): %s" % (self.proc.proc.returncode, e)) \
+                from None
+        wait_until(lambda: all(can_connect(p) for p in ports), self.timeout,
+                   "mosquitto to accept connections on %s" % ports)
         return self
 
     def stop(self):
