@@ -94,6 +94,7 @@ struct eds_agent {
     size_t polled_n;
 
     uint64_t acked_flush_at;
+    uint64_t store_error_logged_at;
     eds_agent_stats stats;
     volatile sig_atomic_t stop;
 };
@@ -256,7 +257,14 @@ static int accept_record(void *ctx, const char *json, size_t len)
         eds_log_warning("record refused: %s; record: %.*s", err.msg, (int)(len > 300 ? 300 : len),
                         json);
     } else if (rc != EDS_OK && rc != EDS_ERR_FULL) {
-        eds_log_error("cannot queue a record: %s", err.msg);
+        /* The spool cannot be written (disk full, I/O error): hold the record in its
+         * input like a full queue would, rather than lose it; acks may free space. */
+        uint64_t t = now_ms();
+        if (t >= a->store_error_logged_at + 60000 || a->store_error_logged_at == 0) {
+            a->store_error_logged_at = t;
+            eds_log_error("cannot queue a record: %s; inputs paused until it can", err.msg);
+        }
+        return EDS_ERR_FULL;
     }
     return rc;
 }
