@@ -44,7 +44,8 @@
 #define CMDQ_PAUSE 128 /* stop reading the gateway while this many commands wait */
 #define OUT_SLACK 1024 /* room kept free in the output buffer for acks and pings */
 #define FATAL_BACKOFF_MS 60000
-#define ACKED_FLUSH_MS 5000 /* persist the spool's acked marker at most this often */
+#define ACKED_FLUSH_MS                                                                             \
+    30000 /* persist the acked marker this often (flash wear; welcome corrects) */
 
 enum conn_state { ST_IDLE, ST_CONNECTING, ST_HELLO, ST_READY };
 
