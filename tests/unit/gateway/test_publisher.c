@@ -293,6 +293,36 @@ static size_t messages_on(const recorder *r, const char *topic, char out[][32], 
     return n;
 }
 
+/* The counters have no fd to wait on: poll them until pred(st, target) holds. */
+typedef bool (*stats_pred)(const gw_publisher_stats *st, uint64_t target);
+
+static bool arrived(const gw_publisher_stats *st, uint64_t target)
+{
+    return st->messages + st->messages_dropped >= target;
+}
+
+static bool refused(const gw_publisher_stats *st, uint64_t target)
+{
+    return st->connect_failures >= target;
+}
+
+static gw_publisher_stats wait_stats(gw_publisher *p, stats_pred pred, uint64_t target,
+                                     int timeout_ms)
+{
+    int64_t deadline = now_ms() + timeout_ms;
+    gw_publisher_stats st;
+    for (;;) {
+        gw_publisher_get_stats(p, &st);
+        if (pred(&st, target))
+            return st;
+        if (now_ms() >= deadline)
+            fail_msg("counters did not reach %llu within %d ms", (unsigned long long)target,
+                     timeout_ms);
+        struct pollfd none = {.fd = -1};
+        poll(&none, 0, 10);
+    }
+}
+
 /* ---- tests ------------------------------------------------------------------------------ */
 
 static void test_create_rejects_bad_config(void **state)
@@ -586,7 +616,6 @@ static void test_message_overflow_drops_and_counts(void **state)
     /* Wait for the gateway's subscription: probe until a message makes its fd readable. */
     int64_t deadline = now_ms() + 10000;
     uint64_t tok = 0;
-    gw_publisher_stats st;
     for (;;) {
         assert_true(now_ms() < deadline);
         assert_int_equal(gw_publisher_publish(rd, "energy/dev5/cmd", "p", 1, 1, false, tok++),
@@ -596,14 +625,7 @@ static void test_message_overflow_drops_and_counts(void **state)
         if (poll(&pfd, 1, 300) == 1)
             break;
     }
-    for (;;) { /* every probe has arrived (or was dropped) */
-        gw_publisher_get_stats(gw, &st);
-        if (st.messages + st.messages_dropped >= tok)
-            break;
-        assert_true(now_ms() < deadline);
-        struct pollfd none = {.fd = -1};
-        poll(&none, 0, 10); /* the counters have no fd to wait on */
-    }
+    gw_publisher_stats st = wait_stats(gw, arrived, tok, 10000); /* every probe in or dropped */
     /* Drain, then send 6 without dispatching the gateway: 2 fit, 4 are dropped. */
     assert_true(gw_publisher_dispatch(gw, record, rw) >= 1);
     uint64_t base_msgs = st.messages, base_drop = st.messages_dropped;
@@ -611,15 +633,7 @@ static void test_message_overflow_drops_and_counts(void **state)
         assert_int_equal(gw_publisher_publish(rd, "energy/dev5/cmd", "x", 1, 1, false, tok++),
                          EDS_OK);
     wait_events(&w, 1, rr, GW_PUB_DONE, (size_t)tok, 5000);
-    deadline = now_ms() + 10000;
-    for (;;) {
-        gw_publisher_get_stats(gw, &st);
-        if (st.messages + st.messages_dropped >= base_msgs + base_drop + 6)
-            break;
-        assert_true(now_ms() < deadline);
-        struct pollfd pfd = {.fd = -1};
-        poll(&pfd, 0, 10); /* the counters have no fd to wait on */
-    }
+    st = wait_stats(gw, arrived, base_msgs + base_drop + 6, 10000);
     assert_int_equal(st.messages - base_msgs, 2);
     assert_int_equal(st.messages_dropped - base_drop, 4);
     size_t before = count_type(rw, GW_PUB_MESSAGE);
@@ -639,17 +653,7 @@ static void test_bad_password_never_connects(void **state)
     gw_publisher *gw = make(GW_USER, "wrong", NULL, 8, 0);
     assert_int_equal(gw_publisher_start(gw), EDS_OK);
     assert_int_equal(gw_publisher_start(gw), EDS_ERR_INVAL);
-    int64_t deadline = now_ms() + 10000;
-    gw_publisher_stats st;
-    for (;;) {
-        gw_publisher_get_stats(gw, &st);
-        if (st.connect_failures >= 2)
-            break;
-        assert_true(now_ms() < deadline);
-        struct pollfd pfd = {.fd = gw_publisher_fd(gw), .events = POLLIN};
-        if (poll(&pfd, 1, 20) > 0)
-            gw_publisher_dispatch(gw, record, r);
-    }
+    gw_publisher_stats st = wait_stats(gw, refused, 2, 10000);
     assert_int_equal(st.connects, 0);
     assert_false(gw_publisher_connected(gw));
     assert_int_equal(gw_publisher_publish(gw, "energy/dev6/data", "{}", 2, 1, false, 1),
@@ -720,16 +724,7 @@ static void test_tls(void **state)
     cfg.client_id = "test-publisher-tls-bad";
     assert_int_equal(gw_publisher_create(&cfg, &p, NULL), EDS_OK);
     assert_int_equal(gw_publisher_start(p), EDS_OK);
-    int64_t deadline = now_ms() + 10000;
-    gw_publisher_stats st;
-    for (;;) {
-        gw_publisher_get_stats(p, &st);
-        if (st.connect_failures >= 1)
-            break;
-        assert_true(now_ms() < deadline);
-        struct pollfd pfd = {.fd = gw_publisher_fd(p), .events = POLLIN};
-        poll(&pfd, 1, 20);
-    }
+    gw_publisher_stats st = wait_stats(p, refused, 1, 10000);
     assert_int_equal(st.connects, 0);
     gw_publisher_destroy(p);
     free(r);
