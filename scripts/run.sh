@@ -66,8 +66,8 @@ BUILD_DIR=${BUILD_DIR:-build}
 if [ "$build" = 1 ]; then
     echo "== installing missing packages (scripts/install-deps.sh)"
     scripts/install-deps.sh
-    echo "== building into $BUILD_DIR/ (scripts/build.sh)"
-    BUILD_DIR=$BUILD_DIR scripts/build.sh
+    echo "== building eds-gateway and eds-agent into $BUILD_DIR/ (scripts/build.sh)"
+    BUILD_DIR=$BUILD_DIR TARGETS="eds-gateway eds-agent" scripts/build.sh
 fi
 BIN=$ROOT/$BUILD_DIR/bin
 case "$BUILD_DIR" in /*) BIN=$BUILD_DIR/bin ;; esac
