@@ -120,6 +120,7 @@ class GettingStarted(unittest.TestCase):
         # -- 2. The broker, from /usr/share/eds/broker-config.
         bc = self.on_pi("/usr/share/eds/broker-config")
         os.makedirs(self.on_pi("/etc/mosquitto/eds"))
+        os.makedirs(self.on_pi("/etc/mosquitto/conf.d"))  # Debian's mosquitto package has it
         os.makedirs(self.on_pi("/var/lib/mosquitto"))
         shutil.copy(os.path.join(bc, "acl"), self.on_pi("/etc/mosquitto/eds/acl"))
         gw_pw, reader_pw = "gw-" + os.urandom(8).hex(), "rd-" + os.urandom(8).hex()
@@ -134,9 +135,11 @@ class GettingStarted(unittest.TestCase):
             conf += "user root\n"  # as root mosquitto would become user mosquitto
         with open(self.on_pi("/etc/mosquitto/mosquitto.conf"), "w") as f:
             f.write(conf)
-        self.start([edsrig.MOSQUITTO, "-c", self.on_pi("/etc/mosquitto/mosquitto.conf")],
-                   "mosquitto")
-        wait_until(lambda: can_connect(mqtt_port), 10, "mosquitto on %d" % mqtt_port)
+        broker = self.start([edsrig.MOSQUITTO, "-c", self.on_pi("/etc/mosquitto/mosquitto.conf")],
+                            "mosquitto")
+        wait_until(lambda: can_connect(mqtt_port) or not broker.running(), 10,
+                   "mosquitto on %d" % mqtt_port)
+        self.assertTrue(broker.running(), broker.output())
         with open(self.on_pi("/etc/eds/broker.pw"), "w") as f:
             f.write(gw_pw + "\n")
         os.chmod(self.on_pi("/etc/eds/broker.pw"), 0o640)
@@ -227,22 +230,23 @@ class GettingStarted(unittest.TestCase):
                     if c is not None:
                         c.sock.close()
 
-        # -- 6 + 7. Each myRIO: the packaged init script and the example config.
-        staged = os.path.join(self.tmp, "agent-package")
-        run(["cmake", "--install", BUILD_DIR, "--prefix", "/usr", "--component", "agent"],
-            env={"DESTDIR": staged})
+        # -- 6 + 7. Each myRIO: the bundle of scripts/build-arm.sh --bundle is the agent
+        # component installed under /usr/local with the config as .example; here
+        # from this build instead of the cross build.
         for dev in DEVICES:
             root = os.path.join(self.tmp, dev)
 
             def m(path, root=root):
                 return os.path.join(root, path.lstrip("/"))
 
-            for d in ["/usr/local/bin", "/etc/init.d", "/etc/eds/tls", "/etc/default",
-                      "/var/lib", "/var/log", "/var/run"]:
+            run(["cmake", "--install", BUILD_DIR, "--prefix", "/usr/local", "--component",
+                 "agent"], env={"DESTDIR": root})
+            os.rename(m("/etc/eds/eds-agent.conf"), m("/etc/eds/eds-agent.conf.example"))
+            for d in ["/etc/eds/tls", "/etc/default", "/var/lib", "/var/log", "/var/run"]:
                 os.makedirs(m(d), exist_ok=True)
-            shutil.copy(bin_path("eds-agent"), m("/usr/local/bin/eds-agent"))
-            shutil.copy(os.path.join(staged, "etc/init.d/eds-agent"), m("/etc/init.d/eds-agent"))
-            shutil.copy(source_path("schemas", "energy.json"), m("/etc/eds/energy.json"))
+            shutil.copy(m("/etc/eds/eds-agent.conf.example"), m("/etc/eds/eds-agent.conf"))
+            shutil.copy(m("/usr/local/share/eds-agent/schemas/energy.json"),
+                        m("/etc/eds/energy.json"))
             if have_certs:
                 shutil.copy(os.path.join(tls_dir, "ca.crt"), m("/etc/eds/tls/ca.crt"))
                 for ext in ["crt", "key"]:
@@ -253,7 +257,7 @@ class GettingStarted(unittest.TestCase):
                 f.write(passwords[dev] + "\n")
             os.chmod(m("/etc/eds/agent.pw"), 0o600)
             # The guide's edits of the example config.
-            with open(os.path.join(staged, "etc/eds/eds-agent.conf")) as f:
+            with open(m("/etc/eds/eds-agent.conf")) as f:
                 conf = f.read()
             edits = {"device": dev}
             if agent_tls:
