@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import shutil
+import signal
 import tempfile
 import threading
 import unittest
@@ -41,6 +42,16 @@ def free_udp_port():
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def udp_rx_queue(port):
+    """Bytes waiting in the receive queue of the UDP socket bound to 127.0.0.1:port."""
+    with open("/proc/net/udp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if fields[1] == "0100007F:%04X" % port:
+                return int(fields[4].split(":")[1], 16)
+    raise AssertionError("no UDP socket on 127.0.0.1:%d" % port)
 
 
 class AgentTestCase(GatewayTestCase):
@@ -151,6 +162,23 @@ class OtherInputsTest(AgentTestCase):
                     self.wait_samples(i - 10)
         self.assertEqual(p.wait(30), 0, p.output())
         self.assert_once_in_order(100)
+
+    def test_udp_overload_drops_are_counted(self):
+        self.gw.stop()  # nothing drains the 5-record queue
+        port = free_udp_port()
+        p = self.start_agent("--udp", port, "--queue-max", 5, "--drain-timeout", 0.5)
+        p.wait_for_line(r"reading JSON datagrams from udp 127.0.0.1:%d" % port)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for i in range(1, 101):
+                s.sendto(json.dumps(rec(i)).encode(), ("127.0.0.1", port))
+        p.wait_for_line(r"udp input: queue full, \d+ datagrams dropped so far")
+        # Each datagram is either queued or dropped and counted: 5 + 95 (the kernel's own
+        # socket buffer easily holds 100 small datagrams, so none is lost uncounted).
+        # Stop the agent only once it has read them all.
+        wait_until(lambda: udp_rx_queue(port) == 0, 10, "the agent to read every datagram")
+        p.signal(signal.SIGTERM)
+        self.assertEqual(p.wait(), 1, p.output())
+        self.assertRegex(p.output(), r"records: 5 accepted, 0 acked .* 95 udp dropped, 5 pending")
 
     def test_tcp_ndjson(self):
         port = free_port()
