@@ -78,6 +78,29 @@ class StatusTest(GatewayTestCase):
         self.assertTrue(self.retained("energy/_gateway/status").json()["online"])
 
 
+class BrokerCrashStatusTest(GatewayTestCase):
+    def test_statuses_are_published_again_after_a_broker_crash(self):
+        c, _ = self.session(DEV)
+        peer = "127.0.0.1:%d" % c.sock.getsockname()[1]
+        self.retained("energy/%s/status" % DEV, ONLINE)
+        self.sub.close()
+        mark = self.gw.mark()
+        self.broker.kill()  # SIGKILL: whatever mosquitto had not saved is gone
+        for p in os.listdir(self.broker.persist_dir):  # and nothing was saved
+            os.unlink(os.path.join(self.broker.persist_dir, p))
+        self.broker.start()
+        self.gw.wait_for_line(r"connected to the broker", timeout=40, start=mark)
+        self.sub = edsrig.Subscriber(self.broker, "energy/#")
+        self.addCleanup(self.sub.close)
+        st = self.retained("energy/%s/status" % DEV,
+                           lambda m: m.json().get("peer") == peer).json()
+        self.assertTrue(st["online"])
+        self.assertTrue(self.retained("energy/_gateway/status").json()["online"])
+        # The agent's connection survived it all.
+        c.send_json(data_msg(1, record(1)))
+        self.assertEqual(c.recv_json(timeout=20), {"type": "ack", "seq": 1})
+
+
 class ShutdownTest(GatewayTestCase):
     gw_options = {"shutdown_timeout": 2}
 
