@@ -1469,9 +1469,12 @@ static void on_pub_event(void *ctx, const gw_pub_event *ev)
         eds_log_notice("connected to the broker at %s:%d", s->cfg->broker_host,
                        s->cfg->broker_port);
         /* Status of every known device, so none stays online that is not
-         * (e.g. after a crash of the gateway or a broker without persistence). */
+         * (e.g. after a crash of the gateway or a broker without persistence).
+         * Only devices that ever connected: a command for an unknown id also
+         * creates an entry, and it must not get a status. */
         for (size_t i = 0; i < s->n_devices; i++)
-            publish_status(s, s->devices[i]);
+            if (s->devices[i]->journaled)
+                publish_status(s, s->devices[i]);
         break;
     case GW_PUB_DISCONNECTED:
         if (s->broker_up)
