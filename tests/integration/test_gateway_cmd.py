@@ -146,6 +146,19 @@ class CmdTest(GatewayTestCase):
         new.send_json({"type": "ack", "id": 1})
         self.barrier(new)
 
+    def test_cmd_for_a_device_never_seen_creates_no_status(self):
+        self.send_cmd("ghost-1", b'{"boo":1}')
+        self.wait_cmds_in(1)
+        mark = self.gw.mark()
+        self.broker.restart()  # the gateway republishes the statuses of known devices
+        self.gw.wait_for_line(r"connected to the broker", timeout=40, start=mark)
+        c, _ = self.session(DEV)  # a real device: its status is a barrier
+        self.sub.close()
+        sub = edsrig.Subscriber(self.broker, "energy/+/status")
+        self.addCleanup(sub.close)
+        sub.wait_for_message("energy/%s/status" % DEV, match=lambda m: m.json()["online"])
+        self.assertEqual(sub.messages("energy/ghost-1/status"), [])
+
     def test_cmd_ack_with_unknown_id_is_harmless(self):
         c, _ = self.session(DEV)
         c.send_json({"type": "ack", "id": 99})
