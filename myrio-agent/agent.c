@@ -95,6 +95,8 @@ struct eds_agent {
     size_t polled_n;
 
     uint64_t acked_flush_at;
+    uint64_t stats_at; /* next status line; 0 before the first poll */
+    uint64_t ready_since_ms;
     uint64_t store_error_logged_at;
     eds_agent_stats stats;
     volatile sig_atomic_t stop;
@@ -380,6 +382,7 @@ static void on_reply(eds_agent *a, const eds_msg *m)
 static void on_welcome(eds_agent *a, const eds_msg *m)
 {
     a->st = ST_READY;
+    a->ready_since_ms = now_ms();
     a->stats.connects++;
     agent_backoff_reset(&a->bo);
     uint64_t last = m->last_seq;
@@ -639,8 +642,32 @@ static int pump(eds_agent *a)
     return EDS_OK;
 }
 
+/* The periodic status line, for an operator watching the console or log. */
+static void log_status(eds_agent *a, uint64_t t)
+{
+    eds_agent_stats st;
+    eds_agent_get_stats(a, &st);
+    char conn[160];
+    if (a->st == ST_READY)
+        snprintf(conn, sizeof(conn), "connected to %s for %llu s", conn_peer(a->conn),
+                 (unsigned long long)((t - a->ready_since_ms) / 1000));
+    else
+        snprintf(conn, sizeof(conn), "not connected");
+    eds_log_notice("status: %s; records: %llu accepted, %llu acked, %llu nacked, %llu invalid, "
+                   "%llu dropped, %llu udp dropped; %llu waiting%s",
+                   conn, (unsigned long long)st.accepted, (unsigned long long)st.acked,
+                   (unsigned long long)st.nacked, (unsigned long long)st.invalid,
+                   (unsigned long long)st.dropped, (unsigned long long)st.udp_dropped,
+                   (unsigned long long)st.pending, a->spool ? " (spool)" : "");
+}
+
 static void run_timers(eds_agent *a, uint64_t t)
 {
+    if (a->cfg.stats_interval > 0 && t >= a->stats_at) {
+        if (a->stats_at)
+            log_status(a, t);
+        a->stats_at = t + secs_ms(a->cfg.stats_interval);
+    }
     if (a->st == ST_IDLE && t >= a->reconnect_at_ms) {
         start_connect(a);
         return;
@@ -688,6 +715,8 @@ static int64_t next_timer(const eds_agent *a, uint64_t t)
         CONSIDER(a->last_rx_ms + secs_ms(a->cfg.ping_interval));
     if (a->spool)
         CONSIDER(a->acked_flush_at);
+    if (a->cfg.stats_interval > 0 && a->stats_at)
+        CONSIDER(a->stats_at);
 #undef CONSIDER
     return due;
 }

@@ -137,6 +137,8 @@ static const eds_conf_opt agent_opts[] = {
      "Longest reconnect delay."},
     {"drain_timeout", EDS_CONF_DOUBLE, OFF(drain_timeout), 0, 86400, NULL, "SECONDS",
      "After the inputs end: how long to wait for the last acks before exiting 1."},
+    {"stats_interval", EDS_CONF_DOUBLE, OFF(stats_interval), 0, 86400, NULL, "SECONDS",
+     "Log a status line (connection, counters, backlog) this often; 0: never."},
     {"stdin", EDS_CONF_BOOL, OFF(read_stdin), 0, 0, NULL, NULL,
      "Read NDJSON records from stdin (the default when no other input is given)."},
     {"tcp", EDS_CONF_INT, OFF(tcp_port), 0, 65535, NULL, "PORT",
@@ -185,6 +187,7 @@ void eds_agent_config_init(eds_agent_config *cfg)
     cfg->reconnect_min = 0.5;
     cfg->reconnect_max = 30;
     cfg->drain_timeout = 30;
+    cfg->stats_interval = 600;
     cfg->log_level = -1;
 }
 

@@ -94,6 +94,7 @@ typedef struct eds_agent_config {
     double reconnect_min;   /* first reconnect delay, default 0.5 (doubles, with jitter) */
     double reconnect_max;   /* longest reconnect delay, default 30 */
     double drain_timeout;   /* eds_agent_run: after the inputs end, default 30 */
+    double stats_interval;  /* log a status line this often, default 600; 0: never */
 
     /* built-in inputs (used by eds-agent; a library user may leave them off) */
     bool read_stdin; /* NDJSON on stdin */

@@ -267,8 +267,11 @@ class CmdTest(AgentTestCase):
         self.assertEqual(p.lines("stdout"), [line])  # nothing else on stdout
         self.assertEqual(p.stop(), 0, p.output())
         # The gateway got the ack: it does not hand the command to the next agent again.
-        p2 = self.start_agent("--simulate", 1)
+        p2 = self.start_agent("--simulate", 1, "--stats-interval", 0.3)
         p2.wait_for_line(CONNECTED % DEV)
+        p2.wait_for_line(r"notice: status: connected to 127\.0\.0\.1:%d for \d+ s; records: "
+                         r"\d+ accepted, \d+ acked, 0 nacked, 0 invalid, 0 dropped, "
+                         r"0 udp dropped; \d+ waiting$" % self.gw.port)
         self.sub.publish(self.gw.topic(DEV, "cmd"), b'{"second":true}')
         p2.wait_for_line(r"^\{\"second\":true\}$", stream="stdout")
         self.assertEqual(p2.lines("stdout"), ['{"second":true}'])
