@@ -73,6 +73,20 @@ class RecordsTest(GatewayTestCase):
         self.assertEqual(self.wait_payloads("myrio-01", 1),
                          [b'{"timestamp":"2026-11-24T10:00:00Z","list":[1,2.50],"s":" a  b "}'])
 
+    def test_data_member_found_among_decoys(self):
+        c, _ = self.session()
+        # Other members before "data" hold a nested "data" key, brackets and quotes inside
+        # strings; the published record is the top-level "data", compacted.
+        c.send_raw(b'{"x":{"data":{"no":1}},"s":"}{\\"data\\":[","type":"data","l":[{"data":2}],'
+                   b'"seq":1,"data":{"timestamp":"2026-11-24T10:00:00Z","a":"]}"},"z":{"data":3}}\n')
+        self.assertEqual(c.recv_line(), b'{"type":"ack","seq":1}')
+        # A key spelled with an escape is the same key.
+        c.send_raw(b'{"type":"data","seq":2,"d\\u0061ta":{"timestamp":"2026-11-24T10:00:01Z"}}\n')
+        self.assertEqual(c.recv_line(), b'{"type":"ack","seq":2}')
+        self.assertEqual(self.wait_payloads("myrio-01", 2), [
+            b'{"timestamp":"2026-11-24T10:00:00Z","a":"]}"}',
+            b'{"timestamp":"2026-11-24T10:00:01Z"}'])
+
     def test_largest_seq(self):
         c, _ = self.session()
         big = 2 ** 53 - 1
