@@ -5,6 +5,8 @@
 
 #include "eds_proto.h"
 
+#define GW_TOPIC_PREFIX_MAX 256
+
 static int parse_port(const char *s, int *out)
 {
     char *end;
@@ -193,6 +195,10 @@ int gw_config_finish(gw_config *c, eds_error *err)
         return eds_error_set(err, EDS_ERR_CONFIG,
                              "topic_prefix: '%s' must be non-empty, without + # or a trailing /",
                              p);
+    /* The server formats topics into 512-byte buffers: prefix + / + device + /rejected. */
+    if (strlen(p) > GW_TOPIC_PREFIX_MAX)
+        return eds_error_set(err, EDS_ERR_CONFIG, "topic_prefix: longer than %d bytes",
+                             GW_TOPIC_PREFIX_MAX);
     if (!c->password_file && !c->allow_anonymous && !c->require_certificate)
         return eds_error_set(err, EDS_ERR_CONFIG,
                              "no password_file: set one, use mutual TLS (require_certificate "
