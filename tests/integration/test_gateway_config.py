@@ -44,7 +44,9 @@ class CommandLineTest(unittest.TestCase):
         cases = [("listener 5883\nbroker_port 99999\n", r":2: broker_port: .*99999"),
                  ("# comment\n\nfrobnicate 1\n", r":3: .*frobnicate"),
                  ("qos 3\n", r":1: qos"),
-                 ("max_line 10\n", r":1: max_line")]
+                 ("max_line 10\n", r":1: max_line"),
+                 ("topic_prefix %s\n" % ("p" * 300), r"topic_prefix: longer than"),
+                 ("topic_prefix a/+/b\n", r"topic_prefix")]
         for i, (text, pattern) in enumerate(cases):
             path = os.path.join(d, "c%d.conf" % i)
             with open(path, "w") as f:
