@@ -166,6 +166,8 @@ class ValgrindTest(GatewayTestCase):
 
     def test_short_run_is_valgrind_clean(self):
         self.start_rig(valgrind=True)
+        # It really runs under valgrind's memcheck (valgrind -q prints nothing when clean).
+        self.assertIn("memcheck", os.readlink("/proc/%d/exe" % self.gw.pid))
         c, _ = self.session()
         for s in range(1, 6):
             c.send_json(data_msg(s, record(s)))
