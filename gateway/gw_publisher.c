@@ -804,6 +804,10 @@ int gw_publisher_publish(gw_publisher *p, const char *topic, const void *payload
 {
     if (!topic || !topic[0] || (len && !payload) || len > INT_MAX || qos < 0 || qos > 2)
         return EDS_ERR_INVAL;
+    /* A wildcard in a PUBLISH topic is a protocol violation: the broker would drop the
+     * connection, the publish would FAIL and be resent, forever. */
+    if (strpbrk(topic, "+#") || strlen(topic) > 65535)
+        return EDS_ERR_INVAL;
 
     pthread_mutex_lock(&p->handle_lock);
     lock(p);

@@ -115,7 +115,8 @@ size_t gw_publisher_inflight(const gw_publisher *p);
  * Returns EDS_OK; EDS_ERR_FULL when max_inflight publishes are outstanding
  * (a publish counts until its DONE/FAILED event is dispatched, which keeps the
  * event queue bounded); EDS_ERR_BROKER when not connected or Paho refused it;
- * EDS_ERR_INVAL for a bad argument. Nothing is queued unless EDS_OK. */
+ * EDS_ERR_INVAL for a bad argument (including a topic with + or #, or not UTF-8).
+ * Nothing is queued unless EDS_OK. */
 int gw_publisher_publish(gw_publisher *p, const char *topic, const void *payload, size_t len,
                          int qos, bool retain, uint64_t token);
 

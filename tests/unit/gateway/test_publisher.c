@@ -431,12 +431,20 @@ static void test_qos0_qos2_and_retain(void **state)
         EDS_OK);
     assert_int_equal(gw_publisher_publish(gw, "energy/dev7/data", "x", 1, 3, false, 1),
                      EDS_ERR_INVAL);
+    assert_int_equal(gw_publisher_publish(gw, "energy/+/data", "x", 1, 1, false, 1), EDS_ERR_INVAL);
+    assert_int_equal(gw_publisher_publish(gw, "energy/#", "x", 1, 1, false, 1), EDS_ERR_INVAL);
+    assert_int_equal(gw_publisher_publish(gw, "energy/\xff/data", "x", 1, 1, false, 1),
+                     EDS_ERR_INVAL);
     wait_events(&w, 1, rw, GW_PUB_DONE, 3, 10000);
     uint64_t sum = 0;
     for (size_t i = 0; i < rw->n; i++)
         if (rw->ev[i].type == GW_PUB_DONE)
             sum += rw->ev[i].token;
     assert_int_equal(sum, 70 + 71 + 72);
+    gw_publisher_stats st;
+    gw_publisher_get_stats(gw, &st);
+    assert_int_equal(st.published, 3); /* the refused calls queued nothing */
+    assert_int_equal(st.done, 3);
     /* A reader that subscribes afterwards still gets the retained status. */
     gw_publisher *rd = make(RD_USER, RD_PASS, "energy/dev7/status", 8, 0);
     connect_wait(rd, rr);
