@@ -90,6 +90,15 @@ class BrokerConfigTest(unittest.TestCase):
         gw_sub.wait_for_message("energy/dev2/cmd")
         self.assertEqual({m.topic for m in gw_sub.messages()}, {"energy/dev2/cmd"})
 
+    def test_large_record_is_delivered_not_dropped(self):
+        # A broker-side size limit below the gateway's max_line would drop records that the
+        # broker still acknowledges (silent loss): a 2 MiB record must arrive.
+        sub = self.subscriber("energy/dev5/data")
+        gw = self.gateway()
+        big = b'{"blob":"' + b"x" * (2 * 1024 * 1024) + b'"}'
+        gw.publish("energy/dev5/data", big, qos=1)
+        self.assertEqual(sub.wait_for_message("energy/dev5/data").payload, big)
+
     def test_anonymous_and_bad_passwords_are_refused(self):
         self.assertEqual(MqttClient.connect_rc(self.broker, None, None), 5)
         self.assertEqual(MqttClient.connect_rc(self.broker, GATEWAY_USER, "wrong"), 5)
