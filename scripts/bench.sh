@@ -135,6 +135,14 @@ start_gateway() { # name max_clients [prefix command...]
 }
 GATEWAY_OPTS=${GATEWAY_OPTS:-}
 
+top_functions() { # callgrind.out [annotate options]: the first 15 rows of the function table
+    local file=$1
+    shift
+    { callgrind_annotate "$@" "$file" 2>/dev/null || true; } |
+        awk '/file:function/ { table = 1; getline; next } table && NF && n++ < 15' |
+        sed -E 's|\[/[^]]*/([^/]*)\]$|[\1]|; s|^|    |'
+}
+
 bench() { # name args...: runs eds-bench against the current gateway, table to stdout
     local name=$1
     shift
@@ -188,12 +196,10 @@ for s in "${scenarios[@]}"; do
         done
         per=$(((IR[$big] - IR[$small]) / (big - small)))
         echo "  => $(printf "%'d" $per) instructions per record (difference of the two runs / $((big - small)))"
-        echo "  where they go (self cost, $big-record run, top 15):"
-        callgrind_annotate --threshold=100 "$OUT/callgrind.$big.out" 2>/dev/null |
-            sed -n '/^Ir/,$p' | sed -n '3,17p' | sed 's/^/    /'
-        echo "  inclusive, top 15:"
-        callgrind_annotate --inclusive=yes --threshold=100 "$OUT/callgrind.$big.out" 2>/dev/null |
-            sed -n '/^Ir/,$p' | sed -n '3,17p' | sed 's/^/    /'
+        echo "  where they go (self cost, $big-record run, top 15 of all threads; ??? = no symbols):"
+        top_functions "$OUT/callgrind.$big.out"
+        echo "  inclusive (a function and what it calls), top 15:"
+        top_functions "$OUT/callgrind.$big.out" --inclusive=yes
         echo
         ;;
     esac
