@@ -184,7 +184,8 @@ printf '%s\n' "$gw_pw" >"$WORK/broker.pw"
     echo "password_file $WORK/mosquitto.passwd"
     echo "acl_file $ROOT/broker-config/acl"
     echo "persistence_location $WORK/persist/"
-    echo "log_dest file $WORK/mosquitto.log"
+    echo "log_dest stderr" # into mosquitto.log, unbuffered
+    echo "log_type subscribe" # so we know when the viewer has subscribed
     # As root, mosquitto would switch to user mosquitto, who cannot read $WORK.
     [ "$(id -u)" = 0 ] && echo "user root"
 } >"$WORK/mosquitto.conf"
@@ -193,6 +194,28 @@ setsid "$MOSQUITTO" -c "$WORK/mosquitto.conf" >>"$WORK/mosquitto.log" 2>&1 &
 started $! mosquitto
 wait_for "mosquitto on port $broker_port" 10 listening "$broker_port" ||
     fail "mosquitto did not start" "$WORK/mosquitto.log"
+
+echo "== mosquitto on 127.0.0.1:$broker_port (users eds-gateway, reader), eds-gateway on 127.0.0.1:$gateway_port"
+echo "== temp folder $WORK (configs, passwords, logs: mosquitto.log gateway.log myrio-NN.log)"
+echo "== try in another terminal: mosquitto_pub -h 127.0.0.1 -p $broker_port -u reader -P $reader_pw -t energy/myrio-01/cmd -m '{\"relay\":1}'"
+if [ -n "$duration" ]; then
+    echo "== live messages (mosquitto_sub -v -t 'energy/#'), stopping after ${duration} s:"
+else
+    echo "== live messages (mosquitto_sub -v -t 'energy/#'), Ctrl-C to stop:"
+fi
+
+# ---- viewer ------------------------------------------------------------------
+# Subscribed before the gateway starts, so its first messages show too.
+# mosquitto_sub writes to a file that tail shows: the file also lets us count.
+: >"$WORK/sub.log"
+setsid mosquitto_sub -h 127.0.0.1 -p "$broker_port" -u reader -P "$reader_pw" \
+    -i "eds-run-viewer-$$" -v -t 'energy/#' >>"$WORK/sub.log" 2>&1 &
+started $! mosquitto_sub
+tail -n +1 -f "$WORK/sub.log" &
+tail_pid=$!
+started $tail_pid tail
+wait_for "the viewer to subscribe" 10 grep -Eq "eds-run-viewer-$$ [0-2] energy/#" "$WORK/mosquitto.log" ||
+    fail "mosquitto_sub did not subscribe" "$WORK/mosquitto.log"
 
 # ---- devices and gateway -----------------------------------------------------
 : >"$WORK/devices.passwd"
@@ -211,27 +234,8 @@ setsid "$BIN/eds-gateway" --listener "$gateway_port 127.0.0.1" \
 started $! eds-gateway
 wait_for "eds-gateway on port $gateway_port" 10 listening "$gateway_port" ||
     fail "eds-gateway did not start" "$WORK/gateway.log"
-
-echo "== mosquitto on 127.0.0.1:$broker_port (users eds-gateway, reader), eds-gateway on 127.0.0.1:$gateway_port"
-echo "== temp folder $WORK (configs, passwords, logs: mosquitto.log gateway.log myrio-NN.log)"
-echo "== try in another terminal: mosquitto_pub -h 127.0.0.1 -p $broker_port -u reader -P $reader_pw -t energy/myrio-01/cmd -m '{\"relay\":1}'"
-if [ -n "$duration" ]; then
-    echo "== live messages (mosquitto_sub -v -t 'energy/#'), stopping after ${duration} s:"
-else
-    echo "== live messages (mosquitto_sub -v -t 'energy/#'), Ctrl-C to stop:"
-fi
-
-# ---- viewer ------------------------------------------------------------------
-# mosquitto_sub writes to a file that tail shows: the file also lets us count.
-: >"$WORK/sub.log"
-setsid mosquitto_sub -h 127.0.0.1 -p "$broker_port" -u reader -P "$reader_pw" -v -t 'energy/#' \
-    >>"$WORK/sub.log" 2>&1 &
-started $! mosquitto_sub
-tail -n +1 -f "$WORK/sub.log" &
-tail_pid=$!
-started $tail_pid tail
-wait_for "the viewer to subscribe" 10 grep -q 'energy/_gateway/status' "$WORK/sub.log" ||
-    fail "mosquitto_sub saw no gateway status" "$WORK/sub.log"
+wait_for "the gateway's status on the broker" 10 grep -q '^energy/_gateway/status ' "$WORK/sub.log" ||
+    fail "eds-gateway did not reach the broker" "$WORK/gateway.log"
 
 # ---- agents ------------------------------------------------------------------
 start_s=$SECONDS

@@ -6,6 +6,7 @@ print its summary, exit 0, and leave none of the processes it started
 running. Also: Ctrl-C (SIGINT) stops it early with the same clean-up.
 """
 
+import json
 import os
 import re
 import signal
@@ -66,6 +67,16 @@ class RunSh(unittest.TestCase):
                 dev, dev), out)
             self.assertTrue(m, out)
             self.assertGreater(int(m.group(1)), 0)
+        # The stats topic has exactly the fields docs/operations.md explains.
+        m = re.search(r"(?m)^energy/_gateway/stats (\{.*\})$", out)
+        self.assertTrue(m, "no stats message in the output")
+        published = set(json.loads(m.group(1)))
+        with open(source_path("docs", "operations.md")) as f:
+            doc = f.read()
+        section = doc.split("## The stats topic, field by field", 1)[1].split("\n## ", 1)[0]
+        documented = set(re.findall(r"(?m)^\| `([a-z_]+)` \|", section))
+        self.assertEqual(published - documented, set(), "stats fields not in docs/operations.md")
+        self.assertEqual(documented - published, set(), "documented fields not published")
         pids = pids_started(out)
         self.assertEqual(len(pids), 7, out)  # mosquitto, gateway, viewer, tail, 3 agents
         self.assertEqual([pid for pid in pids if alive(pid)], [])
