@@ -74,6 +74,35 @@ install(FILES ${EDS_DEPLOY}/eds-agent.conf DESTINATION ${EDS_DOC_AGENT}/examples
 install(FILES ${PROJECT_SOURCE_DIR}/README.md ${EDS_DOCS} DESTINATION ${EDS_DOC_AGENT}
         COMPONENT agent)
 
+# ---- man pages -------------------------------------------------------------------
+# Generated from each program's --help by help2man (scripts/install-deps.sh
+# installs it), so they say exactly what --help says. Not in cross builds
+# (the binaries do not run here) nor sanitizer builds.
+find_program(EDS_HELP2MAN help2man)
+if(EDS_HELP2MAN AND NOT CMAKE_CROSSCOMPILING AND NOT EDS_SANITIZE)
+    function(eds_man_page target section component name)
+        if(NOT TARGET ${target})
+            return()
+        endif()
+        set(page ${CMAKE_BINARY_DIR}/man/${target}.${section})
+        add_custom_command(OUTPUT ${page}
+            COMMAND ${CMAKE_COMMAND} -E make_directory ${CMAKE_BINARY_DIR}/man
+            COMMAND ${EDS_HELP2MAN} --no-info --no-discard-stderr --section=${section}
+                    --version-string=${PROJECT_VERSION} --name=${name} --output=${page}
+                    $<TARGET_FILE:${target}>
+            DEPENDS ${target}
+            COMMENT "man page ${target}.${section}" VERBATIM)
+        add_custom_target(man-${target} ALL DEPENDS ${page})
+        install(FILES ${page} DESTINATION ${CMAKE_INSTALL_MANDIR}/man${section}
+                COMPONENT ${component})
+    endfunction()
+    if(EDS_BUILD_GATEWAY)
+        eds_man_page(eds-gateway 8 gateway "validate myRIO records and publish them to MQTT")
+        eds_man_page(eds-validate 1 gateway "check newline-delimited JSON records against a schema")
+    endif()
+    eds_man_page(eds-agent 1 agent "send measurement records from a myRIO to an EDS gateway")
+endif()
+
 # ---- CPack ---------------------------------------------------------------------
 set(CPACK_PACKAGE_NAME eds)
 set(CPACK_PACKAGE_VENDOR "Energy Data Socket")

@@ -84,6 +84,12 @@ class GatewayPackage(unittest.TestCase):
         self.assertTrue(self.entries["/usr/sbin/eds-gateway"].startswith("-rwxr-xr-x"))
         # The config names password files: not world-readable.
         self.assertEqual(self.entries["/etc/eds/eds-gateway.conf"], "-rw-r-----")
+        # The man page, where this build made one (help2man; not in sanitizer builds).
+        if os.path.exists(os.path.join(BUILD_DIR, "man", "eds-gateway.8")):
+            self.assertIn("/usr/share/man/man8/eds-gateway.8", self.entries)
+            with open(os.path.join(self.root, "usr/share/man/man8/eds-gateway.8")) as f:
+                page = f.read()
+            self.assertIn("broker\\-password\\-file", page)  # an option, as roff writes it
         # The agent's files are in the other package.
         self.assertNotIn("/usr/bin/eds-agent", self.entries)
 
