@@ -85,6 +85,7 @@ typedef struct eb_opts {
     size_t ceiling_inflight;
     uint64_t ceiling_lead; /* records published but not yet delivered, at most */
     size_t connect_burst;  /* handshakes in progress at once */
+    double settle_s;       /* pause after the last welcome, before the data phase */
     size_t source_addrs;   /* bind agents to 127.0.0.1 .. 127.0.0.<source_addrs> */
     int gateway_pid;       /* > 0: sample its RSS and CPU time */
     bool no_subscriber;

@@ -454,6 +454,16 @@ int eb_agents_run(const eb_opts *o, uint64_t deadline_ns, eb_sub *sub, eb_phase_
     for (size_t i = 0; i < o->connections; i++)
         u->finished += u->c[i].state != C_READY;
 
+    /* Each welcome makes the gateway publish the device's retained status: with many
+     * connections those publishes are still queued ahead of the first records.
+     * --settle lets them drain so that the data phase measures records only. */
+    uint64_t settle_end = eb_now_ns() + (uint64_t)(o->settle_s * 1e9);
+    while (o->settle_s > 0 && eb_now_ns() < settle_end && eb_now_ns() < deadline_ns) {
+        int n = epoll_wait(u->epfd, evs, MAX_EVENTS, 50);
+        for (int i = 0; i < n; i++)
+            handle_event(u, &evs[i]);
+    }
+
     /* 2. Data. */
     double cpu0 = o->gateway_pid > 0 ? eb_proc_cpu_s(o->gateway_pid) : -1;
     uint64_t t0 = eb_now_ns();

@@ -62,6 +62,8 @@ static const opt_def OPTS[] = {
      "in flight per publisher (window)"},
     {"ceiling-lead", T_U64, F(ceiling_lead), 0, 0, 1e9,
      "ceiling: published - delivered at most (5000; 0 = no bound)"},
+    {"settle", T_DBL, F(settle_s), 0, 0, 600,
+     "seconds between the last welcome and the first record (0)"},
     {"connect-burst", T_SIZE, F(connect_burst), 0, 1, 100000, "handshakes at once (256)"},
     {"source-addrs", T_SIZE, F(source_addrs), 0, 1, 250, "bind agents to 127.0.0.1..127.0.0.N (1)"},
     {"gateway-pid", T_INT, F(gateway_pid), 0, 1, 4194304, "sample this pid's RSS and CPU"},
