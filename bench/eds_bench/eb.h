@@ -139,7 +139,8 @@ typedef struct eb_phase_result {
     bool have_sub;
     /* gateway process, when --gateway-pid is given */
     long rss_kb_connected, rss_kb_end, hwm_kb;
-    double gw_cpu_s; /* user+system CPU of the gateway during the data phase */
+    double gw_cpu_s;    /* user+system CPU of the gateway during the data phase */
+    double bench_cpu_s; /* eds-bench's own CPU (all threads) during the whole phase */
 } eb_phase_result;
 
 /* Runs the agent side of the gateway phase; r->lat etc. filled. The

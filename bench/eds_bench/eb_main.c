@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -253,10 +254,10 @@ static void json_phase(FILE *out, const char *name, const eb_phase_result *r)
                 ",\"nacked\":%" PRIu64 ",\"dup_acks\":%" PRIu64 ",\"bad_acks\":%" PRIu64
                 ",\"conn_errors\":%" PRIu64 ",\"connected\":%zu,\"connect_s\":%.3f"
                 ",\"acked_per_s\":%.1f,\"ack_latency_ms\":{\"p50\":%.3f,\"p99\":%.3f,\"max\":%.3f,"
-                "\"mean\":%.3f}",
+                "\"mean\":%.3f},\"bench_cpu_s\":%.3f",
                 r->completed ? "true" : "false", r->records, r->sent, r->acked, r->nacked,
                 r->dup_acks, r->bad_acks, r->conn_errors, r->connected, r->connect_s, f.acked_s,
-                f.p50_ms, f.p99_ms, f.max_ms, f.mean_ms);
+                f.p50_ms, f.p99_ms, f.max_ms, f.mean_ms, r->bench_cpu_s);
         if (r->have_sub)
             fprintf(out,
                     ",\"delivered\":%" PRIu64 ",\"delivered_per_s\":%.1f,\"lost\":%" PRIu64
@@ -325,6 +326,7 @@ static void print_table(const eb_opts *o, const eb_phase_result *g, const eb_pha
     row_n("out of order", g->sub.out_of_order, c->sub.out_of_order);
     row_n("nacked / bad acks", g->nacked + g->bad_acks, 0);
     row_n("connection errors", g->conn_errors, c->conn_errors);
+    row_ms("eds-bench CPU s (with subscriber)", g->bench_cpu_s, c->bench_cpu_s);
     if (g->ran)
         printf("%-32s %14zu %14s   (%.2f s to connect)\n", "agent connections welcomed",
                g->connected, "", g->connect_s);
@@ -364,9 +366,19 @@ static void print_json(FILE *out, const eb_opts *o, const eb_phase_result *g,
 
 /* ------------------------------------------------------------------------------------------ */
 
+static double self_cpu_s(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return 0;
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
 static void run_phase(const eb_opts *o, bool gateway, uint64_t deadline, eb_phase_result *r)
 {
     eb_sub *sub = NULL;
+    double cpu0 = self_cpu_s();
     eb_hist_init(&r->lat);
     if (!o->no_subscriber) {
         if (eb_sub_start(o, deadline, &sub) != 0) {
@@ -384,6 +396,7 @@ static void run_phase(const eb_opts *o, bool gateway, uint64_t deadline, eb_phas
         eb_sub_wait(sub, r->records, (uint64_t)(o->drain_s * 1e9), deadline);
         eb_sub_stop(sub, &r->sub);
     }
+    r->bench_cpu_s = self_cpu_s() - cpu0;
 }
 
 int main(int argc, char **argv)
