@@ -23,7 +23,7 @@ for arg in "$@"; do
     --quick) quick=1 ;;
     throughput | connections | cpu) scenarios+=("$arg") ;;
     -h | --help)
-        sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
