@@ -315,6 +315,15 @@ class GettingStarted(unittest.TestCase):
             print("--- gateway:\n" + gateway.output()[-3000:])
             raise
 
+        # Each agent reached the gateway on the port the guide says: TLS when it can.
+        port = tls_port if agent_tls else gw_port
+        for dev in DEVICES:
+            with open(os.path.join(self.tmp, dev, "var/log/eds-agent.log")) as f:
+                log = f.read()
+            self.assertIn("connected to gateway 127.0.0.1:%d as %s" % (port, dev), log)
+        if agent_tls:
+            print("TLS: both agents connected to the TLS listener with their certificates")
+
         # Stopping an agent: its process ends and the device goes offline.
         for script, env in self.agents_started:
             with open(env["EDS_AGENT_DEFAULTS"]) as f:
