@@ -105,6 +105,33 @@ class GatewayPackage(unittest.TestCase):
             self.assertTrue(os.access(path, os.X_OK), script)
             run(["sh", "-n", path])
 
+    def test_postinst_creates_the_user_and_protects_the_config(self):
+        """postinst configure, run with stub commands that only log their arguments
+        (the real ones would change this machine)."""
+        stubs = os.path.join(self.tmp, "stubs")
+        os.makedirs(stubs, exist_ok=True)
+        calls = os.path.join(self.tmp, "calls.log")
+        for cmd, rc in [("getent", 2), ("adduser", 0), ("chown", 0), ("chmod", 0),
+                        ("systemctl", 0)]:
+            path = os.path.join(stubs, cmd)
+            with open(path, "w") as f:
+                f.write('#!/bin/sh\necho "%s $*" >>"%s"\nexit %d\n' % (cmd, calls, rc))
+            os.chmod(path, 0o755)
+        env = dict(os.environ, PATH=stubs + ":/usr/bin:/bin")
+        out = subprocess.run(["/bin/sh", os.path.join(self.control, "postinst"), "configure"],
+                             env=env, capture_output=True, text=True, timeout=30)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("systemctl enable --now eds-gateway", out.stdout)
+        with open(calls) as f:
+            log = f.read().splitlines()
+        self.assertIn("getent passwd eds-gateway", log)
+        adduser = [c for c in log if c.startswith("adduser ")]
+        self.assertEqual(len(adduser), 1, log)
+        for word in ["--system", "--group", "eds-gateway"]:
+            self.assertIn(word, adduser[0].split())
+        self.assertIn("chown root:eds-gateway /etc/eds/eds-gateway.conf", log)
+        self.assertIn("chmod 0640 /etc/eds/eds-gateway.conf", log)
+
     def test_packaged_binary_and_example_config(self):
         gw = os.path.join(self.root, "usr/sbin/eds-gateway")
         self.assertRegex(run([gw, "--version"]), r"^eds-gateway \d+\.\d+\.\d+")
