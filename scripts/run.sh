@@ -19,6 +19,8 @@
 #   --rate R            records per second per agent (default 2)
 #   --broker-port PORT  mosquitto port (default 1883 if free, else a free one)
 #   --gateway-port PORT gateway port (default 5883 if free, else a free one)
+#   --tls               agents connect over TLS with client certificates
+#                       (scripts/make-certs.sh; gateway TLS port 5884 or free)
 #   --no-build          skip install-deps and build; use the binaries as built
 #   --keep              keep the temp folder (configs, logs) afterwards
 #   -h, --help          this text
@@ -31,7 +33,7 @@ ROOT=$PWD
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 
-duration="" agents=3 rate=2 broker_port="" gateway_port="" build=1 keep=0
+duration="" agents=3 rate=2 broker_port="" gateway_port="" build=1 keep=0 tls=0
 need_value() { [ $# -ge 2 ] || {
     echo "run.sh: $1 needs a value" >&2
     exit 2
@@ -44,6 +46,7 @@ while [ $# -gt 0 ]; do
     --broker-port) need_value "$@"; broker_port=$2; shift ;;
     --gateway-port) need_value "$@"; gateway_port=$2; shift ;;
     --no-build) build=0 ;;
+    --tls) tls=1 ;;
     --keep) keep=1 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "run.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
@@ -162,6 +165,8 @@ fail() {
 # ---- mosquitto ---------------------------------------------------------------
 broker_port=${broker_port:-$(pick_port 1883)}
 gateway_port=${gateway_port:-$(pick_port 5883)}
+tls_port=""
+[ "$tls" = 1 ] && tls_port=$(pick_port 5884)
 port_free "$broker_port" || fail "port $broker_port is taken"
 port_free "$gateway_port" || fail "port $gateway_port is taken"
 
@@ -196,6 +201,7 @@ wait_for "mosquitto on port $broker_port" 10 listening "$broker_port" ||
     fail "mosquitto did not start" "$WORK/mosquitto.log"
 
 echo "== mosquitto on 127.0.0.1:$broker_port (users eds-gateway, reader), eds-gateway on 127.0.0.1:$gateway_port"
+[ "$tls" = 1 ] && echo "== TLS: agents connect to 127.0.0.1:$tls_port with client certificates (CN = device id)"
 echo "== temp folder $WORK (configs, passwords, logs: mosquitto.log gateway.log myrio-NN.log)"
 echo "== try in another terminal: mosquitto_pub -h 127.0.0.1 -p $broker_port -u reader -P $reader_pw -t energy/myrio-01/cmd -m '{\"relay\":1}'"
 if [ -n "$duration" ]; then
@@ -226,7 +232,20 @@ for ((i = 1; i <= agents; i++)); do
     printf '%s\n' "$pw" >"$WORK/$dev.pw"
 done
 
-setsid "$BIN/eds-gateway" --listener "$gateway_port 127.0.0.1" \
+# TLS: a CA, the gateway's certificate for 127.0.0.1 and one per device.
+gw_tls=() agent_port=$gateway_port
+if [ "$tls" = 1 ]; then
+    devs=()
+    for ((i = 1; i <= agents; i++)); do devs+=("$(printf 'myrio-%02d' "$i")"); done
+    scripts/make-certs.sh --host 127.0.0.1 "$WORK/tls" "${devs[@]}" >"$WORK/make-certs.log" 2>&1 ||
+        fail "make-certs.sh failed" "$WORK/make-certs.log"
+    gw_tls=(--tls-listener "$tls_port 127.0.0.1" --certfile "$WORK/tls/gateway.crt"
+        --keyfile "$WORK/tls/gateway.key" --cafile "$WORK/tls/ca.crt"
+        --require-certificate true)
+    agent_port=$tls_port
+fi
+
+setsid "$BIN/eds-gateway" --listener "$gateway_port 127.0.0.1" "${gw_tls[@]}" \
     --broker-host 127.0.0.1 --broker-port "$broker_port" \
     --broker-username eds-gateway --broker-password-file "$WORK/broker.pw" \
     --schema "$ROOT/schemas/energy.json" --password-file "$WORK/devices.passwd" \
@@ -242,7 +261,10 @@ start_s=$SECONDS
 for ((i = 1; i <= agents; i++)); do
     dev=$(printf 'myrio-%02d' "$i")
     mkdir -p "$WORK/spool-$dev"
-    setsid "$BIN/eds-agent" --gateway "127.0.0.1:$gateway_port" --device "$dev" \
+    agent_tls=()
+    [ "$tls" = 1 ] && agent_tls=(--tls --cafile "$WORK/tls/ca.crt" --cert "$WORK/tls/devices/$dev.crt"
+        --key "$WORK/tls/devices/$dev.key")
+    setsid "$BIN/eds-agent" --gateway "127.0.0.1:$agent_port" --device "$dev" "${agent_tls[@]}" \
         --password-file "$WORK/$dev.pw" --schema "$ROOT/schemas/energy.json" \
         --spool "$WORK/spool-$dev" --simulate "$rate" --cmd-stdout \
         >"$WORK/$dev.log" 2>&1 </dev/null &

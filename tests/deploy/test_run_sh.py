@@ -9,6 +9,7 @@ running. Also: Ctrl-C (SIGINT) stops it early with the same clean-up.
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -99,6 +100,28 @@ class RunSh(unittest.TestCase):
             time.sleep(0.1)
             left = [pid for pid in left if alive(pid)]
         self.assertEqual(left, [])
+
+    def test_tls(self):
+        """--tls: the agents connect to the TLS listener with their certificates."""
+        p = self.run_sh("--tls", "--duration", "4", "--keep")
+        try:
+            rc = p.wait(60)
+        finally:
+            p.stop()
+        out = p.output()
+        work = re.search(r"(?m)^== kept (\S+) ", out)
+        try:
+            self.assertEqual(rc, 0, out)
+            m = re.search(r"(?m)^== TLS: agents connect to 127\.0\.0\.1:(\d+) ", out)
+            self.assertTrue(m, out)
+            for dev in DEVICES:
+                self.assertRegex(out, r"(?m)^   %s: [1-9]\d* records on" % dev)
+                with open(os.path.join(work.group(1), dev + ".log")) as f:
+                    self.assertIn("connected to gateway 127.0.0.1:%s as %s" % (m.group(1), dev),
+                                  f.read())
+        finally:
+            if work:
+                shutil.rmtree(work.group(1), ignore_errors=True)
 
     def test_usage(self):
         out = subprocess.run([source_path("scripts", "run.sh"), "--help"], capture_output=True,
