@@ -118,11 +118,15 @@ class RssSampler:
 # sockets
 
 
-def connect(port, source=ATTACK_SOURCE, rcvbuf=None, sndbuf=None, timeout=10.0):
-    """A TCP socket to 127.0.0.1:port from `source`, buffer sizes set before connecting
-    (a small rcvbuf makes a peer that does not read fill up quickly)."""
+def connect(port, source=ATTACK_SOURCE, rcvbuf=None, sndbuf=None, mss=None, timeout=10.0):
+    """A TCP socket to 127.0.0.1:port from `source`, buffer sizes and maximum segment size
+    set before connecting (a small rcvbuf makes a peer that does not read fill up quickly;
+    a small MSS keeps the gateway's kernel send buffer for it small too, as it would be
+    over a real network rather than loopback's 64 KiB segments)."""
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
+        if mss:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, mss)
         if rcvbuf:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         if sndbuf:
