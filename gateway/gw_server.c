@@ -88,6 +88,10 @@ typedef struct gw_device {
     struct gw_device *ready_next;
     bool online;
     bool journaled; /* in the state journal: its status is reset after a crash */
+    bool jdirty;    /* last_seq changed in this batch: journal it at the end */
+    struct gw_device *jnext;
+    bool status_queued; /* its retained status waits for room at the publisher */
+    struct gw_device *status_next;
     time_t since;
     char peer[64];
     const eds_schema *schema;
@@ -166,6 +170,9 @@ struct gw_server {
     gw_device **htab;
     size_t hsize;
     gw_device *ready, *ready_tail;
+    gw_device *jlist;                     /* devices to journal at the end of the batch */
+    gw_device *status_head, *status_tail; /* statuses to publish, oldest first */
+    int64_t next_compact_ms;
     gw_schemas *schemas;
     eds_passwd *passwd;
     eds_tls_ctx *tls_ctx;
@@ -322,11 +329,16 @@ static void ready_push(gw_server *s, gw_device *d)
     s->ready_tail = d;
 }
 
+/* Marks d for the journal; end_batch writes one line per changed device
+ * (not one per record: SD cards wear) before the acks of the batch leave. */
 static void journal(gw_server *s, gw_device *d)
 {
     d->journaled = true;
-    if (gw_state_append(s->state, d->id, d->stream, d->last_seq) != EDS_OK)
-        eds_log_error("state journal: out of memory");
+    if (!d->jdirty) {
+        d->jdirty = true;
+        d->jnext = s->jlist;
+        s->jlist = d;
+    }
 }
 
 /* ---- output ------------------------------------------------------------- */
@@ -419,18 +431,44 @@ static void publish_untracked(gw_server *s, const char *topic, const char *paylo
         eds_log_debug("publish to %s skipped: %s", topic, eds_strerror(rc));
 }
 
+/* Queues d's retained status. Statuses must not be lost (a device would stay
+ * "online" for good), so they wait in a queue when the publisher is full or
+ * the broker is away; flush_statuses() sends the latest state of each. */
 static void publish_status(gw_server *s, gw_device *d)
 {
-    char topic[TOPIC_MAX], since[32], body[256];
-    topic_for(s, d->id, "status", topic);
-    rfc3339(d->since, since, sizeof(since));
-    int n;
-    if (d->online)
-        n = snprintf(body, sizeof(body), "{\"online\":true,\"since\":\"%s\",\"peer\":\"%s\"}",
-                     since, d->peer);
+    if (d->status_queued)
+        return;
+    d->status_queued = true;
+    d->status_next = NULL;
+    if (s->status_tail)
+        s->status_tail->status_next = d;
     else
-        n = snprintf(body, sizeof(body), "{\"online\":false,\"since\":\"%s\"}", since);
-    publish_untracked(s, topic, body, (size_t)n, 1, true);
+        s->status_head = d;
+    s->status_tail = d;
+}
+
+/* Publishes queued statuses while the publisher has room. */
+static void flush_statuses(gw_server *s)
+{
+    while (s->status_head && s->broker_up) {
+        gw_device *d = s->status_head;
+        char topic[TOPIC_MAX], since[32], body[256];
+        topic_for(s, d->id, "status", topic);
+        rfc3339(d->since, since, sizeof(since));
+        int n;
+        if (d->online)
+            n = snprintf(body, sizeof(body), "{\"online\":true,\"since\":\"%s\",\"peer\":\"%s\"}",
+                         since, d->peer);
+        else
+            n = snprintf(body, sizeof(body), "{\"online\":false,\"since\":\"%s\"}", since);
+        int rc = gw_publisher_publish(s->pub, topic, body, (size_t)n, 1, true, TOKEN_UNTRACKED);
+        if (rc == EDS_ERR_FULL || rc == EDS_ERR_BROKER)
+            return; /* stays queued: retried at the end of the next batch */
+        s->status_head = d->status_next;
+        if (!s->status_head)
+            s->status_tail = NULL;
+        d->status_queued = false;
+    }
 }
 
 /* Hands WAITING records to the publisher, device by device in turns,
@@ -439,6 +477,7 @@ static void pump(gw_server *s)
 {
     if (!s->broker_up)
         return;
+    flush_statuses(s);
     while (s->ready) {
         gw_device *d = s->ready;
         int sent = 0;
@@ -665,6 +704,14 @@ static void on_mqtt_message(gw_server *s, const gw_pub_event *ev)
         return;
     }
     size_t n = strlen(compact);
+    if (n + 64 > s->cfg->max_line) {
+        /* The agent could never take it (its line limit is the gateway's):
+         * delivering it would make it reconnect again and again. */
+        eds_log_warning("command on %s: %zu bytes do not fit max_line, dropped", ev->topic, n);
+        free(compact);
+        s->st.cmds_dropped++;
+        return;
+    }
     gw_cmd *cmd = malloc(sizeof(*cmd) + n + 1);
     gw_device *d = cmd ? device_get(s, id) : NULL;
     if (!d) {
@@ -1198,6 +1245,10 @@ static void handle_data(gw_server *s, gw_conn *c, const eds_msg *m, const char *
         r.len = (uint32_t)strlen(r.payload);
         s->pending_bytes += r.len + r.reply_len;
     }
+    if (s->cfg->max_rate > 0) {
+        rate_exhausted(s, d, now_ms()); /* refill, then take this record's token */
+        d->tokens -= 1;
+    }
     if (m->seq > d->last_accepted)
         d->last_accepted = m->seq;
     *ring_at(d, d->count) = r;
@@ -1294,6 +1345,7 @@ static void pause_reading(gw_server *s, gw_conn *c)
  * socket again if nothing stands in the way. */
 static void conn_readable(gw_server *s, gw_conn *c);
 static void conn_consume(gw_server *s, gw_conn *c, size_t n);
+static void framer_result(gw_server *s, gw_conn *c, int rc);
 
 static void resume_reading(gw_server *s, gw_conn *c)
 {
@@ -1303,10 +1355,15 @@ static void resume_reading(gw_server *s, gw_conn *c)
         return;
     line_ctx lc = {s, c};
     int rc = eds_framer_resume(&c->framer, on_line, &lc);
-    if (rc == EDS_FRAMER_PAUSE || c->state == C_CLOSING)
+    if (rc != EDS_OK) {
+        framer_result(s, c, rc);
+        return;
+    }
+    if (c->state == C_CLOSING)
         return;
     if (!c->reading) {
         c->reading = true;
+        c->last_rx_ms = now_ms(); /* idle time counts only while we read */
         update_events(s, c);
         /* Bytes OpenSSL already decrypted make no epoll event: read them now. */
         if (c->tls && eds_tls_pending(c->tls))
@@ -1341,7 +1398,12 @@ static void conn_consume(gw_server *s, gw_conn *c, size_t n)
     s->st.bytes_in += (uint64_t)n;
     c->last_rx_ms = now_ms();
     line_ctx lc = {s, c};
-    int rc = eds_framer_feed(&c->framer, s->scratch, n, on_line, &lc);
+    framer_result(s, c, eds_framer_feed(&c->framer, s->scratch, n, on_line, &lc));
+}
+
+/* What feeding (or resuming) the framer returned, for the connection. */
+static void framer_result(gw_server *s, gw_conn *c, int rc)
+{
     if (rc == EDS_ERR_TOOLONG) {
         char msg[96];
         snprintf(msg, sizeof(msg), "line longer than max_line (%zu bytes)", s->cfg->max_line);
@@ -1398,7 +1460,8 @@ static void accept_conns(gw_server *s, gw_listener *l)
             char line[128];
             size_t n = eds_fmt_error(line, sizeof(line), EDS_PE_SERVER_BUSY,
                                      "max_clients reached, try again later");
-            ssize_t w = send(fd, line, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+            /* On a TLS port a plain line would be noise to the client: just close. */
+            ssize_t w = l->tls ? 0 : send(fd, line, n, MSG_NOSIGNAL | MSG_DONTWAIT);
             (void)w;
             close(fd);
             s->st.server_busy++;
@@ -1597,7 +1660,8 @@ static void tick(gw_server *s)
         } else if (c->state == C_NEW && !c->fail_at_ms && now - c->created_ms >= auth_ms) {
             s->st.timeouts++;
             send_error(s, c, EDS_PE_TIMEOUT, "no hello within auth_timeout");
-        } else if (c->state == C_READY && idle_ms > 0 && now - c->last_rx_ms >= idle_ms) {
+        } else if (c->state == C_READY && c->reading && idle_ms > 0 &&
+                   now - c->last_rx_ms >= idle_ms) {
             s->st.timeouts++;
             send_error(s, c, EDS_PE_TIMEOUT, "idle past idle_timeout");
         } else if (c->state == C_READY && !c->reading && s->cfg->max_rate > 0) {
@@ -1625,6 +1689,11 @@ static int state_next(void *ctx, const char **device, const char **stream, uint6
     if (it->i >= it->s->n_devices)
         return 0;
     gw_device *d = it->s->devices[it->i++];
+    while (!d->journaled) { /* ids known only from a command get no entry */
+        if (it->i >= it->s->n_devices)
+            return 0;
+        d = it->s->devices[it->i++];
+    }
     *device = d->id;
     *stream = d->stream;
     *last_seq = d->last_seq;
@@ -1635,13 +1704,23 @@ static int state_next(void *ctx, const char **device, const char **stream, uint6
 static void end_batch(gw_server *s)
 {
     pump(s);
+    while (s->jlist) {
+        gw_device *d = s->jlist;
+        s->jlist = d->jnext;
+        d->jdirty = false;
+        if (gw_state_append(s->state, d->id, d->stream, d->last_seq) != EDS_OK)
+            eds_log_error("state journal: buffer full or out of memory");
+    }
     eds_error err;
     if (gw_state_flush(s->state, &err) != EDS_OK)
         eds_log_error("%s", err.msg); /* acks still go: the broker has the records */
-    if (gw_state_wants_compaction(s->state, s->n_devices)) {
+    int64_t now = now_ms();
+    if (now >= s->next_compact_ms && gw_state_wants_compaction(s->state, s->n_devices)) {
         state_iter it = {s, 0};
-        if (gw_state_compact(s->state, state_next, &it, &err) != EDS_OK)
-            eds_log_error("state compaction: %s", err.msg);
+        if (gw_state_compact(s->state, state_next, &it, &err) != EDS_OK) {
+            eds_log_error("state compaction (retried in 60 s): %s", err.msg);
+            s->next_compact_ms = now + 60000;
+        }
     }
     while (s->dirty) {
         gw_conn *c = s->dirty;
@@ -1877,7 +1956,7 @@ static void on_ready(void *ctx, void *ptr, uint32_t events)
             break;
         }
         if (events & GW_EV_WRITE)
-            flush_out(s, c);
+            mark_dirty(s, c); /* flushed in end_batch, after the journal */
         if ((events & (GW_EV_READ | GW_EV_ERROR)) && c->reading)
             conn_readable(s, c);
         else if ((events & GW_EV_ERROR) && c->state != C_CLOSING)

@@ -1,6 +1,7 @@
 #include "gw_state.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 #define STATE_FILE "state.log"
 #define STATE_TMP "state.tmp"
 #define STATE_SYNC_NS 2000000000LL /* fdatasync at most every 2 s */
+#define STATE_BUF_MAX (4u << 20)   /* pending lines while writes fail */
 #define STATE_LINE_MAX (EDS_DEVICE_MAX + EDS_STREAM_MAX + 24)
 
 struct gw_state {
@@ -61,7 +63,8 @@ static int parse_line(char *line, gw_state_entry_fn fn, void *ctx)
     return 0;
 }
 
-static int replay(const char *path, gw_state_entry_fn fn, void *ctx, size_t *size, eds_error *err)
+static int replay(const char *path, gw_state_entry_fn fn, void *ctx, size_t *size, bool *torn,
+                  eds_error *err)
 {
     FILE *f = fopen(path, "r");
     if (!f) {
@@ -76,8 +79,10 @@ static int replay(const char *path, gw_state_entry_fn fn, void *ctx, size_t *siz
         *size += n;
         if (n == 0 || line[n - 1] != '\n') {
             bad++; /* torn or over-long: skip (the rest of an over-long line too) */
+            *torn = feof(f);
             continue;
         }
+        *torn = false;
         line[n - 1] = '\0';
         if (parse_line(line, fn, ctx) != 0)
             bad++;
@@ -102,7 +107,8 @@ int gw_state_open(const char *dir, gw_state_entry_fn fn, void *ctx, gw_state **o
     int rc = EDS_ERR_NOMEM;
     if (!st->dir || !path)
         goto err;
-    rc = replay(path, fn, ctx, &st->file_size, err);
+    bool torn = false;
+    rc = replay(path, fn, ctx, &st->file_size, &torn, err);
     if (rc != EDS_OK)
         goto err;
     st->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
@@ -110,6 +116,10 @@ int gw_state_open(const char *dir, gw_state_entry_fn fn, void *ctx, gw_state **o
         rc = eds_error_set(err, EDS_ERR_IO, "%s: %s", path, strerror(errno));
         goto err;
     }
+    /* A crash mid-write leaves half a line at the end: end it, or the next
+     * entry would be glued to it and lost at the next replay. */
+    if (torn && write(st->fd, "\n", 1) == 1)
+        st->file_size++;
     st->last_sync_ns = now_ns();
     free(path);
     *out = st;
@@ -136,6 +146,8 @@ void gw_state_close(gw_state *st)
 
 int gw_state_append(gw_state *st, const char *device, const char *stream, uint64_t last_seq)
 {
+    if (st->len > STATE_BUF_MAX)
+        return EDS_ERR_FULL; /* writes keep failing: do not grow without end */
     if (st->cap - st->len < STATE_LINE_MAX) {
         size_t cap = st->cap ? st->cap * 2 : 4096;
         char *nb = realloc(st->buf, cap);

@@ -34,7 +34,8 @@ int gw_state_open(const char *dir, gw_state_entry_fn fn, void *ctx, gw_state **o
 /* Writes what is buffered and closes; NULL ok. */
 void gw_state_close(gw_state *st);
 
-/* Buffers one change. Returns EDS_OK or EDS_ERR_NOMEM. */
+/* Buffers one change. Returns EDS_OK, EDS_ERR_NOMEM, or EDS_ERR_FULL when 4 MiB wait
+ * unwritten (the journal file keeps failing). */
 int gw_state_append(gw_state *st, const char *device, const char *stream, uint64_t last_seq);
 
 /* Writes buffered changes (one write). Returns EDS_OK or EDS_ERR_IO (err). */
