@@ -5,7 +5,6 @@ max_clients), endless lines, rapid connect/close, password guessing. After each 
 every record of the good agent is acked and on MQTT once, in order, and the gateway's
 VmRSS stayed within a bound (hostile.HostileTestCase.settle)."""
 
-import json
 import os
 import select
 import socket
@@ -14,7 +13,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hostile import (SCALE, SLOW, HostileTestCase, connect, error_codes,  # noqa: E402
+from hostile import (SLOW, HostileTestCase, connect, error_codes,  # noqa: E402
                      hello_line, read_until_closed, scaled)
 
 HELLO = hello_line("myrio-02", "pw-02", "slow")

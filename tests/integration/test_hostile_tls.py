@@ -20,8 +20,8 @@ import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import edsrig  # noqa: E402
-from hostile import (SLOW, HostileTestCase, connect, error_codes, hello_line,  # noqa: E402
-                     read_until_closed, scaled)
+from hostile import (FLAT_KB, SLOW, Flooder, HostileTestCase, connect,  # noqa: E402
+                     error_codes, hello_line, read_until_closed, record_lines, scaled)
 
 CERTS = None  # set up once per run: {"dir", "other"} made with scripts/make-certs.sh
 
@@ -211,6 +211,32 @@ class ClientCertificateTest(TlsCase):
         self.assertEqual(st["replaced"], 0, "the good agent was replaced")
         self.figure("hello as myrio-01 with myrio-02's certificate: auth_failed each time; "
                     "auth_failures %d, replaced %d" % (st["auth_failures"], st["replaced"]))
+        self.settle()
+
+
+class NeverReadsOverTlsTest(TlsCase):
+    def test_device_over_tls_that_never_reads_its_acks(self):
+        # myrio-02 with its own certificate: authenticated, then pipelines records and
+        # never reads (OpenSSL's write buffer on the gateway side must not grow either).
+        f = Flooder(self.tls_port, "myrio-02", "pw-02", record_lines,
+                    ssl_context=client_context(("dir", "myrio-02")))
+        self.addCleanup(f.close)
+        max_lines = scaled(200000, 50000)
+        took = self.flood_until_stalled([f], max_lines)
+        t_stall = time.monotonic()
+        sent = f.sent
+        self.agent.progress(100)  # about a second
+        self.assertEqual(f.send_some(max_lines), 0, "the gateway resumed reading")
+        self.assertEqual(f.sent, sent)
+        samples = self.mem.between(t_stall, time.monotonic())
+        self.assertLess(max(samples) - min(samples), FLAT_KB)
+        self.figure("TLS device not reading: stalled after %.1f s with %d records (%d bytes) "
+                    "sent; VmRSS %d..%d kB while stalled, baseline %d kB" % (
+                        took, f.complete, f.sent, min(samples), max(samples),
+                        self.mem.baseline))
+        replies = f.read_all_replies(30 * SLOW)
+        self.assertEqual(replies, [b'{"type":"ack","seq":%d}' % s
+                                   for s in range(1, f.complete + 1)])
         self.settle()
 
 
