@@ -91,5 +91,33 @@ class PingFloodTest(HostileTestCase):
         self.settle()
 
 
+class RecordFloodTest(HostileTestCase):
+    MAX_RATE = 100
+    gw_options = {"stats_interval": 1, "max_rate": MAX_RATE}
+    agent_kwargs = {"rate": 40}  # the good agent stays below max_rate
+
+    def test_a_device_past_max_rate_is_read_more_slowly(self):
+        n = 400
+        f = Flooder(self.gw.port, "myrio-02", "pw-02", record_lines)
+        self.addCleanup(f.close)
+        t0 = time.monotonic()
+        while f.lines_made < n or f.pending:  # all at once (it reads nothing meanwhile)
+            f.send_some(n)
+            if f.pending:
+                wait_until(lambda: f.send_some(n) or not f.pending, 10 * SLOW,
+                           "the gateway to take more of the flood")
+        replies = f.read_all_replies(30 * SLOW)
+        took = time.monotonic() - t0
+        self.assertEqual(replies, [b'{"type":"ack","seq":%d}' % s for s in range(1, n + 1)])
+        # A second's worth at once, then MAX_RATE a second.
+        floor = (n - self.MAX_RATE) / float(self.MAX_RATE)
+        self.assertGreaterEqual(took, floor * 0.9, "%d records in %.2f s" % (n, took))
+        st = self.stats(lambda d: d["rate_limited"] > 0, "rate_limited")
+        self.figure("%d records at once with max_rate %d: all acked in %.2f s (floor %.1f s); "
+                    "rate_limited %d; the good agent at 40/s kept its pace" % (
+                        n, self.MAX_RATE, took, floor, st["rate_limited"]))
+        self.settle(max_latency=1.0 * SLOW)
+
+
 if __name__ == "__main__":
     unittest.main()
