@@ -1,11 +1,15 @@
 /* eds-gateway: command line, configuration, then the server. */
+#include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "eds_conf.h"
 #include "eds_log.h"
 #include "eds_passwd.h"
+#include "eds_tls.h"
 #include "gw_config.h"
 #include "gw_schemas.h"
 #include "gw_server.h"
@@ -55,8 +59,28 @@ static int check_files(const gw_config *cfg, eds_error *err)
             fprintf(stderr, "eds-gateway: warning: %s is readable by every user\n",
                     cfg->password_file);
         eds_passwd_destroy(pw);
+        if (rc != EDS_OK)
+            return rc;
     }
-    return rc;
+    bool tls = false;
+    for (size_t i = 0; i < cfg->n_listeners; i++)
+        tls |= cfg->listeners[i].tls;
+    if (tls) { /* certificate, key and CA load as the server would load them */
+        eds_tls_server_opts o = {cfg->certfile, cfg->keyfile, cfg->cafile,
+                                 cfg->require_certificate};
+        eds_tls_ctx *ctx = NULL;
+        rc = eds_tls_server_ctx_create(&o, &ctx, err);
+        eds_tls_ctx_destroy(ctx);
+        if (rc != EDS_OK)
+            return rc;
+    }
+    if (cfg->broker_password_file && access(cfg->broker_password_file, R_OK) != 0)
+        return eds_error_set(err, EDS_ERR_IO, "broker_password_file %s: %s",
+                             cfg->broker_password_file, strerror(errno));
+    /* state_dir must exist (or be creatable by the service) and be writable. */
+    if (access(cfg->state_dir, W_OK | X_OK) != 0 && errno != ENOENT)
+        return eds_error_set(err, EDS_ERR_IO, "state_dir %s: %s", cfg->state_dir, strerror(errno));
+    return EDS_OK;
 }
 
 int main(int argc, char **argv)
