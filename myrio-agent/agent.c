@@ -386,14 +386,24 @@ static void on_welcome(eds_agent *a, const eds_msg *m)
     a->stats.connects++;
     agent_backoff_reset(&a->bo);
     uint64_t last = m->last_seq;
-    uint64_t skipped = agq_drop_upto(&a->q, last);
     if (last >= a->next_seq) {
         eds_log_warning("gateway says seq %" PRIu64 " of stream %s was handled, but this agent "
                         "only reached %" PRIu64 ": another agent may share this device id and "
-                        "stream; continuing after it",
+                        "stream (or a fixed stream without a spool restarted); continuing "
+                        "after it",
                         last, a->stream, a->next_seq - 1);
         a->next_seq = last + 1;
+        if (!a->spool && a->q.count > 0) {
+            /* The gateway counted seqs this agent never reached: what it says about them
+             * is not about these records. Keep them, numbered after last_seq (at worst a
+             * duplicate, never a silent loss). */
+            eds_log_warning("resending the %zu queued records as seq %" PRIu64 "..%" PRIu64,
+                            a->q.count, last + 1, last + a->q.count);
+            agq_renumber(&a->q, last + 1);
+            a->next_seq = last + 1 + a->q.count;
+        }
     }
+    uint64_t skipped = agq_drop_upto(&a->q, last);
     if (a->spool) {
         uint64_t before = spool_unread(a->spool);
         eds_error err;

@@ -97,3 +97,9 @@ size_t agq_drop_upto(agent_queue *q, uint64_t upto)
         n += agq_pop(q);
     return n;
 }
+
+void agq_renumber(agent_queue *q, uint64_t first)
+{
+    for (size_t i = 0; i < q->count; i++)
+        q->ring[(q->head + i) % q->cap].seq = first + i;
+}

@@ -332,6 +332,34 @@ static void test_welcome_last_seq_drops_handled(void **state)
     assert_int_equal(st.acked, 2);
 }
 
+/* Regression: with a fixed stream and no spool, a second run starts again at seq 1 while
+ * the gateway already has a higher last_seq for that stream. The records this run queued
+ * were never sent: they must go out (numbered after last_seq), not be dropped as handled. */
+static void test_welcome_beyond_own_seq_keeps_memory_records(void **state)
+{
+    fixture *f = *state;
+    f->cfg.stream = "feed01";
+    create_agent(f);
+    for (int i = 1; i <= 3; i++)
+        send_record(f, i);
+    gw_session(f, 1000);
+    int sample;
+    for (int want = 1; want <= 3; want++) {
+        assert_int_equal(gw_data(f, &sample), (uint64_t)(1000 + want));
+        assert_int_equal(sample, want);
+    }
+    gw_send(f, "{\"type\":\"ack\",\"seq\":1001}\n{\"type\":\"ack\",\"seq\":1002}\n"
+               "{\"type\":\"ack\",\"seq\":1003}\n");
+    RUN_UNTIL(f, eds_agent_pending(f->a) == 0);
+    send_record(f, 4); /* the counter continues after them */
+    assert_int_equal(gw_data(f, &sample), 1004);
+    assert_int_equal(sample, 4);
+    eds_agent_stats st;
+    eds_agent_get_stats(f->a, &st);
+    assert_int_equal(st.acked, 3);
+    assert_int_equal(st.welcome_skipped, 0);
+}
+
 static void test_nack_drops_record(void **state)
 {
     fixture *f = *state;
@@ -702,6 +730,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hello_carries_device_password_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_window_order_and_acks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_welcome_last_seq_drops_handled, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_welcome_beyond_own_seq_keeps_memory_records, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_nack_drops_record, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reconnect_resends_unacked_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cmd_handed_over_then_acked, setup, teardown),
