@@ -5,12 +5,17 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#ifdef __linux__
+#include <linux/sock_diag.h>
+#endif
 
 #define MAX_TCP_CLIENTS 8
 #define UDP_BATCH 64   /* datagrams read per iteration, so one source cannot starve others */
@@ -44,6 +49,7 @@ struct agent_inputs {
     uint64_t sim_due_ms, sim_last_ms;
     uint64_t accepted;
     uint64_t udp_dropped, too_long;
+    uint32_t udp_kernel_drops; /* the socket's drop counter, as last seen */
     bool stopped;
     /* which fds were handed to poll, in order */
     enum { FD_STDIN, FD_TCP, FD_UDP, FD_CLIENT } kinds[2 + 1 + MAX_TCP_CLIENTS];
@@ -134,6 +140,10 @@ int inputs_open(const agent_inputs_config *cfg, agent_accept_fn fn, void *ctx, a
         if (rc < 0)
             goto fail;
         in->udp_fd = rc;
+#ifdef SO_RXQ_OVFL
+        int on = 1;
+        setsockopt(in->udp_fd, SOL_SOCKET, SO_RXQ_OVFL, &on, sizeof(on));
+#endif
         eds_log_info("reading JSON datagrams from udp 127.0.0.1:%d", cfg->udp_port);
     }
     if (cfg->simulate > 0) {
@@ -149,6 +159,8 @@ fail:
     return rc;
 }
 
+static void poll_kernel_drops(agent_inputs *in);
+
 void inputs_stop(agent_inputs *in)
 {
     src_close(&in->in_stdin);
@@ -156,6 +168,7 @@ void inputs_stop(agent_inputs *in)
         src_close(&in->clients[i]);
     if (in->tcp_fd >= 0)
         close(in->tcp_fd);
+    poll_kernel_drops(in);
     if (in->udp_fd >= 0)
         close(in->udp_fd);
     in->tcp_fd = in->udp_fd = -1;
@@ -308,12 +321,62 @@ static void tcp_accept(agent_inputs *in)
     }
 }
 
+/* Counts datagrams the kernel dropped (receive buffer full while the agent was busy):
+ * total is the socket's cumulative drop counter. */
+static void note_kernel_drops(agent_inputs *in, uint32_t total)
+{
+    uint32_t d = total - in->udp_kernel_drops;
+    if (d == 0 || d > 0x7fffffffu)
+        return;
+    in->udp_kernel_drops = total;
+    uint64_t before = in->udp_dropped;
+    in->udp_dropped += d;
+    if (before == 0 || before / 1000 != in->udp_dropped / 1000)
+        eds_log_warning("udp input: %" PRIu32 " datagrams dropped by the kernel (the agent did "
+                        "not read them in time), %llu dropped so far",
+                        d, (unsigned long long)in->udp_dropped);
+}
+
+/* The socket's drop counter now (also drops after the last datagram read). */
+static void poll_kernel_drops(agent_inputs *in)
+{
+#if defined(SO_MEMINFO) && defined(SK_MEMINFO_DROPS)
+    uint32_t mem[SK_MEMINFO_VARS];
+    socklen_t len = sizeof(mem);
+    if (in->udp_fd >= 0 && getsockopt(in->udp_fd, SOL_SOCKET, SO_MEMINFO, mem, &len) == 0 &&
+        len >= (SK_MEMINFO_DROPS + 1) * sizeof(uint32_t))
+        note_kernel_drops(in, mem[SK_MEMINFO_DROPS]);
+#else
+    (void)in;
+#endif
+}
+
 static void udp_read(agent_inputs *in)
 {
     for (int i = 0; i < UDP_BATCH && in->udp_fd >= 0; i++) {
-        ssize_t n = recv(in->udp_fd, in->dgram, in->cfg.max_line, MSG_TRUNC);
+        struct iovec iov = {.iov_base = in->dgram, .iov_len = in->cfg.max_line};
+        union {
+            char buf[CMSG_SPACE(sizeof(uint32_t))];
+            struct cmsghdr align;
+        } ctl;
+        struct msghdr mh;
+        memset(&mh, 0, sizeof(mh));
+        mh.msg_iov = &iov;
+        mh.msg_iovlen = 1;
+        mh.msg_control = ctl.buf;
+        mh.msg_controllen = sizeof(ctl.buf);
+        ssize_t n = recvmsg(in->udp_fd, &mh, MSG_TRUNC);
         if (n < 0)
-            return;
+            break;
+#ifdef SO_RXQ_OVFL
+        for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+            if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SO_RXQ_OVFL) {
+                uint32_t total;
+                memcpy(&total, CMSG_DATA(cm), sizeof(total));
+                note_kernel_drops(in, total);
+            }
+        }
+#endif
         size_t len = (size_t)n;
         if (len >= in->cfg.max_line) {
             in->too_long++;
@@ -335,6 +398,7 @@ static void udp_read(agent_inputs *in)
                                 (unsigned long long)in->udp_dropped);
         }
     }
+    poll_kernel_drops(in);
 }
 
 static void sim_run(agent_inputs *in, uint64_t now)

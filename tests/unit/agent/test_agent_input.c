@@ -121,6 +121,16 @@ static int free_port(int type)
     return ntohs(sa.sin_port);
 }
 
+static struct sockaddr_in loopback_addr(int port)
+{
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return sa;
+}
+
 static void test_stdin_framing(void **state)
 {
     collector c = {0};
@@ -208,11 +218,7 @@ static void test_udp_datagrams_and_drops(void **state)
     agent_inputs_config cfg = {.udp_port = port};
     agent_inputs *in = open_inputs(&cfg, &c);
     int s = socket(AF_INET, SOCK_DGRAM, 0);
-    struct sockaddr_in sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct sockaddr_in sa = loopback_addr(port);
     const char *d[] = {"{\"u\":1}", "{\"u\":2}\n", "{\"u\":\n3}"};
     for (int i = 0; i < 3; i++)
         assert_int_equal(sendto(s, d[i], strlen(d[i]), 0, (struct sockaddr *)&sa, sizeof(sa)),
@@ -227,6 +233,55 @@ static void test_udp_datagrams_and_drops(void **state)
     PUMP_UNTIL(in, inputs_udp_dropped(in) == 2);
     assert_int_equal(c.n, 3);
     assert_true(inputs_active(in)); /* UDP never ends by itself */
+    close(s);
+    inputs_close(in);
+}
+
+static int count_only(void *ctx, const char *json, size_t len)
+{
+    (void)json;
+    (void)len;
+    (*(size_t *)ctx)++;
+    return EDS_OK;
+}
+
+/* Regression: datagrams the kernel dropped because the agent was busy (its socket's
+ * receive buffer overflowed) were not counted: every datagram sent must end up either
+ * accepted or in the udp dropped count. */
+static void test_udp_kernel_drops_counted(void **state)
+{
+    (void)state;
+    size_t accepted = 0;
+    int port = free_port(SOCK_DGRAM);
+    agent_inputs_config cfg = {.udp_port = port, .max_line = 4096};
+    agent_inputs *in = NULL;
+    eds_error err;
+    eds_error_clear(&err);
+    assert_int_equal(inputs_open(&cfg, count_only, &accepted, &in, &err), EDS_OK);
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in sa = loopback_addr(port);
+    char rec[600];
+    memset(rec, ' ', sizeof(rec));
+    memcpy(rec, "{\"u\":1}", 7);
+    const size_t total = 4000;         /* about 3 MB: far beyond a default receive buffer */
+    for (size_t i = 0; i < total; i++) /* the agent is busy meanwhile: nothing reads */
+        assert_int_equal(sendto(s, rec, sizeof(rec), 0, (struct sockaddr *)&sa, sizeof(sa)),
+                         (ssize_t)sizeof(rec));
+    /* Drops at the very end of the burst are reported with the next datagram that gets
+     * in: while nothing is left to read, send one more. */
+    size_t sent = total;
+    uint64_t deadline = mono_ms() + 5000;
+    while (accepted + inputs_udp_dropped(in) < sent && mono_ms() < deadline) {
+        size_t before = accepted;
+        pump(in, 20);
+        if (accepted == before && accepted + inputs_udp_dropped(in) < sent) {
+            assert_int_equal(sendto(s, rec, sizeof(rec), 0, (struct sockaddr *)&sa, sizeof(sa)),
+                             (ssize_t)sizeof(rec));
+            sent++;
+        }
+    }
+    assert_true(inputs_udp_dropped(in) > 0);
+    assert_int_equal(accepted + inputs_udp_dropped(in), sent);
     close(s);
     inputs_close(in);
 }
@@ -285,6 +340,7 @@ int main(void)
         cmocka_unit_test(test_overlong_line_skipped),
         cmocka_unit_test(test_count_closes_inputs),
         cmocka_unit_test(test_udp_datagrams_and_drops),
+        cmocka_unit_test(test_udp_kernel_drops_counted),
         cmocka_unit_test(test_tcp_lines_split_across_writes),
         cmocka_unit_test(test_simulator_rate_and_count),
     };
