@@ -5,6 +5,11 @@
 
 #include "eds_proto.h"
 
+#define GW_DEFAULT_BROKER_HOST "127.0.0.1"
+#define GW_DEFAULT_TOPIC_PREFIX "energy"
+#define GW_DEFAULT_STATE_DIR "/var/lib/eds-gateway"
+#define GW_DEFAULT_LOG_LEVEL "notice"
+
 #define GW_TOPIC_PREFIX_MAX 256
 
 static int parse_port(const char *s, int *out)
@@ -111,7 +116,7 @@ static const eds_conf_opt options[] = {
      "Records per device held between arrival and ack; past it the gateway stops reading."},
     {"max_inflight", EDS_CONF_SIZE, OFF(max_inflight), 1, 65000, NULL, "N",
      "Publishes outstanding at the broker, all devices together."},
-    {"max_pending_bytes", EDS_CONF_SIZE, OFF(max_pending_bytes), 65536, 0, NULL, "BYTES",
+    {"max_pending_bytes", EDS_CONF_SIZE, OFF(max_pending_bytes), 65536, 1LL << 40, NULL, "BYTES",
      "Memory for records waiting for the broker, all devices; past it reading pauses."},
     {"max_held_cmds", EDS_CONF_INT, OFF(max_held_cmds), 0, 100000, NULL, "N",
      "Downlink commands held per offline device (oldest dropped past it)."},
@@ -161,6 +166,13 @@ void gw_config_init(gw_config *c)
     c->max_devices = 100000;
     c->stats_interval = 10;
     c->shutdown_timeout = 5;
+    /* String defaults are owned like any value (a file or flag replaces and
+     * frees them), so --help can show them; gw_config_finish fills any that
+     * an allocation failure left NULL. */
+    c->broker_host = strdup(GW_DEFAULT_BROKER_HOST);
+    c->topic_prefix = strdup(GW_DEFAULT_TOPIC_PREFIX);
+    c->state_dir = strdup(GW_DEFAULT_STATE_DIR);
+    c->log_level = strdup(GW_DEFAULT_LOG_LEVEL);
 }
 
 static int set_default(char **field, const char *value)
@@ -187,8 +199,10 @@ int gw_config_finish(gw_config *c, eds_error *err)
         c->listeners[0].port = EDS_DEFAULT_PORT;
         c->n_listeners = 1;
     }
-    if (set_default(&c->broker_host, "127.0.0.1") || set_default(&c->topic_prefix, "energy") ||
-        set_default(&c->state_dir, "/var/lib/eds-gateway") || set_default(&c->log_level, "notice"))
+    if (set_default(&c->broker_host, GW_DEFAULT_BROKER_HOST) ||
+        set_default(&c->topic_prefix, GW_DEFAULT_TOPIC_PREFIX) ||
+        set_default(&c->state_dir, GW_DEFAULT_STATE_DIR) ||
+        set_default(&c->log_level, GW_DEFAULT_LOG_LEVEL))
         return EDS_ERR_NOMEM;
     const char *p = c->topic_prefix;
     if (!*p || strpbrk(p, "+#") || p[strlen(p) - 1] == '/')

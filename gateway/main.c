@@ -41,7 +41,8 @@ static void usage(FILE *out, const gw_config *defaults)
             "Options:\n");
     eds_conf_print_help(out, gw_config_options(), defaults);
     fprintf(out, "\nExit status: 0 after a clean stop (SIGTERM/SIGINT), 2 on a configuration "
-                 "error, 1 on other errors.\nSIGHUP reloads the schemas and the password file.\n");
+                 "error, 1 on other errors.\nSIGHUP reloads the schemas, the password file\nand "
+                 "the TLS certificates.\n");
 }
 
 /* --check: every file the configuration names must load. */
@@ -77,17 +78,28 @@ static int check_files(const gw_config *cfg, eds_error *err)
     if (cfg->broker_password_file && access(cfg->broker_password_file, R_OK) != 0)
         return eds_error_set(err, EDS_ERR_IO, "broker_password_file %s: %s",
                              cfg->broker_password_file, strerror(errno));
-    /* state_dir must exist (or be creatable by the service) and be writable. */
-    if (access(cfg->state_dir, W_OK | X_OK) != 0 && errno != ENOENT)
-        return eds_error_set(err, EDS_ERR_IO, "state_dir %s: %s", cfg->state_dir, strerror(errno));
+    /* state_dir must be writable, or creatable: then its parent must be. */
+    if (access(cfg->state_dir, W_OK | X_OK) != 0) {
+        int saved = errno;
+        char parent[4096];
+        snprintf(parent, sizeof(parent), "%s", cfg->state_dir);
+        char *slash = strrchr(parent, '/');
+        if (slash == parent)
+            slash[1] = '\0';
+        else if (slash)
+            *slash = '\0';
+        else
+            snprintf(parent, sizeof(parent), ".");
+        if (saved != ENOENT || access(parent, W_OK | X_OK) != 0)
+            return eds_error_set(err, EDS_ERR_IO, "state_dir %s: %s", cfg->state_dir,
+                                 strerror(saved == ENOENT ? errno : saved));
+    }
     return EDS_OK;
 }
 
 int main(int argc, char **argv)
 {
-    gw_config cfg, defaults;
-    gw_config_init(&cfg);
-    gw_config_init(&defaults);
+    gw_config cfg;
     const char *config_path = NULL;
     int verbose = 0, check = 0;
     eds_error err;
@@ -97,7 +109,10 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            gw_config defaults;
+            gw_config_init(&defaults);
             usage(stdout, &defaults);
+            gw_config_free(&defaults);
             return 0;
         } else if (!strcmp(a, "--version")) {
             printf("eds-gateway %s\n", EDS_VERSION);
@@ -110,6 +125,7 @@ int main(int argc, char **argv)
             config_path = argv[i];
         }
     }
+    gw_config_init(&cfg); /* owns its strings from here: every exit frees it */
     if (config_path && eds_conf_load_file(config_path, gw_config_options(), &cfg, &err) != EDS_OK) {
         fprintf(stderr, "eds-gateway: %s\n", err.msg);
         gw_config_free(&cfg);

@@ -88,7 +88,7 @@ wait_port() { # port seconds what
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 # ---- broker: the project's mosquitto.conf (tests/integration/edsrig.py adapts it) ----
-# One change: max_queued_messages 1000000. With the project's 10000, Debian's mosquitto
+# max_queued_messages 1000000, as broker-config has it now. With 10000, Debian's mosquitto
 # 2.0.11 (2.0.11-1.2+deb12u2) dropped QoS 1 messages for a subscriber that was only a few
 # hundred messages behind (see docs/performance.md), which would measure drops, not speed.
 BROKER_EXTRA=${BROKER_EXTRA:-max_queued_messages 1000000}
