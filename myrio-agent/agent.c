@@ -41,8 +41,9 @@
 
 #define RX_CHUNK 16384
 #define CMDQ_CAP 256
-#define CMDQ_PAUSE 128 /* stop reading the gateway while this many commands wait */
-#define OUT_SLACK 1024 /* room kept free in the output buffer for acks and pings */
+#define CMDQ_PAUSE 128          /* stop reading the gateway while this many commands wait */
+#define OUT_SLACK 1024          /* room kept free in the output buffer for acks and pings */
+#define OUT_CTRL_MAX (1u << 20) /* growth allowed beyond that for acks and pings */
 #define FATAL_BACKOFF_MS 60000
 #define ACKED_FLUSH_MS                                                                             \
     30000 /* persist the acked marker this often (flash wear; welcome corrects) */
@@ -75,6 +76,7 @@ struct eds_agent {
     char *rx;
     char *out;
     size_t out_len, out_cap;
+    size_t out_base;      /* data lines fill the output buffer up to out_base - OUT_SLACK */
     uint64_t deadline_ms; /* connect + welcome */
     uint64_t last_rx_ms, ping_sent_ms;
     bool ping_out;
@@ -276,6 +278,20 @@ static int accept_record(void *ctx, const char *json, size_t len)
 
 static void out_append(eds_agent *a, const char *line, size_t len)
 {
+    if (a->out_len + len > a->out_cap && a->out_len + len <= a->out_base + OUT_CTRL_MAX) {
+        /* Control lines are never dropped for want of room (a lost command ack stalls the
+         * gateway's commands): grow, within a bound against a gateway that never reads. */
+        size_t cap = 2 * a->out_cap;
+        if (cap < a->out_len + len)
+            cap = a->out_len + len;
+        if (cap > a->out_base + OUT_CTRL_MAX)
+            cap = a->out_base + OUT_CTRL_MAX;
+        char *grown = realloc(a->out, cap);
+        if (grown) {
+            a->out = grown;
+            a->out_cap = cap;
+        }
+    }
     if (a->out_len + len <= a->out_cap) {
         memcpy(a->out + a->out_len, line, len);
         a->out_len += len;
@@ -585,9 +601,9 @@ static void fill_output(eds_agent *a)
         return;
     const agq_rec *r;
     while (a->q.sent < (size_t)a->cfg.window && (r = agq_next_unsent(&a->q)) != NULL) {
-        size_t room = a->out_cap - OUT_SLACK - a->out_len;
-        if (a->out_len + OUT_SLACK >= a->out_cap)
+        if (a->out_len + OUT_SLACK >= a->out_base)
             break;
+        size_t room = a->out_base - OUT_SLACK - a->out_len;
         size_t n = eds_fmt_data(a->out + a->out_len, room, r->seq, r->data, r->len);
         if (n == 0)
             break;
@@ -1044,7 +1060,7 @@ int eds_agent_create(const eds_agent_config *cfg, eds_agent **out, eds_error *er
         a->cfg.window = (int)a->cfg.queue_max;
     a->scratch = malloc(a->cfg.max_line + 64);
     a->rx = malloc(RX_CHUNK);
-    a->out_cap = 2 * a->cfg.max_line + 4 * OUT_SLACK;
+    a->out_cap = a->out_base = 2 * a->cfg.max_line + 4 * OUT_SLACK;
     a->out = malloc(a->out_cap);
     if (!a->scratch || !a->rx || !a->out) {
         rc = eds_error_set(err, EDS_ERR_NOMEM, "out of memory");

@@ -436,6 +436,64 @@ static void test_cmd_handed_over_then_acked(void **state)
     assert_int_equal(id, 8);
 }
 
+/* Regression: while the gateway is slow to read (the agent's output buffer full of data
+ * lines), the acks of commands taken meanwhile were dropped ("output buffer full"): the
+ * gateway then holds them unacked (its command flow stalls at 64) and sends them again
+ * after a reconnect. Every command taken must be acked. */
+static void test_cmd_acks_not_lost_while_output_full(void **state)
+{
+    fixture *f = *state;
+    enum { NREC = 80000, NCMD = 64 };
+    int small = 4096;
+    assert_int_equal(setsockopt(f->gw.lfd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+    f->cfg.schema = NULL;
+    f->cfg.max_line = 4096;
+    f->cfg.window = NREC;
+    f->cfg.queue_max = NREC;
+    create_agent(f);
+    gw_session(f, 0);
+    static char rec[100];
+    memset(rec, 'x', sizeof(rec));
+    memcpy(rec, "{\"pad\":\"", 8);
+    memcpy(rec + sizeof(rec) - 2, "\"}", 2);
+    eds_error err;
+    for (int i = 0; i < NREC; i++)
+        assert_int_equal(eds_agent_send(f->a, rec, sizeof(rec), &err), EDS_OK);
+    /* 8 MB for a gateway that does not read: the socket and the output buffer fill
+     * (each round adds at most one output buffer, 12 KiB) */
+    for (int i = 0; i < 3000; i++)
+        assert_int_equal(eds_agent_poll(f->a, 0), EDS_OK);
+    for (int id = 1; id <= NCMD; id++)
+        gw_sendf(f, "{\"type\":\"cmd\",\"id\":%d,\"data\":{}}\n", id);
+    char buf[64];
+    int64_t id = 0;
+    int taken = 0;
+    uint64_t end = mono_ms() + DEADLINE_MS;
+    while (taken < NCMD && mono_ms() < end) {
+        assert_int_equal(eds_agent_poll(f->a, 5), EDS_OK);
+        while (eds_agent_next_cmd(f->a, buf, sizeof(buf), &id) > 0)
+            assert_int_equal(id, ++taken);
+    }
+    assert_int_equal(taken, NCMD);
+    int big = 1 << 20;
+    assert_int_equal(setsockopt(f->gw.cfd, SOL_SOCKET, SO_RCVBUF, &big, sizeof(big)), 0);
+    /* the gateway catches up: every command's ack arrives, in order */
+    static char line[8192];
+    int acks = 0, data = 0;
+    while (acks < NCMD) {
+        if (gw_line_within(f, line, sizeof(line), DEADLINE_MS) != 0)
+            fail_msg("%d of %d command acks arrived (%d data lines)", acks, NCMD, data);
+        if (strncmp(line, "{\"type\":\"ack\",", 14) == 0) {
+            char want[64];
+            snprintf(want, sizeof(want), "{\"type\":\"ack\",\"id\":%d}", acks + 1);
+            assert_string_equal(line, want);
+            acks++;
+        } else {
+            data++;
+        }
+    }
+}
+
 static void test_ping_and_dead_connection(void **state)
 {
     fixture *f = *state;
@@ -735,6 +793,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_nack_drops_record, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reconnect_resends_unacked_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cmd_handed_over_then_acked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cmd_acks_not_lost_while_output_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ping_and_dead_connection, setup, teardown),
         cmocka_unit_test_setup_teardown(test_auth_failed_backs_off_long, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replaced_reconnects_after_the_longest_delay, setup,
