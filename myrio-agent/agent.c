@@ -70,8 +70,9 @@ struct eds_agent {
 
     enum conn_state st;
     agent_conn *conn;
-    eds_tls_ctx *tls; /* NULL: plain TCP */
-    uint64_t gen;     /* connection counter */
+    eds_tls_ctx *tls;  /* NULL: plain TCP */
+    uint64_t gen;      /* connection counter */
+    uint64_t sent_max; /* highest seq sent on any connection of this process */
     eds_framer fr;
     char *rx;
     char *out;
@@ -402,22 +403,30 @@ static void on_welcome(eds_agent *a, const eds_msg *m)
     a->stats.connects++;
     agent_backoff_reset(&a->bo);
     uint64_t last = m->last_seq;
+    if (!a->spool && last > a->sent_max) {
+        /* Without a spool the records this process has not sent yet (seq > sent_max)
+         * cannot be among those the gateway handled: its count comes from another run
+         * on this stream (a fixed stream restarts at seq 1) or another agent. Keep them,
+         * numbered after last_seq: at worst a duplicate, never a silent loss. */
+        size_t i = 0;
+        while (i < a->q.count && agq_at(&a->q, i)->seq <= a->sent_max)
+            i++;
+        size_t n = a->q.count - i;
+        if (n > 0 && agq_at(&a->q, i)->seq <= last) {
+            eds_log_warning("gateway has up to seq %" PRIu64 " of stream %s, beyond what this "
+                            "agent sent (%" PRIu64 "): sending its %zu unsent records as seq "
+                            "%" PRIu64 "..%" PRIu64,
+                            last, a->stream, a->sent_max, n, last + 1, last + n);
+            agq_renumber(&a->q, i, last + 1);
+            a->next_seq = last + 1 + n;
+        }
+    }
     if (last >= a->next_seq) {
         eds_log_warning("gateway says seq %" PRIu64 " of stream %s was handled, but this agent "
                         "only reached %" PRIu64 ": another agent may share this device id and "
-                        "stream (or a fixed stream without a spool restarted); continuing "
-                        "after it",
+                        "stream; continuing after it",
                         last, a->stream, a->next_seq - 1);
         a->next_seq = last + 1;
-        if (!a->spool && a->q.count > 0) {
-            /* The gateway counted seqs this agent never reached: what it says about them
-             * is not about these records. Keep them, numbered after last_seq (at worst a
-             * duplicate, never a silent loss). */
-            eds_log_warning("resending the %zu queued records as seq %" PRIu64 "..%" PRIu64,
-                            a->q.count, last + 1, last + a->q.count);
-            agq_renumber(&a->q, last + 1);
-            a->next_seq = last + 1 + a->q.count;
-        }
     }
     uint64_t skipped = agq_drop_upto(&a->q, last);
     if (a->spool) {
@@ -609,6 +618,8 @@ static void fill_output(eds_agent *a)
             break;
         a->out_len += n;
         agq_mark_sent(&a->q);
+        if (r->seq > a->sent_max)
+            a->sent_max = r->seq;
     }
 }
 

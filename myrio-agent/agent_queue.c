@@ -98,8 +98,8 @@ size_t agq_drop_upto(agent_queue *q, uint64_t upto)
     return n;
 }
 
-void agq_renumber(agent_queue *q, uint64_t first)
+void agq_renumber(agent_queue *q, size_t i, uint64_t first)
 {
-    for (size_t i = 0; i < q->count; i++)
-        q->ring[(q->head + i) % q->cap].seq = first + i;
+    for (; i < q->count; i++)
+        q->ring[(q->head + i) % q->cap].seq = first++;
 }

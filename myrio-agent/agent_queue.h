@@ -60,8 +60,9 @@ size_t agq_pop(agent_queue *q);
 /* Drops head records with seq <= upto; returns how many. */
 size_t agq_drop_upto(agent_queue *q, uint64_t upto);
 
-/* Numbers the records first, first + 1, ... from the head (keeping their order). */
-void agq_renumber(agent_queue *q, uint64_t first);
+/* Numbers the records from the i-th (from the head) on first, first + 1, ... (keeping
+ * their order; first must be above the seq of the record before the i-th). */
+void agq_renumber(agent_queue *q, size_t i, uint64_t first);
 
 /* Seq of the newest record, or 0 when empty. */
 uint64_t agq_tail_seq(const agent_queue *q);
