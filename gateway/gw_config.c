@@ -120,6 +120,9 @@ static const eds_conf_opt options[] = {
      "Memory for records waiting for the broker, all devices; past it reading pauses."},
     {"max_held_cmds", EDS_CONF_INT, OFF(max_held_cmds), 0, 100000, NULL, "N",
      "Downlink commands held per offline device (oldest dropped past it)."},
+    {"max_held_bytes", EDS_CONF_SIZE, OFF(max_held_bytes), 0, 1LL << 40, NULL, "BYTES",
+     "Memory for downlink commands not yet acked, all devices together; past it new ones are "
+     "dropped."},
     {"max_devices", EDS_CONF_INT, OFF(max_devices), 1, 10000000, NULL, "N",
      "Devices the gateway keeps state for."},
     {"state_dir", EDS_CONF_STRING, OFF(state_dir), 0, 0, NULL, "DIR",
@@ -163,6 +166,7 @@ void gw_config_init(gw_config *c)
     c->max_inflight = 256; /* bench_paho: 16..256 equal, 1024 slower */
     c->max_pending_bytes = 64 * 1024 * 1024;
     c->max_held_cmds = 100;
+    c->max_held_bytes = 16 * 1024 * 1024;
     c->max_devices = 100000;
     c->stats_interval = 10;
     c->shutdown_timeout = 5;

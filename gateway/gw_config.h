@@ -53,6 +53,7 @@ typedef struct gw_config {
     size_t max_inflight; /* publishes outstanding at the broker, all devices */
     size_t max_pending_bytes;
     int max_held_cmds;
+    size_t max_held_bytes;
     int max_devices;
     char *state_dir;
     double stats_interval;

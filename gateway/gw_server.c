@@ -173,6 +173,9 @@ struct gw_server {
     gw_device *jlist;                     /* devices to journal at the end of the batch */
     gw_device *status_head, *status_tail; /* statuses to publish, oldest first */
     int64_t next_compact_ms;
+    size_t held_bytes;        /* commands owned by the gateway (held or unacked) */
+    int64_t next_drop_log_ms; /* command drops are logged at most every 10 s */
+    uint64_t drops_unlogged;
     gw_schemas *schemas;
     eds_passwd *passwd;
     eds_tls_ctx *tls_ctx;
@@ -634,11 +637,33 @@ static void deliver_cmds(gw_server *s, gw_conn *c)
     }
 }
 
+/* Counts a dropped command; logs drops at most every 10 s, so a flood of
+ * commands cannot flood the log too. */
+static void cmd_dropped(gw_server *s, const char *why, const char *device)
+{
+    s->st.cmds_dropped++;
+    int64_t now = now_ms();
+    if (now < s->next_drop_log_ms) {
+        s->drops_unlogged++;
+        return;
+    }
+    eds_log_warning("command for %s dropped: %s (%" PRIu64 " more dropped since the last warning)",
+                    device, why, s->drops_unlogged);
+    s->drops_unlogged = 0;
+    s->next_drop_log_ms = now + 10000;
+}
+
+static void cmd_free(gw_server *s, gw_cmd *cmd)
+{
+    s->held_bytes -= sizeof(*cmd) + cmd->len;
+    free(cmd);
+}
+
 static void hold_cmd(gw_server *s, gw_device *d, gw_cmd *cmd)
 {
     if (s->cfg->max_held_cmds == 0) {
-        free(cmd);
-        s->st.cmds_dropped++;
+        cmd_free(s, cmd);
+        cmd_dropped(s, "max_held_cmds is 0", d->id);
         return;
     }
     while (d->n_held >= (uint32_t)s->cfg->max_held_cmds) {
@@ -647,10 +672,8 @@ static void hold_cmd(gw_server *s, gw_device *d, gw_cmd *cmd)
         if (!d->held)
             d->held_tail = NULL;
         d->n_held--;
-        free(old);
-        s->st.cmds_dropped++;
-        eds_log_warning("%s: held commands over max_held_cmds (%d): dropped the oldest", d->id,
-                        s->cfg->max_held_cmds);
+        cmd_free(s, old);
+        cmd_dropped(s, "over max_held_cmds, the oldest", d->id);
     }
     cmd->next = NULL;
     if (d->held_tail)
@@ -712,14 +735,22 @@ static void on_mqtt_message(gw_server *s, const gw_pub_event *ev)
         s->st.cmds_dropped++;
         return;
     }
+    /* All commands the gateway owns are bounded in bytes: the broker lets
+     * any local reader write P/+/cmd, also for ids that never connect. */
+    if (s->held_bytes + sizeof(gw_cmd) + n > s->cfg->max_held_bytes) {
+        free(compact);
+        cmd_dropped(s, "max_held_bytes reached", id);
+        return;
+    }
     gw_cmd *cmd = malloc(sizeof(*cmd) + n + 1);
     gw_device *d = cmd ? device_get(s, id) : NULL;
     if (!d) {
         free(cmd);
         free(compact);
-        s->st.cmds_dropped++;
+        cmd_dropped(s, "out of memory or max_devices", id);
         return;
     }
+    s->held_bytes += sizeof(*cmd) + n;
     cmd->len = n;
     memcpy(cmd->json, compact, n + 1);
     free(compact);
@@ -737,7 +768,7 @@ static void on_cmd_ack(gw_server *s, gw_conn *c, int64_t id)
             if (c->unacked_tail == cmd)
                 c->unacked_tail = prev;
             c->n_unacked--;
-            free(cmd);
+            cmd_free(s, cmd);
             deliver_cmds(s, c);
             return;
         }
@@ -904,7 +935,7 @@ static void free_conn(gw_server *s, gw_conn *c)
     eds_framer_free(&c->framer);
     while (c->unacked) {
         gw_cmd *n = c->unacked->next;
-        free(c->unacked);
+        cmd_free(s, c->unacked);
         c->unacked = n;
     }
     free(c->out);
