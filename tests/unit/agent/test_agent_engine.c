@@ -336,6 +336,19 @@ static void test_welcome_last_seq_drops_handled(void **state)
     assert_int_equal(st.acked, 2);
 }
 
+/* Reads samples 1..n as seqs last_seq + 1.., acks each, until nothing is pending. */
+static void expect_renumbered(fixture *f, int n, uint64_t last_seq)
+{
+    int sample;
+    for (int want = 1; want <= n; want++) {
+        uint64_t seq = last_seq + (uint64_t)want;
+        assert_int_equal(gw_data(f, &sample), seq);
+        assert_int_equal(sample, want);
+        gw_sendf(f, "{\"type\":\"ack\",\"seq\":%llu}\n", (unsigned long long)seq);
+    }
+    RUN_UNTIL(f, eds_agent_pending(f->a) == 0);
+}
+
 /* Regression: with a fixed stream and no spool, a second run starts again at seq 1 while
  * the gateway already has a higher last_seq for that stream. The records this run queued
  * were never sent: they must go out (numbered after last_seq), not be dropped as handled. */
@@ -347,15 +360,9 @@ static void test_welcome_beyond_own_seq_keeps_memory_records(void **state)
     for (int i = 1; i <= 3; i++)
         send_record(f, i);
     gw_session(f, 1000);
-    int sample;
-    for (int want = 1; want <= 3; want++) {
-        assert_int_equal(gw_data(f, &sample), (uint64_t)(1000 + want));
-        assert_int_equal(sample, want);
-    }
-    gw_send(f, "{\"type\":\"ack\",\"seq\":1001}\n{\"type\":\"ack\",\"seq\":1002}\n"
-               "{\"type\":\"ack\",\"seq\":1003}\n");
-    RUN_UNTIL(f, eds_agent_pending(f->a) == 0);
+    expect_renumbered(f, 3, 1000);
     send_record(f, 4); /* the counter continues after them */
+    int sample;
     assert_int_equal(gw_data(f, &sample), 1004);
     assert_int_equal(sample, 4);
     eds_agent_stats st;
@@ -375,13 +382,7 @@ static void test_fixed_stream_rerun_keeps_unsent_records(void **state)
     for (int i = 1; i <= 5; i++)
         send_record(f, i);
     gw_session(f, 3);
-    int sample;
-    for (int want = 1; want <= 5; want++) {
-        assert_int_equal(gw_data(f, &sample), (uint64_t)(3 + want));
-        assert_int_equal(sample, want);
-        gw_sendf(f, "{\"type\":\"ack\",\"seq\":%d}\n", 3 + want);
-    }
-    RUN_UNTIL(f, eds_agent_pending(f->a) == 0);
+    expect_renumbered(f, 5, 3);
     /* what this run did send is trusted to the gateway's count after a cut */
     send_record(f, 6);
     send_record(f, 7);
@@ -390,6 +391,7 @@ static void test_fixed_stream_rerun_keeps_unsent_records(void **state)
     gw_drop(&f->gw);
     RUN_UNTIL(f, !eds_agent_connected(f->a));
     gw_session(f, 9);
+    int sample;
     assert_int_equal(gw_data(f, &sample), 10);
     assert_int_equal(sample, 7);
     eds_agent_stats st;

@@ -251,6 +251,15 @@ static int count_only(void *ctx, const char *json, size_t len)
 static void test_udp_kernel_drops_counted(void **state)
 {
     (void)state;
+    /* qemu-arm (scripts/test-arm.sh) does not pass the socket's drop counter through; a
+     * Linux kernel has it since 2.6.33 (the myRIO's too). */
+    int probe = socket(AF_INET, SOCK_DGRAM, 0), on = 1;
+    int has_counter = setsockopt(probe, SOL_SOCKET, SO_RXQ_OVFL, &on, sizeof(on)) == 0;
+    close(probe);
+    if (!has_counter) {
+        print_message("skipped: no SO_RXQ_OVFL here (an emulator?)\n");
+        skip();
+    }
     size_t accepted = 0;
     int port = free_port(SOCK_DGRAM);
     agent_inputs_config cfg = {.udp_port = port, .max_line = 4096};
