@@ -1290,6 +1290,17 @@ static void handle_data(gw_server *s, gw_conn *c, const eds_msg *m, const char *
         drain_replies(s, d);
 }
 
+/* True when the line is a JSON object whose "type" is "hello", whatever else
+ * is wrong with it (only called for lines the strict parser refused). */
+static bool looks_like_hello(const char *line, size_t len)
+{
+    cJSON *root = cJSON_ParseWithLength(line, len);
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(root, "type");
+    bool hello = cJSON_IsString(type) && strcmp(type->valuestring, "hello") == 0;
+    cJSON_Delete(root);
+    return hello;
+}
+
 typedef struct line_ctx {
     gw_server *s;
     gw_conn *c;
@@ -1306,10 +1317,16 @@ static int on_line(void *ctx, const char *line, size_t len)
     eds_error_clear(&err);
     int rc = eds_msg_parse(line, len, EDS_TO_GATEWAY, &m, &err);
     if (c->state == C_NEW) {
-        if (rc == EDS_OK && m.type == EDS_MSG_HELLO)
+        if (rc == EDS_OK && m.type == EDS_MSG_HELLO) {
             handle_hello(s, c, &m);
-        else
+        } else if (rc != EDS_OK && looks_like_hello(line, len)) {
+            /* A hello with a bad field (a device id with \u0000, a number for a
+             * string): the spec refuses such ids with auth_failed. */
+            s->st.auth_failures++;
+            send_error(s, c, EDS_PE_AUTH_FAILED, err.msg);
+        } else {
             send_error(s, c, EDS_PE_NOT_AUTHENTICATED, "the first message must be hello");
+        }
         if (c->fail_at_ms) {
             eds_msg_free(&m);
             return EDS_FRAMER_PAUSE; /* waiting out the login delay */
@@ -1448,6 +1465,10 @@ static void framer_result(gw_server *s, gw_conn *c, int rc)
 
 static void set_nonblock_opts(int fd)
 {
+    /* Bounded kernel memory for a peer that never reads its acks: the
+     * gateway stops reading it once this and its own 64 KiB are full. */
+    int sndbuf = 128 * 1024;
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));

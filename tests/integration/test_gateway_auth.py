@@ -44,9 +44,11 @@ class AuthTest(GatewayTestCase):
                     "myrio-01/data"):
             with self.subTest(device=bad):
                 self.refused(hello(bad, "s3cret"))
-        # A \u0000 escape makes the whole line bad JSON (libeds refuses NUL in any string):
-        # not a hello at all, so not_authenticated; either way it never gets through.
-        self.refused(hello("a\u0000b", "s3cret"), "not_authenticated")
+        # A \u0000 escape makes the line bad JSON for libeds (NUL in any string), but it is
+        # still a hello with a bad device id: auth_failed, as the spec says.
+        self.refused(hello("a\u0000b", "s3cret"), "auth_failed")
+        # A hello whose device is not a string is refused the same way.
+        self.refused({"type": "hello", "device": 7, "proto": 1}, "auth_failed")
         # None of them got a status (or anything else) on the broker: a status appears only
         # after a welcome, so after this one every earlier publish would have arrived.
         self.session(LONG_ID, "long-pw")
