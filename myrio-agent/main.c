@@ -8,11 +8,14 @@
 
 #include "eds_log.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static eds_agent *running;
 
@@ -93,8 +96,29 @@ static int load_config_files(int argc, char **argv, eds_agent_config *cfg)
     return 0;
 }
 
+/* Started with fd 0, 1 or 2 closed, the first file or socket the agent opens would take
+ * it: log lines (stderr) or commands (stdout) would then go into the gateway connection
+ * or a spool file. Such fds get /dev/null instead. */
+static int open_std_fds(void)
+{
+    for (int fd = 0; fd <= 2; fd++) {
+        if (fcntl(fd, F_GETFD) != -1 || errno != EBADF)
+            continue;
+        int n = open("/dev/null", O_RDWR);
+        if (n < 0)
+            return -1;
+        if (n != fd) {
+            dup2(n, fd);
+            close(n);
+        }
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (open_std_fds() != 0)
+        return 2;
     enum eds_log_level level = EDS_LOG_NOTICE;
     bool level_given = false;
     eds_agent_config cfg;

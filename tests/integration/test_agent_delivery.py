@@ -231,6 +231,23 @@ class OtherInputsTest(AgentTestCase):
             prev_energy = r["energy"]
 
 
+class StdioTest(AgentTestCase):
+    def test_closed_stderr_does_not_reach_the_gateway(self):
+        # Regression: started with stderr closed, the agent's gateway socket took fd 2 and
+        # its log lines went to the gateway (bad_json), and the agent never finished.
+        argv = [bin_path("eds-agent"), "--gateway", "127.0.0.1:%d" % self.gw.port,
+                "--device", DEV, "--password-file", self.password_file(), "--schema", SCHEMA,
+                "-v"]
+        p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                             preexec_fn=lambda: os.close(2))
+        self.addCleanup(lambda: p.poll() is None and p.kill())
+        p.stdin.write(ndjson(1, 50))
+        p.stdin.close()
+        self.assertEqual(p.wait(30), 0)
+        self.assert_once_in_order(50)
+        self.assertEqual(self.payloads(DEV, "rejected"), [])
+
+
 class NackTest(AgentTestCase):
     def test_gateway_nack_drops_record(self):
         # The agent runs without a schema, so the gateway is the one to refuse record 3.
