@@ -150,7 +150,7 @@ typedef struct gw_listener {
 typedef struct gw_stats {
     uint64_t connections_total, auth_failures, messages_in, acked, duplicates, rejected, bad_lines,
         bytes_in, bytes_out, cmds_in, cmds_delivered, cmds_dropped, server_busy, timeouts, replaced;
-    uint64_t tls_failures, per_ip_refused, rate_limited, login_delays;
+    uint64_t tls_failures, per_ip_refused, rate_limited, login_delays, lines_too_long;
 } gw_stats;
 
 struct gw_server {
@@ -1455,6 +1455,7 @@ static void framer_result(gw_server *s, gw_conn *c, int rc)
     if (rc == EDS_ERR_TOOLONG) {
         char msg[96];
         snprintf(msg, sizeof(msg), "line longer than max_line (%zu bytes)", s->cfg->max_line);
+        s->st.lines_too_long++;
         send_error(s, c, EDS_PE_LINE_TOO_LONG, msg);
     } else if (rc == EDS_ERR_NOMEM) {
         close_conn(s, c, "out of memory");
@@ -1677,24 +1678,24 @@ static void publish_stats(gw_server *s)
     size_t online = 0;
     for (size_t i = 0; i < s->n_devices; i++)
         online += s->devices[i]->online;
-    int n = snprintf(body, sizeof(body),
-                     "{\"uptime\":%" PRId64 ",\"connections\":%zu,\"connections_total\":%" PRIu64
-                     ",\"devices_online\":%zu,\"devices_known\":%zu,\"messages_in\":%" PRIu64
-                     ",\"acked\":%" PRIu64 ",\"duplicates\":%" PRIu64 ",\"rejected\":%" PRIu64
-                     ",\"bad_lines\":%" PRIu64 ",\"auth_failures\":%" PRIu64
-                     ",\"timeouts\":%" PRIu64 ",\"server_busy\":%" PRIu64 ",\"replaced\":%" PRIu64
-                     ",\"cmds_in\":%" PRIu64 ",\"cmds_delivered\":%" PRIu64
-                     ",\"cmds_dropped\":%" PRIu64 ",\"bytes_in\":%" PRIu64 ",\"bytes_out\":%" PRIu64
-                     ",\"tls_failures\":%" PRIu64 ",\"per_ip_refused\":%" PRIu64
-                     ",\"rate_limited\":%" PRIu64 ",\"login_delays\":%" PRIu64
-                     ",\"pending_bytes\":%zu,\"inflight\":%zu,\"broker\":\"%s\"}",
-                     (now_ms() - s->started_ms) / 1000, s->n_conns, s->st.connections_total, online,
-                     s->n_devices, s->st.messages_in, s->st.acked, s->st.duplicates, s->st.rejected,
-                     s->st.bad_lines, s->st.auth_failures, s->st.timeouts, s->st.server_busy,
-                     s->st.replaced, s->st.cmds_in, s->st.cmds_delivered, s->st.cmds_dropped,
-                     s->st.bytes_in, s->st.bytes_out, s->st.tls_failures, s->st.per_ip_refused,
-                     s->st.rate_limited, s->st.login_delays, s->pending_bytes,
-                     gw_publisher_inflight(s->pub), s->broker_up ? "connected" : "disconnected");
+    int n = snprintf(
+        body, sizeof(body),
+        "{\"uptime\":%" PRId64 ",\"connections\":%zu,\"connections_total\":%" PRIu64
+        ",\"devices_online\":%zu,\"devices_known\":%zu,\"messages_in\":%" PRIu64
+        ",\"acked\":%" PRIu64 ",\"duplicates\":%" PRIu64 ",\"rejected\":%" PRIu64
+        ",\"bad_lines\":%" PRIu64 ",\"auth_failures\":%" PRIu64 ",\"timeouts\":%" PRIu64
+        ",\"server_busy\":%" PRIu64 ",\"replaced\":%" PRIu64 ",\"cmds_in\":%" PRIu64
+        ",\"cmds_delivered\":%" PRIu64 ",\"cmds_dropped\":%" PRIu64 ",\"bytes_in\":%" PRIu64
+        ",\"bytes_out\":%" PRIu64 ",\"tls_failures\":%" PRIu64 ",\"per_ip_refused\":%" PRIu64
+        ",\"rate_limited\":%" PRIu64 ",\"login_delays\":%" PRIu64 ",\"lines_too_long\":%" PRIu64
+        ",\"pending_bytes\":%zu,\"inflight\":%zu,\"broker\":\"%s\"}",
+        (now_ms() - s->started_ms) / 1000, s->n_conns, s->st.connections_total, online,
+        s->n_devices, s->st.messages_in, s->st.acked, s->st.duplicates, s->st.rejected,
+        s->st.bad_lines, s->st.auth_failures, s->st.timeouts, s->st.server_busy, s->st.replaced,
+        s->st.cmds_in, s->st.cmds_delivered, s->st.cmds_dropped, s->st.bytes_in, s->st.bytes_out,
+        s->st.tls_failures, s->st.per_ip_refused, s->st.rate_limited, s->st.login_delays,
+        s->st.lines_too_long, s->pending_bytes, gw_publisher_inflight(s->pub),
+        s->broker_up ? "connected" : "disconnected");
     publish_untracked(s, topic, body, (size_t)n, 0, false);
 }
 

@@ -213,6 +213,8 @@ class EndlessLineTest(HostileTestCase):
         closes = [line for line in self.gw.output().splitlines()[mark:]
                   if "closing (line_too_long)" in line]
         self.assertEqual(len(closes), clients)
+        # The limit is counted in the stats too.
+        self.stats(lambda d: d.get("lines_too_long", 0) >= clients, "lines_too_long counted")
         self.figure("%d clients streaming one endless line: each closed with line_too_long "
                     "after %s bytes were taken by the socket buffers and the gateway" % (
                         clients, "/".join(str(s) for s, _ in results)))
