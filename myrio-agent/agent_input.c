@@ -169,8 +169,19 @@ void inputs_stop(agent_inputs *in)
     if (in->tcp_fd >= 0)
         close(in->tcp_fd);
     poll_kernel_drops(in);
-    if (in->udp_fd >= 0)
+    if (in->udp_fd >= 0) {
+        /* Datagrams still waiting in the socket are never taken: count them. */
+        uint64_t left = 0;
+        char byte;
+        while (recv(in->udp_fd, &byte, 1, MSG_DONTWAIT | MSG_TRUNC) >= 0)
+            left++;
+        if (left) {
+            in->udp_dropped += left;
+            eds_log_warning("udp input: closed with %llu datagrams unread (counted as dropped)",
+                            (unsigned long long)left);
+        }
         close(in->udp_fd);
+    }
     in->tcp_fd = in->udp_fd = -1;
     in->sim_on = in->sim_held = false;
     in->stopped = true;
