@@ -20,7 +20,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import edsrig  # noqa: E402
 from edsrig import (LineClient, Process, RigTimeout, Subscriber, bin_path,  # noqa: E402
-                    free_port, source_path, wait_until)
+                    free_port, source_path)
 from gwrig import (DEVICES, Gateway, GatewayTestCase, agent_session, compact,  # noqa: E402
                    data_msg, hello, record)
 
@@ -220,8 +220,14 @@ class AgentNoPlainFallbackTest(GatewayTestCase):
         rc = agent.wait(timeout=15)
         out = "\n".join(agent.lines())
         self.assertNotEqual(rc, 0, "agent exited 0 without a TLS gateway:\n" + out)
-        self.assertRegex(out, r"(?i)tls", "agent logged no TLS error:\n" + out)
-        self.assertNotRegex("\n".join(self.gw.proc.lines()[mark:]), r"device myrio-01 online")
+        self.assertRegex(out, r"TLS with gateway 127\.0\.0\.1:%d .*handshake failed"
+                         % self.gw.port, "agent logged no TLS handshake error:\n" + out)
+        gw_log = "\n".join(self.gw.proc.lines()[mark:])
+        # The agent did reach this listener (its ClientHello is not a hello line) ...
+        self.assertRegex(gw_log, r"closing \(not_authenticated\)")
+        # ... and never got a session.
+        self.assertNotRegex(gw_log, r"device myrio-01 online")
+        self.assertNotRegex(out, r"(?i)welcome|connected to")
         self.assertEqual(self.payloads("myrio-01"), [])
 
 
