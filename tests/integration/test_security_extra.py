@@ -137,6 +137,10 @@ class CertificateReloadTest(GatewayTestCase):
         self.wait_payloads("myrio-02", 1)
 
     def test_broken_certificate_keeps_the_old_ones(self):
+        # A certificate whose key is not the key file's (CA2's certificate, CA1's key) ...
+        shutil.copyfile(os.path.join(CERTS["ca2"], "gateway.crt"), self.crt)
+        self.gw.sighup(expect=r"SIGHUP: keeping the old certificates")
+        # ... and a certificate file that is not a certificate.
         with open(self.crt, "w") as f:
             f.write("-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n")
         self.gw.sighup(expect=r"SIGHUP: keeping the old certificates")
