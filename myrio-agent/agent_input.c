@@ -173,8 +173,8 @@ void inputs_stop(agent_inputs *in)
         /* Datagrams still waiting in the socket are never taken: count them. */
         uint64_t left = 0;
         char byte;
-        while (recv(in->udp_fd, &byte, 1, MSG_DONTWAIT | MSG_TRUNC) >= 0)
-            left++;
+        while (left < 1000000 && recv(in->udp_fd, &byte, 1, MSG_DONTWAIT | MSG_TRUNC) >= 0)
+            left++; /* bounded: a sender that never stops cannot hold the agent here */
         if (left) {
             in->udp_dropped += left;
             eds_log_warning("udp input: closed with %llu datagrams unread (counted as dropped)",
