@@ -190,6 +190,10 @@ class BrokerTlsTest(unittest.TestCase):
 
     def test_wrong_broker_ca_never_connects(self):
         gw = self.gateway(os.path.join(CERTS["ca1"], "ca.crt"), wait_broker=False)
+        # It does try the broker's TLS port (so the test is not passing on a typo) ...
+        gw.wait_for_line(r"mqtt: connecting to ssl://127\.0\.0\.1:%d failed"
+                         % self.broker.tls_port)
+        # ... and never gets through.
         with self.assertRaises(RigTimeout, msg="gateway connected to a broker it cannot verify"):
             gw.wait_for_line(r"connected to the broker", timeout=3)
         c = gw.connect()
