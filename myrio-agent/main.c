@@ -199,8 +199,13 @@ int main(int argc, char **argv)
     if (!cfg.cmd_stdout && cfg.cmd_udp == 0)
         cfg.cmd_stdout = true;
 
-    if (eds_agent_create(&cfg, &a, &err) != EDS_OK) {
+    int crc = eds_agent_create(&cfg, &a, &err);
+    if (crc != EDS_OK) {
         eds_log_error("%s", err.msg);
+        /* A failure at run time (spool in use or unwritable, an input port taken) is 1,
+         * which the init script retries; 2 (it gives up) is for usage and config errors. */
+        if (crc == EDS_ERR_IO || crc == EDS_ERR_NOMEM || crc == EDS_ERR_CORRUPT)
+            status = 1;
         goto out;
     }
     struct sigaction sa;

@@ -363,6 +363,22 @@ class DrainTest(AgentTestCase):
         self.assertEqual(rc, 0, p.output())
         self.assert_once_in_order(20)
 
+    def test_start_failures_at_run_time_exit_1(self):
+        # Regression: a spool in use (or an input port taken) made the agent exit 2, the
+        # status for usage errors, on which the init script stops restarting it for good.
+        first = self.start_agent("--spool", self.spool_dir(), "--simulate", 1)
+        first.wait_for_line(CONNECTED % DEV)
+        rc, p = self.run_agent("--spool", self.spool_dir())
+        self.assertEqual(rc, 1, p.output())
+        self.assertIn("is in use by another eds-agent", p.output())
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+            taken.bind(("127.0.0.1", 0))
+            rc, p = self.run_agent("--udp", taken.getsockname()[1])
+            self.assertEqual(rc, 1, p.output())
+        # a configuration error stays 2
+        rc, p = self.run_agent("--window", 0)
+        self.assertEqual(rc, 2, p.output())
+
     def test_help_is_complete(self):
         out = subprocess.run([bin_path("eds-agent"), "--help"], capture_output=True,
                              timeout=10).stdout.decode()
