@@ -254,12 +254,18 @@ class PasswordFileModeTest(unittest.TestCase):
         return out
 
     def test_world_readable_password_file_is_warned_about(self):
-        self.assertIn("readable by every user", self.run_gateway(0o644))
+        for mode in (0o644, 0o604):
+            with self.subTest(mode=oct(mode)):
+                self.assertRegex(self.run_gateway(mode),
+                                 r"warning: \S*passwd is readable by every user")
 
     def test_private_password_file_is_not_warned_about(self):
-        out = self.run_gateway(0o600)
-        self.assertIn("listening on", out)
-        self.assertNotIn("readable by every user", out)
+        # 0640 is what the warning itself suggests for a group: no warning either.
+        for mode in (0o600, 0o640):
+            with self.subTest(mode=oct(mode)):
+                out = self.run_gateway(mode)
+                self.assertIn("listening on", out)
+                self.assertNotIn("readable by every user", out)
 
 
 if __name__ == "__main__":
