@@ -1638,6 +1638,10 @@ static void reload(gw_server *s)
         } else {
             eds_passwd_destroy(s->passwd);
             s->passwd = np;
+            if (eds_passwd_world_readable(s->cfg->password_file))
+                eds_log_warning("%s is readable by every user: chmod 600 it (or 640 with a "
+                                "group)",
+                                s->cfg->password_file);
             eds_log_notice("SIGHUP: password file reloaded (%zu devices)", eds_passwd_count(np));
         }
     }
