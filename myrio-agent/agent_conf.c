@@ -159,7 +159,8 @@ static const eds_conf_opt agent_opts[] = {
     {"log_level", EDS_CONF_CUSTOM, 0, 0, 0, set_log_level, "error|warning|notice|info|debug",
      "Most verbose log level written to stderr (default notice; -v means info)."},
     {"tls", EDS_CONF_BOOL, OFF(tls), 0, 0, NULL, NULL,
-     "Connect with TLS (the gateway's TLS port, default 5884)."},
+     "Connect with TLS. The port stays what --gateway says: give the gateway's TLS port (usually "
+     "5884) there."},
     {"cafile", EDS_CONF_STRING, OFF(cafile), 0, 0, NULL, "FILE",
      "CA certificate that signs the gateway's certificate (TLS)."},
     {"cert", EDS_CONF_STRING, OFF(cert), 0, 0, NULL, "FILE",

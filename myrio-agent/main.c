@@ -67,11 +67,11 @@ static void usage(FILE *out)
           "              --password-file /etc/eds/agent.pw --schema /etc/eds/energy.json\n"
           "\n"
           "  # service on a myRIO: LabVIEW writes to TCP 127.0.0.1:6000 or UDP 6001\n"
-          "  eds-agent -c /etc/eds/agent.conf --spool /var/lib/eds-agent \\\n"
+          "  eds-agent -c /etc/eds/eds-agent.conf --spool /var/lib/eds-agent \\\n"
           "            --tcp 6000 --udp 6001 --cmd-udp 6002\n"
           "\n"
           "  # demo: 10 simulated energy records per second, stop after 100\n"
-          "  eds-agent -c /etc/eds/agent.conf --simulate 10 --count 100\n",
+          "  eds-agent -c /etc/eds/eds-agent.conf --simulate 10 --count 100\n",
           out);
 }
 
