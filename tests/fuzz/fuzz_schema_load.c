@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "eds_schema.h"
+#include "fuzz_verdict.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -20,26 +21,6 @@ static const char *const records[] = {
     "{}",
     "{\"a\":null,\"b\":[1,\"x\",{\"c\":true}],\"meter\":{\"phase\":2},\"readings\":[{\"a\":1}]}",
 };
-
-static void check(const eds_schema *s, const cJSON *doc)
-{
-    cJSON *errors = NULL;
-    int rc = eds_schema_validate(s, doc, &errors);
-    if (rc == EDS_OK) {
-        if (errors)
-            abort();
-    } else if (rc == EDS_ERR_INVALID) {
-        if (!cJSON_IsObject(errors) || !errors->child)
-            abort();
-        char *text = cJSON_PrintUnformatted(errors);
-        if (!text)
-            abort();
-        cJSON_free(text);
-    } else if (rc != EDS_ERR_NOMEM) {
-        abort();
-    }
-    cJSON_Delete(errors);
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -57,12 +38,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         cJSON *doc = cJSON_Parse(records[i]);
         if (!doc)
             abort();
-        check(s, doc);
+        check_verdict(s, doc);
         cJSON_Delete(doc);
     }
     cJSON *self = cJSON_ParseWithLength((const char *)data, size);
     if (cJSON_IsObject(self))
-        check(s, self);
+        check_verdict(s, self);
     cJSON_Delete(self);
     eds_schema_destroy(s);
     return 0;

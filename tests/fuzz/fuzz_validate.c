@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "eds_schema.h"
+#include "fuzz_verdict.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -48,36 +49,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
-static void check(const eds_schema *s, const cJSON *doc)
-{
-    cJSON *errors = NULL;
-    int rc = eds_schema_validate(s, doc, &errors);
-    if (!cJSON_IsObject(doc)) {
-        if (rc != EDS_ERR_INVAL || errors)
-            abort();
-    } else if (rc == EDS_OK) {
-        if (errors)
-            abort();
-    } else if (rc == EDS_ERR_INVALID) {
-        if (!cJSON_IsObject(errors) || !errors->child)
-            abort();
-        char *text = cJSON_PrintUnformatted(errors);
-        if (!text)
-            abort();
-        cJSON_free(text);
-    } else if (rc != EDS_ERR_NOMEM) {
-        abort();
-    }
-    cJSON_Delete(errors);
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     cJSON *doc = cJSON_ParseWithLength((const char *)data, size);
     if (!doc)
         return 0;
-    check(energy, doc);
-    check(rich, doc);
+    check_verdict(energy, doc);
+    check_verdict(rich, doc);
     cJSON_Delete(doc);
     return 0;
 }
