@@ -462,6 +462,18 @@ static conn_ctx *client_new(gw_publisher *p)
     return c;
 }
 
+/* Paho calls this (on its thread) with OpenSSL's own reason when TLS to the
+ * broker fails, e.g. "certificate verify failed"; Paho itself only reports
+ * "TCP/TLS connect failure". eds_log is thread-safe. */
+static int on_ssl_error(const char *str, size_t len, void *u)
+{
+    (void)u;
+    while (len > 0 && (str[len - 1] == '\n' || str[len - 1] == '\r'))
+        len--;
+    eds_log_warning("mqtt: TLS to the broker: %.*s", (int)(len > 400 ? 400 : len), str);
+    return 0;
+}
+
 static int client_connect(gw_publisher *p, conn_ctx *c)
 {
     MQTTAsync_connectOptions o = MQTTAsync_connectOptions_initializer;
@@ -495,6 +507,10 @@ static int client_connect(gw_publisher *p, conn_ctx *c)
         ssl.privateKey = p->keyfile;
         ssl.enableServerCertAuth = 1;
         ssl.verify = 1;
+        if (ssl.struct_version >= 3) {
+            ssl.ssl_error_cb = on_ssl_error;
+            ssl.ssl_error_context = p;
+        }
         o.ssl = &ssl;
     }
     return MQTTAsync_connect(c->client, &o);

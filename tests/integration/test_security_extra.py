@@ -203,6 +203,8 @@ class BrokerTlsTest(unittest.TestCase):
         assert_no_line(self, c, b'"ack"', 2.0, "ack without a verified broker")
         self.assertEqual(self.sub.messages(gw.topic("myrio-01", "data")), [])
         self.assertNotRegex(gw.output(), r"connected to the broker")
+        # The log says why, in OpenSSL's words (Paho alone says only "connect failure").
+        self.assertRegex(gw.output(), r"TLS to the broker: .*certificate verify failed")
 
 
 class AgentNoPlainFallbackTest(GatewayTestCase):
