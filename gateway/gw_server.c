@@ -927,6 +927,14 @@ static void free_conn(gw_server *s, gw_conn *c)
 {
     gw_loop_del(s->loop, c->fd);
     eds_tls_conn_destroy(c->tls);
+    /* Lingering close: closing a socket with unread input makes the kernel
+     * send RST instead of FIN, and an RST can destroy the last error line
+     * still on its way to the agent. So send FIN first, then discard what
+     * the peer sent that we will never read (bounded), then close. */
+    shutdown(c->fd, SHUT_WR);
+    for (int i = 0; i < 16; i++)
+        if (recv(c->fd, s->scratch, READ_CHUNK, MSG_DONTWAIT) <= 0)
+            break;
     close(c->fd);
     if (c->ip)
         c->ip->conns--;
