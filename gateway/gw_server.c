@@ -1108,7 +1108,8 @@ static void reject_line(gw_server *s, gw_conn *c, eds_proto_error code, const ch
         len = REJECTED_LINE_MAX;
     /* Bytes that are not valid UTF-8 (also a character cut by the limit)
      * are written as \u00XX escapes so the document stays valid JSON. */
-    size_t cap = len * 6 + 256;
+    /* Every byte of the line and of the reason may become a 6-byte escape. */
+    size_t cap = (len + strlen(reason)) * 6 + 256;
     char *buf = line_buf(s, cap);
     if (!buf)
         return;

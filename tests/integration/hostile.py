@@ -545,6 +545,17 @@ class HostileTestCase(GatewayTestCase):
     def stats(self, pred, what="stats", timeout=10.0):
         return wait_stats(self.sub, pred, timeout, what)
 
+    def assert_stays_stalled(self, f, max_lines, t_stall):
+        """After flood_until_stalled: while the good agent sends for about a second, the
+        gateway reads nothing more from f and its VmRSS stays flat. Returns the samples."""
+        sent = f.sent
+        self.agent.progress(100)  # about a second
+        self.assertEqual(f.send_some(max_lines), 0, "the gateway resumed reading")
+        self.assertEqual(f.sent, sent)
+        samples = self.mem.between(t_stall, time.monotonic())
+        self.assertLess(max(samples) - min(samples), FLAT_KB)
+        return samples
+
     def flood_until_stalled(self, flooders, max_lines, quiet=2.0):
         """Sends on every flooder until none has taken a byte for `quiet` s (the gateway and
         the kernel buffers stopped taking them; shorter pauses happen while the broker

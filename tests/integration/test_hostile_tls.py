@@ -224,12 +224,7 @@ class NeverReadsOverTlsTest(TlsCase):
         max_lines = scaled(200000, 50000)
         took = self.flood_until_stalled([f], max_lines)
         t_stall = time.monotonic()
-        sent = f.sent
-        self.agent.progress(100)  # about a second
-        self.assertEqual(f.send_some(max_lines), 0, "the gateway resumed reading")
-        self.assertEqual(f.sent, sent)
-        samples = self.mem.between(t_stall, time.monotonic())
-        self.assertLess(max(samples) - min(samples), FLAT_KB)
+        samples = self.assert_stays_stalled(f, max_lines, t_stall)
         self.figure("TLS device not reading: stalled after %.1f s with %d records (%d bytes) "
                     "sent; VmRSS %d..%d kB while stalled, baseline %d kB" % (
                         took, f.complete, f.sent, min(samples), max(samples),
