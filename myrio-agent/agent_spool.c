@@ -1,6 +1,7 @@
 #include "agent_spool.h"
 
 #include "edsagent.h"
+#include "eds_bytes.h"
 #include "eds_log.h"
 #include "eds_proto.h"
 
@@ -52,57 +53,9 @@ struct agent_spool {
     uint64_t ridx; /* records of rseg already read */
 };
 
-uint32_t spool_crc32(uint32_t crc, const void *data, size_t len)
-{
-    static uint32_t table[256];
-    static int ready;
-    if (!ready) {
-        for (uint32_t i = 0; i < 256; i++) {
-            uint32_t c = i;
-            for (int k = 0; k < 8; k++)
-                c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-            table[i] = c;
-        }
-        ready = 1;
-    }
-    const unsigned char *p = data;
-    crc = ~crc;
-    for (size_t i = 0; i < len; i++)
-        crc = table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
-    return ~crc;
-}
-
-static void put32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void put64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint32_t get32(const unsigned char *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static uint64_t get64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
 static uint32_t record_crc(const unsigned char *seqbytes, const void *data, size_t len)
 {
-    return spool_crc32(spool_crc32(0, seqbytes, 8), data, len);
+    return eds_crc32(eds_crc32(0, seqbytes, 8), data, len);
 }
 
 static void seg_name(char *buf, size_t cap, uint64_t first_seq)
@@ -284,8 +237,8 @@ static int scan_seg(agent_spool *sp, spool_seg *s, uint64_t prev_seq, eds_error 
             free(buf);
             return io_err(err, "read", sp, name);
         }
-        uint32_t len = get32(h), crc = get32(h + 4);
-        uint64_t seq = get64(h + 8);
+        uint32_t len = eds_get_le32(h), crc = eds_get_le32(h + 4);
+        uint64_t seq = eds_get_le64(h + 8);
         if (len > SPOOL_MAX_RECORD) {
             why = "impossible record length";
             break;
@@ -608,9 +561,9 @@ int spool_append(agent_spool *sp, uint64_t seq, const char *data, size_t len, ed
         return rc;
     spool_seg *s = &sp->segs[sp->nsegs - 1];
     unsigned char h[SPOOL_HEADER];
-    put32(h, (uint32_t)len);
-    put64(h + 8, seq);
-    put32(h + 4, record_crc(h + 8, data, len));
+    eds_put_le32(h, (uint32_t)len);
+    eds_put_le64(h + 8, seq);
+    eds_put_le32(h + 4, record_crc(h + 8, data, len));
     char name[64];
     seg_name(name, sizeof(name), s->first_seq);
     if (write_all(s->fd, h, sizeof(h)) != 0 || write_all(s->fd, data, len) != 0) {
@@ -668,8 +621,8 @@ int spool_read_next(agent_spool *sp, uint64_t *seq, char **data, size_t *len, ed
         unsigned char h[SPOOL_HEADER];
         if (read_full(s->fd, h, SPOOL_HEADER, (off_t)sp->roff) != 0)
             return io_err(err, "read", sp, name);
-        uint32_t n = get32(h);
-        uint64_t rs = get64(h + 8);
+        uint32_t n = eds_get_le32(h);
+        uint64_t rs = eds_get_le64(h + 8);
         char *buf = NULL;
         bool bad = n > SPOOL_MAX_RECORD || sp->roff + SPOOL_HEADER + n > s->synced;
         if (!bad) {
@@ -680,7 +633,7 @@ int spool_read_next(agent_spool *sp, uint64_t *seq, char **data, size_t *len, ed
                 free(buf);
                 return io_err(err, "read", sp, name);
             }
-            bad = record_crc(h + 8, buf, n) != get32(h + 4);
+            bad = record_crc(h + 8, buf, n) != eds_get_le32(h + 4);
         }
         if (bad) {
             free(buf);

@@ -88,7 +88,4 @@ int spool_flush_acked(agent_spool *sp, eds_error *err);
  * read yet. EDS_ERR_NOTFOUND when there is no segment. */
 int spool_drop_oldest(agent_spool *sp, uint64_t *upto, uint64_t *unread, eds_error *err);
 
-/* CRC-32 (IEEE 802.3, as zlib), continued from crc (start with 0). */
-uint32_t spool_crc32(uint32_t crc, const void *data, size_t len);
-
 #endif

@@ -357,13 +357,6 @@ static void test_one_agent_per_folder(void **state)
     spool_close(sp);
 }
 
-static void test_crc32_known_value(void **state)
-{
-    /* the standard check value of CRC-32/ISO-HDLC */
-    assert_int_equal(spool_crc32(0, "123456789", 9), 0xCBF43926u);
-    assert_int_equal(spool_crc32(spool_crc32(0, "1234", 4), "56789", 5), 0xCBF43926u);
-}
-
 int main(void)
 {
     eds_log_init("test_agent_spool", EDS_LOG_ERROR);
@@ -378,7 +371,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bound_and_drop_oldest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batch_sync_gates_reading, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_agent_per_folder, setup, teardown),
-        cmocka_unit_test(test_crc32_known_value),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
