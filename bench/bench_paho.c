@@ -55,6 +55,7 @@ static void on_event(void *ctx, const gw_pub_event *ev)
         r->connected = false;
         break;
     case GW_PUB_MESSAGE:
+    case GW_PUB_RESTORED:
         break;
     }
 }

@@ -116,6 +116,9 @@ static const eds_conf_opt options[] = {
      "Records per device held between arrival and ack; past it the gateway stops reading."},
     {"max_inflight", EDS_CONF_SIZE, OFF(max_inflight), 1, 65000, NULL, "N",
      "Publishes outstanding at the broker, all devices together."},
+    {"broker_receive_maximum", EDS_CONF_INT, OFF(broker_receive_maximum), 1, 65000, NULL, "N",
+     "With qos 2: QoS 2 publishes unconfirmed at the broker at once; at most the broker's own "
+     "limit (mosquitto: max_inflight_messages, default 20)."},
     {"max_pending_bytes", EDS_CONF_SIZE, OFF(max_pending_bytes), 65536, 1LL << 40, NULL, "BYTES",
      "Memory for records waiting for the broker, all devices; past it reading pauses."},
     {"max_held_cmds", EDS_CONF_INT, OFF(max_held_cmds), 0, 100000, NULL, "N",
@@ -163,7 +166,8 @@ void gw_config_init(gw_config *c)
     c->auth_timeout = 5;
     c->idle_timeout = 300;
     c->window = 256;
-    c->max_inflight = 256; /* bench_paho: 16..256 equal, 1024 slower */
+    c->max_inflight = 256;          /* bench_paho: 16..256 equal, 1024 slower */
+    c->broker_receive_maximum = 20; /* mosquitto's default max_inflight_messages */
     c->max_pending_bytes = 64 * 1024 * 1024;
     c->max_held_cmds = 100;
     c->max_held_bytes = 16 * 1024 * 1024;

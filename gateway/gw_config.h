@@ -49,8 +49,9 @@ typedef struct gw_config {
     size_t max_line;
     double auth_timeout;
     double idle_timeout;
-    int window;          /* records per device accepted before their acks */
-    size_t max_inflight; /* publishes outstanding at the broker, all devices */
+    int window;                 /* records per device accepted before their acks */
+    size_t max_inflight;        /* publishes outstanding at the broker, all devices */
+    int broker_receive_maximum; /* qos 2: cap on QoS 2 flows open at the broker */
     size_t max_pending_bytes;
     int max_held_cmds;
     size_t max_held_bytes;

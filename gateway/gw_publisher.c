@@ -22,6 +22,13 @@
  * at once, in call order, and the connection thread destroys that client,
  * which discards whatever Paho still had queued for it; callbacks that Paho
  * makes for it meanwhile find their slot released and are ignored.
+ *
+ * Persistent mode keeps one client (and one conn_ctx) for the publisher's
+ * life: a lost connection only changes the state, slots stay pending, and
+ * the connection thread calls MQTTAsync_connect on the same client again.
+ * Paho's persistence is the session store (gw_pubstore); the adapters below
+ * copy its buffers into Paho's allocator, because Paho frees them with its
+ * own heap tracking (a plain malloc'd buffer would be silently leaked).
  */
 #include "gw_publisher.h"
 
@@ -38,6 +45,7 @@
 #include <unistd.h>
 
 #include "eds_log.h"
+#include "gw_pubstore.h"
 
 #define SLOT_NIL UINT32_MAX
 /* CONNECTED/DISCONNECTED events that may wait undispatched; the connection
@@ -87,7 +95,7 @@ struct gw_publisher {
     char *uri, *client_id, *username, *password;
     char *will_topic, *will_payload, *online_payload, *subscribe_topic;
     char *cafile, *certfile, *keyfile;
-    int keepalive, connect_timeout_s, reconnect_min_ms, reconnect_max_ms;
+    int keepalive, connect_timeout_s, reconnect_min_ms, reconnect_max_ms, receive_maximum;
     size_t max_inflight, max_messages;
 
     int efd;
@@ -114,6 +122,12 @@ struct gw_publisher {
     size_t ev_messages, ev_control;
 
     gw_publisher_stats stats;
+
+    /* persistent mode */
+    bool persistent;
+    gw_pubstore *store; /* NULL in clean mode */
+    MQTTClient_persistence paho_persistence;
+    bool restoring; /* restored publishes not yet all confirmed */
 };
 
 /* Paho 1.3.12 leaks the copies MQTTAsync_send() makes of a publish that was in flight
@@ -181,7 +195,8 @@ static void push_locked(gw_publisher *p, const pub_event *ev)
     p->ev_count++;
     if (ev->type == GW_PUB_MESSAGE)
         p->ev_messages++;
-    else if (ev->type == GW_PUB_CONNECTED || ev->type == GW_PUB_DISCONNECTED)
+    else if (ev->type == GW_PUB_CONNECTED || ev->type == GW_PUB_DISCONNECTED ||
+             ev->type == GW_PUB_RESTORED)
         p->ev_control++;
     if (!p->signalled) {
         uint64_t one = 1;
@@ -238,10 +253,11 @@ static void report_locked(gw_publisher *p, pub_slot *s, bool ok)
 }
 
 /* The connection (generation) is finished: fail everything outstanding in call
- * order, announce the loss once, and let the connection thread replace the client. */
+ * order, announce the loss once, and let the connection thread replace the client.
+ * Persistent mode fails nothing: Paho resends it on the next connection. */
 static void connection_down_locked(gw_publisher *p)
 {
-    while (p->pend_head != SLOT_NIL)
+    while (!p->persistent && p->pend_head != SLOT_NIL)
         report_locked(p, &p->slots[p->pend_head], false);
     if (p->state == CONN_UP)
         push_simple_locked(p, GW_PUB_DISCONNECTED, 0);
@@ -269,7 +285,12 @@ static void on_publish_failure(void *context, MQTTAsync_failureData *response)
     lock(p);
     /* A released slot belongs to a connection already declared down (or was
      * never accepted): nothing to report. */
-    if (s->state == SLOT_PENDING || s->state == SLOT_SUBMITTING) {
+    if ((s->state == SLOT_PENDING || s->state == SLOT_SUBMITTING) && p->persistent) {
+        /* Paho gave up on this one publish (not a connection loss, which fails nothing
+         * here): report it alone; the session and the rest stay. */
+        eds_log_warning("mqtt: publish failed (paho code %d)", response ? response->code : 0);
+        report_locked(p, s, false);
+    } else if (s->state == SLOT_PENDING || s->state == SLOT_SUBMITTING) {
         int code = response ? response->code : 0;
         if (p->state == CONN_UP)
             eds_log_warning("mqtt: publish failed (%s, paho code %d); failing all outstanding "
@@ -432,6 +453,126 @@ static void on_graceful_failed(void *context, MQTTAsync_failureData *response)
     on_graceful_done(context, NULL);
 }
 
+/* ---- Paho persistence on the session store (Paho threads and the loop thread) ----------- */
+
+static int ps_open(void **handle, const char *client_id, const char *uri, void *ctx)
+{
+    (void)client_id;
+    (void)uri;
+    *handle = ctx;
+    return 0;
+}
+
+static int ps_close(void *handle)
+{
+    (void)handle; /* the publisher closes the store after the client is gone */
+    return 0;
+}
+
+static int ps_put(void *handle, char *key, int n, char *bufs[], int lens[])
+{
+    int rc = gw_pubstore_put(handle, key, n, bufs, lens);
+    /* EDS_ERR_IO: logged, and held in memory; the session goes on. */
+    return rc == EDS_OK || rc == EDS_ERR_IO ? 0 : MQTTCLIENT_PERSISTENCE_ERROR;
+}
+
+static int ps_get(void *handle, char *key, char **buffer, int *buflen)
+{
+    char *b;
+    int n;
+    if (gw_pubstore_get(handle, key, &b, &n) != EDS_OK)
+        return MQTTCLIENT_PERSISTENCE_ERROR;
+    *buffer = MQTTAsync_malloc(n ? (size_t)n : 1);
+    if (*buffer)
+        memcpy(*buffer, b, (size_t)n);
+    free(b);
+    *buflen = n;
+    return *buffer ? 0 : MQTTCLIENT_PERSISTENCE_ERROR;
+}
+
+static int ps_remove(void *handle, char *key)
+{
+    gw_pubstore_remove(handle, key); /* a failed write is logged; memory is right */
+    return 0;
+}
+
+static int ps_keys(void *handle, char ***keys, int *nkeys)
+{
+    char **k;
+    int n;
+    *keys = NULL;
+    *nkeys = 0;
+    if (gw_pubstore_keys(handle, &k, &n) != EDS_OK)
+        return MQTTCLIENT_PERSISTENCE_ERROR;
+    char **pk = n ? MQTTAsync_malloc((size_t)n * sizeof(*pk)) : NULL;
+    int made = 0;
+    for (; pk && made < n; made++) {
+        size_t len = strlen(k[made]) + 1;
+        if (!(pk[made] = MQTTAsync_malloc(len)))
+            break;
+        memcpy(pk[made], k[made], len);
+    }
+    for (int i = 0; i < n; i++)
+        free(k[i]);
+    free(k);
+    if (made < n) {
+        for (int i = 0; pk && i < made; i++)
+            MQTTAsync_free(pk[i]);
+        MQTTAsync_free(pk);
+        return MQTTCLIENT_PERSISTENCE_ERROR;
+    }
+    *keys = pk;
+    *nkeys = n;
+    return 0;
+}
+
+static int ps_clear(void *handle)
+{
+    gw_pubstore_clear(handle);
+    return 0;
+}
+
+static int ps_containskey(void *handle, char *key)
+{
+    return gw_pubstore_contains(handle, key) ? 0 : MQTTCLIENT_PERSISTENCE_ERROR;
+}
+
+/* The store ran empty (a remove on a Paho thread): restored publishes are all confirmed. */
+static void on_store_empty(void *ctx)
+{
+    gw_publisher *p = ctx;
+    lock(p);
+    if (p->restoring) {
+        p->restoring = false;
+        push_simple_locked(p, GW_PUB_RESTORED, 0);
+        eds_log_notice("mqtt: the publishes restored from the session store are confirmed");
+        pthread_cond_broadcast(&p->cond);
+    }
+    unlock(p);
+}
+
+/* Persistent mode, connected and still restoring: if Paho has nothing pending for
+ * the store's entries (keys it does not restore), waiting longer cannot help. */
+static void check_restore_stuck(gw_publisher *p, conn_ctx *c, int *idle_checks)
+{
+    MQTTAsync_token *tokens = NULL;
+    bool pending = MQTTAsync_getPendingTokens(c->client, &tokens) == MQTTASYNC_SUCCESS && tokens &&
+                   tokens[0] != -1;
+    MQTTAsync_free(tokens);
+    *idle_checks = pending ? 0 : *idle_checks + 1;
+    if (*idle_checks < 3)
+        return;
+    lock(p);
+    if (p->restoring) {
+        eds_log_warning("mqtt: %zu entries of the session store are not resent by Paho; "
+                        "not waiting for them",
+                        gw_pubstore_count(p->store));
+        p->restoring = false;
+        push_simple_locked(p, GW_PUB_RESTORED, 0);
+    }
+    unlock(p);
+}
+
 /* ---- the connection thread -------------------------------------------------------------- */
 
 static conn_ctx *client_new(gw_publisher *p)
@@ -446,8 +587,11 @@ static conn_ctx *client_new(gw_publisher *p)
      * ours is max_inflight, plus the online status. */
     co.maxBufferedMessages = (int)p->max_inflight + 8;
     co.MQTTVersion = MQTTVERSION_3_1_1;
+    co.persistQoS0 = 0;
     int rc = MQTTAsync_createWithOptions(&c->client, p->uri, p->client_id,
-                                         MQTTCLIENT_PERSISTENCE_NONE, NULL, &co);
+                                         p->persistent ? MQTTCLIENT_PERSISTENCE_USER
+                                                       : MQTTCLIENT_PERSISTENCE_NONE,
+                                         p->persistent ? &p->paho_persistence : NULL, &co);
     if (rc != MQTTASYNC_SUCCESS) {
         eds_log_error("mqtt: creating a client for %s failed (paho code %d)", p->uri, rc);
         free(c);
@@ -481,10 +625,12 @@ static int client_connect(gw_publisher *p, conn_ctx *c)
     MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
 
     o.keepAliveInterval = p->keepalive;
-    o.cleansession = 1;
+    o.cleansession = p->persistent ? 0 : 1;
     /* Paho's default of 10 would hold most of our window in its command queue, where a
      * connection loss does not fail them. Room for ours + the online status + SUBSCRIBE. */
     o.maxInflight = (int)p->max_inflight + 4;
+    if (p->persistent && p->receive_maximum > 0 && p->receive_maximum < o.maxInflight)
+        o.maxInflight = p->receive_maximum;
     o.connectTimeout = p->connect_timeout_s;
     o.retryInterval = 0;
     o.automaticReconnect = 0;
@@ -573,7 +719,8 @@ static void client_destroy(gw_publisher *p, conn_ctx *c)
 static void *supervise(void *arg)
 {
     gw_publisher *p = arg;
-    conn_ctx *old = NULL; /* previous client, destroyed after the next one exists */
+    conn_ctx *old = NULL;  /* previous client, destroyed after the next one exists */
+    conn_ctx *keep = NULL; /* persistent mode: the one client, reused */
     int delay_ms = 0;
 
     lock(p);
@@ -592,7 +739,9 @@ static void *supervise(void *arg)
 
         /* Creating the next client before destroying the previous keeps Paho's
          * threads running (they stop, taking up to a second, when no client is left). */
-        conn_ctx *c = client_new(p);
+        conn_ctx *c = keep ? keep : client_new(p);
+        if (p->persistent)
+            keep = c;
         if (old) {
             client_destroy(p, old);
             old = NULL;
@@ -626,8 +775,19 @@ static void *supervise(void *arg)
         bool was_up = p->state == CONN_UP;
         struct timespec up_since;
         clock_gettime(CLOCK_MONOTONIC, &up_since);
-        while (!p->stopping && p->state == CONN_UP)
-            pthread_cond_wait(&p->cond, &p->lock);
+        int idle_checks = 0;
+        while (!p->stopping && p->state == CONN_UP) {
+            if (!p->restoring) {
+                pthread_cond_wait(&p->cond, &p->lock);
+                continue;
+            }
+            struct timespec tick = deadline_in(1000);
+            if (pthread_cond_timedwait(&p->cond, &p->lock, &tick) == ETIMEDOUT) {
+                unlock(p);
+                check_restore_stuck(p, c, &idle_checks);
+                lock(p);
+            }
+        }
         if (p->stopping) {
             graceful_disconnect_locked(p, c);
             old = c;
@@ -645,7 +805,7 @@ static void *supervise(void *arg)
                 delay_ms = p->reconnect_max_ms;
         }
         p->state = CONN_IDLE;
-        old = c;
+        old = p->persistent ? NULL : c;
     }
     /* Stopping: whatever was outstanding is dropped with the client. */
     p->state = CONN_IDLE;
@@ -716,7 +876,8 @@ int gw_publisher_create(const gw_publisher_config *cfg, gw_publisher **out, eds_
         p->reconnect_max_ms = p->reconnect_min_ms;
     p->max_inflight = cfg->max_inflight ? cfg->max_inflight : 64;
     p->max_messages = cfg->max_messages ? cfg->max_messages : 256;
-    p->ev_cap = p->max_inflight + p->max_messages + CONTROL_MAX;
+    p->receive_maximum = cfg->receive_maximum > 0 ? cfg->receive_maximum : 0;
+    p->ev_cap = p->max_inflight + p->max_messages + CONTROL_MAX + 1; /* + RESTORED */
     p->slots = calloc(p->max_inflight, sizeof(*p->slots));
     p->events = calloc(p->ev_cap, sizeof(*p->events));
     if (oom || !p->slots || !p->events) {
@@ -730,6 +891,32 @@ int gw_publisher_create(const gw_publisher_config *cfg, gw_publisher **out, eds_
         p->free_head = (uint32_t)i;
     }
     p->pend_head = p->pend_tail = SLOT_NIL;
+
+    if (cfg->persistent) {
+        int rc = gw_pubstore_open(cfg->session_dir, &p->store, err);
+        if (rc != EDS_OK) {
+            gw_publisher_destroy(p);
+            return rc;
+        }
+        p->persistent = true;
+        p->restoring = gw_pubstore_count(p->store) > 0;
+        if (p->restoring)
+            eds_log_notice("mqtt: %zu entries in the session store: resending what was in "
+                           "flight before the gateway stopped",
+                           gw_pubstore_count(p->store));
+        gw_pubstore_on_empty(p->store, on_store_empty, p);
+        p->paho_persistence = (MQTTClient_persistence){
+            .context = p->store,
+            .popen = ps_open,
+            .pclose = ps_close,
+            .pput = ps_put,
+            .pget = ps_get,
+            .premove = ps_remove,
+            .pkeys = ps_keys,
+            .pclear = ps_clear,
+            .pcontainskey = ps_containskey,
+        };
+    }
 
     p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (p->efd < 0) {
@@ -756,6 +943,7 @@ void gw_publisher_destroy(gw_publisher *p)
         for (size_t i = 0; i < p->ev_count; i++)
             free(p->events[(p->ev_head + i) % p->ev_cap].buf);
     }
+    gw_pubstore_close(p->store); /* after the client (and Paho's use of it) is gone */
     pthread_mutex_destroy(&p->lock);
     pthread_mutex_destroy(&p->handle_lock);
     pthread_cond_destroy(&p->cond);
@@ -815,8 +1003,35 @@ size_t gw_publisher_inflight(const gw_publisher *p)
     return n;
 }
 
+bool gw_publisher_restoring(const gw_publisher *p)
+{
+    lock(p);
+    bool r = p->restoring;
+    unlock(p);
+    return r;
+}
+
+void gw_publisher_each_mark(gw_publisher *p,
+                            void (*fn)(void *ctx, const char *name, const char *value), void *ctx)
+{
+    if (p->store)
+        gw_pubstore_each_mark(p->store, fn, ctx);
+}
+
+int gw_publisher_forget_marks(gw_publisher *p, eds_error *err)
+{
+    return p->store ? gw_pubstore_forget_marks(p->store, err) : EDS_OK;
+}
+
 int gw_publisher_publish(gw_publisher *p, const char *topic, const void *payload, size_t len,
                          int qos, bool retain, uint64_t token)
+{
+    return gw_publisher_publish_marked(p, topic, payload, len, qos, retain, token, NULL, NULL);
+}
+
+int gw_publisher_publish_marked(gw_publisher *p, const char *topic, const void *payload, size_t len,
+                                int qos, bool retain, uint64_t token, const char *mark_name,
+                                const char *mark_value)
 {
     if (!topic || !topic[0] || (len && !payload) || len > INT_MAX || qos < 0 || qos > 2)
         return EDS_ERR_INVAL;
@@ -857,7 +1072,13 @@ int gw_publisher_publish(gw_publisher *p, const char *topic, const void *payload
     ro.onSuccess = on_publish_success;
     ro.onFailure = on_publish_failure;
     ro.context = s;
+    /* Paho puts the queued command into the store inside MQTTAsync_send, on this thread:
+     * the staged mark goes into the same log record. */
+    if (p->store && mark_name)
+        gw_pubstore_stage_mark(mark_name, mark_value);
     int prc = MQTTAsync_send(client, topic, (int)len, payload, qos, retain ? 1 : 0, &ro);
+    if (p->store && mark_name)
+        gw_pubstore_stage_mark(NULL, NULL);
 
     int rc = EDS_OK;
     lock(p);
@@ -907,6 +1128,7 @@ int gw_publisher_dispatch(gw_publisher *p, void (*fn)(void *ctx, const gw_pub_ev
                 break;
             case GW_PUB_CONNECTED:
             case GW_PUB_DISCONNECTED:
+            case GW_PUB_RESTORED:
                 p->ev_control--;
                 break;
             case GW_PUB_DONE:

@@ -40,6 +40,26 @@
  * of outstanding publishes, and replaces the Paho client on every reconnect (destroying
  * the old one drops its queue).
  *
+ * Exactly once (persistent = true, used with QoS 2): the publisher keeps one
+ * Paho client and one MQTT session (cleansession 0) for its whole life, with
+ * Paho's persistence in a gw_pubstore (gw_pubstore.h). Then, instead of the
+ * all-or-nothing failure above:
+ *  - A lost connection fails nothing: Paho resends what was in flight with
+ *    the same packet ids after the reconnect (PUBLISH with DUP, or PUBREL),
+ *    then sends what it had queued, in call order. The loop only waits:
+ *    DONE arrives after GW_PUB_CONNECTED. FAILED is reported only for a
+ *    publish Paho itself gives up on.
+ *  - Publishes in flight when the process died are restored from the store
+ *    at create and resent on the first connection. gw_publisher_restoring()
+ *    is true until all of them are confirmed; then GW_PUB_RESTORED is
+ *    dispatched (once). Each publish may carry a mark (name, value), stored
+ *    atomically with it and kept (latest per name) until forgotten: after a
+ *    crash, the marks say what had been handed to the broker.
+ *  With QoS 2 the broker delivers a message when it gets PUBREL and ignores
+ *  a PUBLISH whose packet id it holds already, so each message reaches
+ *  subscribers once, across broker restarts (mosquitto saves sessions on
+ *  SIGTERM) and gateway crashes.
+ *
  * Threads: create/destroy/start/publish/dispatch/flush are meant to be called
  * from one thread (the loop). connected() and inflight() may be called from
  * any thread.
@@ -77,6 +97,17 @@ typedef struct gw_publisher_config {
     int reconnect_min_ms;  /* first retry delay after a failed attempt; 0 = 1000 */
     int reconnect_max_ms;  /* backoff cap; 0 = 30000 */
     int connect_timeout_s; /* 0 = 10 */
+    /* Persistent session (see "Exactly once" above): one MQTT session with cleansession 0
+     * for the publisher's life, Paho's persistence in a gw_pubstore in session_dir (NULL:
+     * in memory, which survives broker restarts but not a restart of the gateway). */
+    bool persistent;
+    const char *session_dir;
+    /* Persistent mode: publishes unconfirmed at the broker at once (the rest wait in
+     * Paho's queue); 0 = max_inflight. Must not exceed what the broker takes in flight
+     * from one client (mosquitto: max_inflight_messages). Past it mosquitto queues
+     * QoS 2 messages without PUBREC, and after a reconnect answers the resent ones with
+     * PUBREC + PUBCOMP without delivering them (seen with 2.0.11: lost records). */
+    int receive_maximum;
 } gw_publisher_config;
 
 /* Validates cfg and allocates the publisher (no connection yet; see start).
@@ -110,6 +141,19 @@ bool gw_publisher_connected(const gw_publisher *p);
 /* Publishes accepted and not yet completed by Paho (no DONE/FAILED produced yet). */
 size_t gw_publisher_inflight(const gw_publisher *p);
 
+/* Persistent mode: true while publishes restored from the session store are not yet
+ * all confirmed by the broker (GW_PUB_RESTORED follows). Always false otherwise. */
+bool gw_publisher_restoring(const gw_publisher *p);
+
+/* Persistent mode: calls fn once per mark (latest value per name), from the session store;
+ * nothing otherwise. */
+void gw_publisher_each_mark(gw_publisher *p,
+                            void (*fn)(void *ctx, const char *name, const char *value), void *ctx);
+
+/* Persistent mode: drops all marks (the caller made them durable elsewhere).
+ * EDS_OK or EDS_ERR_IO (err); EDS_OK with nothing to do otherwise. */
+int gw_publisher_forget_marks(gw_publisher *p, eds_error *err);
+
 /* Queues a publish of len bytes of payload (copied) to topic. token is echoed
  * in the DONE/FAILED event. qos is 0, 1 or 2.
  * Returns EDS_OK; EDS_ERR_FULL when max_inflight publishes are outstanding
@@ -120,12 +164,19 @@ size_t gw_publisher_inflight(const gw_publisher *p);
 int gw_publisher_publish(gw_publisher *p, const char *topic, const void *payload, size_t len,
                          int qos, bool retain, uint64_t token);
 
+/* gw_publisher_publish() that also records the mark (mark_name -> mark_value) with the
+ * publish in the session store (persistent mode; ignored otherwise). */
+int gw_publisher_publish_marked(gw_publisher *p, const char *topic, const void *payload, size_t len,
+                                int qos, bool retain, uint64_t token, const char *mark_name,
+                                const char *mark_value);
+
 typedef enum {
     GW_PUB_DONE,         /* token: the broker confirmed it */
     GW_PUB_FAILED,       /* token: not confirmed; resend after the next CONNECTED */
     GW_PUB_CONNECTED,    /* connected (online status published, subscription requested) */
     GW_PUB_DISCONNECTED, /* connection lost or refused after it was up; reconnecting */
     GW_PUB_MESSAGE,      /* a message arrived on subscribe_topic */
+    GW_PUB_RESTORED,     /* persistent mode: the restored publishes are all confirmed */
 } gw_pub_event_type;
 
 typedef struct gw_pub_event {

@@ -185,6 +185,8 @@ struct gw_server {
     gw_state *state;
     size_t pending_bytes;
     bool broker_up, stopping, paused_global;
+    bool restoring; /* qos 2 after a crash: publishes restored from the session store are
+                       not all confirmed yet; no welcome, no publish until they are */
     int64_t stop_deadline_ms, next_stats_ms, started_ms;
     gw_stats st;
     char *scratch;  /* READ_CHUNK, for reads */
@@ -427,7 +429,7 @@ static char *line_buf(gw_server *s, size_t n)
 static void publish_untracked(gw_server *s, const char *topic, const char *payload, size_t len,
                               int qos, bool retain)
 {
-    if (!s->broker_up)
+    if (!s->broker_up || s->restoring)
         return;
     int rc = gw_publisher_publish(s->pub, topic, payload, len, qos, retain, TOKEN_UNTRACKED);
     if (rc != EDS_OK)
@@ -453,7 +455,7 @@ static void publish_status(gw_server *s, gw_device *d)
 /* Publishes queued statuses while the publisher has room. */
 static void flush_statuses(gw_server *s)
 {
-    while (s->status_head && s->broker_up) {
+    while (s->status_head && s->broker_up && !s->restoring) {
         gw_device *d = s->status_head;
         char topic[TOPIC_MAX], since[32], body[256];
         topic_for(s, d->id, "status", topic);
@@ -478,7 +480,7 @@ static void flush_statuses(gw_server *s)
  * each device's in ring order. */
 static void pump(gw_server *s)
 {
-    if (!s->broker_up)
+    if (!s->broker_up || s->restoring)
         return;
     flush_statuses(s);
     while (s->ready) {
@@ -491,8 +493,12 @@ static void pump(gw_server *s)
                 char topic[TOPIC_MAX];
                 topic_for(s, d->id, r->kind == REC_DATA ? "data" : "rejected", topic);
                 uint64_t token = ((uint64_t)d->index << 32) | (uint32_t)(d->head_abs + d->unsent);
-                int rc = gw_publisher_publish(s->pub, topic, r->payload, r->len, s->cfg->qos, false,
-                                              token);
+                /* The mark tells a restarted gateway (qos 2) that this seq reached the broker
+                 * even if the journal had not caught up: see apply_session_marks. */
+                char mark[EDS_STREAM_MAX + 32];
+                snprintf(mark, sizeof(mark), "%s %" PRIu64, d->stream, r->seq);
+                int rc = gw_publisher_publish_marked(s->pub, topic, r->payload, r->len, s->cfg->qos,
+                                                     false, token, d->id, mark);
                 if (rc == EDS_ERR_FULL) {
                     full = true;
                     break;
@@ -1005,6 +1011,8 @@ static void try_welcome(gw_server *s, gw_conn *c)
     gw_device *d = c->dev;
     if (d->count)
         return; /* records of an earlier connection still in flight */
+    if (s->restoring)
+        return; /* last_seq is known once the restored publishes are confirmed */
     if (strcmp(d->stream, c->stream) != 0) {
         /* A new sequence space: the agent lost its counter. */
         snprintf(d->stream, sizeof(d->stream), "%s", c->stream);
@@ -1579,6 +1587,48 @@ static void accept_conns(gw_server *s, gw_listener *l)
 
 /* ---- broker events ------------------------------------------------------ */
 
+static void write_journal(gw_server *s);
+
+/* One session-store mark: device -> "STREAM SEQ", the last record handed to the broker. */
+static void apply_mark(void *ctx, const char *device, const char *value)
+{
+    gw_server *s = ctx;
+    char stream[EDS_STREAM_MAX + 1];
+    unsigned long long seq;
+    if (sscanf(value, "%64s %llu", stream, &seq) != 2 || !eds_stream_id_valid(stream))
+        return;
+    gw_device *d = device_get(s, device);
+    if (!d)
+        return;
+    if (strcmp(d->stream, stream) == 0) {
+        if (seq <= d->last_seq)
+            return;
+    } else {
+        /* Records of a newer stream were handed before its welcome was journaled. */
+        snprintf(d->stream, sizeof(d->stream), "%s", stream);
+    }
+    eds_log_notice("device %s: stream %s handled up to seq %llu (was %" PRIu64
+                   " in the journal; the broker has the rest)",
+                   d->id, stream, seq, d->last_seq);
+    d->last_seq = d->last_accepted = seq;
+    journal(s, d);
+}
+
+/* With qos 2, every record handed to Paho is in the session store with a mark until
+ * the journal covers it. A record whose PUBCOMP came just before a crash is gone from
+ * the store but not journaled: the marks raise last_seq over it, so the agent's resend
+ * is answered as a duplicate instead of being published twice. Journal first, then
+ * forget the marks. */
+static void apply_session_marks(gw_server *s)
+{
+    gw_publisher_each_mark(s->pub, apply_mark, s);
+    write_journal(s);
+    eds_error err;
+    eds_error_clear(&err);
+    if (gw_publisher_forget_marks(s->pub, &err) != EDS_OK)
+        eds_log_error("mqtt session store: %s", err.msg);
+}
+
 static void on_pub_event(void *ctx, const gw_pub_event *ev)
 {
     gw_server *s = ctx;
@@ -1608,6 +1658,13 @@ static void on_pub_event(void *ctx, const gw_pub_event *ev)
         break;
     case GW_PUB_MESSAGE:
         on_mqtt_message(s, ev);
+        break;
+    case GW_PUB_RESTORED:
+        apply_session_marks(s);
+        s->restoring = false;
+        for (size_t fd = 0; fd < s->conns_cap; fd++)
+            if (s->conns[fd] && s->conns[fd]->state == C_WAIT_WELCOME)
+                try_welcome(s, s->conns[fd]);
         break;
     }
 }
@@ -1766,10 +1823,9 @@ static int state_next(void *ctx, const char **device, const char **stream, uint6
     return 1;
 }
 
-/* End of an iteration: journal first, then the acks it covers, then closes. */
-static void end_batch(gw_server *s)
+/* Writes the devices marked by journal() with one write. */
+static void write_journal(gw_server *s)
 {
-    pump(s);
     while (s->jlist) {
         gw_device *d = s->jlist;
         s->jlist = d->jnext;
@@ -1780,6 +1836,14 @@ static void end_batch(gw_server *s)
     eds_error err;
     if (gw_state_flush(s->state, &err) != EDS_OK)
         eds_log_error("%s", err.msg); /* acks still go: the broker has the records */
+}
+
+/* End of an iteration: journal first, then the acks it covers, then closes. */
+static void end_batch(gw_server *s)
+{
+    pump(s);
+    write_journal(s);
+    eds_error err;
     int64_t now = now_ms();
     if (now >= s->next_compact_ms && gw_state_wants_compaction(s->state, s->n_devices)) {
         state_iter it = {s, 0};
@@ -1955,9 +2019,16 @@ int gw_server_create(const gw_config *cfg, gw_server **out, eds_error *err)
         .cafile = cfg->broker_cafile,
         .certfile = cfg->broker_certfile,
         .keyfile = cfg->broker_keyfile,
+        /* qos 2: exactly once, with the MQTT session persisted beside the journal */
+        .persistent = cfg->qos == 2,
+        .session_dir = cfg->state_dir,
+        .receive_maximum = cfg->broker_receive_maximum,
     };
     if ((rc = gw_publisher_create(&pc, &s->pub, err)) != EDS_OK)
         goto err;
+    s->restoring = gw_publisher_restoring(s->pub);
+    if (!s->restoring)
+        apply_session_marks(s);
     s->pub_h.kind = H_PUBLISHER;
     if (gw_loop_add(s->loop, gw_publisher_fd(s->pub), GW_EV_READ, &s->pub_h) != EDS_OK ||
         (rc = gw_publisher_start(s->pub)) != EDS_OK) {

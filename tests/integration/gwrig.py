@@ -290,10 +290,11 @@ def line_of(obj):
 
 class DurableSubscriber(edsrig.MqttClient):
     """A reader whose session survives a broker restart: clean_session=False and a fixed
-    client id, subscribed at QoS 1, so messages published while it is disconnected are
-    queued by the broker (persistence on) and delivered when paho reconnects."""
+    client id, subscribed at QoS `qos` (1 by default), so messages published while it is
+    disconnected are queued by the broker (persistence on) and delivered when paho
+    reconnects. With qos=2 the broker's leg to this reader is exactly once too."""
 
-    def __init__(self, broker, topics="energy/#", client_id=None, **kw):
+    def __init__(self, broker, topics="energy/#", client_id=None, qos=1, **kw):
         super().__init__(broker, edsrig.READER_USER, edsrig.READER_PASSWORD, connect=False,
                          client_id=client_id, **kw)
         import paho.mqtt.client as mqtt
@@ -312,9 +313,9 @@ class DurableSubscriber(edsrig.MqttClient):
             self.close()
             raise AssertionError("durable subscriber: CONNACK %d" % rc)
         for t in [topics] if isinstance(topics, str) else topics:
-            if self.subscribe(t, 1) != 1:
+            if self.subscribe(t, qos) != qos:
                 self.close()
-                raise AssertionError("durable subscription to %s not granted at QoS 1" % t)
+                raise AssertionError("durable subscription to %s not granted at QoS %d" % (t, qos))
 
 
     def _on_message(self, client, userdata, msg):
@@ -345,12 +346,13 @@ class GatewayTestCase(unittest.TestCase):
             self.start_rig()
 
     def start_rig(self, options=None, durable=False, **kwargs):
+        """durable: a DurableSubscriber (True: QoS 1; or the QoS as a number)."""
         if not hasattr(self, "_t0"):
             self._t0 = time.monotonic()
         self.broker = edsrig.Broker()
         self.addCleanup(self.broker.close)
         if durable:
-            self.sub = DurableSubscriber(self.broker, "energy/#")
+            self.sub = DurableSubscriber(self.broker, "energy/#", qos=2 if durable == 2 else 1)
         else:
             self.sub = edsrig.Subscriber(self.broker, "energy/#")
         opts = dict(self.gw_options)

@@ -1,0 +1,693 @@
+/*
+ * gw_pubstore.c - Paho's persistence as a hash table in memory plus an
+ * append-only log on disk. See gw_pubstore.h for the format and guarantees.
+ *
+ * Entries live in a chained hash table and, for keys() (Paho restores in
+ * key order it sorts itself, but a stable order makes tests readable), in an
+ * insertion-ordered doubly linked list. Marks are a small linked list: one
+ * per device, so a few hundred at most.
+ */
+#include "gw_pubstore.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "eds_bytes.h"
+#include "eds_log.h"
+
+#define LOG_NAME "mqtt-session.log"
+#define COMPACT_MIN_BYTES (8u << 20)
+#define SYNC_NS 2000000000LL
+#define NBUCKETS 1024
+#define HDR 8 /* u32 len, u32 crc */
+
+typedef struct entry {
+    struct entry *hnext;       /* bucket chain */
+    struct entry *prev, *next; /* insertion order */
+    char *data;
+    size_t len;
+    char key[GW_PUBSTORE_KEY_MAX + 1];
+} entry;
+
+typedef struct mark {
+    struct mark *next;
+    char name[GW_PUBSTORE_MARK_MAX + 1];
+    char value[GW_PUBSTORE_MARK_MAX + 1];
+} mark;
+
+struct gw_pubstore {
+    pthread_mutex_t lock;
+    char *path; /* NULL in memory mode */
+    int fd;
+    size_t log_bytes, live_bytes;
+    int64_t last_sync_ns;
+    entry *buckets[NBUCKETS];
+    entry *first, *last;
+    size_t count;
+    mark *marks;
+    void (*on_empty)(void *);
+    void *on_empty_ctx;
+    unsigned char *buf; /* scratch for one log record */
+    size_t buf_cap;
+};
+
+static _Thread_local struct {
+    bool set;
+    char name[GW_PUBSTORE_MARK_MAX + 1];
+    char value[GW_PUBSTORE_MARK_MAX + 1];
+} staged;
+
+/* ---- small helpers ---------------------------------------------------------------------- */
+
+static uint32_t key_hash(const char *k)
+{
+    uint32_t h = 2166136261u;
+    for (; *k; k++)
+        h = (h ^ (unsigned char)*k) * 16777619u;
+    return h % NBUCKETS;
+}
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static entry *find(gw_pubstore *st, const char *key)
+{
+    for (entry *e = st->buckets[key_hash(key)]; e; e = e->hnext)
+        if (strcmp(e->key, key) == 0)
+            return e;
+    return NULL;
+}
+
+static void unlink_entry(gw_pubstore *st, entry *e)
+{
+    entry **pp = &st->buckets[key_hash(e->key)];
+    while (*pp != e)
+        pp = &(*pp)->hnext;
+    *pp = e->hnext;
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        st->first = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    else
+        st->last = e->prev;
+    st->count--;
+    st->live_bytes -= e->len + strlen(e->key);
+    free(e->data);
+    free(e);
+}
+
+/* Inserts or replaces key with data (ownership taken). */
+static void set_entry(gw_pubstore *st, entry *e_new)
+{
+    entry *old = find(st, e_new->key);
+    if (old)
+        unlink_entry(st, old);
+    uint32_t h = key_hash(e_new->key);
+    e_new->hnext = st->buckets[h];
+    st->buckets[h] = e_new;
+    e_new->next = NULL;
+    e_new->prev = st->last;
+    if (st->last)
+        st->last->next = e_new;
+    else
+        st->first = e_new;
+    st->last = e_new;
+    st->count++;
+    st->live_bytes += e_new->len + strlen(e_new->key);
+}
+
+static void set_mark(gw_pubstore *st, const char *name, size_t nlen, const char *value, size_t vlen)
+{
+    if (nlen > GW_PUBSTORE_MARK_MAX)
+        nlen = GW_PUBSTORE_MARK_MAX;
+    if (vlen > GW_PUBSTORE_MARK_MAX)
+        vlen = GW_PUBSTORE_MARK_MAX;
+    mark *m = st->marks;
+    while (m && (strlen(m->name) != nlen || memcmp(m->name, name, nlen) != 0))
+        m = m->next;
+    if (!m) {
+        m = calloc(1, sizeof(*m));
+        if (!m)
+            return; /* a lost mark weakens crash recovery only; logged by the caller's put */
+        memcpy(m->name, name, nlen);
+        m->next = st->marks;
+        st->marks = m;
+    }
+    memcpy(m->value, value, vlen);
+    m->value[vlen] = '\0';
+}
+
+static void free_marks(gw_pubstore *st)
+{
+    while (st->marks) {
+        mark *m = st->marks;
+        st->marks = m->next;
+        free(m);
+    }
+}
+
+/* ---- log records ------------------------------------------------------------------------ */
+
+static unsigned char *scratch(gw_pubstore *st, size_t n)
+{
+    if (n > st->buf_cap) {
+        unsigned char *b = realloc(st->buf, n);
+        if (!b)
+            return NULL;
+        st->buf = b;
+        st->buf_cap = n;
+    }
+    return st->buf;
+}
+
+static unsigned char *put_str16(unsigned char *p, const char *s, size_t n)
+{
+    eds_put_le16(p, (uint16_t)n);
+    memcpy(p + 2, s, n);
+    return p + 2 + n;
+}
+
+/* Frames body [HDR, HDR+blen) of st->buf and writes it to fd with one write. */
+static int write_record(gw_pubstore *st, int fd, size_t blen, size_t *written)
+{
+    unsigned char *b = st->buf;
+    eds_put_le32(b, (uint32_t)blen);
+    eds_put_le32(b + 4, eds_crc32(0, b + HDR, blen));
+    size_t n = HDR + blen, off = 0;
+    while (off < n) {
+        ssize_t w = write(fd, b + off, n - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return EDS_ERR_IO;
+        off += (size_t)w;
+    }
+    *written += n;
+    return EDS_OK;
+}
+
+static void maybe_sync(gw_pubstore *st)
+{
+    int64_t now = mono_ns();
+    if (now - st->last_sync_ns >= SYNC_NS) {
+        st->last_sync_ns = now;
+        fdatasync(st->fd);
+    }
+}
+
+static int append(gw_pubstore *st, size_t blen)
+{
+    if (st->fd < 0)
+        return EDS_OK;
+    if (write_record(st, st->fd, blen, &st->log_bytes) != EDS_OK) {
+        eds_log_error("mqtt session store %s: write failed: %s", st->path, strerror(errno));
+        return EDS_ERR_IO;
+    }
+    maybe_sync(st);
+    return EDS_OK;
+}
+
+/* Writes a 'P' record for e (and the mark, if any) into st->buf; returns its body length,
+ * 0 when out of memory. */
+static size_t encode_put(gw_pubstore *st, const entry *e, const char *mname, const char *mvalue)
+{
+    size_t klen = strlen(e->key), mn = mname ? strlen(mname) : 0, mv = mname ? strlen(mvalue) : 0;
+    size_t blen = 1 + 2 + klen + 4 + e->len + 2 + mn + 2 + mv;
+    unsigned char *b = scratch(st, HDR + blen);
+    if (!b)
+        return 0;
+    unsigned char *p = b + HDR;
+    *p++ = 'P';
+    p = put_str16(p, e->key, klen);
+    eds_put_le32(p, (uint32_t)e->len);
+    memcpy(p + 4, e->data, e->len);
+    p += 4 + e->len;
+    p = put_str16(p, mname ? mname : "", mn);
+    put_str16(p, mvalue ? mvalue : "", mv);
+    return blen;
+}
+
+static size_t encode_mark(gw_pubstore *st, const mark *m)
+{
+    size_t mn = strlen(m->name), mv = strlen(m->value), blen = 1 + 2 + mn + 2 + mv;
+    unsigned char *b = scratch(st, HDR + blen);
+    if (!b)
+        return 0;
+    b[HDR] = 'M';
+    put_str16(put_str16(b + HDR + 1, m->name, mn), m->value, mv);
+    return blen;
+}
+
+/* Reads a u16-prefixed string at *p (bounded by end) into out (cap bytes incl. NUL). */
+static bool get_str16(const unsigned char **p, const unsigned char *end, char *out, size_t cap,
+                      size_t *len_out)
+{
+    if (end - *p < 2)
+        return false;
+    size_t n = eds_get_le16(*p);
+    if ((size_t)(end - *p - 2) < n || n >= cap)
+        return false;
+    memcpy(out, *p + 2, n);
+    out[n] = '\0';
+    *p += 2 + n;
+    if (len_out)
+        *len_out = n;
+    return true;
+}
+
+/* Applies one record body; false when it does not parse (treated like a torn tail). */
+static bool replay_one(gw_pubstore *st, const unsigned char *p, const unsigned char *end)
+{
+    char key[GW_PUBSTORE_KEY_MAX + 1], mn[GW_PUBSTORE_MARK_MAX + 1], mv[GW_PUBSTORE_MARK_MAX + 1];
+    size_t mnl, mvl;
+    if (p >= end)
+        return false;
+    switch (*p++) {
+    case 'P': {
+        if (!get_str16(&p, end, key, sizeof(key), NULL) || !key[0] || end - p < 4)
+            return false;
+        size_t dlen = eds_get_le32(p);
+        p += 4;
+        if ((size_t)(end - p) < dlen)
+            return false;
+        entry *e = calloc(1, sizeof(*e));
+        char *data = malloc(dlen ? dlen : 1);
+        if (!e || !data) {
+            free(e);
+            free(data);
+            return false;
+        }
+        memcpy(data, p, dlen);
+        p += dlen;
+        if (!get_str16(&p, end, mn, sizeof(mn), &mnl) ||
+            !get_str16(&p, end, mv, sizeof(mv), &mvl) || p != end) {
+            free(e);
+            free(data);
+            return false;
+        }
+        snprintf(e->key, sizeof(e->key), "%s", key);
+        e->data = data;
+        e->len = dlen;
+        set_entry(st, e);
+        if (mnl)
+            set_mark(st, mn, mnl, mv, mvl);
+        return true;
+    }
+    case 'R':
+        if (!get_str16(&p, end, key, sizeof(key), NULL) || p != end)
+            return false;
+        entry *e = find(st, key);
+        if (e)
+            unlink_entry(st, e);
+        return true;
+    case 'M':
+        if (!get_str16(&p, end, mn, sizeof(mn), &mnl) ||
+            !get_str16(&p, end, mv, sizeof(mv), &mvl) || p != end || !mnl)
+            return false;
+        set_mark(st, mn, mnl, mv, mvl);
+        return true;
+    case 'C':
+        while (st->first)
+            unlink_entry(st, st->first);
+        return p == end;
+    default:
+        return false;
+    }
+}
+
+/* Replays the whole file; truncates it after the last good record. */
+static int replay(gw_pubstore *st, eds_error *err)
+{
+    struct stat sb;
+    if (fstat(st->fd, &sb) != 0)
+        return eds_error_set(err, EDS_ERR_IO, "%s: %s", st->path, strerror(errno));
+    size_t size = (size_t)sb.st_size, good = 0;
+    unsigned char *all = size ? malloc(size) : NULL;
+    if (size && !all)
+        return eds_error_set(err, EDS_ERR_NOMEM, "%s: out of memory (%zu bytes)", st->path, size);
+    size_t got = 0;
+    while (got < size) {
+        ssize_t r = pread(st->fd, all + got, size - got, (off_t)got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    while (good + HDR <= got) {
+        size_t blen = eds_get_le32(all + good);
+        if (blen > got - good - HDR)
+            break;
+        const unsigned char *body = all + good + HDR;
+        if (eds_crc32(0, body, blen) != eds_get_le32(all + good + 4) ||
+            !replay_one(st, body, body + blen))
+            break;
+        good += HDR + blen;
+    }
+    free(all);
+    if (good < size) {
+        eds_log_warning("mqtt session store %s: %zu bytes of torn or corrupt tail dropped",
+                        st->path, size - good);
+        if (ftruncate(st->fd, (off_t)good) != 0)
+            return eds_error_set(err, EDS_ERR_IO, "%s: truncate: %s", st->path, strerror(errno));
+    }
+    if (lseek(st->fd, 0, SEEK_END) < 0)
+        return eds_error_set(err, EDS_ERR_IO, "%s: %s", st->path, strerror(errno));
+    st->log_bytes = good;
+    return EDS_OK;
+}
+
+/* Rewrites the log as the live entries plus (with_marks) the marks. Lock held. */
+static int compact(gw_pubstore *st, bool with_marks, eds_error *err)
+{
+    if (st->fd < 0)
+        return EDS_OK;
+    size_t plen = strlen(st->path);
+    char *tmp = malloc(plen + 5);
+    if (!tmp)
+        return eds_error_set(err, EDS_ERR_NOMEM, "out of memory");
+    memcpy(tmp, st->path, plen);
+    memcpy(tmp + plen, ".tmp", 5);
+    int rc = EDS_OK;
+    size_t written = 0;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        rc = eds_error_set(err, EDS_ERR_IO, "%s: %s", tmp, strerror(errno));
+        goto out;
+    }
+    for (const entry *e = st->first; e && rc == EDS_OK; e = e->next) {
+        size_t blen = encode_put(st, e, NULL, NULL);
+        rc = blen ? write_record(st, fd, blen, &written) : EDS_ERR_NOMEM;
+    }
+    for (const mark *m = with_marks ? st->marks : NULL; m && rc == EDS_OK; m = m->next) {
+        size_t blen = encode_mark(st, m);
+        rc = blen ? write_record(st, fd, blen, &written) : EDS_ERR_NOMEM;
+    }
+    if (rc == EDS_OK && fsync(fd) != 0)
+        rc = EDS_ERR_IO;
+    if (rc != EDS_OK) {
+        eds_error_set(err, rc, "%s: %s", tmp, rc == EDS_ERR_IO ? strerror(errno) : "out of memory");
+        close(fd);
+        unlink(tmp);
+        goto out;
+    }
+    if (rename(tmp, st->path) != 0) {
+        rc = eds_error_set(err, EDS_ERR_IO, "rename %s: %s", tmp, strerror(errno));
+        close(fd);
+        unlink(tmp);
+        goto out;
+    }
+    close(st->fd);
+    st->fd = fd;
+    st->log_bytes = written;
+    if (lseek(st->fd, 0, SEEK_END) < 0)
+        rc = eds_error_set(err, EDS_ERR_IO, "%s: %s", st->path, strerror(errno));
+out:
+    free(tmp);
+    return rc;
+}
+
+static void maybe_compact(gw_pubstore *st)
+{
+    if (st->fd < 0 || st->log_bytes < COMPACT_MIN_BYTES || st->log_bytes < 4 * st->live_bytes)
+        return;
+    eds_error err;
+    eds_error_clear(&err);
+    if (compact(st, true, &err) != EDS_OK)
+        eds_log_error("mqtt session store: compaction failed: %s", err.msg);
+}
+
+/* ---- API -------------------------------------------------------------------------------- */
+
+int gw_pubstore_open(const char *dir, gw_pubstore **out, eds_error *err)
+{
+    *out = NULL;
+    gw_pubstore *st = calloc(1, sizeof(*st));
+    if (!st)
+        return eds_error_set(err, EDS_ERR_NOMEM, "out of memory");
+    pthread_mutex_init(&st->lock, NULL);
+    st->fd = -1;
+    st->last_sync_ns = mono_ns();
+    if (dir) {
+        size_t n = strlen(dir) + sizeof(LOG_NAME) + 1;
+        st->path = malloc(n);
+        if (!st->path) {
+            gw_pubstore_close(st);
+            return eds_error_set(err, EDS_ERR_NOMEM, "out of memory");
+        }
+        snprintf(st->path, n, "%s/%s", dir, LOG_NAME);
+        if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+            int e = errno;
+            gw_pubstore_close(st);
+            return eds_error_set(err, EDS_ERR_IO, "%s: %s", dir, strerror(e));
+        }
+        st->fd = open(st->path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        if (st->fd < 0) {
+            int e = errno;
+            int rc = eds_error_set(err, EDS_ERR_IO, "%s: %s", st->path, strerror(e));
+            gw_pubstore_close(st);
+            return rc;
+        }
+        int rc = replay(st, err);
+        if (rc != EDS_OK) {
+            gw_pubstore_close(st);
+            return rc;
+        }
+    }
+    *out = st;
+    return EDS_OK;
+}
+
+void gw_pubstore_close(gw_pubstore *st)
+{
+    if (!st)
+        return;
+    if (st->fd >= 0) {
+        fdatasync(st->fd);
+        close(st->fd);
+    }
+    while (st->first)
+        unlink_entry(st, st->first);
+    free_marks(st);
+    free(st->buf);
+    free(st->path);
+    pthread_mutex_destroy(&st->lock);
+    free(st);
+}
+
+int gw_pubstore_put(gw_pubstore *st, const char *key, int n, char *const bufs[], const int lens[])
+{
+    size_t klen = key ? strlen(key) : 0;
+    if (!klen || klen > GW_PUBSTORE_KEY_MAX || n < 0)
+        return EDS_ERR_INVAL;
+    size_t total = 0;
+    for (int i = 0; i < n; i++) {
+        if (lens[i] < 0 || (lens[i] > 0 && !bufs[i]))
+            return EDS_ERR_INVAL;
+        total += (size_t)lens[i];
+    }
+    if (total > INT_MAX)
+        return EDS_ERR_INVAL;
+    entry *e = calloc(1, sizeof(*e));
+    char *data = malloc(total ? total : 1);
+    if (!e || !data) {
+        free(e);
+        free(data);
+        return EDS_ERR_NOMEM;
+    }
+    for (int i = 0, off = 0; i < n; off += lens[i], i++)
+        if (lens[i])
+            memcpy(data + off, bufs[i], (size_t)lens[i]);
+    memcpy(e->key, key, klen + 1);
+    e->data = data;
+    e->len = total;
+    const char *mname = staged.set ? staged.name : NULL;
+    staged.set = false;
+
+    pthread_mutex_lock(&st->lock);
+    int rc = EDS_OK;
+    if (st->fd >= 0) {
+        size_t blen = encode_put(st, e, mname, staged.value);
+        rc = blen ? append(st, blen) : EDS_ERR_NOMEM;
+    }
+    set_entry(st, e);
+    if (mname)
+        set_mark(st, mname, strlen(mname), staged.value, strlen(staged.value));
+    maybe_compact(st);
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+int gw_pubstore_get(gw_pubstore *st, const char *key, char **buf, int *len)
+{
+    *buf = NULL;
+    *len = 0;
+    pthread_mutex_lock(&st->lock);
+    int rc = EDS_ERR_NOTFOUND;
+    entry *e = key ? find(st, key) : NULL;
+    if (e) {
+        *buf = malloc(e->len ? e->len : 1);
+        if (*buf) {
+            memcpy(*buf, e->data, e->len);
+            *len = (int)e->len;
+            rc = EDS_OK;
+        } else {
+            rc = EDS_ERR_NOMEM;
+        }
+    }
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+/* Calls the on_empty callback (store unlocked) when fire is set. */
+static void after_shrink(gw_pubstore *st, bool fire)
+{
+    void (*fn)(void *) = st->on_empty;
+    void *ctx = st->on_empty_ctx;
+    pthread_mutex_unlock(&st->lock);
+    if (fire && fn)
+        fn(ctx);
+}
+
+int gw_pubstore_remove(gw_pubstore *st, const char *key)
+{
+    if (!key || !key[0] || strlen(key) > GW_PUBSTORE_KEY_MAX)
+        return EDS_OK;
+    pthread_mutex_lock(&st->lock);
+    int rc = EDS_OK;
+    entry *e = find(st, key);
+    bool fire = false;
+    if (e) {
+        unlink_entry(st, e);
+        fire = st->count == 0;
+        if (st->fd >= 0) {
+            size_t klen = strlen(key);
+            unsigned char *b = scratch(st, HDR + 3 + klen);
+            if (b) {
+                b[HDR] = 'R';
+                put_str16(b + HDR + 1, key, klen);
+                rc = append(st, 3 + klen);
+            } else {
+                rc = EDS_ERR_NOMEM;
+            }
+        }
+        maybe_compact(st);
+    }
+    after_shrink(st, fire);
+    return rc;
+}
+
+bool gw_pubstore_contains(gw_pubstore *st, const char *key)
+{
+    pthread_mutex_lock(&st->lock);
+    bool found = key && find(st, key) != NULL;
+    pthread_mutex_unlock(&st->lock);
+    return found;
+}
+
+int gw_pubstore_keys(gw_pubstore *st, char ***keys, int *n)
+{
+    *keys = NULL;
+    *n = 0;
+    pthread_mutex_lock(&st->lock);
+    int rc = EDS_OK;
+    if (st->count) {
+        char **k = calloc(st->count, sizeof(*k));
+        int i = 0;
+        for (const entry *e = st->first; k && e; e = e->next, i++)
+            if (!(k[i] = strdup(e->key)))
+                break;
+        if (!k || i < (int)st->count) {
+            for (int j = 0; k && j < i; j++)
+                free(k[j]);
+            free(k);
+            rc = EDS_ERR_NOMEM;
+        } else {
+            *keys = k;
+            *n = i;
+        }
+    }
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+int gw_pubstore_clear(gw_pubstore *st)
+{
+    pthread_mutex_lock(&st->lock);
+    bool fire = st->count > 0;
+    while (st->first)
+        unlink_entry(st, st->first);
+    int rc = EDS_OK;
+    if (st->fd >= 0 && scratch(st, HDR + 1)) {
+        st->buf[HDR] = 'C';
+        rc = append(st, 1);
+    }
+    after_shrink(st, fire);
+    return rc;
+}
+
+size_t gw_pubstore_count(gw_pubstore *st)
+{
+    pthread_mutex_lock(&st->lock);
+    size_t n = st->count;
+    pthread_mutex_unlock(&st->lock);
+    return n;
+}
+
+void gw_pubstore_on_empty(gw_pubstore *st, void (*fn)(void *ctx), void *ctx)
+{
+    pthread_mutex_lock(&st->lock);
+    st->on_empty = fn;
+    st->on_empty_ctx = ctx;
+    pthread_mutex_unlock(&st->lock);
+}
+
+void gw_pubstore_stage_mark(const char *name, const char *value)
+{
+    staged.set = name && name[0];
+    if (!staged.set)
+        return;
+    snprintf(staged.name, sizeof(staged.name), "%s", name);
+    snprintf(staged.value, sizeof(staged.value), "%s", value ? value : "");
+}
+
+void gw_pubstore_each_mark(gw_pubstore *st,
+                           void (*fn)(void *ctx, const char *name, const char *value), void *ctx)
+{
+    pthread_mutex_lock(&st->lock);
+    for (const mark *m = st->marks; m; m = m->next)
+        fn(ctx, m->name, m->value);
+    pthread_mutex_unlock(&st->lock);
+}
+
+int gw_pubstore_forget_marks(gw_pubstore *st, eds_error *err)
+{
+    pthread_mutex_lock(&st->lock);
+    free_marks(st);
+    int rc = compact(st, false, err);
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+size_t gw_pubstore_log_bytes(gw_pubstore *st)
+{
+    pthread_mutex_lock(&st->lock);
+    size_t n = st->log_bytes;
+    pthread_mutex_unlock(&st->lock);
+    return n;
+}

@@ -1,0 +1,108 @@
+/*
+ * gw_pubstore.h - the MQTT session store behind the gateway's exactly-once mode.
+ *
+ * With qos 2 the publisher keeps one persistent MQTT session (cleansession 0)
+ * and gives Paho this store as its persistence. Paho puts every publish it
+ * accepts, and every QoS 2 flow step, under a key ("c-N" queued command,
+ * "s-ID" sent PUBLISH, "sc-ID" sent PUBREL, ...) and removes it when the
+ * flow completes. After a SIGKILL the next gateway opens the same file and
+ * Paho resends exactly what was in flight, with the same packet ids, so the
+ * broker (which delivers a QoS 2 message when it gets PUBREL) hands each
+ * record to subscribers once.
+ *
+ * Marks: what Paho stores does not say which record (device, seq) a publish
+ * carries, and a record whose flow completed just before a crash is neither
+ * in the store nor yet in the gateway's journal. So the publishing thread may
+ * stage a mark (name -> value) that is written in the same log record as the
+ * next put made on that thread (the put of the queued command inside
+ * MQTTAsync_send). The store keeps the latest value per name. The gateway
+ * uses name = device, value = "STREAM SEQ": at start it raises each device's
+ * last_seq to its mark once the restored publishes are confirmed.
+ *
+ * File: DIR/mqtt-session.log, append-only, one write(2) per operation (a
+ * SIGKILL loses nothing the page cache has; fdatasync at most every 2 s).
+ * Each log record is [u32 len][u32 crc32][len bytes body], little-endian;
+ * the body is one of
+ *     'P' u16 klen key u32 dlen data u16 mnlen mname u16 mvlen mvalue
+ *                                              (put; mnlen 0 = no mark)
+ *     'R' u16 klen key                         (remove)
+ *     'M' u16 mnlen mname u16 mvlen mvalue     (mark, written by compaction)
+ *     'C'                                      (clear)
+ * Loading replays records in order and stops at the first short or corrupt
+ * one (a torn tail after power loss), truncating the file there. When the
+ * log is past 8 MiB and four times the live data, it is rewritten (tmp,
+ * fsync, rename) as the live entries plus the marks.
+ *
+ * Threads: every function may be called from any thread; one mutex inside.
+ * Paho calls put/get/remove on its own threads.
+ *
+ * Errors: EDS_OK or a negative EDS_ERR_* (eds_err.h). Write failures are
+ * logged and returned as EDS_ERR_IO; the in-memory state still changes, so
+ * the running gateway keeps working and only crash recovery is weakened.
+ */
+#ifndef GW_PUBSTORE_H
+#define GW_PUBSTORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "eds_err.h"
+
+typedef struct gw_pubstore gw_pubstore;
+
+/* Longest key and mark name/value accepted (Paho keys are short: "sc-65535"). */
+#define GW_PUBSTORE_KEY_MAX 64
+#define GW_PUBSTORE_MARK_MAX 255
+
+/* Opens dir/mqtt-session.log (creating dir and the file), replaying it; dir NULL = in
+ * memory only (exactly once across broker restarts, not across gateway crashes).
+ * Returns EDS_OK, EDS_ERR_IO (path and reason in err) or EDS_ERR_NOMEM. */
+int gw_pubstore_open(const char *dir, gw_pubstore **out, eds_error *err);
+
+/* Closes the file and frees everything; NULL ok. Entries stay in the file. */
+void gw_pubstore_close(gw_pubstore *st);
+
+/* Stores the concatenation of n buffers under key, replacing any entry with that key.
+ * If this thread has a staged mark, it is written with this put and unstaged.
+ * EDS_OK, EDS_ERR_INVAL (key too long or empty), EDS_ERR_NOMEM, EDS_ERR_IO. */
+int gw_pubstore_put(gw_pubstore *st, const char *key, int n, char *const bufs[], const int lens[]);
+
+/* *buf: a malloc'd copy of key's data (the caller frees it), *len its length.
+ * EDS_OK, EDS_ERR_NOTFOUND, EDS_ERR_NOMEM. */
+int gw_pubstore_get(gw_pubstore *st, const char *key, char **buf, int *len);
+
+/* EDS_OK (removed or not there), EDS_ERR_IO. */
+int gw_pubstore_remove(gw_pubstore *st, const char *key);
+
+bool gw_pubstore_contains(gw_pubstore *st, const char *key);
+
+/* *keys: malloc'd array of *n malloc'd strings (NULL when n is 0), in insertion order.
+ * EDS_OK or EDS_ERR_NOMEM. */
+int gw_pubstore_keys(gw_pubstore *st, char ***keys, int *n);
+
+/* Removes every entry (marks stay). EDS_OK or EDS_ERR_IO. */
+int gw_pubstore_clear(gw_pubstore *st);
+
+/* Entries held now. */
+size_t gw_pubstore_count(gw_pubstore *st);
+
+/* Calls fn(ctx) from the thread whose remove/clear takes the count to 0 (not on
+ * puts), with the store unlocked. NULL fn = none. */
+void gw_pubstore_on_empty(gw_pubstore *st, void (*fn)(void *ctx), void *ctx);
+
+/* Stages a mark for the next put made by the calling thread (thread-local; copied).
+ * name NULL unstages. Names and values longer than GW_PUBSTORE_MARK_MAX are cut. */
+void gw_pubstore_stage_mark(const char *name, const char *value);
+
+/* Calls fn once per mark (latest value per name), in no particular order. */
+void gw_pubstore_each_mark(gw_pubstore *st,
+                           void (*fn)(void *ctx, const char *name, const char *value), void *ctx);
+
+/* Drops every mark and rewrites the file without them (the caller has made them
+ * durable elsewhere). EDS_OK or EDS_ERR_IO (err). */
+int gw_pubstore_forget_marks(gw_pubstore *st, eds_error *err);
+
+/* Bytes in the log file now (0 in memory mode); for tests and stats. */
+size_t gw_pubstore_log_bytes(gw_pubstore *st);
+
+#endif
