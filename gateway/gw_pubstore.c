@@ -49,6 +49,7 @@ struct gw_pubstore {
     char *path; /* NULL in memory mode */
     int fd;
     size_t log_bytes, live_bytes;
+    size_t compact_at; /* log size that triggers compaction */
     int64_t last_sync_ns;
     entry *buckets[NBUCKETS];
     entry *first, *last;
@@ -216,6 +217,9 @@ static int append(gw_pubstore *st, size_t blen)
         return EDS_OK;
     if (write_record(st, st->fd, blen, &st->log_bytes) != EDS_OK) {
         eds_log_error("mqtt session store %s: write failed: %s", st->path, strerror(errno));
+        /* A partial record would end the replay there and hide every later one. */
+        if (ftruncate(st->fd, (off_t)st->log_bytes) != 0)
+            eds_log_error("mqtt session store %s: truncate: %s", st->path, strerror(errno));
         return EDS_ERR_IO;
     }
     maybe_sync(st);
@@ -345,7 +349,12 @@ static int replay(gw_pubstore *st, eds_error *err)
         ssize_t r = pread(st->fd, all + got, size - got, (off_t)got);
         if (r < 0 && errno == EINTR)
             continue;
-        if (r <= 0)
+        if (r < 0) { /* an I/O error is not a torn tail: keep the file as it is */
+            int e = errno;
+            free(all);
+            return eds_error_set(err, EDS_ERR_IO, "%s: read: %s", st->path, strerror(e));
+        }
+        if (r == 0)
             break;
         got += (size_t)r;
     }
@@ -370,6 +379,21 @@ static int replay(gw_pubstore *st, eds_error *err)
         return eds_error_set(err, EDS_ERR_IO, "%s: %s", st->path, strerror(errno));
     st->log_bytes = good;
     return EDS_OK;
+}
+
+static void sync_dir(const char *path)
+{
+    char *dir = strdup(path);
+    char *slash = dir ? strrchr(dir, '/') : NULL;
+    if (slash) {
+        *slash = '\0';
+        int dfd = open(dir[0] ? dir : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            fsync(dfd);
+            close(dfd);
+        }
+    }
+    free(dir);
 }
 
 /* Rewrites the log as the live entries plus (with_marks) the marks. Lock held. */
@@ -412,6 +436,7 @@ static int compact(gw_pubstore *st, bool with_marks, eds_error *err)
         unlink(tmp);
         goto out;
     }
+    sync_dir(st->path); /* the rename itself survives a power cut */
     close(st->fd);
     st->fd = fd;
     st->log_bytes = written;
@@ -424,12 +449,16 @@ out:
 
 static void maybe_compact(gw_pubstore *st)
 {
-    if (st->fd < 0 || st->log_bytes < COMPACT_MIN_BYTES || st->log_bytes < 4 * st->live_bytes)
+    if (st->fd < 0 || st->log_bytes < st->compact_at || st->log_bytes < 4 * st->live_bytes)
         return;
     eds_error err;
     eds_error_clear(&err);
-    if (compact(st, true, &err) != EDS_OK)
+    if (compact(st, true, &err) != EDS_OK) {
         eds_log_error("mqtt session store: compaction failed: %s", err.msg);
+        st->compact_at = st->log_bytes + COMPACT_MIN_BYTES; /* not again on every write */
+    } else {
+        st->compact_at = COMPACT_MIN_BYTES;
+    }
 }
 
 /* ---- API -------------------------------------------------------------------------------- */
@@ -442,6 +471,7 @@ int gw_pubstore_open(const char *dir, gw_pubstore **out, eds_error *err)
         return eds_error_set(err, EDS_ERR_NOMEM, "out of memory");
     pthread_mutex_init(&st->lock, NULL);
     st->fd = -1;
+    st->compact_at = COMPACT_MIN_BYTES;
     st->last_sync_ns = mono_ns();
     if (dir) {
         size_t n = strlen(dir) + sizeof(LOG_NAME) + 1;

@@ -21,7 +21,8 @@
  *
  * File: DIR/mqtt-session.log, append-only, one write(2) per operation (a
  * SIGKILL loses nothing the page cache has; fdatasync at most every 2 s).
- * Each log record is [u32 len][u32 crc32][len bytes body], little-endian;
+ * A write that fails half-way is cut off again (ftruncate), so later records
+ * stay readable. Each log record is [u32 len][u32 crc32][len bytes body], little-endian;
  * the body is one of
  *     'P' u16 klen key u32 dlen data u16 mnlen mname u16 mvlen mvalue
  *                                              (put; mnlen 0 = no mark)
@@ -71,7 +72,8 @@ int gw_pubstore_put(gw_pubstore *st, const char *key, int n, char *const bufs[],
  * EDS_OK, EDS_ERR_NOTFOUND, EDS_ERR_NOMEM. */
 int gw_pubstore_get(gw_pubstore *st, const char *key, char **buf, int *len);
 
-/* EDS_OK (removed or not there), EDS_ERR_IO. */
+/* EDS_OK (removed or not there), EDS_ERR_IO, EDS_ERR_NOMEM (the entry is gone from memory
+ * either way; only its removal from the file failed). */
 int gw_pubstore_remove(gw_pubstore *st, const char *key);
 
 bool gw_pubstore_contains(gw_pubstore *st, const char *key);

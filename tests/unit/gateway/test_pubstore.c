@@ -17,9 +17,11 @@
 #include <ftw.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -643,6 +645,41 @@ static void test_corrupt_last_record_is_dropped(void **state)
     assert_int_equal(gw_pubstore_log_bytes(f->st), before);
 }
 
+/* A write that fails half way (disk full; here the file size limit) must not leave a
+ * partial record that hides every later record from the next open: once writes work
+ * again, what follows is durable. */
+static void test_failed_write_does_not_hide_later_records(void **state)
+{
+    fixture *f = *state;
+    f->st = open_at(f->dir);
+    put_str(f->st, "c-1", "before the failure");
+    size_t good = gw_pubstore_log_bytes(f->st);
+
+    struct rlimit saved, lim;
+    struct sigaction ign = {.sa_handler = SIG_IGN}, old_act;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &saved), 0);
+    lim = saved;
+    lim.rlim_cur = (rlim_t)good + 10; /* the next record gets 10 bytes, then EFBIG */
+    assert_int_equal(sigaction(SIGXFSZ, &ign, &old_act), 0);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    static char big[200];
+    memset(big, 'b', sizeof(big));
+    int rc = put_bytes(f->st, "c-2", big, sizeof(big));
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &saved), 0);
+    assert_int_equal(sigaction(SIGXFSZ, &old_act, NULL), 0);
+    assert_int_equal(rc, EDS_ERR_IO);
+    expect_bytes(f->st, "c-2", big, sizeof(big)); /* memory changed all the same */
+
+    put_str(f->st, "c-3", "after the failure");
+    assert_int_equal(gw_pubstore_remove(f->st, "c-1"), EDS_OK);
+    reopen(f);
+    expect_missing(f->st, "c-1");
+    expect_str(f->st, "c-3", "after the failure");
+    char path[256];
+    log_path(f->dir, path, sizeof(path));
+    assert_int_equal(gw_pubstore_log_bytes(f->st), file_size(path));
+}
+
 /* ---- the documented record format --------------------------------------------------- */
 
 typedef struct rec {
@@ -1120,6 +1157,7 @@ int main(void)
         STORE_TEST(test_torn_tail_bad_crc),
         STORE_TEST(test_record_cut_mid_way_is_dropped),
         STORE_TEST(test_corrupt_last_record_is_dropped),
+        STORE_TEST(test_failed_write_does_not_hide_later_records),
         STORE_TEST(test_writes_documented_records),
         STORE_TEST(test_reads_documented_records),
         STORE_TEST(test_mark_rides_on_next_put),
