@@ -92,7 +92,9 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 # max_queued_messages 1000000, as broker-config has it now. With 10000, Debian's mosquitto
 # 2.0.11 (2.0.11-1.2+deb12u2) dropped QoS 1 messages for a subscriber that was only a few
 # hundred messages behind (see docs/performance.md), which would measure drops, not speed.
-BROKER_EXTRA=${BROKER_EXTRA:-max_queued_messages 1000000}
+# max_queued_bytes 0 (no byte bound, broker-config has 64 MiB): at QoS 2 the subscriber falls
+# behind the ceiling publishers by more than 64 MiB of queue and mosquitto drops messages.
+BROKER_EXTRA=${BROKER_EXTRA:-max_queued_messages 1000000;max_queued_bytes 0}
 BROKER_PORT=$(free_port)
 mkdir -p "$WORK/broker/persist"
 $PY - "$WORK/broker" "$BROKER_PORT" "$BROKER_EXTRA" <<'PYEOF'
