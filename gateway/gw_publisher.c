@@ -892,6 +892,19 @@ int gw_publisher_create(const gw_publisher_config *cfg, gw_publisher **out, eds_
     }
     p->pend_head = p->pend_tail = SLOT_NIL;
 
+    if (!cfg->persistent && cfg->session_dir) {
+        /* Left by a run with qos 2: the broker drops that session at our clean connect,
+         * and resending it in some later qos 2 run would duplicate old records. */
+        eds_error derr;
+        eds_error_clear(&derr);
+        int rc = gw_pubstore_discard(cfg->session_dir, &derr);
+        if (rc == EDS_OK)
+            eds_log_notice("mqtt: clean session (qos is not 2): deleted the session store of an "
+                           "earlier qos 2 run in %s; agents resend what it held",
+                           cfg->session_dir);
+        else if (rc != EDS_ERR_NOTFOUND)
+            eds_log_warning("mqtt: %s", derr.msg);
+    }
     if (cfg->persistent) {
         int rc = gw_pubstore_open(cfg->session_dir, &p->store, err);
         if (rc != EDS_OK) {

@@ -101,7 +101,7 @@ typedef struct gw_publisher_config {
      * for the publisher's life, Paho's persistence in a gw_pubstore in session_dir (NULL:
      * in memory, which survives broker restarts but not a restart of the gateway). */
     bool persistent;
-    const char *session_dir;
+    const char *session_dir; /* clean mode: a session store left here is deleted */
     /* Persistent mode: publishes unconfirmed at the broker at once (the rest wait in
      * Paho's queue); 0 = max_inflight. Must not exceed what the broker takes in flight
      * from one client (mosquitto: max_inflight_messages). Past it mosquitto queues

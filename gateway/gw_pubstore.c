@@ -29,12 +29,16 @@
 #define SYNC_NS 2000000000LL
 #define NBUCKETS 1024
 #define HDR 8 /* u32 len, u32 crc */
+#define MAX_DOOMED 4
+#define COMMAND_PREFIX "c-" /* Paho's key of a queued command */
 
 typedef struct entry {
     struct entry *hnext;       /* bucket chain */
     struct entry *prev, *next; /* insertion order */
     char *data;
     size_t len;
+    bool doomed; /* removed, but its 'R' waits for the next put of doomed_by */
+    pthread_t doomed_by;
     char key[GW_PUBSTORE_KEY_MAX + 1];
 } entry;
 
@@ -53,7 +57,8 @@ struct gw_pubstore {
     int64_t last_sync_ns;
     entry *buckets[NBUCKETS];
     entry *first, *last;
-    size_t count;
+    size_t count; /* entries not doomed */
+    entry *doomed[MAX_DOOMED];
     mark *marks;
     void (*on_empty)(void *);
     void *on_empty_ctx;
@@ -84,12 +89,19 @@ static int64_t mono_ns(void)
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-static entry *find(gw_pubstore *st, const char *key)
+/* Doomed entries included. */
+static entry *find_any(gw_pubstore *st, const char *key)
 {
     for (entry *e = st->buckets[key_hash(key)]; e; e = e->hnext)
         if (strcmp(e->key, key) == 0)
             return e;
     return NULL;
+}
+
+static entry *find(gw_pubstore *st, const char *key)
+{
+    entry *e = find_any(st, key);
+    return e && !e->doomed ? e : NULL;
 }
 
 static void unlink_entry(gw_pubstore *st, entry *e)
@@ -106,7 +118,13 @@ static void unlink_entry(gw_pubstore *st, entry *e)
         e->next->prev = e->prev;
     else
         st->last = e->prev;
-    st->count--;
+    if (e->doomed) {
+        for (int i = 0; i < MAX_DOOMED; i++)
+            if (st->doomed[i] == e)
+                st->doomed[i] = NULL;
+    } else {
+        st->count--;
+    }
     st->live_bytes -= e->len + strlen(e->key);
     free(e->data);
     free(e);
@@ -115,7 +133,7 @@ static void unlink_entry(gw_pubstore *st, entry *e)
 /* Inserts or replaces key with data (ownership taken). */
 static void set_entry(gw_pubstore *st, entry *e_new)
 {
-    entry *old = find(st, e_new->key);
+    entry *old = find_any(st, e_new->key);
     if (old)
         unlink_entry(st, old);
     uint32_t h = key_hash(e_new->key);
@@ -226,23 +244,28 @@ static int append(gw_pubstore *st, size_t blen)
     return EDS_OK;
 }
 
-/* Writes a 'P' record for e (and the mark, if any) into st->buf; returns its body length,
- * 0 when out of memory. */
-static size_t encode_put(gw_pubstore *st, const entry *e, const char *mname, const char *mvalue)
+/* Writes a 'P' record for e (and the mark, if any) into st->buf, or a 'Q' record when
+ * gone names a key removed by the same record; returns its body length, 0 when out of
+ * memory. */
+static size_t encode_put(gw_pubstore *st, const entry *e, const char *mname, const char *mvalue,
+                         const char *gone)
 {
     size_t klen = strlen(e->key), mn = mname ? strlen(mname) : 0, mv = mname ? strlen(mvalue) : 0;
-    size_t blen = 1 + 2 + klen + 4 + e->len + 2 + mn + 2 + mv;
+    size_t glen = gone ? strlen(gone) : 0;
+    size_t blen = 1 + 2 + klen + 4 + e->len + 2 + mn + 2 + mv + (gone ? 2 + glen : 0);
     unsigned char *b = scratch(st, HDR + blen);
     if (!b)
         return 0;
     unsigned char *p = b + HDR;
-    *p++ = 'P';
+    *p++ = gone ? 'Q' : 'P';
     p = put_str16(p, e->key, klen);
     eds_put_le32(p, (uint32_t)e->len);
     memcpy(p + 4, e->data, e->len);
     p += 4 + e->len;
     p = put_str16(p, mname ? mname : "", mn);
-    put_str16(p, mvalue ? mvalue : "", mv);
+    p = put_str16(p, mvalue ? mvalue : "", mv);
+    if (gone)
+        put_str16(p, gone, glen);
     return blen;
 }
 
@@ -281,8 +304,11 @@ static bool replay_one(gw_pubstore *st, const unsigned char *p, const unsigned c
     size_t mnl, mvl;
     if (p >= end)
         return false;
-    switch (*p++) {
-    case 'P': {
+    char type = (char)*p++;
+    switch (type) {
+    case 'P':
+    case 'Q': {
+        char gone[GW_PUBSTORE_KEY_MAX + 1] = "";
         if (!get_str16(&p, end, key, sizeof(key), NULL) || !key[0] || end - p < 4)
             return false;
         size_t dlen = eds_get_le32(p);
@@ -299,7 +325,8 @@ static bool replay_one(gw_pubstore *st, const unsigned char *p, const unsigned c
         memcpy(data, p, dlen);
         p += dlen;
         if (!get_str16(&p, end, mn, sizeof(mn), &mnl) ||
-            !get_str16(&p, end, mv, sizeof(mv), &mvl) || p != end) {
+            !get_str16(&p, end, mv, sizeof(mv), &mvl) ||
+            (type == 'Q' && !get_str16(&p, end, gone, sizeof(gone), NULL)) || p != end) {
             free(e);
             free(data);
             return false;
@@ -307,6 +334,9 @@ static bool replay_one(gw_pubstore *st, const unsigned char *p, const unsigned c
         snprintf(e->key, sizeof(e->key), "%s", key);
         e->data = data;
         e->len = dlen;
+        entry *old = gone[0] ? find_any(st, gone) : NULL;
+        if (old)
+            unlink_entry(st, old);
         set_entry(st, e);
         if (mnl)
             set_mark(st, mn, mnl, mv, mvl);
@@ -415,7 +445,7 @@ static int compact(gw_pubstore *st, bool with_marks, eds_error *err)
         goto out;
     }
     for (const entry *e = st->first; e && rc == EDS_OK; e = e->next) {
-        size_t blen = encode_put(st, e, NULL, NULL);
+        size_t blen = encode_put(st, e, NULL, NULL, NULL);
         rc = blen ? write_record(st, fd, blen, &written) : EDS_ERR_NOMEM;
     }
     for (const mark *m = with_marks ? st->marks : NULL; m && rc == EDS_OK; m = m->next) {
@@ -503,11 +533,18 @@ int gw_pubstore_open(const char *dir, gw_pubstore **out, eds_error *err)
     return EDS_OK;
 }
 
+static int remove_now(gw_pubstore *st, entry *e);
+
 void gw_pubstore_close(gw_pubstore *st)
 {
     if (!st)
         return;
     if (st->fd >= 0) {
+        /* Paho is gone: removals still waiting for a put (e.g. of a SUBSCRIBE command)
+         * are final. */
+        for (int i = 0; i < MAX_DOOMED; i++)
+            if (st->doomed[i])
+                remove_now(st, st->doomed[i]);
         fdatasync(st->fd);
         close(st->fd);
     }
@@ -518,6 +555,58 @@ void gw_pubstore_close(gw_pubstore *st)
     free(st->path);
     pthread_mutex_destroy(&st->lock);
     free(st);
+}
+
+/* Unlinks e and writes its 'R' record. Lock held. */
+static int remove_now(gw_pubstore *st, entry *e)
+{
+    int rc = EDS_OK;
+    if (st->fd >= 0) {
+        size_t klen = strlen(e->key);
+        unsigned char *b = scratch(st, HDR + 3 + klen);
+        if (b) {
+            b[HDR] = 'R';
+            put_str16(b + HDR + 1, e->key, klen);
+            rc = append(st, 3 + klen);
+        } else {
+            rc = EDS_ERR_NOMEM;
+        }
+    }
+    unlink_entry(st, e);
+    return rc;
+}
+
+/* Paho removes a queued command ("c-N") just before it puts the sent PUBLISH ("s-ID")
+ * for it, on the same thread. Written as two records, a crash between them would leave
+ * neither: the record handed to Paho (and marked) would be gone. So the command's
+ * removal waits, invisible to readers but still in the file (compaction keeps it), and
+ * goes out with the thread's next put in one 'Q' record. Lock held; false when no slot
+ * is free (then the caller removes it at once). */
+static bool doom(gw_pubstore *st, entry *e)
+{
+    for (int i = 0; i < MAX_DOOMED; i++) {
+        if (!st->doomed[i]) {
+            st->doomed[i] = e;
+            e->doomed = true;
+            e->doomed_by = pthread_self();
+            st->count--;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The calling thread's doomed entry, taken off the doomed list (still linked), or NULL. */
+static entry *take_doomed(gw_pubstore *st)
+{
+    for (int i = 0; i < MAX_DOOMED; i++) {
+        entry *e = st->doomed[i];
+        if (e && pthread_equal(e->doomed_by, pthread_self())) {
+            st->doomed[i] = NULL;
+            return e;
+        }
+    }
+    return NULL;
 }
 
 int gw_pubstore_put(gw_pubstore *st, const char *key, int n, char *const bufs[], const int lens[])
@@ -551,10 +640,15 @@ int gw_pubstore_put(gw_pubstore *st, const char *key, int n, char *const bufs[],
 
     pthread_mutex_lock(&st->lock);
     int rc = EDS_OK;
+    entry *gone = take_doomed(st);
+    if (gone && strcmp(gone->key, e->key) == 0)
+        gone = NULL; /* replaced by this put anyway */
     if (st->fd >= 0) {
-        size_t blen = encode_put(st, e, mname, staged.value);
+        size_t blen = encode_put(st, e, mname, staged.value, gone ? gone->key : NULL);
         rc = blen ? append(st, blen) : EDS_ERR_NOMEM;
     }
+    if (gone)
+        unlink_entry(st, gone);
     set_entry(st, e);
     if (mname)
         set_mark(st, mname, strlen(mname), staged.value, strlen(staged.value));
@@ -603,18 +697,18 @@ int gw_pubstore_remove(gw_pubstore *st, const char *key)
     entry *e = find(st, key);
     bool fire = false;
     if (e) {
-        unlink_entry(st, e);
-        fire = st->count == 0;
-        if (st->fd >= 0) {
-            size_t klen = strlen(key);
-            unsigned char *b = scratch(st, HDR + 3 + klen);
-            if (b) {
-                b[HDR] = 'R';
-                put_str16(b + HDR + 1, key, klen);
-                rc = append(st, 3 + klen);
-            } else {
-                rc = EDS_ERR_NOMEM;
-            }
+        /* A doomed entry of this thread that no put took over: its removal goes now. */
+        entry *prev = take_doomed(st);
+        if (prev)
+            rc = remove_now(st, prev);
+        if (st->fd >= 0 && strncmp(key, COMMAND_PREFIX, strlen(COMMAND_PREFIX)) == 0 &&
+            doom(st, e)) {
+            fire = st->count == 0;
+        } else {
+            int rc2 = remove_now(st, e);
+            fire = st->count == 0;
+            if (rc == EDS_OK)
+                rc = rc2;
         }
         maybe_compact(st);
     }
@@ -639,9 +733,13 @@ int gw_pubstore_keys(gw_pubstore *st, char ***keys, int *n)
     if (st->count) {
         char **k = calloc(st->count, sizeof(*k));
         int i = 0;
-        for (const entry *e = st->first; k && e; e = e->next, i++)
+        for (const entry *e = st->first; k && e; e = e->next) {
+            if (e->doomed)
+                continue;
             if (!(k[i] = strdup(e->key)))
                 break;
+            i++;
+        }
         if (!k || i < (int)st->count) {
             for (int j = 0; k && j < i; j++)
                 free(k[j]);
@@ -712,6 +810,19 @@ int gw_pubstore_forget_marks(gw_pubstore *st, eds_error *err)
     int rc = compact(st, false, err);
     pthread_mutex_unlock(&st->lock);
     return rc;
+}
+
+int gw_pubstore_discard(const char *dir, eds_error *err)
+{
+    char path[4096];
+    int n = snprintf(path, sizeof(path), "%s/%s", dir, LOG_NAME);
+    if (n < 0 || (size_t)n >= sizeof(path))
+        return eds_error_set(err, EDS_ERR_IO, "%s: path too long", dir);
+    if (unlink(path) == 0)
+        return EDS_OK;
+    if (errno == ENOENT)
+        return EDS_ERR_NOTFOUND;
+    return eds_error_set(err, EDS_ERR_IO, "%s: %s", path, strerror(errno));
 }
 
 size_t gw_pubstore_log_bytes(gw_pubstore *st)

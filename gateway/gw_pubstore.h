@@ -29,6 +29,12 @@
  *     'R' u16 klen key                         (remove)
  *     'M' u16 mnlen mname u16 mvlen mvalue     (mark, written by compaction)
  *     'C'                                      (clear)
+ *     'Q' as 'P', then u16 rklen rkey           (put, and remove rkey: see below)
+ * Paho removes a queued command ("c-N") just before it stores the PUBLISH it
+ * sent for it ("s-ID"), on the same thread. Two records would leave a crash
+ * window with neither in the file, and a handed record lost; so the removal
+ * of a "c-" key is held back (gone for readers, kept in the file) until that
+ * thread's next put, and both go out as one 'Q' record.
  * Loading replays records in order and stops at the first short or corrupt
  * one (a torn tail after power loss), truncating the file there. When the
  * log is past 8 MiB and four times the live data, it is rewritten (tmp,
@@ -60,7 +66,8 @@ typedef struct gw_pubstore gw_pubstore;
  * Returns EDS_OK, EDS_ERR_IO (path and reason in err) or EDS_ERR_NOMEM. */
 int gw_pubstore_open(const char *dir, gw_pubstore **out, eds_error *err);
 
-/* Closes the file and frees everything; NULL ok. Entries stay in the file. */
+/* Writes removals still held back, closes the file and frees everything; NULL ok.
+ * Entries stay in the file. */
 void gw_pubstore_close(gw_pubstore *st);
 
 /* Stores the concatenation of n buffers under key, replacing any entry with that key.
@@ -103,6 +110,11 @@ void gw_pubstore_each_mark(gw_pubstore *st,
 /* Drops every mark and rewrites the file without them (the caller has made them
  * durable elsewhere). EDS_OK or EDS_ERR_IO (err). */
 int gw_pubstore_forget_marks(gw_pubstore *st, eds_error *err);
+
+/* Deletes dir's session store file, if there is one (a gateway switched from qos 2 to a
+ * clean session: its old session must not be resent later). EDS_OK when removed,
+ * EDS_ERR_NOTFOUND when there was none, EDS_ERR_IO (err) when it could not be removed. */
+int gw_pubstore_discard(const char *dir, eds_error *err);
 
 /* Bytes in the log file now (0 in memory mode); for tests and stats. */
 size_t gw_pubstore_log_bytes(gw_pubstore *st);

@@ -89,6 +89,60 @@ class ExactlyOnceTest(GatewayTestCase):
         agent.run_all()
         self.assert_each_once_in_order(total)
 
+    def test_sigterm_mid_stream_leaves_an_empty_session_and_each_record_once(self):
+        total = 300
+        agent = Agent(self, total, window=64)
+        agent.connect()
+        agent.run_until(100)
+        agent.fill()
+        self.gw.proc.signal(signal.SIGTERM)
+        err = agent.drain_until_closed()
+        self.assertEqual(err and err["code"], "shutting_down")
+        self.gw.stop()  # exit code 0
+        self.gw.start()
+        welcome = agent.connect()
+        # Everything in flight was finished before the stop: nothing to restore.
+        self.assertNotIn("entries in the session store", self.gw.output())
+        self.assertGreaterEqual(welcome["last_seq"], 100)
+        agent.run_all()
+        self.assert_each_once_in_order(total)
+
+    def test_back_to_qos_1_discards_the_session_and_loses_nothing(self):
+        total = 200
+        agent = Agent(self, total, window=60)
+        agent.connect()
+        agent.run_until(50)
+        store = os.path.join(self.gw.state_dir, "mqtt-session.log")
+        os.kill(self.broker.pid, signal.SIGSTOP)
+        try:
+            agent.window = 120
+            agent.fill()
+            before = os.path.getsize(store)
+            edsrig.wait_until(lambda: os.path.getsize(store) > before, 10,
+                              "the gateway to hand records to the stopped broker")
+        finally:
+            self.gw.kill()
+            os.kill(self.broker.pid, signal.SIGCONT)
+        agent.c.close()
+        self.gw.options["qos"] = "1"
+        self.gw.write_config()
+        self.gw.start()
+        self.gw.wait_for_line(r"deleted the session store of an earlier qos 2 run")
+        self.assertFalse(os.path.exists(store))
+        agent.connect()
+        agent.run_all()
+        # At least once now: every record there, in order of first arrival.
+        topic = self.gw.topic(DEV, "data")
+        expected = [line_of(record(s)) for s in range(1, total + 1)]
+        msgs = self.sub.wait_for(
+            lambda ms: ms if set(expected) <= {m.payload for m in ms if m.topic == topic}
+            else None, 30, "all %d records" % total)
+        first = []
+        for p in (m.payload for m in msgs if m.topic == topic):
+            if p not in first:
+                first.append(p)
+        self.assertEqual(first, expected)
+
     def test_broker_restart_with_records_in_flight_each_record_once(self):
         total = 400
         agent = Agent(self, total, window=64)

@@ -520,10 +520,10 @@ static void test_copy_of_open_log_restores(void **state)
 {
     fixture *f = *state;
     f->st = open_at(f->dir);
-    put_str(f->st, "c-1", "one");
-    put_marked(f->st, "c-2", "dev-a", "1 9");
+    put_str(f->st, "k-1", "one");
+    put_marked(f->st, "k-2", "dev-a", "1 9");
     put_str(f->st, "s-1", "sent");
-    assert_int_equal(gw_pubstore_remove(f->st, "c-1"), EDS_OK);
+    assert_int_equal(gw_pubstore_remove(f->st, "k-1"), EDS_OK);
 
     char path[256], copy_dir[128];
     log_path(f->dir, path, sizeof(path));
@@ -535,11 +535,76 @@ static void test_copy_of_open_log_restores(void **state)
     free(bytes);
 
     gw_pubstore *copy = open_at(copy_dir);
-    expect_keys(copy, "c-2,s-1");
+    expect_keys(copy, "k-2,s-1");
     expect_str(copy, "s-1", "sent");
     const char *const marks[][2] = {{"dev-a", "1 9"}};
     expect_marks(copy, 1, marks);
     gw_pubstore_close(copy);
+}
+
+/* What a crash leaves when the gateway is killed at an instant: the log file as it is,
+ * opened as a copy. */
+static gw_pubstore *crash_copy(fixture *f, const char *name)
+{
+    char path[256], copy_dir[128];
+    log_path(f->dir, path, sizeof(path));
+    size_t len = 0;
+    unsigned char *bytes = slurp(path, &len);
+    snprintf(copy_dir, sizeof(copy_dir), "%s/%s", f->dir, name);
+    write_log(copy_dir, bytes, len);
+    free(bytes);
+    return open_at(copy_dir);
+}
+
+typedef struct window_job {
+    fixture *f;
+    int failures; /* counted here: cmocka asserts belong to the main thread */
+} window_job;
+
+static void *remove_command_then_put_sent(void *arg)
+{
+    window_job *job = arg;
+    gw_pubstore *st = job->f->st;
+    gw_pubstore_remove(st, "c-7");
+    gw_pubstore *mid = crash_copy(job->f, "between");
+    /* Paho's window: the command is gone for readers, but a crash here must still find
+     * the record in the file, or a publish handed to Paho would vanish. */
+    job->failures += gw_pubstore_contains(st, "c-7") || gw_pubstore_count(st) != 0;
+    job->failures += !gw_pubstore_contains(mid, "c-7");
+    gw_pubstore_close(mid);
+    char *bufs[] = {"sent"};
+    int lens[] = {4};
+    job->failures += gw_pubstore_put(st, "s-7", 1, bufs, lens) != EDS_OK;
+    return NULL;
+}
+
+/* Paho removes a queued command ("c-N") and then, on the same thread, stores the PUBLISH
+ * it sent ("s-ID"). At no instant may the file hold neither; afterwards it holds only
+ * the sent one. A put from another thread does not take the removal with it. */
+static void test_command_removal_rides_on_the_same_threads_next_put(void **state)
+{
+    fixture *f = *state;
+    f->st = open_at(f->dir);
+    put_marked(f->st, "c-7", "dev-a", "s1 7");
+    window_job job = {.f = f};
+    run_in_thread(remove_command_then_put_sent, &job);
+    assert_int_equal(job.failures, 0);
+    gw_pubstore *after = crash_copy(f, "after");
+    expect_keys(after, "s-7");
+    gw_pubstore_close(after);
+
+    /* Removed on this thread, then a put on another: the file still has c-8. */
+    put_str(f->st, "c-8", "queued");
+    assert_int_equal(gw_pubstore_remove(f->st, "c-8"), EDS_OK);
+    thread_job other_put = {.st = f->st, .id = 1};
+    run_in_thread(put_from_thread, &other_put);
+    assert_int_equal(other_put.failures, 0);
+    gw_pubstore *other = crash_copy(f, "other");
+    assert_true(gw_pubstore_contains(other, "c-8"));
+    gw_pubstore_close(other);
+    /* Closing writes the removal that no put took. */
+    reopen(f);
+    expect_keys(f->st, "s-7,c-thread-1");
 }
 
 /* Puts three entries, closes, appends tail to the log and reopens: the entries are
@@ -548,10 +613,10 @@ static void test_copy_of_open_log_restores(void **state)
 static void check_tail_dropped(fixture *f, const void *tail, size_t tail_len)
 {
     f->st = open_at(f->dir);
-    put_str(f->st, "c-1", "one");
-    put_str(f->st, "c-2", "two");
-    put_str(f->st, "c-3", "three");
-    assert_int_equal(gw_pubstore_remove(f->st, "c-2"), EDS_OK);
+    put_str(f->st, "k-1", "one");
+    put_str(f->st, "k-2", "two");
+    put_str(f->st, "k-3", "three");
+    assert_int_equal(gw_pubstore_remove(f->st, "k-2"), EDS_OK);
     size_t good = gw_pubstore_log_bytes(f->st);
     gw_pubstore_close(f->st);
     f->st = NULL;
@@ -562,15 +627,15 @@ static void check_tail_dropped(fixture *f, const void *tail, size_t tail_len)
     append_bytes(path, tail, tail_len);
 
     f->st = open_at(f->dir);
-    expect_keys(f->st, "c-1,c-3");
-    expect_str(f->st, "c-3", "three");
+    expect_keys(f->st, "k-1,k-3");
+    expect_str(f->st, "k-3", "three");
     assert_int_equal(gw_pubstore_log_bytes(f->st), good);
     assert_int_equal(file_size(path), good);
 
-    put_str(f->st, "c-4", "after the tear");
+    put_str(f->st, "k-4", "after the tear");
     reopen(f);
-    expect_keys(f->st, "c-1,c-3,c-4");
-    expect_str(f->st, "c-4", "after the tear");
+    expect_keys(f->st, "k-1,k-3,k-4");
+    expect_str(f->st, "k-4", "after the tear");
 }
 
 static void test_torn_tail_short_header(void **state)
@@ -734,6 +799,19 @@ static void rec_put(rec *out, const char *key, const char *data, const char *mna
     rec_frame(out, &body);
 }
 
+/* A 'Q' record: put key (no mark) and remove gone, in one record. */
+static void rec_put_removing(rec *out, const char *key, const char *data, const char *gone)
+{
+    rec body = {.n = 0};
+    rec_byte(&body, 'Q');
+    rec_str16(&body, key);
+    rec_lenstr(&body, 4, data);
+    rec_str16(&body, "");
+    rec_str16(&body, "");
+    rec_str16(&body, gone);
+    rec_frame(out, &body);
+}
+
 static void rec_remove(rec *out, const char *key)
 {
     rec body = {.n = 0};
@@ -756,8 +834,8 @@ static void test_writes_documented_records(void **state)
 
     rec want = {.n = 0};
     rec_put(&want, "c-1", "queued-command", "dev-a", "1 2");
-    rec_remove(&want, "c-1");
-    rec_put(&want, "s-2", "payload", "", "");
+    /* the removal of the queued command rides on the same thread's next put */
+    rec_put_removing(&want, "s-2", "payload", "c-1");
     char path[256];
     log_path(f->dir, path, sizeof(path));
     size_t len = 0;
@@ -1152,6 +1230,7 @@ int main(void)
         STORE_TEST(test_memory_mode),
         STORE_TEST(test_open_creates_dir_and_reports_errors),
         STORE_TEST(test_copy_of_open_log_restores),
+        STORE_TEST(test_command_removal_rides_on_the_same_threads_next_put),
         STORE_TEST(test_torn_tail_short_header),
         STORE_TEST(test_torn_tail_length_past_end),
         STORE_TEST(test_torn_tail_bad_crc),
