@@ -23,10 +23,11 @@
 
 #include "eds_bytes.h"
 #include "eds_log.h"
+#include "gw_syncer.h"
 
 #define LOG_NAME "mqtt-session.log"
 #define COMPACT_MIN_BYTES (8u << 20)
-#define SYNC_NS 2000000000LL
+#define SYNC_MS 2000 /* fdatasync at most every 2 s, off Paho's threads */
 #define NBUCKETS 1024
 #define HDR 8 /* u32 len, u32 crc */
 #define MAX_DOOMED 4
@@ -54,7 +55,7 @@ struct gw_pubstore {
     int fd;
     size_t log_bytes, live_bytes;
     size_t compact_at; /* log size that triggers compaction */
-    int64_t last_sync_ns;
+    gw_syncer *syncer; /* NULL in memory mode */
     entry *buckets[NBUCKETS];
     entry *first, *last;
     size_t count; /* entries not doomed */
@@ -80,13 +81,6 @@ static uint32_t key_hash(const char *k)
     for (; *k; k++)
         h = (h ^ (unsigned char)*k) * 16777619u;
     return h % NBUCKETS;
-}
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
 /* Doomed entries included. */
@@ -220,15 +214,6 @@ static int write_record(gw_pubstore *st, int fd, size_t blen, size_t *written)
     return EDS_OK;
 }
 
-static void maybe_sync(gw_pubstore *st)
-{
-    int64_t now = mono_ns();
-    if (now - st->last_sync_ns >= SYNC_NS) {
-        st->last_sync_ns = now;
-        fdatasync(st->fd);
-    }
-}
-
 static int append(gw_pubstore *st, size_t blen)
 {
     if (st->fd < 0)
@@ -240,7 +225,7 @@ static int append(gw_pubstore *st, size_t blen)
             eds_log_error("mqtt session store %s: truncate: %s", st->path, strerror(errno));
         return EDS_ERR_IO;
     }
-    maybe_sync(st);
+    gw_syncer_dirty(st->syncer);
     return EDS_OK;
 }
 
@@ -467,6 +452,7 @@ static int compact(gw_pubstore *st, bool with_marks, eds_error *err)
         goto out;
     }
     sync_dir(st->path); /* the rename itself survives a power cut */
+    gw_syncer_set_fd(st->syncer, fd);
     close(st->fd);
     st->fd = fd;
     st->log_bytes = written;
@@ -502,7 +488,6 @@ int gw_pubstore_open(const char *dir, gw_pubstore **out, eds_error *err)
     pthread_mutex_init(&st->lock, NULL);
     st->fd = -1;
     st->compact_at = COMPACT_MIN_BYTES;
-    st->last_sync_ns = mono_ns();
     if (dir) {
         size_t n = strlen(dir) + sizeof(LOG_NAME) + 1;
         st->path = malloc(n);
@@ -524,6 +509,8 @@ int gw_pubstore_open(const char *dir, gw_pubstore **out, eds_error *err)
             return rc;
         }
         int rc = replay(st, err);
+        if (rc == EDS_OK && (rc = gw_syncer_start(st->fd, SYNC_MS, &st->syncer)) != EDS_OK)
+            eds_error_set(err, rc, "mqtt session store: cannot start its sync thread");
         if (rc != EDS_OK) {
             gw_pubstore_close(st);
             return rc;
@@ -545,7 +532,8 @@ void gw_pubstore_close(gw_pubstore *st)
         for (int i = 0; i < MAX_DOOMED; i++)
             if (st->doomed[i])
                 remove_now(st, st->doomed[i]);
-        fdatasync(st->fd);
+        gw_syncer_dirty(st->syncer);
+        gw_syncer_stop(st->syncer); /* the last sync */
         close(st->fd);
     }
     while (st->first)

@@ -12,11 +12,12 @@
 #include <unistd.h>
 
 #include "eds_proto.h"
+#include "gw_syncer.h"
 
 #define STATE_FILE "state.log"
 #define STATE_TMP "state.tmp"
-#define STATE_SYNC_NS 2000000000LL /* fdatasync at most every 2 s */
-#define STATE_BUF_MAX (4u << 20)   /* pending lines while writes fail */
+#define STATE_SYNC_MS 2000       /* fdatasync at most every 2 s, off the loop */
+#define STATE_BUF_MAX (4u << 20) /* pending lines while writes fail */
 #define STATE_LINE_MAX (EDS_DEVICE_MAX + EDS_STREAM_MAX + 24)
 
 struct gw_state {
@@ -25,16 +26,8 @@ struct gw_state {
     char *buf; /* pending lines */
     size_t len, cap;
     size_t file_size;
-    int64_t last_sync_ns;
-    int dirty_since_sync;
+    gw_syncer *syncer;
 };
-
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 static char *path_in(const char *dir, const char *name)
 {
@@ -120,7 +113,10 @@ int gw_state_open(const char *dir, gw_state_entry_fn fn, void *ctx, gw_state **o
      * entry would be glued to it and lost at the next replay. */
     if (torn && write(st->fd, "\n", 1) == 1)
         st->file_size++;
-    st->last_sync_ns = now_ns();
+    if ((rc = gw_syncer_start(st->fd, STATE_SYNC_MS, &st->syncer)) != EDS_OK) {
+        eds_error_set(err, rc, "state journal: cannot start its sync thread");
+        goto err;
+    }
     free(path);
     *out = st;
     return EDS_OK;
@@ -134,11 +130,11 @@ void gw_state_close(gw_state *st)
 {
     if (!st)
         return;
-    if (st->fd >= 0) {
+    if (st->fd >= 0)
         gw_state_flush(st, NULL);
-        fdatasync(st->fd);
+    gw_syncer_stop(st->syncer); /* syncs what is unsynced */
+    if (st->fd >= 0)
         close(st->fd);
-    }
     free(st->buf);
     free(st->dir);
     free(st);
@@ -180,13 +176,8 @@ int gw_state_flush(gw_state *st, eds_error *err)
     }
     st->file_size += st->len;
     if (st->len)
-        st->dirty_since_sync = 1;
+        gw_syncer_dirty(st->syncer);
     st->len = 0;
-    if (st->dirty_since_sync && now_ns() - st->last_sync_ns > STATE_SYNC_NS) {
-        fdatasync(st->fd);
-        st->dirty_since_sync = 0;
-        st->last_sync_ns = now_ns();
-    }
     return EDS_OK;
 }
 
@@ -235,6 +226,7 @@ int gw_state_compact(gw_state *st, gw_state_iter_fn next, void *ctx, eds_error *
         rc = eds_error_set(err, EDS_ERR_IO, "%s: %s", path, strerror(errno));
         goto out;
     }
+    gw_syncer_set_fd(st->syncer, fd);
     close(st->fd);
     st->fd = fd;
     st->file_size = size;

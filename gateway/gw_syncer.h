@@ -1,0 +1,42 @@
+/*
+ * gw_syncer.h - fdatasync off the hot path.
+ *
+ * The journal and the session store write with write(2), which is enough for
+ * a killed process (the page cache keeps the data), and fdatasync at most
+ * every interval for a power cut. An fdatasync on an SD card or a loaded
+ * disk takes milliseconds to tens of milliseconds; done on the event loop it
+ * held every ack behind it (measured: p99 ack latency 5.3 ms with the state
+ * on disk, 3.2 ms on tmpfs, 10,000 connections at 5,000 records/s). A syncer
+ * is one thread per file that does it instead: the writer only marks the
+ * file dirty (a mutex and, at most once per interval, a condition signal).
+ *
+ * Guarantee: after gw_syncer_dirty(), an fdatasync of the file starts within
+ * the interval (or at gw_syncer_stop()).
+ *
+ * Threads: dirty() from any thread; set_fd()/stop() from the owner. Errors:
+ * EDS_OK or a negative EDS_ERR_* (eds_err.h).
+ */
+#ifndef GW_SYNCER_H
+#define GW_SYNCER_H
+
+#include <stdint.h>
+
+#include "eds_err.h"
+
+typedef struct gw_syncer gw_syncer;
+
+/* Starts the thread for fd (not owned: the caller closes it after stop or set_fd).
+ * EDS_OK, EDS_ERR_NOMEM or EDS_ERR_IO (thread creation failed). */
+int gw_syncer_start(int fd, int64_t interval_ms, gw_syncer **out);
+
+/* The file was written: sync it within the interval. Never blocks on a sync. NULL ok. */
+void gw_syncer_dirty(gw_syncer *s);
+
+/* The file was replaced (compaction): sync fd from now on. Waits for a sync of the old
+ * fd in progress, so the caller may close the old one afterwards. NULL ok. */
+void gw_syncer_set_fd(gw_syncer *s, int fd);
+
+/* Syncs once more if dirty, stops the thread and frees it; NULL ok. */
+void gw_syncer_stop(gw_syncer *s);
+
+#endif
