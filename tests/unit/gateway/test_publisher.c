@@ -139,9 +139,24 @@ static int rig_start(void **state)
     return 0;
 }
 
+/* The mosquitto_sub a test started: stopped by the test, or after a failure by the next
+ * sub_start() or by rig_stop(). */
+static pid_t sub_pid = -1;
+
+static void sub_reap(void)
+{
+    if (sub_pid > 0) {
+        kill(sub_pid, SIGTERM);
+        int st;
+        waitpid(sub_pid, &st, 0);
+        sub_pid = -1;
+    }
+}
+
 static int rig_stop(void **state)
 {
     (void)state;
+    sub_reap();
     if (rig.to_fd >= 0)
         close(rig.to_fd); /* EOF: the rig stops its broker and exits */
     if (rig.pid > 0) {
@@ -872,12 +887,15 @@ static void sub_start(qos2_sub *s, const char *tag, const char *topic)
     int out[2];
     assert_int_equal(pipe(out), 0);
     memset(s, 0, sizeof(*s));
+    sub_reap(); /* left by a failed test */
     s->pid = fork();
     assert_true(s->pid >= 0);
     if (s->pid == 0) {
         dup2(out[1], 1);
         close(out[0]);
         close(out[1]);
+        close(rig.to_fd); /* the rig sees EOF on its stdin only when no copy is left */
+        close(rig.from.fd);
         /* its "Error: Connection refused" while the broker is stopped is expected noise */
         int null = open("/dev/null", O_WRONLY);
         if (null >= 0)
@@ -887,6 +905,7 @@ static void sub_start(qos2_sub *s, const char *tag, const char *topic)
               topic, (char *)NULL);
         _exit(127);
     }
+    sub_pid = s->pid;
     close(out[1]);
     s->out.fd = out[0];
     char line[512];
@@ -897,12 +916,9 @@ static void sub_start(qos2_sub *s, const char *tag, const char *topic)
 
 static void sub_stop(qos2_sub *s)
 {
-    if (s->pid > 0) {
-        kill(s->pid, SIGTERM);
-        int st;
-        waitpid(s->pid, &st, 0);
-        s->pid = -1;
-    }
+    if (s->pid > 0 && s->pid == sub_pid)
+        sub_reap();
+    s->pid = -1;
     if (s->out.fd >= 0)
         close(s->out.fd);
     s->out.fd = -1;
