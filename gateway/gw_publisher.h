@@ -102,11 +102,12 @@ typedef struct gw_publisher_config {
      * in memory, which survives broker restarts but not a restart of the gateway). */
     bool persistent;
     const char *session_dir; /* clean mode: a session store left here is deleted */
-    /* Persistent mode: publishes unconfirmed at the broker at once (the rest wait in
-     * Paho's queue); 0 = max_inflight. Must not exceed what the broker takes in flight
-     * from one client (mosquitto: max_inflight_messages). Past it mosquitto queues
-     * QoS 2 messages without PUBREC, and after a reconnect answers the resent ones with
-     * PUBREC + PUBCOMP without delivering them (seen with 2.0.11: lost records). */
+    /* Persistent mode: publishes unconfirmed at the broker at once; 0 = max_inflight.
+     * Must not exceed what the broker takes in flight from one client (mosquitto:
+     * max_inflight_messages). Past it mosquitto queues QoS 2 messages without PUBREC,
+     * and after a reconnect answers the resent ones with PUBREC + PUBCOMP without
+     * delivering them (seen with 2.0.11: lost records). Lowers max_inflight to
+     * receive_maximum - 2 (room for the SUBSCRIBE and online status of a connect). */
     int receive_maximum;
 } gw_publisher_config;
 

@@ -850,6 +850,23 @@ static void publish_range(gw_publisher *p, recorder *r, const char *topic, const
     }
 }
 
+/* Like publish_range, but stops at the first FULL instead of waiting; returns the first
+ * token not published. */
+static uint64_t publish_until_full(gw_publisher *p, const char *topic, const char *prefix,
+                                   uint64_t from, uint64_t to)
+{
+    for (uint64_t t = from; t < to; t++) {
+        char payload[32];
+        int len = snprintf(payload, sizeof(payload), "%s-%u", prefix, (unsigned)t);
+        int rc = gw_publisher_publish(p, topic, payload, (size_t)len, 2, false, t);
+        if (rc == EDS_ERR_FULL)
+            return t;
+        if (rc != EDS_OK)
+            fail_msg("publish of token %u: %s", (unsigned)t, eds_strerror(rc));
+    }
+    return to;
+}
+
 /* The DONE events in r carry exactly the tokens from, from + 1, ..., from + n - 1, in that
  * order (so each once), and there is no FAILED event. */
 static void assert_done_in_order(const recorder *r, uint64_t from, size_t n)
@@ -1029,13 +1046,18 @@ static void loss_fails_nothing(const char *tag, const char *topic, int receive_m
     publish_range(gw, r, topic, "loss", 0, HALF, NULL);
     wait_events(&w, 1, r, GW_PUB_DONE, HALF / 2, 10000); /* some done before the loss */
     rig_cmd("pause");
-    publish_range(gw, r, topic, "loss", HALF, N, NULL);
+    /* With a receive_maximum the publisher holds no more than it (minus 2) unconfirmed:
+     * past that it says FULL, and the rest goes after the reconnect. */
+    uint64_t next = receive_maximum ? publish_until_full(gw, topic, "loss", HALF, N)
+                                    : (publish_range(gw, r, topic, "loss", HALF, N, NULL), N);
     wait_events(&w, 1, r, GW_PUB_DISCONNECTED, 1, 20000);
     size_t done_at_loss = count_type(r, GW_PUB_DONE);
     assert_true(done_at_loss <= HALF); /* the broker never saw the rest */
     assert_int_equal(count_type(r, GW_PUB_FAILED), 0);
     assert_false(gw_publisher_connected(gw));
-    assert_int_equal(gw_publisher_inflight(gw), N - done_at_loss);
+    assert_int_equal(gw_publisher_inflight(gw), next - done_at_loss);
+    if (receive_maximum)
+        assert_true(gw_publisher_inflight(gw) <= (size_t)receive_maximum - 2);
     assert_int_equal(gw_publisher_publish(gw, topic, "x", 1, 2, false, 999), EDS_ERR_BROKER);
 
     /* The broker wakes up (reading what waits in the dead connection's socket, perhaps
@@ -1044,8 +1066,10 @@ static void loss_fails_nothing(const char *tag, const char *topic, int receive_m
     const char *const resume_stop[] = {"resume", "stop"};
     rig_cmds(resume_stop, 2);
     rig_cmd("start");
-    wait_events(&w, 1, r, GW_PUB_DONE, N, 30000);
+    wait_events(&w, 1, r, GW_PUB_DONE, next, 30000);
     assert_true(count_type(r, GW_PUB_CONNECTED) >= 2);
+    publish_range(gw, r, topic, "loss", next, N, NULL);
+    wait_events(&w, 1, r, GW_PUB_DONE, N, 30000);
     publish_end(gw, r, topic, N);
     assert_int_equal(gw_publisher_flush(gw, 1000), EDS_OK);
     assert_true(gw_publisher_dispatch(gw, record, r) >= 0);
@@ -1055,7 +1079,8 @@ static void loss_fails_nothing(const char *tag, const char *topic, int receive_m
     assert_int_equal(st.published, N + 1);
     assert_int_equal(st.done, N + 1);
     assert_int_equal(st.failed, 0);
-    print_message("%s: %zu of %d publishes unconfirmed at the loss\n", tag, N - done_at_loss, N);
+    print_message("%s: %zu of %d publishes unconfirmed at the loss\n", tag,
+                  (size_t)next - done_at_loss, N);
 
     static char got[N + 8][32];
     char status[64] = "";
@@ -1078,10 +1103,8 @@ static void test_persistent_loss_fails_nothing(void **state)
     loss_fails_nothing("loss", "energy/dev10/data", 0);
 }
 
-/* The same with receive_maximum 10: most of the publishes wait in Paho's queue across the
- * loss, and go out after the resent ones. (Paho 1.3.11 sends queued ones when a publish is
- * added or after a 1 s wait, not when a PUBCOMP frees the window: the tail drains at about
- * receive_maximum per second, which a smaller cap would make slow.) */
+/* The same with receive_maximum 10: the publisher takes 8 unconfirmed at most, says FULL
+ * for the rest while the broker hangs, and they go out after the resent ones. */
 static void test_persistent_loss_fails_nothing_capped(void **state)
 {
     (void)state;
@@ -1091,7 +1114,7 @@ static void test_persistent_loss_fails_nothing_capped(void **state)
 /* The gateway dies with publishes in flight (stand-in: destroy while the broker is paused,
  * so nothing is confirmed): the next publisher with the same session store and client id
  * resends them, each reaches a QoS 2 subscriber once, and the marks say what was handed
- * over. receive_maximum 4 leaves most of them queued in Paho rather than on the wire. */
+ * over. */
 static void test_persistent_restore_after_destroy(void **state)
 {
     (void)state;
@@ -1101,7 +1124,7 @@ static void test_persistent_restore_after_destroy(void **state)
     char id[64];
     snprintf(id, sizeof(id), "test-publisher-persist-restore-%d", (int)getpid());
     gw_publisher_config cfg = persistent_config(id, dir);
-    cfg.receive_maximum = 4;
+    cfg.receive_maximum = 12; /* room for K = 10 unconfirmed */
 
     gw_publisher *gw = create_or_fail(&cfg);
     assert_false(gw_publisher_restoring(gw));
@@ -1121,8 +1144,8 @@ static void test_persistent_restore_after_destroy(void **state)
     assert_true(destroy_ms < 5000);
     rig_cmd("resume");
 
-    /* What the crash left: PUBLISHes on the wire ("s-" keys, at most receive_maximum) and
-     * commands still queued in Paho ("c-"); the scenario needs both kinds. */
+    /* What the crash left: every publish, as a PUBLISH on the wire ("s-" keys) or a
+     * command still queued in Paho ("c-"). */
     gw_pubstore *st = NULL;
     assert_int_equal(gw_pubstore_open(dir, &st, NULL), EDS_OK);
     char **keys = NULL;
@@ -1137,8 +1160,8 @@ static void test_persistent_restore_after_destroy(void **state)
     free(keys);
     gw_pubstore_close(st);
     print_message("restore: the store holds %d sent and %d queued publishes\n", sent, queued);
-    assert_true(sent >= 1 && sent <= 4);
-    assert_true(queued >= K - 4);
+    assert_true(sent >= 1 && sent <= 12);
+    assert_true(sent + queued >= K);
 
     memset(r, 0, sizeof(*r));
     gw = create_or_fail(&cfg);
@@ -1270,6 +1293,37 @@ static void test_persistent_receive_maximum_progresses(void **state)
     free(r);
 }
 
+/* KNOWN FAILING (not committed): with the gateway's defaults (max_inflight 256,
+ * broker_receive_maximum 20) a burst of 200 QoS 2 publishes should be confirmed about as fast
+ * as without the cap (~0.1 s here). Paho 1.3.11 holds the rest in its command queue and its
+ * send thread is not woken when a PUBCOMP frees the window (fixed upstream in
+ * eclipse-paho/paho.mqtt.c PR #1457, 1.4): it sends the next batch after its 1 s wait,
+ * so the burst drains at receive_maximum per second (~10 s). */
+static void test_persistent_receive_maximum_drains_promptly(void **state)
+{
+    (void)state;
+    recorder *r = calloc(1, sizeof(*r));
+    char id[64];
+    snprintf(id, sizeof(id), "test-publisher-persist-drain-%d", (int)getpid());
+    gw_publisher_config cfg = persistent_config(id, NULL);
+    cfg.max_inflight = 256;
+    cfg.receive_maximum = 20;
+    gw_publisher *gw = create_or_fail(&cfg);
+    connect_wait(gw, r);
+    watched w = {gw, r};
+    enum { N = 200 };
+    int64_t t0 = now_ms();
+    publish_range(gw, r, "energy/dev16/data", "drain", 0, N, NULL);
+    wait_events(&w, 1, r, GW_PUB_DONE, N, 60000);
+    int64_t took = now_ms() - t0;
+    print_message("drain: %d QoS 2 publishes with receive_maximum 20 confirmed in %lld ms\n", N,
+                  (long long)took);
+    assert_done_in_order(r, 0, N);
+    assert_true(took < 3000);
+    gw_publisher_destroy(gw);
+    free(r);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1290,6 +1344,7 @@ int main(void)
         cmocka_unit_test(test_persistent_restore_after_destroy),
         cmocka_unit_test(test_clean_mode_has_no_session),
         cmocka_unit_test(test_persistent_receive_maximum_progresses),
+        cmocka_unit_test(test_persistent_receive_maximum_drains_promptly),
     };
     return cmocka_run_group_tests(tests, rig_start, rig_stop);
 }
