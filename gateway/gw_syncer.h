@@ -5,10 +5,11 @@
  * a killed process (the page cache keeps the data), and fdatasync at most
  * every interval for a power cut. An fdatasync on an SD card or a loaded
  * disk takes milliseconds to tens of milliseconds; done on the event loop it
- * held every ack behind it (measured: p99 ack latency 5.3 ms with the state
- * on disk, 3.2 ms on tmpfs, 10,000 connections at 5,000 records/s). A syncer
- * is one thread per file that does it instead: the writer only marks the
- * file dirty (a mutex and, at most once per interval, a condition signal).
+ * holds every ack behind it (on Paho's threads, every publish). A syncer is
+ * one thread per file that does it instead: the writer only marks the file
+ * dirty (a mutex and, at most once per interval, a condition signal). On the
+ * development VM's disk the p99 ack latency did not move measurably either
+ * way (docs/performance.md, runs 5 to 7); on a Pi's SD card it is the point.
  *
  * Guarantee: after gw_syncer_dirty(), an fdatasync of the file starts within
  * the interval (or at gw_syncer_stop()).
