@@ -127,7 +127,9 @@ struct gw_publisher {
     bool persistent;
     gw_pubstore *store; /* NULL in clean mode */
     MQTTClient_persistence paho_persistence;
-    bool restoring; /* restored publishes not yet all confirmed */
+    bool restoring;         /* publishes in the store not yet all confirmed */
+    bool announce_restored; /* GW_PUB_RESTORED when they are (start-up only) */
+    bool discarding;        /* destroying an old client: its failures mean nothing */
 };
 
 /* Paho 1.3.12 leaks the copies MQTTAsync_send() makes of a publish that was in flight
@@ -286,13 +288,13 @@ static void on_publish_failure(void *context, MQTTAsync_failureData *response)
     /* A released slot belongs to a connection already declared down (or was
      * never accepted): nothing to report. */
     if ((s->state == SLOT_PENDING || s->state == SLOT_SUBMITTING) && p->persistent) {
-        /* Paho gave up on this one publish (not a connection loss, which fails nothing
-         * here): report it alone; the session and the rest stay. When stopping, it is
-         * the client being destroyed: the publish stays in the store for the next run. */
-        if (!p->stopping) {
-            eds_log_warning("mqtt: publish failed (paho code %d)", response ? response->code : 0);
-            report_locked(p, s, false);
-        }
+        /* Nothing to report: Paho fails a publish when its connection breaks, with the
+         * PUBLISH already in the store ("s-", stored before the write). The next client
+         * resends it from there and restore_done_locked() settles the slot; failing it
+         * here would have the loop publish it a second time. */
+        eds_log_debug("mqtt: publish not confirmed on this connection (paho code %d); the next "
+                      "connection resends it",
+                      response ? response->code : 0);
     } else if (s->state == SLOT_PENDING || s->state == SLOT_SUBMITTING) {
         int code = response ? response->code : 0;
         if (p->state == CONN_UP)
@@ -331,11 +333,13 @@ static void on_subscribe_failure(void *context, MQTTAsync_failureData *response)
                         c->p->subscribe_topic, response ? response->code : 0);
 }
 
+static void restore_done_locked(gw_publisher *p, bool ok);
+
 static void on_connect_success(void *context, MQTTAsync_successData *response)
 {
     conn_ctx *c = context;
     gw_publisher *p = c->p;
-    (void)response;
+    bool session_present = response && response->alt.connect.sessionPresent;
     /* Paho calls back with its mutex held; calling it again from here is allowed. The
      * subscription and the online status are queued before the loop learns that it may
      * publish, so they precede any data. */
@@ -359,6 +363,15 @@ static void on_connect_success(void *context, MQTTAsync_successData *response)
         p->state = CONN_UP;
         p->stats.connects++;
         push_simple_locked(p, GW_PUB_CONNECTED, 0);
+        if (p->restoring && !session_present) {
+            /* The broker lost the session (killed before it saved it, no persistence, a new
+             * broker): the flows in flight are gone with it, and Paho dropped its copies. */
+            eds_log_warning("mqtt: the broker had lost the gateway's session: what was in flight "
+                            "is published again (at least once)");
+            restore_done_locked(p, false);
+        } else if (p->restoring && gw_pubstore_count(p->store) == 0) {
+            restore_done_locked(p, true);
+        }
         pthread_cond_broadcast(&p->cond);
     }
     unlock(p);
@@ -540,17 +553,34 @@ static int ps_containskey(void *handle, char *key)
     return gw_pubstore_contains(handle, key) ? 0 : MQTTCLIENT_PERSISTENCE_ERROR;
 }
 
-/* The store ran empty (a remove on a Paho thread): restored publishes are all confirmed. */
+/* Persistent mode: the store's publishes are all confirmed (ok), or never will be (the
+ * broker had lost the session and Paho cleared the store, or Paho does not resend them):
+ * every publish outstanding from the previous client is settled in call order, DONE or
+ * FAILED (then the loop resends it: at least once). */
+static void restore_done_locked(gw_publisher *p, bool ok)
+{
+    p->restoring = false;
+    while (p->pend_head != SLOT_NIL)
+        report_locked(p, &p->slots[p->pend_head], ok);
+    if (p->announce_restored) {
+        p->announce_restored = false;
+        pub_event ev = {.type = GW_PUB_RESTORED, .qos = ok ? 0 : 1};
+        push_locked(p, &ev);
+        if (ok)
+            eds_log_notice("mqtt: the publishes restored from the session store are confirmed");
+    }
+    pthread_cond_broadcast(&p->cond);
+}
+
+/* The store ran empty (a remove on a Paho thread): restored publishes are all confirmed.
+ * Only once connected: when the broker no longer has the session (sessionPresent 0), Paho
+ * empties the store while handling CONNACK, before on_connect_success says so. */
 static void on_store_empty(void *ctx)
 {
     gw_publisher *p = ctx;
     lock(p);
-    if (p->restoring) {
-        p->restoring = false;
-        push_simple_locked(p, GW_PUB_RESTORED, 0);
-        eds_log_notice("mqtt: the publishes restored from the session store are confirmed");
-        pthread_cond_broadcast(&p->cond);
-    }
+    if (p->restoring && p->state == CONN_UP)
+        restore_done_locked(p, true);
     unlock(p);
 }
 
@@ -565,13 +595,13 @@ static void check_restore_stuck(gw_publisher *p, conn_ctx *c, int *idle_checks)
     *idle_checks = pending ? 0 : *idle_checks + 1;
     if (*idle_checks < 3)
         return;
+    size_t left = gw_pubstore_count(p->store);
     lock(p);
     if (p->restoring) {
-        eds_log_warning("mqtt: %zu entries of the session store are not resent by Paho; "
-                        "not waiting for them",
-                        gw_pubstore_count(p->store));
-        p->restoring = false;
-        push_simple_locked(p, GW_PUB_RESTORED, 0);
+        eds_log_warning("mqtt: %zu entries of the session store are not resent by Paho; not "
+                        "waiting for them (what was in flight is published again)",
+                        left);
+        restore_done_locked(p, false);
     }
     unlock(p);
 }
@@ -722,8 +752,7 @@ static void client_destroy(gw_publisher *p, conn_ctx *c)
 static void *supervise(void *arg)
 {
     gw_publisher *p = arg;
-    conn_ctx *old = NULL;  /* previous client, destroyed after the next one exists */
-    conn_ctx *keep = NULL; /* persistent mode: the one client, reused */
+    conn_ctx *old = NULL; /* previous client, destroyed after the next one exists */
     int delay_ms = 0;
 
     lock(p);
@@ -740,14 +769,39 @@ static void *supervise(void *arg)
             break;
         unlock(p);
 
-        /* Creating the next client before destroying the previous keeps Paho's
-         * threads running (they stop, taking up to a second, when no client is left). */
-        conn_ctx *c = keep ? keep : client_new(p);
-        if (p->persistent)
-            keep = c;
-        if (old) {
-            client_destroy(p, old);
-            old = NULL;
+        conn_ctx *c;
+        if (p->persistent) {
+            /* One session, but a new Paho client per connection all the same: reconnecting
+             * a cleansession-0 client, Paho 1.3 resent a PUBLISH whose topic its send
+             * thread had freed (ASan, test_gateway_exactly_once). The old client goes
+             * first, so that only one restores from the store; the new one resends what
+             * the store holds, as after a crash, and restore_done_locked() settles the
+             * old client's outstanding publishes once that is confirmed. */
+            if (old) {
+                lock(p);
+                p->discarding = true;
+                unlock(p);
+                client_destroy(p, old);
+                old = NULL;
+                lock(p);
+                p->discarding = false;
+                unlock(p);
+            }
+            c = client_new(p);
+            lock(p);
+            if (c && gw_pubstore_count(p->store) > 0)
+                p->restoring = true;
+            else if (c && p->pend_head != SLOT_NIL)
+                restore_done_locked(p, true); /* nothing unconfirmed left (QoS 0 only) */
+            unlock(p);
+        } else {
+            /* Creating the next client before destroying the previous keeps Paho's
+             * threads running (they stop, taking up to a second, when no client is left). */
+            c = client_new(p);
+            if (old) {
+                client_destroy(p, old);
+                old = NULL;
+            }
         }
         lock(p);
         if (!c) {
@@ -808,7 +862,7 @@ static void *supervise(void *arg)
                 delay_ms = p->reconnect_max_ms;
         }
         p->state = CONN_IDLE;
-        old = p->persistent ? NULL : c;
+        old = c;
     }
     /* Stopping: whatever was outstanding is dropped with the client. */
     p->state = CONN_IDLE;
@@ -926,6 +980,7 @@ int gw_publisher_create(const gw_publisher_config *cfg, gw_publisher **out, eds_
         }
         p->persistent = true;
         p->restoring = gw_pubstore_count(p->store) > 0;
+        p->announce_restored = p->restoring;
         if (p->restoring)
             eds_log_notice("mqtt: %zu entries in the session store: resending what was in "
                            "flight before the gateway stopped",
@@ -1068,7 +1123,7 @@ int gw_publisher_publish_marked(gw_publisher *p, const char *topic, const void *
 
     pthread_mutex_lock(&p->handle_lock);
     lock(p);
-    if (p->state != CONN_UP || !p->conn) {
+    if (p->state != CONN_UP || !p->conn || p->restoring) {
         unlock(p);
         pthread_mutex_unlock(&p->handle_lock);
         return EDS_ERR_BROKER;
@@ -1169,7 +1224,7 @@ int gw_publisher_dispatch(gw_publisher *p, void (*fn)(void *ctx, const gw_pub_ev
 
         for (size_t i = 0; i < k; i++) {
             const pub_event *e = &batch[i];
-            gw_pub_event ev = {.type = e->type, .token = e->token};
+            gw_pub_event ev = {.type = e->type, .token = e->token, .qos = e->qos};
             if (e->type == GW_PUB_MESSAGE) {
                 ev.topic = e->buf;
                 ev.payload = e->buf + e->topic_len + 1;

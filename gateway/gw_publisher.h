@@ -44,11 +44,12 @@
  * Paho client and one MQTT session (cleansession 0) for its whole life, with
  * Paho's persistence in a gw_pubstore (gw_pubstore.h). Then, instead of the
  * all-or-nothing failure above:
- *  - A lost connection fails nothing: Paho resends what was in flight with
- *    the same packet ids after the reconnect (PUBLISH with DUP, or PUBREL),
- *    then sends what it had queued, in call order. The loop only waits:
- *    DONE arrives after GW_PUB_CONNECTED. FAILED is reported only for a
- *    publish Paho itself gives up on.
+ *  - A lost connection fails nothing: the next connection's client resends
+ *    what was in flight from the store with the same packet ids (PUBLISH
+ *    with DUP, or PUBREL). Publishing is refused (EDS_ERR_BROKER) until that
+ *    is confirmed; then the outstanding publishes get DONE, in call order.
+ *    Only when the broker had lost the session (or Paho would not resend)
+ *    are they FAILED, for the loop to resend: at least once then.
  *  - Publishes in flight when the process died are restored from the store
  *    at create and resent on the first connection. gw_publisher_restoring()
  *    is true until all of them are confirmed; then GW_PUB_RESTORED is
@@ -177,7 +178,8 @@ typedef enum {
     GW_PUB_CONNECTED,    /* connected (online status published, subscription requested) */
     GW_PUB_DISCONNECTED, /* connection lost or refused after it was up; reconnecting */
     GW_PUB_MESSAGE,      /* a message arrived on subscribe_topic */
-    GW_PUB_RESTORED,     /* persistent mode: the restored publishes are all confirmed */
+    GW_PUB_RESTORED,     /* persistent mode, once at start: the restored publishes are all
+                            confirmed (qos 0) or lost with the broker's session (qos 1) */
 } gw_pub_event_type;
 
 typedef struct gw_pub_event {
@@ -186,7 +188,9 @@ typedef struct gw_pub_event {
     const char *topic;   /* MESSAGE: topic, NUL-terminated */
     const char *payload; /* MESSAGE: payload, len bytes (also NUL-terminated for convenience) */
     size_t len;          /* MESSAGE */
-    int qos;             /* MESSAGE: QoS it was delivered with */
+    int qos;             /* MESSAGE: QoS it was delivered with. RESTORED: 0 = confirmed; 1 =
+                            not: the broker had lost the session (what was in flight is gone:
+                            forget the marks, the agents resend) */
 } gw_pub_event;
 
 /* Loop thread: resets the fd and calls fn once for each event pending when it

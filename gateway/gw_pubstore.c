@@ -4,8 +4,8 @@
  *
  * Entries live in a chained hash table and, for keys() (Paho restores in
  * key order it sorts itself, but a stable order makes tests readable), in an
- * insertion-ordered doubly linked list. Marks are a small linked list: one
- * per device, so a few hundred at most.
+ * insertion-ordered doubly linked list. Marks (one per device) are in a
+ * list for iteration and a hash table for lookup.
  */
 #include "gw_pubstore.h"
 
@@ -44,7 +44,8 @@ typedef struct entry {
 } entry;
 
 typedef struct mark {
-    struct mark *next;
+    struct mark *next;  /* all marks */
+    struct mark *hnext; /* bucket chain: one mark per device, 10,000 devices are common */
     char name[GW_PUBSTORE_MARK_MAX + 1];
     char value[GW_PUBSTORE_MARK_MAX + 1];
 } mark;
@@ -61,6 +62,7 @@ struct gw_pubstore {
     size_t count; /* entries not doomed */
     entry *doomed[MAX_DOOMED];
     mark *marks;
+    mark *mark_buckets[NBUCKETS];
     void (*on_empty)(void *);
     void *on_empty_ctx;
     unsigned char *buf; /* scratch for one log record */
@@ -150,9 +152,13 @@ static void set_mark(gw_pubstore *st, const char *name, size_t nlen, const char 
         nlen = GW_PUBSTORE_MARK_MAX;
     if (vlen > GW_PUBSTORE_MARK_MAX)
         vlen = GW_PUBSTORE_MARK_MAX;
-    mark *m = st->marks;
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < nlen; i++)
+        h = (h ^ (unsigned char)name[i]) * 16777619u;
+    h %= NBUCKETS;
+    mark *m = st->mark_buckets[h];
     while (m && (strlen(m->name) != nlen || memcmp(m->name, name, nlen) != 0))
-        m = m->next;
+        m = m->hnext;
     if (!m) {
         m = calloc(1, sizeof(*m));
         if (!m)
@@ -160,6 +166,8 @@ static void set_mark(gw_pubstore *st, const char *name, size_t nlen, const char 
         memcpy(m->name, name, nlen);
         m->next = st->marks;
         st->marks = m;
+        m->hnext = st->mark_buckets[h];
+        st->mark_buckets[h] = m;
     }
     memcpy(m->value, value, vlen);
     m->value[vlen] = '\0';
@@ -172,6 +180,7 @@ static void free_marks(gw_pubstore *st)
         st->marks = m->next;
         free(m);
     }
+    memset(st->mark_buckets, 0, sizeof(st->mark_buckets));
 }
 
 /* ---- log records ------------------------------------------------------------------------ */

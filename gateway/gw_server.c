@@ -77,6 +77,7 @@ typedef struct gw_device {
     uint32_t index;
     uint64_t last_seq;      /* every seq <= this is handled (journaled) */
     uint64_t last_accepted; /* highest seq in the ring */
+    uint64_t marked_seq;    /* qos 2: highest seq whose mark went to the session store */
     gw_record *ring;        /* FIFO of records in arrival order */
     uint32_t cap, head, count;
     uint32_t unsent;   /* ring offset of the first WAITING record (== count: none) */
@@ -497,8 +498,12 @@ static void pump(gw_server *s)
                  * even if the journal had not caught up: see apply_session_marks. */
                 char mark[EDS_STREAM_MAX + 32];
                 snprintf(mark, sizeof(mark), "%s %" PRIu64, d->stream, r->seq);
+                /* A record published again (FAILED) must not move the mark back. */
+                bool raise = r->seq > d->marked_seq;
                 int rc = gw_publisher_publish_marked(s->pub, topic, r->payload, r->len, s->cfg->qos,
-                                                     false, token, d->id, mark);
+                                                     false, token, raise ? d->id : NULL, mark);
+                if (rc == EDS_OK && raise)
+                    d->marked_seq = r->seq;
                 if (rc == EDS_ERR_FULL) {
                     full = true;
                     break;
@@ -1017,6 +1022,7 @@ static void try_welcome(gw_server *s, gw_conn *c)
         /* A new sequence space: the agent lost its counter. */
         snprintf(d->stream, sizeof(d->stream), "%s", c->stream);
         d->last_seq = 0;
+        d->marked_seq = 0;
         journal(s, d);
     } else if (!d->journaled) {
         /* Known after a restart, so that a crash never leaves it marked online. */
@@ -1619,10 +1625,15 @@ static void apply_mark(void *ctx, const char *device, const char *value)
  * the store but not journaled: the marks raise last_seq over it, so the agent's resend
  * is answered as a duplicate instead of being published twice. Journal first, then
  * forget the marks. */
-static void apply_session_marks(gw_server *s)
+static void apply_session_marks(gw_server *s, bool confirmed)
 {
-    gw_publisher_each_mark(s->pub, apply_mark, s);
+    if (confirmed)
+        gw_publisher_each_mark(s->pub, apply_mark, s);
+    else
+        eds_log_warning("the broker had lost the gateway's MQTT session: the records in flight "
+                        "at the last stop are resent by the agents and may arrive twice");
     write_journal(s);
+    gw_state_sync(s->state); /* durable before the marks are gone */
     eds_error err;
     eds_error_clear(&err);
     if (gw_publisher_forget_marks(s->pub, &err) != EDS_OK)
@@ -1660,7 +1671,7 @@ static void on_pub_event(void *ctx, const gw_pub_event *ev)
         on_mqtt_message(s, ev);
         break;
     case GW_PUB_RESTORED:
-        apply_session_marks(s);
+        apply_session_marks(s, ev->qos == 0);
         s->restoring = false;
         for (size_t fd = 0; fd < s->conns_cap; fd++)
             if (s->conns[fd] && s->conns[fd]->state == C_WAIT_WELCOME)
@@ -2028,7 +2039,7 @@ int gw_server_create(const gw_config *cfg, gw_server **out, eds_error *err)
         goto err;
     s->restoring = gw_publisher_restoring(s->pub);
     if (!s->restoring)
-        apply_session_marks(s);
+        apply_session_marks(s, true);
     s->pub_h.kind = H_PUBLISHER;
     if (gw_loop_add(s->loop, gw_publisher_fd(s->pub), GW_EV_READ, &s->pub_h) != EDS_OK ||
         (rc = gw_publisher_start(s->pub)) != EDS_OK) {

@@ -181,6 +181,12 @@ int gw_state_flush(gw_state *st, eds_error *err)
     return EDS_OK;
 }
 
+void gw_state_sync(gw_state *st)
+{
+    if (st->fd >= 0)
+        fdatasync(st->fd);
+}
+
 int gw_state_wants_compaction(const gw_state *st, size_t live_entries)
 {
     size_t live_bytes = live_entries * 48 + 4096;

@@ -41,6 +41,10 @@ int gw_state_append(gw_state *st, const char *device, const char *stream, uint64
 /* Writes buffered changes (one write). Returns EDS_OK or EDS_ERR_IO (err). */
 int gw_state_flush(gw_state *st, eds_error *err);
 
+/* fdatasync now, on the caller's thread (rare: before the gateway drops information that
+ * the journal has just taken over). */
+void gw_state_sync(gw_state *st);
+
 /* True when the journal has grown enough that a snapshot is worth writing. */
 int gw_state_wants_compaction(const gw_state *st, size_t live_entries);
 

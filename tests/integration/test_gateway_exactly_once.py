@@ -150,6 +150,48 @@ class ExactlyOnceTest(GatewayTestCase):
                 first.append(p)
         self.assertEqual(first, expected)
 
+    def test_broker_that_lost_the_session_gets_what_was_in_flight_again(self):
+        """The gateway dies with publishes in flight, and the broker dies too before it saved
+        the gateway's session (SIGKILL). The restarted gateway must not welcome agents past
+        records that never reached anyone: they are published again (at least once)."""
+        total = 200
+        agent = Agent(self, total, window=60)
+        agent.connect()
+        agent.run_until(50)
+        os.kill(self.broker.pid, signal.SIGSTOP)
+        try:
+            agent.window = 120
+            agent.fill()
+            self.ping_through(agent)
+        finally:
+            self.gw.kill()
+        agent.c.close()
+        self.broker.kill()  # SIGKILL works on a stopped process: nothing saved
+        self.broker.start()
+        fresh = edsrig.Subscriber(self.broker, qos=2)
+        self.addCleanup(fresh.close)
+        self.gw.start()
+        self.gw.wait_for_line(r"the broker had lost the gateway's MQTT session", timeout=20)
+        welcome = agent.connect()
+        # The marks (what was handed to the lost session) must not raise last_seq: the
+        # welcome is the journal's, i.e. what the broker had confirmed. (Those records died
+        # with the broker: mosquitto's autosave_interval, not the gateway's doing.)
+        self.assertNotIn("handled up to seq", self.gw.output())
+        confirmed = set(range(1, welcome["last_seq"] + 1))
+        agent.run_all(timeout=40)
+        topic = self.gw.topic(DEV, "data")
+        want = {line_of(record(s)): s for s in range(1, total + 1)}
+
+        def seen():
+            return {want[m.payload] for sub in (self.sub, fresh) for m in sub.messages(topic)
+                    if m.payload in want}
+        unconfirmed = set(range(1, total + 1)) - confirmed
+        try:
+            edsrig.wait_until(lambda: unconfirmed <= seen(), 20,
+                              "every record the broker had not confirmed before it died")
+        except edsrig.RigTimeout:
+            self.fail("never published: %s" % sorted(unconfirmed - seen())[:50])
+
     def test_broker_restart_with_records_in_flight_each_record_once(self):
         total = 400
         agent = Agent(self, total, window=64)
