@@ -45,6 +45,25 @@ class ExactlyOnceTest(GatewayTestCase):
         self.assertEqual(got, expected)
         return msgs
 
+    def crash_with_publishes_in_flight(self, total, resume_broker=True):
+        """50 records acked; then the broker stops reading (SIGSTOP), 60 more are sent, and
+        the gateway is SIGKILLed with those it handed over in flight in its MQTT session.
+        Returns the agent (disconnected)."""
+        agent = Agent(self, total, window=60)
+        agent.connect()
+        agent.run_until(50)
+        os.kill(self.broker.pid, signal.SIGSTOP)
+        try:
+            agent.window = 120
+            agent.fill()
+            self.ping_through(agent)
+        finally:
+            self.gw.kill()
+            if resume_broker:
+                os.kill(self.broker.pid, signal.SIGCONT)
+        agent.c.close()
+        return agent
+
     def ping_through(self, agent):
         """A ping after the agent's records: its pong proves the gateway read them all and
         handed to Paho what the publisher takes (up to broker_receive_maximum - 2
@@ -74,20 +93,7 @@ class ExactlyOnceTest(GatewayTestCase):
 
     def test_sigkill_with_publishes_in_flight_resends_them_once_before_welcome(self):
         total = 200
-        agent = Agent(self, total, window=60)
-        agent.connect()
-        agent.run_until(50)
-        # The broker stops reading: the next publishes stay in flight in the gateway's
-        # MQTT session. Then the gateway dies with them.
-        os.kill(self.broker.pid, signal.SIGSTOP)
-        try:
-            agent.window = 120  # 60 more records, sent while the broker does not read
-            agent.fill()
-            self.ping_through(agent)
-        finally:
-            self.gw.kill()
-            os.kill(self.broker.pid, signal.SIGCONT)
-        agent.c.close()
+        agent = self.crash_with_publishes_in_flight(total)
         self.gw.start()  # a new process: its log starts empty
         self.gw.wait_for_line(r"entries in the session store")
         self.gw.wait_for_line(r"restored from the session store are confirmed", timeout=20)
@@ -118,19 +124,8 @@ class ExactlyOnceTest(GatewayTestCase):
 
     def test_back_to_qos_1_discards_the_session_and_loses_nothing(self):
         total = 200
-        agent = Agent(self, total, window=60)
-        agent.connect()
-        agent.run_until(50)
         store = os.path.join(self.gw.state_dir, "mqtt-session.log")
-        os.kill(self.broker.pid, signal.SIGSTOP)
-        try:
-            agent.window = 120
-            agent.fill()
-            self.ping_through(agent)
-        finally:
-            self.gw.kill()
-            os.kill(self.broker.pid, signal.SIGCONT)
-        agent.c.close()
+        agent = self.crash_with_publishes_in_flight(total)
         self.gw.options["qos"] = "1"
         self.gw.write_config()
         self.gw.start()
@@ -155,17 +150,7 @@ class ExactlyOnceTest(GatewayTestCase):
         the gateway's session (SIGKILL). The restarted gateway must not welcome agents past
         records that never reached anyone: they are published again (at least once)."""
         total = 200
-        agent = Agent(self, total, window=60)
-        agent.connect()
-        agent.run_until(50)
-        os.kill(self.broker.pid, signal.SIGSTOP)
-        try:
-            agent.window = 120
-            agent.fill()
-            self.ping_through(agent)
-        finally:
-            self.gw.kill()
-        agent.c.close()
+        agent = self.crash_with_publishes_in_flight(total, resume_broker=False)
         self.broker.kill()  # SIGKILL works on a stopped process: nothing saved
         self.broker.start()
         fresh = edsrig.Subscriber(self.broker, qos=2)
