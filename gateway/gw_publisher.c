@@ -54,6 +54,9 @@
 #define GRACEFUL_TIMEOUT_MS 1000
 /* A connection that lasted this long counts as working: after losing it, retry at once. */
 #define STABLE_MS 10000
+/* Restoring, connected, yet Paho has nothing pending and the store does not shrink for
+ * this many seconds: entries Paho does not resend; stop waiting for them. */
+#define RESTORE_STUCK_S 10
 
 enum slot_state {
     SLOT_FREE,
@@ -586,16 +589,18 @@ static void on_store_empty(void *ctx)
 
 /* Persistent mode, connected and still restoring: if Paho has nothing pending for
  * the store's entries (keys it does not restore), waiting longer cannot help. */
-static void check_restore_stuck(gw_publisher *p, conn_ctx *c, int *idle_checks)
+static void check_restore_stuck(gw_publisher *p, conn_ctx *c, int *idle_checks, size_t *last_left)
 {
     MQTTAsync_token *tokens = NULL;
     bool pending = MQTTAsync_getPendingTokens(c->client, &tokens) == MQTTASYNC_SUCCESS && tokens &&
                    tokens[0] != -1;
     MQTTAsync_free(tokens);
-    *idle_checks = pending ? 0 : *idle_checks + 1;
-    if (*idle_checks < 3)
-        return;
     size_t left = gw_pubstore_count(p->store);
+    /* Stuck: nothing pending in Paho and the store unchanged for RESTORE_STUCK_S checks. */
+    *idle_checks = pending || left != *last_left ? 0 : *idle_checks + 1;
+    *last_left = left;
+    if (*idle_checks < RESTORE_STUCK_S)
+        return;
     lock(p);
     if (p->restoring) {
         eds_log_warning("mqtt: %zu entries of the session store are not resent by Paho; not "
@@ -833,6 +838,7 @@ static void *supervise(void *arg)
         struct timespec up_since;
         clock_gettime(CLOCK_MONOTONIC, &up_since);
         int idle_checks = 0;
+        size_t last_left = 0;
         while (!p->stopping && p->state == CONN_UP) {
             if (!p->restoring) {
                 pthread_cond_wait(&p->cond, &p->lock);
@@ -841,7 +847,7 @@ static void *supervise(void *arg)
             struct timespec tick = deadline_in(1000);
             if (pthread_cond_timedwait(&p->cond, &p->lock, &tick) == ETIMEDOUT) {
                 unlock(p);
-                check_restore_stuck(p, c, &idle_checks);
+                check_restore_stuck(p, c, &idle_checks, &last_left);
                 lock(p);
             }
         }
