@@ -45,6 +45,7 @@
 #include <unistd.h>
 
 #include "eds_log.h"
+#include "gw_clock.h"
 #include "gw_pubstore.h"
 
 #define SLOT_NIL UINT32_MAX
@@ -126,8 +127,7 @@ struct gw_publisher {
 
     gw_publisher_stats stats;
 
-    /* persistent mode */
-    bool persistent;
+    /* persistent mode (store != NULL) */
     gw_pubstore *store; /* NULL in clean mode */
     MQTTClient_persistence paho_persistence;
     bool restoring;         /* publishes in the store not yet all confirmed */
@@ -168,19 +168,6 @@ static void lock(const gw_publisher *p)
 static void unlock(const gw_publisher *p)
 {
     pthread_mutex_unlock((pthread_mutex_t *)&p->lock);
-}
-
-static struct timespec deadline_in(int ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    return ts;
 }
 
 static int64_t elapsed_ms(const struct timespec *since)
@@ -262,7 +249,7 @@ static void report_locked(gw_publisher *p, pub_slot *s, bool ok)
  * Persistent mode fails nothing: Paho resends it on the next connection. */
 static void connection_down_locked(gw_publisher *p)
 {
-    while (!p->persistent && p->pend_head != SLOT_NIL)
+    while (!p->store && p->pend_head != SLOT_NIL)
         report_locked(p, &p->slots[p->pend_head], false);
     if (p->state == CONN_UP)
         push_simple_locked(p, GW_PUB_DISCONNECTED, 0);
@@ -290,7 +277,7 @@ static void on_publish_failure(void *context, MQTTAsync_failureData *response)
     lock(p);
     /* A released slot belongs to a connection already declared down (or was
      * never accepted): nothing to report. */
-    if ((s->state == SLOT_PENDING || s->state == SLOT_SUBMITTING) && p->persistent) {
+    if ((s->state == SLOT_PENDING || s->state == SLOT_SUBMITTING) && p->store) {
         /* Nothing to report: Paho fails a publish when its connection breaks, with the
          * PUBLISH already in the store ("s-", stored before the write). The next client
          * resends it from there and restore_done_locked() settles the slot; failing it
@@ -497,16 +484,10 @@ static int ps_put(void *handle, char *key, int n, char *bufs[], int lens[])
 
 static int ps_get(void *handle, char *key, char **buffer, int *buflen)
 {
-    char *b;
-    int n;
-    if (gw_pubstore_get(handle, key, &b, &n) != EDS_OK)
-        return MQTTCLIENT_PERSISTENCE_ERROR;
-    *buffer = MQTTAsync_malloc(n ? (size_t)n : 1);
-    if (*buffer)
-        memcpy(*buffer, b, (size_t)n);
-    free(b);
-    *buflen = n;
-    return *buffer ? 0 : MQTTCLIENT_PERSISTENCE_ERROR;
+    /* Paho frees it with its own heap tracking: a plain malloc'd buffer would leak. */
+    return gw_pubstore_get(handle, key, MQTTAsync_malloc, buffer, buflen) == EDS_OK
+               ? 0
+               : MQTTCLIENT_PERSISTENCE_ERROR;
 }
 
 static int ps_remove(void *handle, char *key)
@@ -627,9 +608,9 @@ static conn_ctx *client_new(gw_publisher *p)
     co.MQTTVersion = MQTTVERSION_3_1_1;
     co.persistQoS0 = 0;
     int rc = MQTTAsync_createWithOptions(&c->client, p->uri, p->client_id,
-                                         p->persistent ? MQTTCLIENT_PERSISTENCE_USER
-                                                       : MQTTCLIENT_PERSISTENCE_NONE,
-                                         p->persistent ? &p->paho_persistence : NULL, &co);
+                                         p->store ? MQTTCLIENT_PERSISTENCE_USER
+                                                  : MQTTCLIENT_PERSISTENCE_NONE,
+                                         p->store ? &p->paho_persistence : NULL, &co);
     if (rc != MQTTASYNC_SUCCESS) {
         eds_log_error("mqtt: creating a client for %s failed (paho code %d)", p->uri, rc);
         free(c);
@@ -663,11 +644,11 @@ static int client_connect(gw_publisher *p, conn_ctx *c)
     MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
 
     o.keepAliveInterval = p->keepalive;
-    o.cleansession = p->persistent ? 0 : 1;
+    o.cleansession = p->store ? 0 : 1;
     /* Paho's default of 10 would hold most of our window in its command queue, where a
      * connection loss does not fail them. Room for ours + the online status + SUBSCRIBE. */
     o.maxInflight = (int)p->max_inflight + 4;
-    if (p->persistent && p->receive_maximum > 0 && p->receive_maximum < o.maxInflight)
+    if (p->store && p->receive_maximum > 0 && p->receive_maximum < o.maxInflight)
         o.maxInflight = p->receive_maximum;
     o.connectTimeout = p->connect_timeout_s;
     o.retryInterval = 0;
@@ -718,7 +699,7 @@ static void graceful_disconnect_locked(gw_publisher *p, conn_ctx *c)
             expected = 1;
     }
     lock(p);
-    struct timespec dl = deadline_in(GRACEFUL_TIMEOUT_MS);
+    struct timespec dl = gw_deadline_in(GRACEFUL_TIMEOUT_MS);
     while (p->offline_done < expected && p->state == CONN_UP)
         if (pthread_cond_timedwait(&p->cond, &p->lock, &dl) == ETIMEDOUT)
             break;
@@ -734,7 +715,7 @@ static void graceful_disconnect_locked(gw_publisher *p, conn_ctx *c)
             expected++;
     }
     lock(p);
-    dl = deadline_in(GRACEFUL_TIMEOUT_MS + 500);
+    dl = gw_deadline_in(GRACEFUL_TIMEOUT_MS + 500);
     while (p->offline_done < expected)
         if (pthread_cond_timedwait(&p->cond, &p->lock, &dl) == ETIMEDOUT)
             break;
@@ -763,7 +744,7 @@ static void *supervise(void *arg)
     lock(p);
     while (!p->stopping) {
         if (delay_ms > 0) {
-            struct timespec dl = deadline_in(delay_ms);
+            struct timespec dl = gw_deadline_in(delay_ms);
             while (!p->stopping && pthread_cond_timedwait(&p->cond, &p->lock, &dl) != ETIMEDOUT)
                 ;
         }
@@ -775,7 +756,7 @@ static void *supervise(void *arg)
         unlock(p);
 
         conn_ctx *c;
-        if (p->persistent) {
+        if (p->store) {
             /* One session, but a new Paho client per connection all the same: reconnecting
              * a cleansession-0 client, Paho 1.3 resent a PUBLISH whose topic its send
              * thread had freed (ASan, test_gateway_exactly_once). The old client goes
@@ -830,7 +811,7 @@ static void *supervise(void *arg)
         }
         /* Paho reports the attempt within connectTimeout; the extra bound only
          * guards against a lost callback. */
-        struct timespec dl = deadline_in(p->connect_timeout_s * 1000 + 5000);
+        struct timespec dl = gw_deadline_in(p->connect_timeout_s * 1000 + 5000);
         while (!p->stopping && p->state == CONN_CONNECTING)
             if (pthread_cond_timedwait(&p->cond, &p->lock, &dl) == ETIMEDOUT)
                 p->state = CONN_DOWN;
@@ -844,7 +825,7 @@ static void *supervise(void *arg)
                 pthread_cond_wait(&p->cond, &p->lock);
                 continue;
             }
-            struct timespec tick = deadline_in(1000);
+            struct timespec tick = gw_deadline_in(1000);
             if (pthread_cond_timedwait(&p->cond, &p->lock, &tick) == ETIMEDOUT) {
                 unlock(p);
                 check_restore_stuck(p, c, &idle_checks, &last_left);
@@ -902,11 +883,7 @@ int gw_publisher_create(const gw_publisher_config *cfg, gw_publisher **out, eds_
     if (!p)
         return eds_error_set(err, EDS_ERR_NOMEM, "mqtt: out of memory");
     p->efd = -1;
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&p->cond, &ca);
-    pthread_condattr_destroy(&ca);
+    gw_cond_init_monotonic(&p->cond);
     pthread_mutex_init(&p->lock, NULL);
     pthread_mutex_init(&p->handle_lock, NULL);
     bool oom = false;
@@ -984,7 +961,6 @@ int gw_publisher_create(const gw_publisher_config *cfg, gw_publisher **out, eds_
             gw_publisher_destroy(p);
             return rc;
         }
-        p->persistent = true;
         p->restoring = gw_pubstore_count(p->store) > 0;
         p->announce_restored = p->restoring;
         if (p->restoring)
@@ -1247,7 +1223,7 @@ int gw_publisher_dispatch(gw_publisher *p, void (*fn)(void *ctx, const gw_pub_ev
 
 int gw_publisher_flush(gw_publisher *p, int timeout_ms)
 {
-    struct timespec dl = deadline_in(timeout_ms > 0 ? timeout_ms : 0);
+    struct timespec dl = gw_deadline_in(timeout_ms > 0 ? timeout_ms : 0);
     int rc = EDS_OK;
     lock(p);
     while (p->inflight > 0) {

@@ -654,7 +654,7 @@ int gw_pubstore_put(gw_pubstore *st, const char *key, int n, char *const bufs[],
     return rc;
 }
 
-int gw_pubstore_get(gw_pubstore *st, const char *key, char **buf, int *len)
+int gw_pubstore_get(gw_pubstore *st, const char *key, void *(*alloc)(size_t), char **buf, int *len)
 {
     *buf = NULL;
     *len = 0;
@@ -662,7 +662,7 @@ int gw_pubstore_get(gw_pubstore *st, const char *key, char **buf, int *len)
     int rc = EDS_ERR_NOTFOUND;
     entry *e = key ? find(st, key) : NULL;
     if (e) {
-        *buf = malloc(e->len ? e->len : 1);
+        *buf = (alloc ? alloc : malloc)(e->len ? e->len : 1);
         if (*buf) {
             memcpy(*buf, e->data, e->len);
             *len = (int)e->len;

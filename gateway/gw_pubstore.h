@@ -76,9 +76,10 @@ void gw_pubstore_close(gw_pubstore *st);
  * EDS_OK, EDS_ERR_INVAL (key too long or empty), EDS_ERR_NOMEM, EDS_ERR_IO. */
 int gw_pubstore_put(gw_pubstore *st, const char *key, int n, char *const bufs[], const int lens[]);
 
-/* *buf: a malloc'd copy of key's data (the caller frees it), *len its length.
+/* *buf: a copy of key's data made with alloc (NULL = malloc; Paho needs its own
+ * allocator, see gw_publisher.c), which the caller frees; *len its length.
  * EDS_OK, EDS_ERR_NOTFOUND, EDS_ERR_NOMEM. */
-int gw_pubstore_get(gw_pubstore *st, const char *key, char **buf, int *len);
+int gw_pubstore_get(gw_pubstore *st, const char *key, void *(*alloc)(size_t), char **buf, int *len);
 
 /* EDS_OK (removed or not there), EDS_ERR_IO, EDS_ERR_NOMEM (the entry is gone from memory
  * either way; only its removal from the file failed). */

@@ -494,14 +494,16 @@ static void pump(gw_server *s)
                 char topic[TOPIC_MAX];
                 topic_for(s, d->id, r->kind == REC_DATA ? "data" : "rejected", topic);
                 uint64_t token = ((uint64_t)d->index << 32) | (uint32_t)(d->head_abs + d->unsent);
-                /* The mark tells a restarted gateway (qos 2) that this seq reached the broker
-                 * even if the journal had not caught up: see apply_session_marks. */
+                /* qos 2: the mark tells a restarted gateway that this seq reached the broker
+                 * even if the journal had not caught up (see apply_session_marks). A record
+                 * published again must not move it back. */
                 char mark[EDS_STREAM_MAX + 32];
-                snprintf(mark, sizeof(mark), "%s %" PRIu64, d->stream, r->seq);
-                /* A record published again (FAILED) must not move the mark back. */
-                bool raise = r->seq > d->marked_seq;
+                bool raise = s->cfg->qos == 2 && r->seq > d->marked_seq;
+                if (raise)
+                    snprintf(mark, sizeof(mark), "%s %" PRIu64, d->stream, r->seq);
                 int rc = gw_publisher_publish_marked(s->pub, topic, r->payload, r->len, s->cfg->qos,
-                                                     false, token, raise ? d->id : NULL, mark);
+                                                     false, token, raise ? d->id : NULL,
+                                                     raise ? mark : NULL);
                 if (rc == EDS_OK && raise)
                     d->marked_seq = r->seq;
                 if (rc == EDS_ERR_FULL) {

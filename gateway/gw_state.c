@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "eds_log.h"
 #include "eds_proto.h"
 #include "gw_syncer.h"
 
@@ -183,8 +184,8 @@ int gw_state_flush(gw_state *st, eds_error *err)
 
 void gw_state_sync(gw_state *st)
 {
-    if (st->fd >= 0)
-        fdatasync(st->fd);
+    if (st->fd >= 0 && fdatasync(st->fd) != 0)
+        eds_log_error("state journal: fdatasync: %s", strerror(errno));
 }
 
 int gw_state_wants_compaction(const gw_state *st, size_t live_entries)

@@ -13,8 +13,12 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "eds_log.h"
+#include "gw_clock.h"
 
 struct gw_syncer {
     pthread_mutex_t lock, sync_lock;
@@ -23,26 +27,17 @@ struct gw_syncer {
     int fd;
     int64_t interval_ms;
     bool dirty, stopping;
+    bool warned; /* under sync_lock */
 };
-
-static struct timespec deadline_in(int64_t ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += (time_t)(ms / 1000);
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    return ts;
-}
 
 static void sync_now(gw_syncer *s)
 {
     pthread_mutex_lock(&s->sync_lock);
-    if (s->fd >= 0)
-        fdatasync(s->fd);
+    /* A failed sync is worth a line (a dying SD card), but not one every interval. */
+    if (s->fd >= 0 && fdatasync(s->fd) != 0 && !s->warned) {
+        s->warned = true;
+        eds_log_error("fdatasync: %s (data reaches the disk later, if at all)", strerror(errno));
+    }
     pthread_mutex_unlock(&s->sync_lock);
 }
 
@@ -60,7 +55,7 @@ static void *run(void *arg)
         sync_now(s);
         /* At most one sync per interval: writes meanwhile set dirty again. */
         pthread_mutex_lock(&s->lock);
-        struct timespec dl = deadline_in(s->interval_ms);
+        struct timespec dl = gw_deadline_in(s->interval_ms);
         while (!s->stopping && pthread_cond_timedwait(&s->cond, &s->lock, &dl) != ETIMEDOUT)
             ;
     }
@@ -79,11 +74,7 @@ int gw_syncer_start(int fd, int64_t interval_ms, gw_syncer **out)
         return EDS_ERR_NOMEM;
     s->fd = fd;
     s->interval_ms = interval_ms > 0 ? interval_ms : 1;
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&s->cond, &ca);
-    pthread_condattr_destroy(&ca);
+    gw_cond_init_monotonic(&s->cond);
     pthread_mutex_init(&s->lock, NULL);
     pthread_mutex_init(&s->sync_lock, NULL);
     /* The thread takes no signals: the gateway reads SIGTERM/SIGHUP from a signalfd,

@@ -169,7 +169,7 @@ static void expect_bytes(gw_pubstore *st, const char *key, const void *want, siz
 {
     char *buf = NULL;
     int len = -1;
-    int rc = gw_pubstore_get(st, key, &buf, &len);
+    int rc = gw_pubstore_get(st, key, NULL, &buf, &len);
     if (rc != EDS_OK)
         fail_msg("get %s: %s", key, eds_strerror(rc));
     bool same = len == (int)want_len && (want_len == 0 || memcmp(buf, want, want_len) == 0);
@@ -188,7 +188,7 @@ static void expect_missing(gw_pubstore *st, const char *key)
 {
     char *buf = NULL;
     int len = 0;
-    int rc = gw_pubstore_get(st, key, &buf, &len);
+    int rc = gw_pubstore_get(st, key, NULL, &buf, &len);
     free(buf);
     if (rc != EDS_ERR_NOTFOUND)
         fail_msg("get %s: %s, want %s", key, eds_strerror(rc), eds_strerror(EDS_ERR_NOTFOUND));
@@ -332,7 +332,7 @@ static void test_put_concatenates_buffers(void **state)
     /* get hands out a copy: scribbling on it does not touch the entry. */
     char *buf = NULL;
     int len = 0;
-    assert_int_equal(gw_pubstore_get(f->st, "s-1", &buf, &len), EDS_OK);
+    assert_int_equal(gw_pubstore_get(f->st, "s-1", NULL, &buf, &len), EDS_OK);
     memset(buf, 'z', (size_t)len);
     free(buf);
     expect_bytes(f->st, "s-1", want, 14);
@@ -1166,7 +1166,7 @@ static void *churn(void *arg)
             job->failures++;
         char *got = NULL;
         int len = 0;
-        if (gw_pubstore_get(job->st, key, &got, &len) != EDS_OK || len != vlen ||
+        if (gw_pubstore_get(job->st, key, NULL, &got, &len) != EDS_OK || len != vlen ||
             memcmp(got, value, (size_t)vlen) != 0)
             job->failures++;
         free(got);
