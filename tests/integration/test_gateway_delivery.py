@@ -75,6 +75,12 @@ class Agent:
         while len(self.acked) < n_acked:
             self.step(timeout)
 
+    def leave_in_flight(self, n_acked, timeout=None):
+        """Runs until n_acked are acked, then sends a full window: records in flight for
+        the fault that follows."""
+        self.run_until(n_acked, timeout)
+        self.fill()
+
     def drain_until_closed(self):
         """After a gateway stop: reads the acks it still sends, then its error line."""
         last = None
@@ -220,8 +226,7 @@ class GatewayRestartTest(DeliveryTestCase):
         total = 400
         agent = Agent(self, total, window=50)
         agent.connect()
-        agent.run_until(100)
-        agent.fill()  # records in flight while the gateway stops
+        agent.leave_in_flight(100)  # while the gateway stops
         self.gw.proc.signal(15)
         err = agent.drain_until_closed()
         self.assertEqual(err and err["code"], "shutting_down")
@@ -239,8 +244,7 @@ class GatewayRestartTest(DeliveryTestCase):
         total = 400
         agent = Agent(self, total, window=50)
         agent.connect()
-        agent.run_until(100)
-        agent.fill()
+        agent.leave_in_flight(100)
         self.gw.kill()
         agent.c.close()
         self.gw.start()
@@ -407,8 +411,7 @@ class BrokerRestartTest(DeliveryTestCase):
         total = 300
         agent = Agent(self, total, window=40)
         agent.connect()
-        agent.run_until(100)
-        agent.fill()
+        agent.leave_in_flight(100)
         self.broker.stop()  # clean stop: mosquitto saves its sessions
         self.broker.start()
         agent.run_all(timeout=40)

@@ -82,8 +82,7 @@ class ExactlyOnceTest(GatewayTestCase):
         agent = Agent(self, total, window=64)
         agent.connect()
         for until in (100, 250, 400):
-            agent.run_until(until)
-            agent.fill()  # records in flight while the gateway dies
+            agent.leave_in_flight(until)  # while the gateway dies
             self.gw.kill()
             agent.c.close()
             self.gw.start()
@@ -108,8 +107,7 @@ class ExactlyOnceTest(GatewayTestCase):
         total = 300
         agent = Agent(self, total, window=64)
         agent.connect()
-        agent.run_until(100)
-        agent.fill()
+        agent.leave_in_flight(100)
         self.gw.proc.signal(signal.SIGTERM)
         err = agent.drain_until_closed()
         self.assertEqual(err and err["code"], "shutting_down")
@@ -181,12 +179,10 @@ class ExactlyOnceTest(GatewayTestCase):
         total = 400
         agent = Agent(self, total, window=64)
         agent.connect()
-        agent.run_until(100)
-        agent.fill()
+        agent.leave_in_flight(100)
         self.broker.stop()  # clean stop: mosquitto saves both sessions
         self.broker.start()
-        agent.run_until(250, timeout=40)
-        agent.fill()
+        agent.leave_in_flight(250, timeout=40)
         self.broker.stop()
         self.broker.start()
         agent.run_all(timeout=40)
