@@ -258,13 +258,16 @@ static void wait_events(watched *w, size_t nw, recorder *r, gw_pub_event_type ty
 
 static int client_seq;
 
-static gw_publisher *make(const char *user, const char *pass, const char *sub, size_t max_inflight,
-                          size_t max_messages)
+#define OFFLINE "{\"online\":false}"
+#define ONLINE "{\"online\":true}"
+
+/* A publisher on the rig's broker as user (the gateway user gets the gateway's will and
+ * online status), with quick reconnects. */
+static gw_publisher_config rig_config(const char *id, const char *user, const char *pass,
+                                      const char *sub, size_t max_inflight, size_t max_messages)
 {
-    char id[64];
-    snprintf(id, sizeof(id), "test-publisher-%d-%d", (int)getpid(), ++client_seq);
     bool gw = strcmp(user, GW_USER) == 0;
-    gw_publisher_config cfg = {
+    return (gw_publisher_config){
         .host = "127.0.0.1",
         .port = rig.port,
         .client_id = id,
@@ -272,8 +275,8 @@ static gw_publisher *make(const char *user, const char *pass, const char *sub, s
         .password = pass,
         .keepalive = 10,
         .will_topic = gw ? STATUS_TOPIC : NULL,
-        .will_payload = gw ? "{\"online\":false}" : NULL,
-        .online_payload = gw ? "{\"online\":true}" : NULL,
+        .will_payload = gw ? OFFLINE : NULL,
+        .online_payload = gw ? ONLINE : NULL,
         .subscribe_topic = sub,
         .max_inflight = max_inflight,
         .max_messages = max_messages,
@@ -281,12 +284,26 @@ static gw_publisher *make(const char *user, const char *pass, const char *sub, s
         .reconnect_max_ms = 400,
         .connect_timeout_s = 5,
     };
+}
+
+static gw_publisher *create_or_fail(const gw_publisher_config *cfg)
+{
     gw_publisher *p = NULL;
     eds_error err;
-    int rc = gw_publisher_create(&cfg, &p, &err);
+    eds_error_clear(&err);
+    int rc = gw_publisher_create(cfg, &p, &err);
     if (rc != EDS_OK)
-        fail_msg("create: %s", err.msg);
+        fail_msg("create: %s (%s)", eds_strerror(rc), err.msg);
     return p;
+}
+
+static gw_publisher *make(const char *user, const char *pass, const char *sub, size_t max_inflight,
+                          size_t max_messages)
+{
+    char id[64];
+    snprintf(id, sizeof(id), "test-publisher-%d-%d", (int)getpid(), ++client_seq);
+    gw_publisher_config cfg = rig_config(id, user, pass, sub, max_inflight, max_messages);
+    return create_or_fail(&cfg);
 }
 
 /* Starts p and waits for CONNECTED. */
@@ -481,7 +498,7 @@ static void test_qos0_qos2_and_retain(void **state)
     wait_events(&wr, 1, rr, GW_PUB_MESSAGE, 1, 10000);
     char got[4][32];
     assert_int_equal(messages_on(rr, "energy/dev7/status", got, 4), 1);
-    assert_string_equal(got[0], "{\"online\":true}");
+    assert_string_equal(got[0], ONLINE);
     gw_publisher_destroy(rd);
     gw_publisher_destroy(gw);
     free(rw);
@@ -634,7 +651,7 @@ static void test_messages_and_offline_status(void **state)
     }
     char got[64][32];
     size_t n = messages_on(rr, STATUS_TOPIC, got, 64);
-    assert_string_equal(got[n - 1], "{\"online\":false}");
+    assert_string_equal(got[n - 1], OFFLINE);
     gw_publisher_destroy(rd);
     free(rw);
     free(rr);
@@ -769,40 +786,13 @@ static void test_tls(void **state)
 
 /* ---- persistent mode (exactly once) ----------------------------------------------------- */
 
-#define OFFLINE "{\"online\":false}"
-#define ONLINE "{\"online\":true}"
-
 /* A gateway-like publisher in persistent mode (the gateway's qos 2 configuration). */
 static gw_publisher_config persistent_config(const char *id, const char *dir)
 {
-    return (gw_publisher_config){
-        .host = "127.0.0.1",
-        .port = rig.port,
-        .client_id = id,
-        .username = GW_USER,
-        .password = GW_PASS,
-        .keepalive = 10,
-        .will_topic = STATUS_TOPIC,
-        .will_payload = OFFLINE,
-        .online_payload = ONLINE,
-        .max_inflight = 64,
-        .reconnect_min_ms = 100,
-        .reconnect_max_ms = 400,
-        .connect_timeout_s = 5,
-        .persistent = true,
-        .session_dir = dir,
-    };
-}
-
-static gw_publisher *create_or_fail(const gw_publisher_config *cfg)
-{
-    gw_publisher *p = NULL;
-    eds_error err;
-    eds_error_clear(&err);
-    int rc = gw_publisher_create(cfg, &p, &err);
-    if (rc != EDS_OK)
-        fail_msg("create: %s (%s)", eds_strerror(rc), err.msg);
-    return p;
+    gw_publisher_config cfg = rig_config(id, GW_USER, GW_PASS, NULL, 64, 0);
+    cfg.persistent = true;
+    cfg.session_dir = dir;
+    return cfg;
 }
 
 /* Sends several rig commands in one write, so the rig runs them back to back. */
