@@ -23,12 +23,13 @@
  * which discards whatever Paho still had queued for it; callbacks that Paho
  * makes for it meanwhile find their slot released and are ignored.
  *
- * Persistent mode keeps one client (and one conn_ctx) for the publisher's
- * life: a lost connection only changes the state, slots stay pending, and
- * the connection thread calls MQTTAsync_connect on the same client again.
- * Paho's persistence is the session store (gw_pubstore); the adapters below
- * copy its buffers into Paho's allocator, because Paho frees them with its
- * own heap tracking (a plain malloc'd buffer would be silently leaked).
+ * Persistent mode (p->store set) also gets a new client per connection, but
+ * fails nothing: slots stay pending, the old client is destroyed first, and
+ * the new one restores what was in flight from the session store (gw_pubstore)
+ * and resends it; restore_done_locked() settles the slots once the store has
+ * emptied. Buffers handed to Paho come from its allocator (MQTTAsync_malloc),
+ * because Paho frees them with its own heap tracking (a plain malloc'd buffer
+ * would be silently leaked).
  */
 #include "gw_publisher.h"
 

@@ -41,8 +41,9 @@
  * the old one drops its queue).
  *
  * Exactly once (persistent = true, used with QoS 2): the publisher keeps one
- * Paho client and one MQTT session (cleansession 0) for its whole life, with
- * Paho's persistence in a gw_pubstore (gw_pubstore.h). Then, instead of the
+ * MQTT session (cleansession 0, same client id) for its whole life, with
+ * Paho's persistence in a gw_pubstore (gw_pubstore.h); each connection still
+ * gets a new Paho client, which restores from the store. Then, instead of the
  * all-or-nothing failure above:
  *  - A lost connection fails nothing: the next connection's client resends
  *    what was in flight from the store with the same packet ids (PUBLISH
