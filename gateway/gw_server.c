@@ -1326,17 +1326,16 @@ static bool looks_like_hello(const char *line, size_t len)
     return hello;
 }
 
-typedef struct line_ctx {
-    gw_server *s;
-    gw_conn *c;
-} line_ctx;
+/* What on_line tells the reader: go on, stop asking for lines (a pause), or
+ * stop for good (the connection is closing). */
+#define LINE_GO 0
+#define LINE_PAUSE 1
+#define LINE_STOP 2
 
-static int on_line(void *ctx, const char *line, size_t len)
+static int on_line(gw_server *s, gw_conn *c, const char *line, size_t len)
 {
-    gw_server *s = ((line_ctx *)ctx)->s;
-    gw_conn *c = ((line_ctx *)ctx)->c;
     if (c->state == C_CLOSING)
-        return EDS_ERR_STOP;
+        return LINE_STOP;
     eds_msg m;
     eds_error err;
     eds_error_clear(&err);
@@ -1354,19 +1353,19 @@ static int on_line(void *ctx, const char *line, size_t len)
         }
         if (c->fail_at_ms) {
             eds_msg_free(&m);
-            return EDS_FRAMER_PAUSE; /* waiting out the login delay */
+            return LINE_PAUSE; /* waiting out the login delay */
         }
         eds_msg_free(&m);
         if (c->state == C_CLOSING)
-            return EDS_ERR_STOP;
+            return LINE_STOP;
         if (c->state != C_READY)
-            return EDS_FRAMER_PAUSE; /* until welcome */
-        return must_pause(s, c) ? EDS_FRAMER_PAUSE : EDS_OK;
+            return LINE_PAUSE; /* until welcome */
+        return must_pause(s, c) ? LINE_PAUSE : LINE_GO;
     }
     if (c->state == C_WAIT_WELCOME) {
         /* Cannot happen: reading is off until welcome. */
         eds_msg_free(&m);
-        return EDS_FRAMER_PAUSE;
+        return LINE_PAUSE;
     }
     if (rc != EDS_OK) {
         eds_proto_error code = rc == EDS_ERR_PARSE ? EDS_PE_BAD_JSON : EDS_PE_BAD_MESSAGE;
@@ -1376,10 +1375,10 @@ static int on_line(void *ctx, const char *line, size_t len)
             /* bad_message is not fatal by itself: here it is, so close explicitly. */
             send_error(s, c, EDS_PE_BAD_MESSAGE, "too many bad lines in a row");
             close_conn(s, c, "too many bad lines in a row");
-            return EDS_ERR_STOP;
+            return LINE_STOP;
         }
         send_error(s, c, code, err.msg);
-        return EDS_OK;
+        return LINE_GO;
     }
     c->bad_in_row = 0;
     switch (m.type) {
@@ -1402,8 +1401,8 @@ static int on_line(void *ctx, const char *line, size_t len)
     }
     eds_msg_free(&m);
     if (c->state == C_CLOSING)
-        return EDS_ERR_STOP;
-    return must_pause(s, c) ? EDS_FRAMER_PAUSE : EDS_OK;
+        return LINE_STOP;
+    return must_pause(s, c) ? LINE_PAUSE : LINE_GO;
 }
 
 static void pause_reading(gw_server *s, gw_conn *c)
@@ -1414,25 +1413,44 @@ static void pause_reading(gw_server *s, gw_conn *c)
     }
 }
 
-/* Feeds what the framer kept at the last pause, then reads from the
- * socket again if nothing stands in the way. */
 static void conn_readable(gw_server *s, gw_conn *c);
-static void conn_consume(gw_server *s, gw_conn *c, size_t n);
-static void framer_result(gw_server *s, gw_conn *c, int rc);
+static void framer_failed(gw_server *s, gw_conn *c, int rc);
 
+/* Asks the framer for the lines it holds, one at a time, until it needs more
+ * input (true) or the connection pauses or closes (false). Pausing is just
+ * not asking: the unread lines wait in the framer's buffer. */
+static bool take_lines(gw_server *s, gw_conn *c)
+{
+    for (;;) {
+        const char *line;
+        size_t len;
+        int rc = eds_framer_next(&c->framer, &line, &len);
+        if (rc == EDS_FRAMER_MORE)
+            return true;
+        if (rc != EDS_FRAMER_LINE) {
+            framer_failed(s, c, rc);
+            return false;
+        }
+        rc = on_line(s, c, line, len);
+        if (rc == LINE_STOP)
+            return false;
+        if (rc == LINE_PAUSE) {
+            if (c->state != C_CLOSING)
+                pause_reading(s, c);
+            return false;
+        }
+    }
+}
+
+/* Takes the lines held since the last pause, then reads from the socket
+ * again if nothing stands in the way. */
 static void resume_reading(gw_server *s, gw_conn *c)
 {
     if (c->state != C_READY || s->stopping)
         return;
     if (must_pause(s, c))
         return;
-    line_ctx lc = {s, c};
-    int rc = eds_framer_resume(&c->framer, on_line, &lc);
-    if (rc != EDS_OK) {
-        framer_result(s, c, rc);
-        return;
-    }
-    if (c->state == C_CLOSING)
+    if (!take_lines(s, c) || c->state == C_CLOSING)
         return;
     if (!c->reading) {
         c->reading = true;
@@ -1450,7 +1468,12 @@ static void conn_readable(gw_server *s, gw_conn *c)
      * OpenSSL has some and the connection still wants input. */
     do {
         eds_error err;
-        ssize_t n = conn_recv(c, s->scratch, READ_CHUNK, &err);
+        char *p;
+        if (eds_framer_space(&c->framer, READ_CHUNK, &p) == 0) {
+            close_conn(s, c, "out of memory");
+            return;
+        }
+        ssize_t n = conn_recv(c, p, READ_CHUNK, &err);
         if (n == 0) {
             close_conn(s, c, "peer closed");
             return;
@@ -1461,31 +1484,23 @@ static void conn_readable(gw_server *s, gw_conn *c)
             close_conn(s, c, err.msg);
             return;
         }
-        conn_consume(s, c, (size_t)n);
+        eds_framer_commit(&c->framer, (size_t)n);
+        s->st.bytes_in += (uint64_t)n;
+        c->last_rx_ms = now_ms();
+        take_lines(s, c);
     } while (c->tls && c->reading && c->state != C_CLOSING && eds_tls_pending(c->tls));
 }
 
-/* Feeds n bytes from the scratch buffer to the connection's framer. */
-static void conn_consume(gw_server *s, gw_conn *c, size_t n)
-{
-    s->st.bytes_in += (uint64_t)n;
-    c->last_rx_ms = now_ms();
-    line_ctx lc = {s, c};
-    framer_result(s, c, eds_framer_feed(&c->framer, s->scratch, n, on_line, &lc));
-}
-
-/* What feeding (or resuming) the framer returned, for the connection. */
-static void framer_result(gw_server *s, gw_conn *c, int rc)
+/* The framer refused the input: a line too long (or out of memory). */
+static void framer_failed(gw_server *s, gw_conn *c, int rc)
 {
     if (rc == EDS_ERR_TOOLONG) {
         char msg[96];
         snprintf(msg, sizeof(msg), "line longer than max_line (%zu bytes)", s->cfg->max_line);
         s->st.lines_too_long++;
         send_error(s, c, EDS_PE_LINE_TOO_LONG, msg);
-    } else if (rc == EDS_ERR_NOMEM) {
+    } else {
         close_conn(s, c, "out of memory");
-    } else if (rc == EDS_FRAMER_PAUSE && c->state != C_CLOSING) {
-        pause_reading(s, c);
     }
 }
 

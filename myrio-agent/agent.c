@@ -74,7 +74,6 @@ struct eds_agent {
     uint64_t gen;      /* connection counter */
     uint64_t sent_max; /* highest seq sent on any connection of this process */
     eds_framer fr;
-    char *rx;
     char *out;
     size_t out_len, out_cap;
     size_t out_base;      /* data lines fill the output buffer up to out_base - OUT_SLACK */
@@ -529,9 +528,9 @@ static void on_error_msg(eds_agent *a, const eds_msg *m)
     }
 }
 
-static int on_line(void *ctx, const char *line, size_t len)
+/* One line from the gateway. Sets drop_conn on a protocol error. */
+static void on_line(eds_agent *a, const char *line, size_t len)
 {
-    eds_agent *a = ctx;
     eds_msg m;
     eds_error err;
     a->last_rx_ms = now_ms();
@@ -541,7 +540,7 @@ static int on_line(void *ctx, const char *line, size_t len)
                       (int)(len > 200 ? 200 : len), line);
         a->drop_conn = true;
         a->drop_reason = "protocol error";
-        return 1;
+        return;
     }
     if (m.type == EDS_MSG_ERROR) {
         on_error_msg(a, &m);
@@ -573,7 +572,6 @@ static int on_line(void *ctx, const char *line, size_t len)
         }
     }
     eds_msg_free(&m);
-    return a->drop_conn ? 1 : 0;
 }
 
 static void conn_readable(eds_agent *a)
@@ -582,14 +580,23 @@ static void conn_readable(eds_agent *a)
     for (int i = 0; a->conn && (i < 16 || (conn_pending(a->conn) && i < 4096)); i++) {
         size_t n;
         eds_error err;
-        int rc = conn_read(a->conn, a->rx, RX_CHUNK, &n, &err);
+        char *p;
+        if (eds_framer_space(&a->fr, RX_CHUNK, &p) == 0) {
+            disconnect(a, EDS_LOG_ERROR, "out of memory");
+            return;
+        }
+        int rc = conn_read(a->conn, p, RX_CHUNK, &n, &err);
         if (rc == EDS_ERR_AGAIN)
             return;
         if (rc != EDS_OK) {
             disconnect(a, EDS_LOG_WARNING, err.msg);
             return;
         }
-        rc = eds_framer_feed(&a->fr, a->rx, n, on_line, a);
+        eds_framer_commit(&a->fr, n);
+        const char *line;
+        size_t len;
+        while (!a->drop_conn && (rc = eds_framer_next(&a->fr, &line, &len)) == EDS_FRAMER_LINE)
+            on_line(a, line, len);
         if (rc == EDS_ERR_TOOLONG) {
             disconnect(a, EDS_LOG_ERROR, "gateway sent a line longer than max_line");
             return;
@@ -1070,10 +1077,9 @@ int eds_agent_create(const eds_agent_config *cfg, eds_agent **out, eds_error *er
     if (a->cfg.window > (int)a->cfg.queue_max && !a->cfg.spool)
         a->cfg.window = (int)a->cfg.queue_max;
     a->scratch = malloc(a->cfg.max_line + 64);
-    a->rx = malloc(RX_CHUNK);
     a->out_cap = a->out_base = 2 * a->cfg.max_line + 4 * OUT_SLACK;
     a->out = malloc(a->out_cap);
-    if (!a->scratch || !a->rx || !a->out) {
+    if (!a->scratch || !a->out) {
         rc = eds_error_set(err, EDS_ERR_NOMEM, "out of memory");
         goto fail;
     }
@@ -1174,7 +1180,6 @@ void eds_agent_destroy(eds_agent *a)
     for (size_t i = 0; i < AGENT_CONFIG_STRINGS; i++)
         free(*strs[i]);
     free(a->scratch);
-    free(a->rx);
     free(a->out);
     free(a);
 }
