@@ -497,13 +497,15 @@ static void pump(gw_server *s)
                 /* qos 2: the mark tells a restarted gateway that this seq reached the broker
                  * even if the journal had not caught up (see apply_session_marks). A record
                  * published again must not move it back. */
-                char mark[EDS_STREAM_MAX + 32];
+                gw_mark mark;
                 bool raise = s->cfg->qos == 2 && r->seq > d->marked_seq;
-                if (raise)
-                    snprintf(mark, sizeof(mark), "%s %" PRIu64, d->stream, r->seq);
+                if (raise) {
+                    snprintf(mark.device, sizeof(mark.device), "%s", d->id);
+                    snprintf(mark.stream, sizeof(mark.stream), "%s", d->stream);
+                    mark.seq = r->seq;
+                }
                 int rc = gw_publisher_publish_marked(s->pub, topic, r->payload, r->len, s->cfg->qos,
-                                                     false, token, raise ? d->id : NULL,
-                                                     raise ? mark : NULL);
+                                                     false, token, raise ? &mark : NULL);
                 if (rc == EDS_OK && raise)
                     d->marked_seq = r->seq;
                 if (rc == EDS_ERR_FULL) {
@@ -1516,14 +1518,12 @@ static void accept_conns(gw_server *s, gw_listener *l)
 
 static void write_journal(gw_server *s);
 
-/* One session-store mark: device -> "STREAM SEQ", the last record handed to the broker. */
-static void apply_mark(void *ctx, const char *device, const char *value)
+/* One session-store mark: the last record of a device handed to the broker. */
+static void apply_mark(void *ctx, const gw_mark *m)
 {
     gw_server *s = ctx;
-    char stream[EDS_STREAM_MAX + 1];
-    unsigned long long seq;
-    if (sscanf(value, "%64s %llu", stream, &seq) != 2 || !eds_stream_id_valid(stream))
-        return;
+    const char *device = m->device, *stream = m->stream;
+    unsigned long long seq = m->seq;
     gw_device *d = device_get(s, device);
     if (!d)
         return;
