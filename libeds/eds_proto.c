@@ -339,11 +339,30 @@ size_t eds_fmt_welcome(char *buf, size_t cap, uint64_t last_seq)
     return finish(buf, cap, n, ok);
 }
 
+/* Appends v in decimal (one line per record gets an ack: no printf for it). */
+static bool append_u64(char *buf, size_t cap, size_t *len, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    if (n > cap - *len)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        buf[*len + i] = tmp[n - 1 - i];
+    *len += n;
+    return true;
+}
+
 size_t eds_fmt_ack(char *buf, size_t cap, uint64_t seq, bool duplicate)
 {
+    static const char head[] = "{\"type\":\"ack\",\"seq\":", dup[] = ",\"duplicate\":true}";
     size_t n = 0;
-    bool ok = appendf(buf, cap, &n, "{\"type\":\"ack\",\"seq\":%llu%s}", (unsigned long long)seq,
-                      duplicate ? ",\"duplicate\":true" : "");
+    bool ok =
+        append(buf, cap, &n, head, sizeof(head) - 1) && append_u64(buf, cap, &n, seq) &&
+        (duplicate ? append(buf, cap, &n, dup, sizeof(dup) - 1) : append(buf, cap, &n, "}", 1));
     return finish(buf, cap, n, ok);
 }
 
