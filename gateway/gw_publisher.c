@@ -47,6 +47,7 @@
 
 #include "eds_log.h"
 #include "gw_clock.h"
+#include "gw_paho_store.h"
 #include "gw_pubstore.h"
 
 #define SLOT_NIL UINT32_MAX
@@ -129,11 +130,11 @@ struct gw_publisher {
     gw_publisher_stats stats;
 
     /* persistent mode (store != NULL) */
-    gw_pubstore *store; /* NULL in clean mode */
-    MQTTClient_persistence paho_persistence;
-    bool restoring;         /* publishes in the store not yet all confirmed */
-    bool announce_restored; /* GW_PUB_RESTORED when they are (start-up only) */
-    bool discarding;        /* destroying an old client: its failures mean nothing */
+    gw_pubstore *store;       /* NULL in clean mode */
+    gw_paho_store paho_store; /* Paho's persistence on store */
+    bool restoring;           /* publishes in the store not yet all confirmed */
+    bool announce_restored;   /* GW_PUB_RESTORED when they are (start-up only) */
+    bool discarding;          /* destroying an old client: its failures mean nothing */
 };
 
 /* Paho 1.3.12 leaks the copies MQTTAsync_send() makes of a publish that was in flight
@@ -460,84 +461,6 @@ static void on_graceful_failed(void *context, MQTTAsync_failureData *response)
     on_graceful_done(context, NULL);
 }
 
-/* ---- Paho persistence on the session store (Paho threads and the loop thread) ----------- */
-
-static int ps_open(void **handle, const char *client_id, const char *uri, void *ctx)
-{
-    (void)client_id;
-    (void)uri;
-    *handle = ctx;
-    return 0;
-}
-
-static int ps_close(void *handle)
-{
-    (void)handle; /* the publisher closes the store after the client is gone */
-    return 0;
-}
-
-static int ps_put(void *handle, char *key, int n, char *bufs[], int lens[])
-{
-    int rc = gw_pubstore_put(handle, key, n, bufs, lens);
-    /* EDS_ERR_IO: logged, and held in memory; the session goes on. */
-    return rc == EDS_OK || rc == EDS_ERR_IO ? 0 : MQTTCLIENT_PERSISTENCE_ERROR;
-}
-
-static int ps_get(void *handle, char *key, char **buffer, int *buflen)
-{
-    /* Paho frees it with its own heap tracking: a plain malloc'd buffer would leak. */
-    return gw_pubstore_get(handle, key, MQTTAsync_malloc, buffer, buflen) == EDS_OK
-               ? 0
-               : MQTTCLIENT_PERSISTENCE_ERROR;
-}
-
-static int ps_remove(void *handle, char *key)
-{
-    gw_pubstore_remove(handle, key); /* a failed write is logged; memory is right */
-    return 0;
-}
-
-static int ps_keys(void *handle, char ***keys, int *nkeys)
-{
-    char **k;
-    int n;
-    *keys = NULL;
-    *nkeys = 0;
-    if (gw_pubstore_keys(handle, &k, &n) != EDS_OK)
-        return MQTTCLIENT_PERSISTENCE_ERROR;
-    char **pk = n ? MQTTAsync_malloc((size_t)n * sizeof(*pk)) : NULL;
-    int made = 0;
-    for (; pk && made < n; made++) {
-        size_t len = strlen(k[made]) + 1;
-        if (!(pk[made] = MQTTAsync_malloc(len)))
-            break;
-        memcpy(pk[made], k[made], len);
-    }
-    for (int i = 0; i < n; i++)
-        free(k[i]);
-    free(k);
-    if (made < n) {
-        for (int i = 0; pk && i < made; i++)
-            MQTTAsync_free(pk[i]);
-        MQTTAsync_free(pk);
-        return MQTTCLIENT_PERSISTENCE_ERROR;
-    }
-    *keys = pk;
-    *nkeys = n;
-    return 0;
-}
-
-static int ps_clear(void *handle)
-{
-    gw_pubstore_clear(handle);
-    return 0;
-}
-
-static int ps_containskey(void *handle, char *key)
-{
-    return gw_pubstore_contains(handle, key) ? 0 : MQTTCLIENT_PERSISTENCE_ERROR;
-}
-
 /* Persistent mode: the store's publishes are all confirmed (ok), or never will be (the
  * broker had lost the session and Paho cleared the store, or Paho does not resend them):
  * every publish outstanding from the previous client is settled in call order, DONE or
@@ -611,7 +534,7 @@ static conn_ctx *client_new(gw_publisher *p)
     int rc = MQTTAsync_createWithOptions(&c->client, p->uri, p->client_id,
                                          p->store ? MQTTCLIENT_PERSISTENCE_USER
                                                   : MQTTCLIENT_PERSISTENCE_NONE,
-                                         p->store ? &p->paho_persistence : NULL, &co);
+                                         p->store ? &p->paho_store.paho : NULL, &co);
     if (rc != MQTTASYNC_SUCCESS) {
         eds_log_error("mqtt: creating a client for %s failed (paho code %d)", p->uri, rc);
         free(c);
@@ -969,17 +892,7 @@ int gw_publisher_create(const gw_publisher_config *cfg, gw_publisher **out, eds_
                            "flight before the gateway stopped",
                            gw_pubstore_count(p->store));
         gw_pubstore_on_empty(p->store, on_store_empty, p);
-        p->paho_persistence = (MQTTClient_persistence){
-            .context = p->store,
-            .popen = ps_open,
-            .pclose = ps_close,
-            .pput = ps_put,
-            .pget = ps_get,
-            .premove = ps_remove,
-            .pkeys = ps_keys,
-            .pclear = ps_clear,
-            .pcontainskey = ps_containskey,
-        };
+        gw_paho_store_init(&p->paho_store, p->store);
     }
 
     p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -1007,6 +920,7 @@ void gw_publisher_destroy(gw_publisher *p)
         for (size_t i = 0; i < p->ev_count; i++)
             free(p->events[(p->ev_head + i) % p->ev_cap].buf);
     }
+    gw_paho_store_free(&p->paho_store);
     gw_pubstore_close(p->store); /* after the client (and Paho's use of it) is gone */
     pthread_mutex_destroy(&p->lock);
     pthread_mutex_destroy(&p->handle_lock);
@@ -1075,8 +989,7 @@ bool gw_publisher_restoring(const gw_publisher *p)
     return r;
 }
 
-void gw_publisher_each_mark(gw_publisher *p,
-                            void (*fn)(void *ctx, const char *name, const char *value), void *ctx)
+void gw_publisher_each_mark(gw_publisher *p, void (*fn)(void *ctx, const gw_mark *mark), void *ctx)
 {
     if (p->store)
         gw_pubstore_each_mark(p->store, fn, ctx);
@@ -1090,12 +1003,11 @@ int gw_publisher_forget_marks(gw_publisher *p, eds_error *err)
 int gw_publisher_publish(gw_publisher *p, const char *topic, const void *payload, size_t len,
                          int qos, bool retain, uint64_t token)
 {
-    return gw_publisher_publish_marked(p, topic, payload, len, qos, retain, token, NULL, NULL);
+    return gw_publisher_publish_marked(p, topic, payload, len, qos, retain, token, NULL);
 }
 
 int gw_publisher_publish_marked(gw_publisher *p, const char *topic, const void *payload, size_t len,
-                                int qos, bool retain, uint64_t token, const char *mark_name,
-                                const char *mark_value)
+                                int qos, bool retain, uint64_t token, const gw_mark *mark)
 {
     if (!topic || !topic[0] || (len && !payload) || len > INT_MAX || qos < 0 || qos > 2)
         return EDS_ERR_INVAL;
@@ -1137,12 +1049,12 @@ int gw_publisher_publish_marked(gw_publisher *p, const char *topic, const void *
     ro.onFailure = on_publish_failure;
     ro.context = s;
     /* Paho puts the queued command into the store inside MQTTAsync_send, on this thread:
-     * the staged mark goes into the same log record. */
-    if (p->store && mark_name)
-        gw_pubstore_stage_mark(mark_name, mark_value);
+     * the mark goes into the same log record. */
+    if (p->store && mark)
+        gw_paho_store_expect_mark(&p->paho_store, mark);
     int prc = MQTTAsync_send(client, topic, (int)len, payload, qos, retain ? 1 : 0, &ro);
-    if (p->store && mark_name)
-        gw_pubstore_stage_mark(NULL, NULL);
+    if (p->store && mark)
+        gw_paho_store_expect_mark(&p->paho_store, NULL);
 
     int rc = EDS_OK;
     lock(p);

@@ -54,9 +54,10 @@
  *  - Publishes in flight when the process died are restored from the store
  *    at create and resent on the first connection. gw_publisher_restoring()
  *    is true until all of them are confirmed; then GW_PUB_RESTORED is
- *    dispatched (once). Each publish may carry a mark (name, value), stored
- *    atomically with it and kept (latest per name) until forgotten: after a
- *    crash, the marks say what had been handed to the broker.
+ *    dispatched (once). Each publish may carry a mark (gw_mark.h: device,
+ *    stream, seq), stored atomically with it and kept (latest per device)
+ *    until forgotten: after a crash, the marks say what had been handed to
+ *    the broker.
  *  With QoS 2 the broker delivers a message when it gets PUBREL and ignores
  *  a PUBLISH whose packet id it holds already, so each message reaches
  *  subscribers once, across broker restarts (mosquitto saves sessions on
@@ -74,6 +75,7 @@
 #include <stdint.h>
 
 #include "eds_err.h"
+#include "gw_mark.h"
 
 typedef struct gw_publisher gw_publisher;
 
@@ -148,10 +150,9 @@ size_t gw_publisher_inflight(const gw_publisher *p);
  * all confirmed by the broker (GW_PUB_RESTORED follows). Always false otherwise. */
 bool gw_publisher_restoring(const gw_publisher *p);
 
-/* Persistent mode: calls fn once per mark (latest value per name), from the session store;
+/* Persistent mode: calls fn once per mark (the latest per device), from the session store;
  * nothing otherwise. */
-void gw_publisher_each_mark(gw_publisher *p,
-                            void (*fn)(void *ctx, const char *name, const char *value), void *ctx);
+void gw_publisher_each_mark(gw_publisher *p, void (*fn)(void *ctx, const gw_mark *mark), void *ctx);
 
 /* Persistent mode: drops all marks (the caller made them durable elsewhere).
  * EDS_OK or EDS_ERR_IO (err); EDS_OK with nothing to do otherwise. */
@@ -167,11 +168,10 @@ int gw_publisher_forget_marks(gw_publisher *p, eds_error *err);
 int gw_publisher_publish(gw_publisher *p, const char *topic, const void *payload, size_t len,
                          int qos, bool retain, uint64_t token);
 
-/* gw_publisher_publish() that also records the mark (mark_name -> mark_value) with the
- * publish in the session store (persistent mode; ignored otherwise). */
+/* gw_publisher_publish() that also records mark (copied; NULL = none) with the publish
+ * in the session store (persistent mode; ignored otherwise). */
 int gw_publisher_publish_marked(gw_publisher *p, const char *topic, const void *payload, size_t len,
-                                int qos, bool retain, uint64_t token, const char *mark_name,
-                                const char *mark_value);
+                                int qos, bool retain, uint64_t token, const gw_mark *mark);
 
 typedef enum {
     GW_PUB_DONE,         /* token: the broker confirmed it */

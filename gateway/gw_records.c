@@ -8,105 +8,26 @@
 
 #include "eds_err.h"
 
-/* Copies JSON text without the whitespace between tokens. */
-static size_t json_minify(const char *in, size_t len, char *out)
+/* The record's data member as the agent wrote it minus white space (malloc'd,
+ * NUL-terminated), from the span the parser handed back: publishing these bytes
+ * rather than cJSON's rendering keeps every number as sent (cJSON prints 51.0 as
+ * 51 and rounds integers past 2^53). */
+static char *data_text(const eds_msg *m, size_t *out_len)
 {
-    size_t n = 0;
-    bool str = false;
-    for (size_t i = 0; i < len; i++) {
-        char ch = in[i];
-        if (str) {
-            out[n++] = ch;
-            if (ch == '\\' && i + 1 < len)
-                out[n++] = in[++i];
-            else if (ch == '"')
-                str = false;
-        } else if (ch == '"') {
-            str = true;
-            out[n++] = ch;
-        } else if (ch != ' ' && ch != '\t' && ch != '\n' && ch != '\r') {
-            out[n++] = ch;
-        }
-    }
-    return n;
-}
-
-static size_t skip_ws(const char *p, size_t i, size_t len)
-{
-    while (i < len && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r'))
-        i++;
-    return i;
-}
-
-/* End (exclusive) of the string that starts at p[i] == '"'. */
-static size_t skip_string(const char *p, size_t i, size_t len)
-{
-    for (i++; i < len; i++) {
-        if (p[i] == '\\')
-            i++;
-        else if (p[i] == '"')
-            return i + 1;
-    }
-    return len;
-}
-
-/* The top-level member "data" of a line the parser accepted (one object,
- * no duplicate keys), as the agent wrote it minus whitespace: malloc'd, or
- * NULL (not found as a plain key, or out of memory). Publishing these bytes
- * rather than cJSON's rendering keeps every number as sent: cJSON prints
- * 51.0 as 51 and rounds integers past 2^53. */
-static char *raw_data_member(const char *line, size_t len, size_t *out_len)
-{
-    size_t i = skip_ws(line, 0, len);
-    if (i >= len || line[i] != '{')
+    char *out = malloc(m->data_len + 1);
+    if (!out)
         return NULL;
-    i++;
-    for (;;) {
-        i = skip_ws(line, i, len);
-        if (i >= len || line[i] != '"')
-            return NULL;
-        size_t kstart = i;
-        i = skip_string(line, i, len);
-        bool is_data = i - kstart == 6 && memcmp(line + kstart, "\"data\"", 6) == 0;
-        i = skip_ws(line, i, len);
-        if (i >= len || line[i] != ':')
-            return NULL;
-        i = skip_ws(line, i + 1, len);
-        size_t vstart = i;
-        int depth = 0;
-        while (i < len) {
-            char ch = line[i];
-            if (ch == '"') {
-                i = skip_string(line, i, len);
-                continue;
-            }
-            if (ch == '{' || ch == '[') {
-                depth++;
-            } else if (ch == '}' || ch == ']') {
-                if (depth == 0)
-                    break;
-                depth--;
-            } else if (ch == ',' && depth == 0) {
-                break;
-            }
-            i++;
-        }
-        if (is_data) {
-            char *out = malloc(i - vstart + 1);
-            if (!out)
-                return NULL;
-            *out_len = json_minify(line + vstart, i - vstart, out);
-            out[*out_len] = '\0';
-            return out;
-        }
-        if (i >= len || line[i] != ',')
-            return NULL;
-        i++;
+    if (m->data_ws) {
+        *out_len = eds_json_minify(m->data_json, m->data_len, out);
+    } else {
+        memcpy(out, m->data_json, m->data_len);
+        *out_len = m->data_len;
     }
+    out[*out_len] = '\0';
+    return out;
 }
 
-int gw_record_build(gw_record *r, const eds_schema *schema, const eds_msg *m, const char *line,
-                    size_t len)
+int gw_record_build(gw_record *r, const eds_schema *schema, const eds_msg *m)
 {
     r->kind = GW_REC_DATA;
     r->payload = r->reply = NULL;
@@ -114,9 +35,7 @@ int gw_record_build(gw_record *r, const eds_schema *schema, const eds_msg *m, co
     cJSON *errors = NULL;
     int rc = schema ? eds_schema_validate(schema, m->data, &errors) : EDS_OK;
     size_t dlen = 0;
-    char *data = rc == EDS_OK || rc == EDS_ERR_INVALID ? raw_data_member(line, len, &dlen) : NULL;
-    if (!data && (data = cJSON_PrintUnformatted(m->data)) != NULL)
-        dlen = strlen(data);
+    char *data = rc == EDS_OK || rc == EDS_ERR_INVALID ? data_text(m, &dlen) : NULL;
     if (rc == EDS_ERR_INVALID) {
         r->kind = GW_REC_REJECT;
         /* rejected topic: {"seq":N,"errors":{...},"data":{...}} */

@@ -18,15 +18,14 @@
 #define GW_REJECTED_LINE_MAX 1024
 
 /*
- * Validates the data message m (parsed from line[0..len)) against schema
- * (NULL: any object) and fills r's kind, payload, reply and len:
- * GW_REC_DATA with the compact data object, or GW_REC_REJECT with
+ * Validates the data message m against schema (NULL: any object) and fills
+ * r's kind, payload, reply and len: GW_REC_DATA with the data object as the
+ * agent wrote it (m's raw span) minus white space, or GW_REC_REJECT with
  * {"seq":N,"errors":{...},"data":{...}} and the nack line. r->seq and
  * r->state are left alone. EDS_OK, or EDS_ERR_NOMEM (nothing allocated).
  * The caller owns payload and reply.
  */
-int gw_record_build(gw_record *r, const eds_schema *schema, const eds_msg *m, const char *line,
-                    size_t len);
+int gw_record_build(gw_record *r, const eds_schema *schema, const eds_msg *m);
 
 /* Bytes gw_reject_line_doc may need for a line of len bytes and reason. */
 size_t gw_reject_line_cap(size_t len, const char *reason);

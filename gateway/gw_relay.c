@@ -100,12 +100,15 @@ static int publish_record(gw_relay *r, gw_device *d, gw_record *rec)
     /* qos 2: the mark tells a restarted gateway that this seq reached the broker
      * even if the journal had not caught up (see gw_relay_apply_marks). A record
      * published again must not move it back. */
-    char mark[EDS_STREAM_MAX + 32];
+    gw_mark mark;
     bool raise = r->cfg->qos == 2 && rec->seq > d->marked_seq;
-    if (raise)
-        snprintf(mark, sizeof(mark), "%s %" PRIu64, d->stream, rec->seq);
+    if (raise) {
+        snprintf(mark.device, sizeof(mark.device), "%s", d->id);
+        snprintf(mark.stream, sizeof(mark.stream), "%s", d->stream);
+        mark.seq = rec->seq;
+    }
     int rc = gw_publisher_publish_marked(r->pub, topic, rec->payload, rec->len, r->cfg->qos, false,
-                                         token, raise ? d->id : NULL, raise ? mark : NULL);
+                                         token, raise ? &mark : NULL);
     if (rc == EDS_OK && raise)
         d->marked_seq = rec->seq;
     return rc;
@@ -207,14 +210,12 @@ void gw_relay_connected(gw_relay *r)
             gw_relay_status(r, r->w->devices[i]);
 }
 
-/* One session-store mark: device -> "STREAM SEQ", the last record handed to the broker. */
-static void apply_mark(void *ctx, const char *device, const char *value)
+/* One session-store mark: the last record of a device handed to the broker. */
+static void apply_mark(void *ctx, const gw_mark *m)
 {
     gw_relay *r = ctx;
-    char stream[EDS_STREAM_MAX + 1];
-    unsigned long long seq;
-    if (sscanf(value, "%64s %llu", stream, &seq) != 2 || !eds_stream_id_valid(stream))
-        return;
+    const char *device = m->device, *stream = m->stream;
+    unsigned long long seq = m->seq;
     gw_device *d = gw_window_get(r->w, device);
     if (!d)
         return;

@@ -208,7 +208,7 @@ static void reject_line(gw_session *ss, gw_conn *c, eds_proto_error code, const 
     gw_relay_publish_untracked(ss->relay, topic, ss->line_buf, n, ss->cfg->qos, false);
 }
 
-static void handle_data(gw_session *ss, gw_conn *c, const eds_msg *m, const char *line, size_t len)
+static void handle_data(gw_session *ss, gw_conn *c, const eds_msg *m)
 {
     gw_device *d = c->dev;
     ss->st->messages_in++;
@@ -221,7 +221,7 @@ static void handle_data(gw_session *ss, gw_conn *c, const eds_msg *m, const char
     if (m->seq <= d->last_accepted) {
         r.kind = GW_REC_DUP;
         r.state = GW_REC_DONE;
-    } else if (gw_record_build(&r, d->schema, m, line, len) != EDS_OK) {
+    } else if (gw_record_build(&r, d->schema, m) != EDS_OK) {
         eds_log_error("%s: out of memory for a record", d->id);
         send_error(ss, c, EDS_PE_SERVER_BUSY, "out of memory");
         return;
@@ -305,7 +305,7 @@ static int on_line(gw_session *ss, gw_conn *c, const char *line, size_t len)
     c->bad_in_row = 0;
     switch (m.type) {
     case EDS_MSG_DATA:
-        handle_data(ss, c, &m, line, len);
+        handle_data(ss, c, &m);
         break;
     case EDS_MSG_PING: {
         char pong[32];

@@ -192,15 +192,13 @@ int eds_agent_send(eds_agent *a, const char *json, size_t len, eds_error *err)
                              rc != EDS_OK ? perr.msg : "not an object");
     }
     /* The bytes must be that one object and nothing more: `{"a":1},"x":{` would
-     * otherwise smuggle a key into the protocol line around it. */
-    const char *end = NULL;
-    cJSON *alone = cJSON_ParseWithLengthOpts(json, len, &end, 0);
-    while (alone && end < json + len &&
-           (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n'))
-        end++;
-    bool whole = alone && end == json + len;
-    cJSON_Delete(alone);
-    if (!whole) {
+     * otherwise smuggle a key into the protocol line around it. The data member's
+     * span then ends where the caller's text does, but for white space. */
+    const char *tail = msg.data_json + msg.data_len,
+               *json_end = a->scratch + n - 2; /* before "}\n" */
+    while (tail < json_end && (*tail == ' ' || *tail == '\t' || *tail == '\r' || *tail == '\n'))
+        tail++;
+    if (tail != json_end) {
         eds_msg_free(&msg);
         a->stats.invalid++;
         return eds_error_set(err, EDS_ERR_PARSE, "not a JSON object: text after the object");
@@ -221,16 +219,16 @@ int eds_agent_send(eds_agent *a, const char *json, size_t len, eds_error *err)
         }
     }
     /* Keep the caller's bytes unless they span lines (JSON allows newlines
-     * between tokens); then store cJSON's compact form. */
+     * between tokens); then store them without the white space. */
     char *compact = NULL;
     if (memchr(json, '\n', len) || memchr(json, '\r', len)) {
-        compact = cJSON_PrintUnformatted(msg.data);
+        compact = malloc(msg.data_len + 1);
         if (!compact) {
             eds_msg_free(&msg);
             return eds_error_set(err, EDS_ERR_NOMEM, "out of memory");
         }
+        len = eds_json_minify(msg.data_json, msg.data_len, compact);
         json = compact;
-        len = strlen(compact);
     }
     eds_msg_free(&msg);
     rc = enqueue(a, json, len, err);

@@ -36,7 +36,7 @@ static void build(const char *line, const eds_schema *s, gw_record *r)
     eds_error err;
     assert_int_equal(eds_msg_parse(line, strlen(line), EDS_TO_GATEWAY, &m, &err), EDS_OK);
     assert_int_equal(m.type, EDS_MSG_DATA);
-    assert_int_equal(gw_record_build(r, s, &m, line, strlen(line)), EDS_OK);
+    assert_int_equal(gw_record_build(r, s, &m), EDS_OK);
     r->seq = m.seq;
     eds_msg_free(&m);
 }
