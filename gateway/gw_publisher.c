@@ -46,7 +46,8 @@
 #include <unistd.h>
 
 #include "eds_log.h"
-#include "gw_clock.h"
+#include "eds_clock.h"
+#include "gw_paho_client.h"
 #include "gw_paho_store.h"
 #include "gw_pubconf.h"
 #include "gw_pubq.h"
@@ -113,19 +114,6 @@ struct gw_publisher {
     bool discarding;          /* destroying an old client: its failures mean nothing */
 };
 
-/* Paho 1.3.12 leaks the copies MQTTAsync_send() makes of a publish that was in flight
- * when its connection dropped (seen under LeakSanitizer in test_publisher's connection-loss
- * test; allocated inside MQTTAsync_send, not ours to free). This tells LSan so in every
- * binary that links the publisher. Paho has no frame pointers, so the match needs full
- * unwinding: run with ASAN_OPTIONS=fast_unwind_on_malloc=0 (test_publisher sets it in
- * __asan_default_options). Matching the whole Paho module instead would also hide a leak
- * of our own on a Paho thread (on_message's buffer). Weak: a program may define its own. */
-const char *__lsan_default_suppressions(void);
-__attribute__((weak, used)) const char *__lsan_default_suppressions(void)
-{
-    return "leak:^MQTTAsync_send$\n";
-}
-
 /* ---- small helpers ---------------------------------------------------------------------- */
 
 static void lock(const gw_publisher *p)
@@ -136,13 +124,6 @@ static void lock(const gw_publisher *p)
 static void unlock(const gw_publisher *p)
 {
     pthread_mutex_unlock((pthread_mutex_t *)&p->lock);
-}
-
-static int64_t elapsed_ms(const struct timespec *since)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (int64_t)(now.tv_sec - since->tv_sec) * 1000 + (now.tv_nsec - since->tv_nsec) / 1000000;
 }
 
 /* ---- events and slots (p->lock held) --------------------------------------------------- */
@@ -458,85 +439,18 @@ static conn_ctx *client_new(gw_publisher *p)
     if (!c)
         return NULL;
     c->p = p;
-    MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer;
-    co.sendWhileDisconnected = 0;
-    /* Paho's bound on queued commands also applies while connected (default 100);
-     * ours is max_inflight, plus the online status. */
-    co.maxBufferedMessages = (int)p->cfg.max_inflight + 8;
-    co.MQTTVersion = MQTTVERSION_3_1_1;
-    co.persistQoS0 = 0;
-    int rc = MQTTAsync_createWithOptions(&c->client, p->cfg.uri, p->cfg.client_id,
-                                         p->store ? MQTTCLIENT_PERSISTENCE_USER
-                                                  : MQTTCLIENT_PERSISTENCE_NONE,
-                                         p->store ? &p->paho_store.paho : NULL, &co);
-    if (rc != MQTTASYNC_SUCCESS) {
-        eds_log_error("mqtt: creating a client for %s failed (paho code %d)", p->cfg.uri, rc);
-        free(c);
-        return NULL;
-    }
-    rc = MQTTAsync_setCallbacks(c->client, c, on_connection_lost, on_message, NULL);
-    if (rc != MQTTASYNC_SUCCESS) {
-        MQTTAsync_destroy(&c->client);
+    if (gw_paho_client_create(&p->cfg, p->store ? &p->paho_store.paho : NULL, c, on_connection_lost,
+                              on_message, &c->client) != EDS_OK) {
         free(c);
         return NULL;
     }
     return c;
 }
 
-/* Paho calls this (on its thread) with OpenSSL's own reason when TLS to the
- * broker fails, e.g. "certificate verify failed"; Paho itself only reports
- * "TCP/TLS connect failure". eds_log is thread-safe. */
-static int on_ssl_error(const char *str, size_t len, void *u)
-{
-    (void)u;
-    while (len > 0 && (str[len - 1] == '\n' || str[len - 1] == '\r'))
-        len--;
-    eds_log_warning("mqtt: TLS to the broker: %.*s", (int)(len > 400 ? 400 : len), str);
-    return 0;
-}
-
 static int client_connect(gw_publisher *p, conn_ctx *c)
 {
-    MQTTAsync_connectOptions o = MQTTAsync_connectOptions_initializer;
-    MQTTAsync_willOptions will = MQTTAsync_willOptions_initializer;
-    MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
-
-    o.keepAliveInterval = p->cfg.keepalive;
-    o.cleansession = p->store ? 0 : 1;
-    /* Paho's default of 10 would hold most of our window in its command queue, where a
-     * connection loss does not fail them. Room for ours + the online status + SUBSCRIBE. */
-    o.maxInflight = (int)p->cfg.max_inflight + 4;
-    if (p->store && p->cfg.receive_maximum > 0 && p->cfg.receive_maximum < o.maxInflight)
-        o.maxInflight = p->cfg.receive_maximum;
-    o.connectTimeout = p->cfg.connect_timeout_s;
-    o.retryInterval = 0;
-    o.automaticReconnect = 0;
-    o.MQTTVersion = MQTTVERSION_3_1_1;
-    o.username = p->cfg.username;
-    o.password = p->cfg.password;
-    o.onSuccess = on_connect_success;
-    o.onFailure = on_connect_failure;
-    o.context = c;
-    if (p->cfg.will_topic && p->cfg.will_payload) {
-        will.topicName = p->cfg.will_topic;
-        will.message = p->cfg.will_payload;
-        will.retained = 1;
-        will.qos = 1;
-        o.will = &will;
-    }
-    if (p->cfg.cafile) {
-        ssl.trustStore = p->cfg.cafile;
-        ssl.keyStore = p->cfg.certfile;
-        ssl.privateKey = p->cfg.keyfile;
-        ssl.enableServerCertAuth = 1;
-        ssl.verify = 1;
-        if (ssl.struct_version >= 3) {
-            ssl.ssl_error_cb = on_ssl_error;
-            ssl.ssl_error_context = p;
-        }
-        o.ssl = &ssl;
-    }
-    return MQTTAsync_connect(c->client, &o);
+    return gw_paho_client_connect(c->client, &p->cfg, p->store != NULL, c, on_connect_success,
+                                  on_connect_failure);
 }
 
 /* Publishes the offline status (a clean DISCONNECT suppresses the will) and
@@ -557,7 +471,7 @@ static void graceful_disconnect_locked(gw_publisher *p, conn_ctx *c)
             expected = 1;
     }
     lock(p);
-    struct timespec dl = gw_deadline_in(GRACEFUL_TIMEOUT_MS);
+    struct timespec dl = eds_deadline_in(GRACEFUL_TIMEOUT_MS);
     while (p->offline_done < expected && p->state == CONN_UP)
         if (pthread_cond_timedwait(&p->cond, &p->lock, &dl) == ETIMEDOUT)
             break;
@@ -573,7 +487,7 @@ static void graceful_disconnect_locked(gw_publisher *p, conn_ctx *c)
             expected++;
     }
     lock(p);
-    dl = gw_deadline_in(GRACEFUL_TIMEOUT_MS + 500);
+    dl = eds_deadline_in(GRACEFUL_TIMEOUT_MS + 500);
     while (p->offline_done < expected)
         if (pthread_cond_timedwait(&p->cond, &p->lock, &dl) == ETIMEDOUT)
             break;
@@ -602,7 +516,7 @@ static void *supervise(void *arg)
     lock(p);
     while (!p->stopping) {
         if (delay_ms > 0) {
-            struct timespec dl = gw_deadline_in(delay_ms);
+            struct timespec dl = eds_deadline_in(delay_ms);
             while (!p->stopping && pthread_cond_timedwait(&p->cond, &p->lock, &dl) != ETIMEDOUT)
                 ;
         }
@@ -669,13 +583,12 @@ static void *supervise(void *arg)
         }
         /* Paho reports the attempt within connectTimeout; the extra bound only
          * guards against a lost callback. */
-        struct timespec dl = gw_deadline_in(p->cfg.connect_timeout_s * 1000 + 5000);
+        struct timespec dl = eds_deadline_in(p->cfg.connect_timeout_s * 1000 + 5000);
         while (!p->stopping && p->state == CONN_CONNECTING)
             if (pthread_cond_timedwait(&p->cond, &p->lock, &dl) == ETIMEDOUT)
                 p->state = CONN_DOWN;
         bool was_up = p->state == CONN_UP;
-        struct timespec up_since;
-        clock_gettime(CLOCK_MONOTONIC, &up_since);
+        uint64_t up_since = eds_monotonic_ms();
         int idle_checks = 0;
         size_t last_left = 0;
         while (!p->stopping && p->state == CONN_UP) {
@@ -683,7 +596,7 @@ static void *supervise(void *arg)
                 pthread_cond_wait(&p->cond, &p->lock);
                 continue;
             }
-            struct timespec tick = gw_deadline_in(1000);
+            struct timespec tick = eds_deadline_in(1000);
             if (pthread_cond_timedwait(&p->cond, &p->lock, &tick) == ETIMEDOUT) {
                 unlock(p);
                 check_restore_stuck(p, c, &idle_checks, &last_left);
@@ -695,7 +608,7 @@ static void *supervise(void *arg)
             old = c;
             break;
         }
-        if (was_up && elapsed_ms(&up_since) >= STABLE_MS) {
+        if (was_up && eds_monotonic_ms() - up_since >= STABLE_MS) {
             delay_ms = 0; /* a working connection was lost: retry at once */
         } else {
             /* Refused, or dropped right after CONNACK (e.g. another client with our
@@ -733,8 +646,8 @@ int gw_publisher_create(const gw_publisher_config *cfg, gw_publisher **out, eds_
     }
     p->cfg = pc;
     p->efd = -1;
-    gw_cond_init_monotonic(&p->cond);
-    gw_cond_init_monotonic(&p->idle);
+    eds_cond_init_monotonic(&p->cond);
+    eds_cond_init_monotonic(&p->idle);
     pthread_mutex_init(&p->lock, NULL);
     pthread_mutex_init(&p->handle_lock, NULL);
     p->slot_ctxs = calloc(p->cfg.max_inflight, sizeof(*p->slot_ctxs));
@@ -962,7 +875,7 @@ int gw_publisher_dispatch(gw_publisher *p, void (*fn)(void *ctx, const gw_pub_ev
 
 int gw_publisher_flush(gw_publisher *p, int timeout_ms)
 {
-    struct timespec dl = gw_deadline_in(timeout_ms > 0 ? timeout_ms : 0);
+    struct timespec dl = eds_deadline_in(timeout_ms > 0 ? timeout_ms : 0);
     int rc = EDS_OK;
     lock(p);
     while (p->q.inflight > 0) {
