@@ -27,9 +27,7 @@
  * fails nothing: slots stay pending, the old client is destroyed first, and
  * the new one restores what was in flight from the session store (gw_pubstore)
  * and resends it; restore_done_locked() settles the slots once the store has
- * emptied. Buffers handed to Paho come from its allocator (MQTTAsync_malloc),
- * because Paho frees them with its own heap tracking (a plain malloc'd buffer
- * would be silently leaked).
+ * emptied. Buffers handed to Paho come from its allocator: see gw_paho_store.c.
  */
 #include "gw_publisher.h"
 
@@ -767,6 +765,11 @@ void gw_publisher_each_mark(gw_publisher *p, void (*fn)(void *ctx, const gw_mark
 {
     if (p->store)
         gw_pubstore_each_mark(p->store, fn, ctx);
+}
+
+bool gw_publisher_store_failed(gw_publisher *p)
+{
+    return p->store && gw_pubstore_failed(p->store);
 }
 
 int gw_publisher_forget_marks(gw_publisher *p, eds_error *err)

@@ -154,6 +154,10 @@ bool gw_publisher_restoring(const gw_publisher *p);
  * nothing otherwise. */
 void gw_publisher_each_mark(gw_publisher *p, void (*fn)(void *ctx, const gw_mark *mark), void *ctx);
 
+/* Persistent mode: true while the session store cannot be written (a full disk),
+ * after one more try (call it with a backoff); always false otherwise. */
+bool gw_publisher_store_failed(gw_publisher *p);
+
 /* Persistent mode: drops all marks (the caller made them durable elsewhere).
  * EDS_OK or EDS_ERR_IO (err); EDS_OK with nothing to do otherwise. */
 int gw_publisher_forget_marks(gw_publisher *p, eds_error *err);

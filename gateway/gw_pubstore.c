@@ -56,6 +56,7 @@ struct gw_pubstore {
     int fd;
     size_t log_bytes, live_bytes;
     size_t compact_at; /* log size that triggers compaction */
+    bool failed;       /* a write failed: the file lags memory until a rewrite succeeds */
     gw_syncer *syncer; /* NULL in memory mode */
     entry *buckets[NBUCKETS];
     entry *first, *last;
@@ -155,13 +156,6 @@ static void set_mark(gw_pubstore *st, const gw_mark *gm)
     m->m = *gm;
 }
 
-static bool mark_valid(const gw_mark *m)
-{
-    return memchr(m->device, '\0', sizeof(m->device)) &&
-           memchr(m->stream, '\0', sizeof(m->stream)) && eds_device_id_valid(m->device) &&
-           eds_stream_id_valid(m->stream);
-}
-
 static void free_marks(gw_pubstore *st)
 {
     while (st->marks) {
@@ -212,12 +206,42 @@ static int write_record(gw_pubstore *st, int fd, size_t blen, size_t *written)
     return EDS_OK;
 }
 
+static int compact(gw_pubstore *st, bool with_marks, eds_error *err);
+
+/* After a failed write the file misses records (a removal: Paho would resend a finished
+ * flow after a crash); only a rewrite of all memory holds brings it back. The rewrite uses
+ * the scratch buffer: the blen bytes of a record encoded there are kept. Lock held. */
+static int resync(gw_pubstore *st, size_t blen, eds_error *err)
+{
+    if (!st->failed)
+        return EDS_OK;
+    unsigned char *keep = malloc(blen + 1);
+    if (!keep)
+        return eds_error_set(err, EDS_ERR_NOMEM, "out of memory");
+    memcpy(keep, st->buf + HDR, blen); /* (a failed write left st->buf allocated) */
+    int rc = compact(st, true, err);
+    memcpy(st->buf + HDR, keep, blen); /* the buffer only grew */
+    free(keep);
+    if (rc == EDS_OK)
+        eds_log_notice("mqtt session store %s: writable again", st->path);
+    st->failed = rc != EDS_OK;
+    return rc;
+}
+
 static int append(gw_pubstore *st, size_t blen)
 {
+    static eds_log_limit lim = EDS_LOG_LIMIT_INIT(10000);
+    eds_error err;
     if (st->fd < 0)
         return EDS_OK;
+    if (resync(st, blen, &err) != EDS_OK) {
+        eds_log_limited(&lim, EDS_LOG_ERROR, "mqtt session store %s: %s", st->path, err.msg);
+        return EDS_ERR_IO;
+    }
     if (write_record(st, st->fd, blen, &st->log_bytes) != EDS_OK) {
-        eds_log_error("mqtt session store %s: write failed: %s", st->path, strerror(errno));
+        st->failed = true;
+        eds_log_limited(&lim, EDS_LOG_ERROR, "mqtt session store %s: write failed: %s", st->path,
+                        strerror(errno));
         /* A partial record would end the replay there and hide every later one. */
         if (ftruncate(st->fd, (off_t)st->log_bytes) != 0)
             eds_log_error("mqtt session store %s: truncate: %s", st->path, strerror(errno));
@@ -314,7 +338,7 @@ static bool get_mark(const unsigned char **p, const unsigned char *end, gw_mark 
     m->seq = eds_get_le64(*p);
     *p += 8;
     *present = dl > 0;
-    return !*present || mark_valid(m);
+    return !*present || gw_mark_valid(m);
 }
 
 /* A mark as files written before typed marks hold it: u16 device, u16 "STREAM SEQ".
@@ -342,7 +366,7 @@ static bool get_legacy_mark(const unsigned char **p, const unsigned char *end, g
     memcpy(m->device, name, nl);
     memcpy(m->stream, value, (size_t)(sp - value));
     m->seq = seq;
-    *present = mark_valid(m);
+    *present = gw_mark_valid(m);
     return true;
 }
 
@@ -466,21 +490,6 @@ static int replay(gw_pubstore *st, eds_error *err)
     return EDS_OK;
 }
 
-static void sync_dir(const char *path)
-{
-    char *dir = strdup(path);
-    char *slash = dir ? strrchr(dir, '/') : NULL;
-    if (slash) {
-        *slash = '\0';
-        int dfd = open(dir[0] ? dir : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-            fsync(dfd);
-            close(dfd);
-        }
-    }
-    free(dir);
-}
-
 /* Rewrites the log as the live entries plus (with_marks) the marks. Lock held. */
 static int compact(gw_pubstore *st, bool with_marks, eds_error *err)
 {
@@ -521,7 +530,7 @@ static int compact(gw_pubstore *st, bool with_marks, eds_error *err)
         unlink(tmp);
         goto out;
     }
-    sync_dir(st->path); /* the rename itself survives a power cut */
+    gw_sync_dir(st->path); /* the rename itself survives a power cut */
     gw_syncer_set_fd(st->syncer, fd);
     close(st->fd);
     st->fd = fd;
@@ -671,7 +680,7 @@ int gw_pubstore_put(gw_pubstore *st, const char *key, int n, char *const bufs[],
                     const gw_mark *gm)
 {
     size_t klen = key ? strlen(key) : 0;
-    if (!klen || klen > GW_PUBSTORE_KEY_MAX || n < 0 || (gm && !mark_valid(gm)))
+    if (!klen || klen > GW_PUBSTORE_KEY_MAX || n < 0 || (gm && !gw_mark_valid(gm)))
         return EDS_ERR_INVAL;
     size_t total = 0;
     for (int i = 0; i < n; i++) {
@@ -870,6 +879,15 @@ int gw_pubstore_discard(const char *dir, eds_error *err)
     if (errno == ENOENT)
         return EDS_ERR_NOTFOUND;
     return eds_error_set(err, EDS_ERR_IO, "%s: %s", path, strerror(errno));
+}
+
+bool gw_pubstore_failed(gw_pubstore *st)
+{
+    eds_error err;
+    pthread_mutex_lock(&st->lock);
+    bool failed = st->fd >= 0 && resync(st, 0, &err) != EDS_OK;
+    pthread_mutex_unlock(&st->lock);
+    return failed;
 }
 
 size_t gw_pubstore_log_bytes(gw_pubstore *st)

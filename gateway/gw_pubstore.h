@@ -45,9 +45,12 @@
  * Threads: every function may be called from any thread; one mutex inside.
  * Paho calls put/get/remove on its own threads.
  *
- * Errors: EDS_OK or a negative EDS_ERR_* (eds_err.h). Write failures are
- * logged and returned as EDS_ERR_IO; the in-memory state still changes, so
- * the running gateway keeps working and only crash recovery is weakened.
+ * Errors: EDS_OK or a negative EDS_ERR_* (eds_err.h). Write failures (a full
+ * disk) are logged (rate-limited) and returned as EDS_ERR_IO; the in-memory
+ * state still changes (Paho goes on either way), the store is "failed" and
+ * the file lags memory until a rewrite of everything succeeds (at the next
+ * write or gw_pubstore_failed). The gateway hands no new record to Paho and
+ * acks none while the store has failed.
  */
 #ifndef GW_PUBSTORE_H
 #define GW_PUBSTORE_H
@@ -116,6 +119,10 @@ int gw_pubstore_forget_marks(gw_pubstore *st, eds_error *err);
  * clean session: its old session must not be resent later). EDS_OK when removed,
  * EDS_ERR_NOTFOUND when there was none, EDS_ERR_IO (err) when it could not be removed. */
 int gw_pubstore_discard(const char *dir, eds_error *err);
+
+/* True while the file lags memory after a failed write; first tries the
+ * rewrite that would end that (a retry: call it with a backoff). */
+bool gw_pubstore_failed(gw_pubstore *st);
 
 /* Bytes in the log file now (0 in memory mode); for tests and stats. */
 size_t gw_pubstore_log_bytes(gw_pubstore *st);

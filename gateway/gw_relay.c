@@ -30,14 +30,15 @@ void gw_rfc3339(time_t t, char *buf, size_t cap)
     strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-void gw_relay_publish_untracked(gw_relay *r, const char *topic, const char *payload, size_t len,
-                                int qos, bool retain)
+int gw_relay_publish_untracked(gw_relay *r, const char *topic, const char *payload, size_t len,
+                               int qos, bool retain)
 {
-    if (!r->broker_up || r->restoring)
-        return;
-    int rc = gw_publisher_publish(r->pub, topic, payload, len, qos, retain, GW_TOKEN_UNTRACKED);
+    int rc = EDS_ERR_BROKER;
+    if (r->broker_up && !r->restoring)
+        rc = gw_publisher_publish(r->pub, topic, payload, len, qos, retain, GW_TOKEN_UNTRACKED);
     if (rc != EDS_OK)
         eds_log_debug("publish to %s skipped: %s", topic, eds_strerror(rc));
+    return rc;
 }
 
 void gw_relay_status(gw_relay *r, gw_device *d)
@@ -116,7 +117,7 @@ static int publish_record(gw_relay *r, gw_device *d, gw_record *rec)
 
 void gw_relay_pump(gw_relay *r)
 {
-    if (!r->broker_up || r->restoring)
+    if (!r->broker_up || r->restoring || r->held)
         return;
     flush_statuses(r);
     while (r->ready) {
@@ -144,9 +145,32 @@ void gw_relay_pump(gw_relay *r)
 
 void gw_relay_drain(gw_relay *r, gw_device *d)
 {
-    gw_conn *c = gw_ready_conn(d);
+    /* Settle: last_seq moves over the complete records at the head now (the journal
+     * takes it at the end of the batch); they are answered only after that write. */
     bool advanced = false;
-    while (d->ring.count && gw_ring_at(d, 0)->state == GW_REC_DONE) {
+    while (d->ring.settled < d->ring.count &&
+           gw_ring_at(d, d->ring.settled)->state == GW_REC_DONE) {
+        gw_record *rec = gw_ring_at(d, d->ring.settled++);
+        if (rec->kind != GW_REC_DUP && rec->seq > d->last_seq) {
+            d->last_seq = rec->seq;
+            advanced = true;
+        }
+    }
+    if (advanced)
+        gw_window_journal(r->w, d);
+    if (!d->in_answer) {
+        d->in_answer = true;
+        d->answer_next = r->answer;
+        r->answer = d;
+    }
+}
+
+/* Answers d's settled records in order and pops them. Without a connection,
+ * drops what was never published. */
+static void answer(gw_relay *r, gw_device *d)
+{
+    gw_conn *c = gw_ready_conn(d);
+    while (d->ring.settled) {
         gw_record *rec = gw_ring_at(d, 0);
         if (c) {
             char line[96];
@@ -163,16 +187,23 @@ void gw_relay_drain(gw_relay *r, gw_device *d)
             r->st->rejected++;
         else
             r->st->duplicates++;
-        if (rec->kind != GW_REC_DUP && rec->seq > d->last_seq) {
-            d->last_seq = rec->seq;
-            advanced = true;
-        }
         gw_ring_pop(r->w, d);
     }
-    if (advanced)
-        gw_window_journal(r->w, d);
     if (!c) /* no connection to answer: the agent resends after its next welcome */
         gw_ring_trim(r->w, d);
+}
+
+gw_device *gw_relay_answer_next(gw_relay *r)
+{
+    if (r->held)
+        return NULL;
+    gw_device *d = r->answer;
+    if (!d)
+        return NULL;
+    r->answer = d->answer_next;
+    d->in_answer = false;
+    answer(r, d);
+    return d;
 }
 
 gw_device *gw_relay_result(gw_relay *r, uint64_t token, bool ok)

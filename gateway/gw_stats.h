@@ -11,6 +11,9 @@ typedef struct gw_stats {
     uint64_t connections_total, auth_failures, messages_in, acked, duplicates, rejected, bad_lines,
         bytes_in, bytes_out, cmds_in, cmds_delivered, cmds_dropped, server_busy, timeouts, replaced;
     uint64_t tls_failures, per_ip_refused, rate_limited, login_delays, lines_too_long;
+    /* issue 15: floods, squatters, a full state_dir, what was skipped */
+    uint64_t preauth_evicted, logins_throttled, journal_failures, store_failures, rejected_skipped,
+        stats_skipped;
 } gw_stats;
 
 #endif

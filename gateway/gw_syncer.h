@@ -40,4 +40,8 @@ void gw_syncer_set_fd(gw_syncer *s, int fd);
 /* Syncs once more if dirty, stops the thread and frees it; NULL ok. */
 void gw_syncer_stop(gw_syncer *s);
 
+/* fsync of the directory that holds path, so that a rename into it survives a
+ * power cut (best effort: errors are ignored). */
+void gw_sync_dir(const char *path);
+
 #endif
