@@ -18,7 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "eds_bytes.h"
@@ -54,8 +53,8 @@ struct gw_pubstore {
     pthread_mutex_t lock;
     char *path; /* NULL in memory mode */
     int fd;
-    size_t log_bytes, live_bytes;
-    size_t compact_at; /* log size that triggers compaction */
+    size_t log_bytes, live_bytes, reserved; /* reserved: end of the space allocated ahead */
+    size_t compact_at;                      /* log size that triggers compaction */
     bool failed;       /* a write failed: the file lags memory until a rewrite succeeds */
     gw_syncer *syncer; /* NULL in memory mode */
     entry *buckets[NBUCKETS];
@@ -209,8 +208,7 @@ static int write_record(gw_pubstore *st, int fd, size_t blen, size_t *written)
 static int compact(gw_pubstore *st, bool with_marks, eds_error *err);
 
 /* After a failed write the file misses records (a removal: Paho would resend a finished
- * flow after a crash); only a rewrite of all memory holds brings it back. The rewrite uses
- * the scratch buffer: the blen bytes of a record encoded there are kept. Lock held. */
+ * flow after a crash): a rewrite of all memory holds, in the scratch buffer (kept). */
 static int resync(gw_pubstore *st, size_t blen, eds_error *err)
 {
     if (!st->failed)
@@ -535,6 +533,7 @@ static int compact(gw_pubstore *st, bool with_marks, eds_error *err)
     close(st->fd);
     st->fd = fd;
     st->log_bytes = written;
+    st->reserved = 0;
     if (lseek(st->fd, 0, SEEK_END) < 0)
         rc = eds_error_set(err, EDS_ERR_IO, "%s: %s", st->path, strerror(errno));
 out:
@@ -886,8 +885,9 @@ bool gw_pubstore_failed(gw_pubstore *st)
     eds_error err;
     pthread_mutex_lock(&st->lock);
     bool failed = st->fd >= 0 && resync(st, 0, &err) != EDS_OK;
+    bool low = st->fd >= 0 && !failed && !gw_reserve_ahead(st->fd, st->log_bytes, &st->reserved);
     pthread_mutex_unlock(&st->lock);
-    return failed;
+    return failed || low;
 }
 
 size_t gw_pubstore_log_bytes(gw_pubstore *st)

@@ -120,8 +120,10 @@ int gw_pubstore_forget_marks(gw_pubstore *st, eds_error *err);
  * EDS_ERR_NOTFOUND when there was none, EDS_ERR_IO (err) when it could not be removed. */
 int gw_pubstore_discard(const char *dir, eds_error *err);
 
-/* True while the file lags memory after a failed write; first tries the
- * rewrite that would end that (a retry: call it with a backoff). */
+/* True while the file lags memory after a failed write (first tries the
+ * rewrite that would end that), or while the disk has no room for the space
+ * kept ahead of the log (gw_reserve_ahead) for the flows already handed:
+ * then hand the store nothing new. */
 bool gw_pubstore_failed(gw_pubstore *st);
 
 /* Bytes in the log file now (0 in memory mode); for tests and stats. */

@@ -112,6 +112,10 @@ static int publish_record(gw_relay *r, gw_device *d, gw_record *rec)
                                          token, raise ? &mark : NULL);
     if (rc == EDS_OK && raise)
         d->marked_seq = rec->seq;
+    /* qos 2: a record handed while the session store cannot take its mark could be
+     * published twice after a crash; stop at once (gw_journal retries). */
+    if (rc == EDS_OK && r->cfg->qos == 2 && gw_publisher_store_failed(r->pub))
+        r->held = true;
     return rc;
 }
 
@@ -130,6 +134,8 @@ void gw_relay_pump(gw_relay *r)
                     return;
                 rec->state = GW_REC_INFLIGHT;
                 sent++;
+                if (r->held)
+                    return; /* d keeps its turn (in_ready) */
             }
             d->ring.unsent++;
         }

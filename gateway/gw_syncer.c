@@ -146,3 +146,14 @@ void gw_sync_dir(const char *path)
     }
     free(dir);
 }
+
+bool gw_reserve_ahead(int fd, size_t end, size_t *reserved)
+{
+    if (end + GW_RESERVE_BYTES / 2 <= *reserved)
+        return true;
+    if (fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)end, GW_RESERVE_BYTES) == 0) {
+        *reserved = end + GW_RESERVE_BYTES;
+        return true;
+    }
+    return errno == EOPNOTSUPP || errno == ENOSYS;
+}
