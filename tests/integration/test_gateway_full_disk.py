@@ -19,6 +19,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import edsrig  # noqa: E402
 from edsrig import RigTimeout  # noqa: E402
+from hostile import wait_stats  # noqa: E402
 from gwrig import (Gateway, GatewayTestCase, data_msg, hello, in_asan_build,  # noqa: E402
                    line_of, record)
 
@@ -145,15 +146,7 @@ class FullDiskTest(GatewayTestCase):
         self.gw.start()
 
     def stats(self, pred, what):
-        topic = "energy/_gateway/stats"
-
-        def check(msgs):
-            for m in reversed(msgs):
-                if m.topic == topic:
-                    doc = m.json()
-                    return doc if pred(doc) else None
-            return None
-        return self.sub.wait_for(check, 10 * SLOW, what)
+        return wait_stats(self.sub, pred, 10, what)
 
     def status_says_full(self, full):
         topic = "energy/_gateway/status"
