@@ -721,21 +721,12 @@ static void on_mqtt_message(gw_server *s, const gw_pub_event *ev)
         return;
     }
     s->st.cmds_in++;
-    cJSON *v = NULL;
-    if (eds_utf8_valid(ev->payload, ev->len)) {
-        /* Not require_null_terminated: with a length that excludes the NUL,
-         * cJSON then refuses every payload. Trailing bytes are checked here. */
-        const char *end = NULL;
-        v = cJSON_ParseWithLengthOpts(ev->payload, ev->len, &end, 0);
-        while (v && end < ev->payload + ev->len && strchr(" \t\r\n", *end) && *end)
-            end++;
-        if (v && end != ev->payload + ev->len) {
-            cJSON_Delete(v);
-            v = NULL;
-        }
-    }
-    char *compact = v ? cJSON_PrintUnformatted(v) : NULL;
-    cJSON_Delete(v);
+    /* Exactly one strict JSON value (what the agent's parser takes), in cJSON's rendering. */
+    eds_json_doc doc;
+    char *compact = NULL;
+    if (eds_json_parse(ev->payload, ev->len, NULL, &doc, NULL) == EDS_OK)
+        compact = cJSON_PrintUnformatted(doc.root);
+    eds_json_doc_free(&doc);
     if (!compact) {
         eds_log_warning("command on %s is not JSON, dropped", ev->topic);
         s->st.cmds_dropped++;
@@ -1132,20 +1123,9 @@ static void reject_line(gw_server *s, gw_conn *c, eds_proto_error code, const ch
     if (!buf)
         return;
     size_t n =
-        (size_t)snprintf(buf, cap, "{\"error\":\"%s\",\"line\":\"", eds_proto_error_name(code));
-    bool utf8 = eds_utf8_valid(line, len);
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)line[i];
-        if (ch == '"' || ch == '\\') {
-            buf[n++] = '\\';
-            buf[n++] = (char)ch;
-        } else if (ch < 0x20 || (ch >= 0x80 && !utf8)) {
-            n += (size_t)snprintf(buf + n, cap - n, "\\u%04x", ch);
-        } else {
-            buf[n++] = (char)ch;
-        }
-    }
-    n += (size_t)snprintf(buf + n, cap - n, "\",\"reason\":");
+        (size_t)snprintf(buf, cap, "{\"error\":\"%s\",\"line\":", eds_proto_error_name(code));
+    eds_json_append_text(buf, cap, &n, line, len);
+    n += (size_t)snprintf(buf + n, cap - n, ",\"reason\":");
     eds_json_append_string(buf, cap, &n, reason);
     buf[n++] = '}';
     char topic[TOPIC_MAX];
@@ -1859,20 +1839,6 @@ static void state_loaded(void *ctx, const char *device, const char *stream, uint
     d->since = time(NULL);
 }
 
-static int read_secret(const char *path, char **out, eds_error *err)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return eds_error_set(err, EDS_ERR_IO, "%s: %s", path, strerror(errno));
-    char buf[256];
-    if (!fgets(buf, sizeof(buf), f))
-        buf[0] = '\0';
-    fclose(f);
-    buf[strcspn(buf, "\r\n")] = '\0';
-    *out = strdup(buf);
-    return *out ? EDS_OK : EDS_ERR_NOMEM;
-}
-
 int gw_server_create(const gw_config *cfg, gw_server **out, eds_error *err)
 {
     *out = NULL;
@@ -1935,8 +1901,14 @@ int gw_server_create(const gw_config *cfg, gw_server **out, eds_error *err)
     snprintf(sub, sizeof(sub), "%s/+/cmd", cfg->topic_prefix);
     rfc3339(time(NULL), since, sizeof(since));
     snprintf(online, sizeof(online), "{\"online\":true,\"since\":\"%s\"}", since);
-    if (cfg->broker_password_file && (rc = read_secret(cfg->broker_password_file, &broker_pw, err)))
+    bool exposed = false;
+    if (cfg->broker_password_file &&
+        (rc = eds_secret_read("broker_password_file", cfg->broker_password_file, &broker_pw,
+                              &exposed, err)))
         goto err;
+    if (exposed)
+        eds_log_warning("broker_password_file %s can be read by other users (chmod 600 it)",
+                        cfg->broker_password_file);
     gw_publisher_config pc = {
         .host = cfg->broker_host,
         .port = cfg->broker_port,

@@ -21,6 +21,7 @@
 #include "agent_transport.h"
 #include "eds_framer.h"
 #include "eds_log.h"
+#include "eds_passwd.h"
 #include "eds_proto.h"
 #include "eds_schema.h"
 #include "eds_tls.h"
@@ -947,26 +948,11 @@ const char *eds_agent_stream(const eds_agent *a)
 
 static int read_password(const char *path, char **out, eds_error *err)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return eds_error_set(err, EDS_ERR_IO, "password_file %s: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) == 0 && (st.st_mode & 0077))
+    bool exposed;
+    int rc = eds_secret_read("password_file", path, out, &exposed, err);
+    if (rc == EDS_OK && exposed)
         eds_log_warning("password_file %s can be read by other users (chmod 600 it)", path);
-    char buf[1024];
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n < 0)
-        return eds_error_set(err, EDS_ERR_IO, "password_file %s: %s", path, strerror(errno));
-    buf[n] = '\0';
-    size_t len = strcspn(buf, "\r\n");
-    buf[len] = '\0';
-    if (len == 0)
-        return eds_error_set(err, EDS_ERR_CONFIG, "password_file %s: the first line is empty",
-                             path);
-    *out = strdup(buf);
-    memset(buf, 0, sizeof(buf));
-    return *out ? EDS_OK : EDS_ERR_NOMEM;
+    return rc;
 }
 
 #define AGENT_CONFIG_STRINGS 11
