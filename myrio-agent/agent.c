@@ -14,7 +14,7 @@
 #include "edsagent.h"
 
 #include "eds_clock.h"
-#include "agent_backoff.h"
+#include "eds_backoff.h"
 #include "agent_input.h"
 #include "agent_queue.h"
 #include "agent_spool.h"
@@ -87,7 +87,7 @@ struct eds_agent {
     const char *drop_reason;
     int backoff_hint; /* 0 normal, 1 fatal refusal, 2 replaced */
     uint64_t reconnect_at_ms;
-    agent_backoff bo;
+    eds_backoff bo;
     unsigned fail_streak;
 
     pending_cmd cmds[CMDQ_CAP];
@@ -303,7 +303,7 @@ static void disconnect(eds_agent *a, enum eds_log_level level, const char *why)
     else if (a->backoff_hint == 2)
         delay = secs_ms(a->cfg.reconnect_max);
     else
-        delay = agent_backoff_next(&a->bo);
+        delay = eds_backoff_next(&a->bo);
     a->backoff_hint = 0;
     eds_log(level, "%s; %" PRIu64 " records waiting, reconnecting in %.1f s", why,
             pending_records(a), (double)delay / 1000.0);
@@ -394,7 +394,7 @@ static void on_welcome(eds_agent *a, const eds_msg *m)
     a->st = ST_READY;
     a->ready_since_ms = eds_monotonic_ms();
     a->stats.connects++;
-    agent_backoff_reset(&a->bo);
+    eds_backoff_reset(&a->bo);
     uint64_t last = m->last_seq;
     if (!a->spool && last > a->sent_max) {
         /* Without a spool the records this process has not sent yet (seq > sent_max)
@@ -1096,8 +1096,8 @@ int eds_agent_create(const eds_agent_config *cfg, eds_agent **out, eds_error *er
             goto fail;
         }
     }
-    agent_backoff_init(&a->bo, (uint32_t)secs_ms(a->cfg.reconnect_min),
-                       (uint32_t)secs_ms(a->cfg.reconnect_max), seed);
+    eds_backoff_init(&a->bo, (uint32_t)secs_ms(a->cfg.reconnect_min),
+                     (uint32_t)secs_ms(a->cfg.reconnect_max), seed);
     if (a->cfg.read_stdin || a->cfg.tcp_port > 0 || a->cfg.udp_port > 0 || a->cfg.simulate > 0) {
         agent_inputs_config ic = {
             .read_stdin = a->cfg.read_stdin,
