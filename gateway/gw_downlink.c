@@ -64,25 +64,15 @@ static void hold(gw_downlink *dl, gw_device *d, gw_cmd *cmd)
     gw_cmdq_push(&d->held, cmd);
 }
 
-/* The payload as compact JSON (malloc'd) if it is exactly one JSON value in
- * valid UTF-8, else NULL. */
+/* The payload as compact JSON (malloc'd) if it is exactly one strict JSON
+ * value (what the agent's parser takes), in cJSON's rendering; else NULL. */
 static char *compact_json(const char *payload, size_t len)
 {
-    cJSON *v = NULL;
-    if (eds_utf8_valid(payload, len)) {
-        /* Not require_null_terminated: with a length that excludes the NUL,
-         * cJSON then refuses every payload. Trailing bytes are checked here. */
-        const char *end = NULL;
-        v = cJSON_ParseWithLengthOpts(payload, len, &end, 0);
-        while (v && end < payload + len && strchr(" \t\r\n", *end) && *end)
-            end++;
-        if (v && end != payload + len) {
-            cJSON_Delete(v);
-            v = NULL;
-        }
-    }
-    char *compact = v ? cJSON_PrintUnformatted(v) : NULL;
-    cJSON_Delete(v);
+    eds_json_doc doc;
+    char *compact = NULL;
+    if (eds_json_parse(payload, len, NULL, &doc, NULL) == EDS_OK)
+        compact = cJSON_PrintUnformatted(doc.root);
+    eds_json_doc_free(&doc);
     return compact;
 }
 
