@@ -66,7 +66,7 @@ typedef struct gw_config {
     int max_conn_per_ip;
     int max_unauthenticated;  /* connections before hello; 0 = max_clients / 4 */
     double max_auth_failures; /* failed logins per second, all addresses; 0 = no limit */
-    int broker_keepalive;     /* seconds: a hung broker is noticed within about twice this */
+    int broker_keepalive;     /* seconds: a hung broker is noticed in 2-3x this */
     double max_rate;          /* records per second per device; 0 = unlimited */
 } gw_config;
 

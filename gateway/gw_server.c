@@ -318,7 +318,7 @@ static int open_publisher(gw_server *s, eds_error *err)
         .online_payload = online,
         .subscribe_topic = sub,
         .max_inflight = cfg->max_inflight,
-        .keepalive = cfg->broker_keepalive, /* a hung broker is noticed within ~2x this */
+        .keepalive = cfg->broker_keepalive, /* a hung broker: noticed in 2-3x this */
         .cafile = cfg->broker_cafile,
         .certfile = cfg->broker_certfile,
         .keyfile = cfg->broker_keyfile,
