@@ -154,6 +154,13 @@ static int enqueue(eds_agent *a, const char *data, size_t len, eds_error *err)
             break;
         if (rc != EDS_ERR_FULL)
             return rc == EDS_ERR_NOMEM ? eds_error_set(err, rc, "out of memory") : rc;
+        if (tries == 0 && a->spool) { /* the spool (or its disk) is full: say so */
+            static eds_log_limit lim = EDS_LOG_LIMIT_INIT(60000);
+            bool drop = a->cfg.full_policy == EDS_AGENT_FULL_DROP_OLDEST;
+            eds_log_limited(&lim, EDS_LOG_WARNING, "%s: %s", err->msg,
+                            drop ? "dropping the oldest records (full_policy drop-oldest)"
+                                 : "inputs wait for acks (full_policy block)");
+        }
         if (a->cfg.full_policy != EDS_AGENT_FULL_DROP_OLDEST || tries > 1000)
             return eds_error_set(err, EDS_ERR_FULL, "queue full");
         rc = drop_oldest(a, err);

@@ -567,7 +567,13 @@ int spool_append(agent_spool *sp, uint64_t seq, const char *data, size_t len, ed
     char name[64];
     seg_name(name, sizeof(name), s->first_seq);
     if (write_all(s->fd, h, sizeof(h)) != 0 || write_all(s->fd, data, len) != 0) {
-        rc = io_err(err, "write", sp, name);
+        int e = errno;
+        /* No room on the disk (or past RLIMIT_FSIZE) is a full spool: full_policy applies. */
+        if (e == ENOSPC || e == EDQUOT || e == EFBIG)
+            rc = eds_error_set(err, EDS_ERR_FULL, "spool %s: the disk is full (%s)", sp->dir,
+                               strerror(e));
+        else
+            rc = io_err(err, "write", sp, name);
         /* Cut what was half-written so the next append starts clean. */
         if (ftruncate(s->fd, (off_t)s->size) != 0)
             sp->writer_open = false;
