@@ -156,8 +156,10 @@ void gw_conns_accept(gw_conns *t, gw_listener *l, gw_guard *g, eds_tls_ctx *tls_
     for (int i = 0; i < 64; i++) {
         int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
+            static eds_log_limit lim = EDS_LOG_LIMIT_INIT(10000); /* EMFILE repeats */
             if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-                eds_log_warning("accept on port %d: %s", l->port, strerror(errno));
+                eds_log_limited(&lim, EDS_LOG_WARNING, "accept on port %d: %s", l->port,
+                                strerror(errno));
             return;
         }
         if (t->n >= (size_t)t->cfg->max_clients || (size_t)fd >= t->cap) {
@@ -274,7 +276,8 @@ void gw_conn_send(gw_conns *t, gw_conn *c, const char *line, size_t n)
 {
     char *p = gw_conn_out_reserve(c, n);
     if (!p) {
-        eds_log_error("%s: out of memory for output", c->peer);
+        static eds_log_limit lim = EDS_LOG_LIMIT_INIT(10000);
+        eds_log_limited(&lim, EDS_LOG_ERROR, "%s: out of memory for output", c->peer);
         return;
     }
     memcpy(p, line, n);

@@ -183,8 +183,9 @@ static void handle_hello(gw_session *ss, gw_conn *c, const eds_msg *m)
     }
     if (d->conn) {
         ss->st->replaced++;
-        eds_log_notice("device %s: new connection from %s replaces %s", d->id, c->peer,
-                       d->conn->peer);
+        static eds_log_limit lim = EDS_LOG_LIMIT_INIT(10000); /* two devices, one id */
+        eds_log_limited(&lim, EDS_LOG_NOTICE, "device %s: new connection from %s replaces %s",
+                        d->id, c->peer, d->conn->peer);
         send_error(ss, d->conn, EDS_PE_REPLACED, "a newer connection authenticated as this device");
     }
     /* Records of an earlier connection still in flight finish first:
@@ -233,7 +234,8 @@ static void handle_data(gw_session *ss, gw_conn *c, const eds_msg *m)
         r.kind = GW_REC_DUP;
         r.state = GW_REC_DONE;
     } else if (gw_record_build(&r, d->schema, m) != EDS_OK) {
-        eds_log_error("%s: out of memory for a record", d->id);
+        static eds_log_limit lim = EDS_LOG_LIMIT_INIT(10000);
+        eds_log_limited(&lim, EDS_LOG_ERROR, "%s: out of memory for a record", d->id);
         send_error(ss, c, EDS_PE_SERVER_BUSY, "out of memory");
         return;
     }
@@ -428,8 +430,9 @@ static void tls_step(gw_session *ss, gw_conn *c)
         return;
     if (rc != EDS_OK) {
         ss->st->tls_failures++;
-        eds_log_notice("%s: TLS handshake failed: %s", c->peer,
-                       rc == EDS_ERR_CLOSED ? "peer closed" : err.msg);
+        static eds_log_limit lim = EDS_LOG_LIMIT_INIT(10000); /* junk on the TLS port */
+        eds_log_limited(&lim, EDS_LOG_NOTICE, "%s: TLS handshake failed: %s", c->peer,
+                        rc == EDS_ERR_CLOSED ? "peer closed" : err.msg);
         close_conn(ss, c, "TLS handshake failed");
         return;
     }
