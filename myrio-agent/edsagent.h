@@ -163,6 +163,12 @@ void eds_agent_config_help(FILE *out);
 bool eds_agent_config_known(const char *name);
 bool eds_agent_config_is_flag(const char *name);
 
+/* Applies the command-line option at argv[*index] (`--name VALUE`, `--name=VALUE`, a
+ * flag `--name`, `--name true|false`) and advances *index past what it used; the
+ * table's rules, as eds_conf_set_arg() in libeds. EDS_OK or EDS_ERR_CONFIG (err). */
+int eds_agent_config_set_arg(eds_agent_config *cfg, int argc, char *const argv[], int *index,
+                             eds_error *err);
+
 /*
  * Creates an agent: loads the schema, opens (and recovers) the spool,
  * opens the configured inputs. It connects on the first poll.
