@@ -50,6 +50,14 @@ if(NOT EXISTS "${EDS_ARM_SYSROOT}/usr/lib/${EDS_ARM_TRIPLET}/libcrypto.so")
                         "run scripts/install-cross.sh (or set EDS_ARM_SYSROOT)")
 endif()
 
+# NI Linux RT has glibc 2.24 and no OpenSSL 3: OpenSSL and cJSON linked in,
+# eds-agent static, libedsagent.so pinned to old glibc symbol versions
+# (cmake/SelfContained.cmake). cJSON's source sits next to the sysroot
+# (scripts/install-cross.sh --print-cjson-source).
+set(EDS_SELF_CONTAINED ON CACHE BOOL "myRIO: self-contained binaries")
+get_filename_component(_eds_cache "${EDS_ARM_SYSROOT}" DIRECTORY)
+set(EDS_CJSON_SOURCE_DIR "${_eds_cache}/cjson-src/source" CACHE PATH "cJSON source")
+
 # Installed binaries find their libraries next to them (bin/../lib), so a
 # copied tree (scripts/build-arm.sh --bundle) runs wherever it is unpacked
 # without ldconfig. DT_RPATH rather than DT_RUNPATH: it also serves the
