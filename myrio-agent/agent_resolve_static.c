@@ -83,7 +83,8 @@ int agent_resolve(const char *host, int port, agent_addr *out, size_t cap, size_
     dns_query(host, ns_t_a, port, out, cap, n);
     dns_query(host, ns_t_aaaa, port, out, cap, n);
     if (*n == 0)
-        return eds_error_set(err, EDS_ERR_IO, "gateway %s:%d: not in " HOSTS_FILE " nor in DNS (%s)",
-                             host, port, hstrerror(h_errno));
+        return eds_error_set(err, EDS_ERR_IO,
+                             "gateway %s:%d: not in " HOSTS_FILE " nor in DNS (%s)", host, port,
+                             hstrerror(h_errno));
     return EDS_OK;
 }

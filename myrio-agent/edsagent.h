@@ -161,7 +161,7 @@ EDS_AGENT_API void eds_agent_config_free(eds_agent_config *cfg);
 /* Applies one option, as in the config file (`name value`) or as a flag
  * ("--spool-max", "spool_max"). The strings set are owned by cfg. */
 EDS_AGENT_API int eds_agent_config_set(eds_agent_config *cfg, const char *name, const char *value,
-                         const char *source, eds_error *err);
+                                       const char *source, eds_error *err);
 
 /* Reads a config file (`key value` lines, docs/agent.md) into cfg. */
 EDS_AGENT_API int eds_agent_config_load(eds_agent_config *cfg, const char *path, eds_error *err);

@@ -29,13 +29,13 @@
 #include <unistd.h>
 
 /* EDS_PIN: __wrap_NAME(params) calls NAME@GLIBC_2.4 with args. */
-#define EDS_PIN(ret, name, params, args)                                                          \
-    extern ret eds_old_##name params;                                                             \
-    __asm__(".symver eds_old_" #name ", " #name "@GLIBC_2.4");                                    \
-    ret __wrap_##name params;                                                                     \
-    ret __wrap_##name params                                                                      \
-    {                                                                                             \
-        return eds_old_##name args;                                                               \
+#define EDS_PIN(ret, name, params, args)                                                           \
+    extern ret eds_old_##name params;                                                              \
+    __asm__(".symver eds_old_" #name ", " #name "@GLIBC_2.4");                                     \
+    ret __wrap_##name params;                                                                      \
+    ret __wrap_##name params                                                                       \
+    {                                                                                              \
+        return eds_old_##name args;                                                                \
     }
 
 EDS_PIN(int, pthread_once, (pthread_once_t * o, void (*f)(void)), (o, f))

@@ -1,0 +1,227 @@
+#!/usr/bin/python3
+"""The myRIO build's own artifacts under qemu-arm against the host's eds-gateway and a real
+mosquitto (scripts/test-arm.sh runs this after the cross build):
+
+- the static eds-agent runs in a qemu root that holds no library at all (only etc/hosts and
+  etc/resolv.conf), resolves the gateway's name from that root's /etc/hosts (a static glibc
+  cannot use NSS: agent_resolve_static.c reads the file itself), delivers every record once
+  over plain TCP and over TLS with a client certificate, verifies the gateway's certificate
+  by IP address (SAN IP) or by --server-name, refuses an mDNS name with a clear message,
+  and prints --version; its memory while sending over TLS is measured (guest RSS, below);
+- dlopen_agent (tests/myrio/dlopen_agent.c) loads libedsagent.so with dlopen() as
+  LabVIEW does and sends records through the API, over TCP and over TLS.
+
+Environment: EDS_ARM_BUILD_DIR (the cross build, default build-arm), EDS_BIN_DIR (the host
+build's bin with eds-gateway), EDS_SOURCE_DIR. EDS_MYRIO_RSS_SECONDS: how long the memory
+is sampled (default 8)."""
+
+import os
+import re
+import subprocess
+import sys
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+import edsrig  # noqa: E402
+from edsrig import Process, wait_until  # noqa: E402
+from gwrig import SCHEMA  # noqa: E402
+from test_agent_delivery import DEV, AgentTestCase, ndjson  # noqa: E402
+
+ARM = os.path.abspath(os.environ.get("EDS_ARM_BUILD_DIR",
+                                     edsrig.source_path("build-arm")))
+AGENT = os.path.join(ARM, "bin", "eds-agent")
+DLOPEN = os.path.join(ARM, "bin", "dlopen_agent")
+LIB = os.path.join(ARM, "lib", "libedsagent.so.0")
+GW_NAME = "eds-gw.test"
+RSS_LIMIT = 8 * 1024 * 1024
+
+
+def guest_rss(pid, base, size=1 << 32):
+    """Resident bytes of the emulated process: qemu-user maps the whole 32-bit guest address
+    space at host address `base` (it logs where with -d page), so the resident pages in
+    [base, base + 4 GiB) are the guest's own (program, heap, stacks, mmaps), and qemu's own
+    memory (translator, code cache) lies outside."""
+    total = 0
+    cur = None
+    with open("/proc/%d/smaps" % pid) as f:
+        for line in f:
+            m = re.match(r"^([0-9a-f]+)-([0-9a-f]+) ", line)
+            if m:
+                start = int(m.group(1), 16)
+                cur = base <= start < base + size
+            elif cur and line.startswith("Rss:"):
+                total += int(line.split()[1]) * 1024
+    return total
+
+
+class StaticAgentTest(AgentTestCase):
+    """The static eds-agent in a qemu root without libraries."""
+    auto_rig = False
+
+    def setUp(self):
+        super().setUp()
+        self.root = os.path.join(self.agent_dir, "root")
+        os.makedirs(os.path.join(self.root, "etc"))
+        with open(os.path.join(self.root, "etc", "hosts"), "w") as f:
+            f.write("# the myRIO's /etc/hosts, as the static agent sees it under qemu -L\n"
+                    "127.0.0.1\tlocalhost\n"
+                    "127.0.0.1\t%s eds-gw   # the gateway\n" % GW_NAME)
+        # DNS only on loopback, where nothing answers: a name missing from hosts fails fast.
+        with open(os.path.join(self.root, "etc", "resolv.conf"), "w") as f:
+            f.write("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
+        self.certs = os.path.join(self.agent_dir, "tls")
+        subprocess.run([edsrig.source_path("scripts", "make-certs.sh"), self.certs, DEV],
+                       check=True, capture_output=True, timeout=120)
+        self.tls_port = edsrig.free_port()
+        self.start_rig({"tls_listener": "%d 127.0.0.1" % self.tls_port,
+                        "certfile": os.path.join(self.certs, "gateway.crt"),
+                        "keyfile": os.path.join(self.certs, "gateway.key"),
+                        "cafile": os.path.join(self.certs, "ca.crt"),
+                        "require_certificate": True})
+        self.gw.wait_for_line(r"port %d" % self.tls_port)
+
+    def agent(self, gateway, *args, stdin=subprocess.DEVNULL, qemu_args=()):
+        argv = ["qemu-arm", "-L", self.root] + list(qemu_args) + [
+            AGENT, "--gateway", gateway, "--device", DEV,
+            "--password-file", self.password_file(DEV), "--schema", SCHEMA,
+            "--reconnect-min", "0.1", "--reconnect-max", "1", "-v"] + [str(a) for a in args]
+        p = Process(argv, name="eds-agent(arm)", stdin=stdin)
+        self.agents.append(p)
+        return p
+
+    def run_with(self, gateway, *args, records=200):
+        p = self.agent(gateway, *args, stdin=subprocess.PIPE)
+        p.proc.stdin.write(ndjson(1, records))
+        p.proc.stdin.close()
+        return p.wait(120), p
+
+    def tls(self, *extra):
+        return ["--tls", "--cafile", os.path.join(self.certs, "ca.crt"),
+                "--cert", os.path.join(self.certs, "devices", DEV + ".crt"),
+                "--key", os.path.join(self.certs, "devices", DEV + ".key")] + list(extra)
+
+    def test_static_and_version(self):
+        out = subprocess.run(["file", "-b", AGENT], capture_output=True, text=True).stdout
+        self.assertIn("statically linked", out)
+        r = subprocess.run(["qemu-arm", "-L", self.root, AGENT, "--version"],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stdout, r"^eds-agent \d+\.\d+\.\d+ \(OpenSSL 3\.")
+
+    def test_name_from_etc_hosts_plain_tcp(self):
+        rc, p = self.run_with("%s:%d" % (GW_NAME, self.gw.port))
+        self.assertEqual(rc, 0, p.output())
+        self.assert_once_in_order(200)
+        self.assertRegex(p.output(), r"connected to gateway 127\.0\.0\.1:%d \(plain TCP\)"
+                         % self.gw.port)
+
+    def test_tls_client_cert_gateway_by_ip(self):
+        # The gateway's certificate has IP:127.0.0.1 in its subjectAltName: checked as such.
+        rc, p = self.run_with("127.0.0.1:%d" % self.tls_port, *self.tls(), records=300)
+        self.assertEqual(rc, 0, p.output())
+        self.assert_once_in_order(300)
+        self.assertRegex(p.output(), r"connected to gateway 127\.0\.0\.1:%d \(TLSv1\.[23]\)"
+                         % self.tls_port)
+
+    def test_tls_name_not_on_certificate(self):
+        # eds-gw.test is not on the certificate: refused, until --server-name names what is.
+        p = self.agent("%s:%d" % (GW_NAME, self.tls_port), *self.tls(), "--simulate", 5)
+        p.wait_for_line(r"TLS with gateway 127\.0\.0\.1:%d \(%s\): certificate verify failed"
+                        % (self.tls_port, re.escape(GW_NAME)), timeout=60)
+        p.kill()
+        self.assertEqual(self.payloads(DEV), [])
+        rc, p = self.run_with("%s:%d" % (GW_NAME, self.tls_port),
+                              *self.tls("--server-name", "localhost"))
+        self.assertEqual(rc, 0, p.output())
+        self.assert_once_in_order(200)
+
+    def test_mdns_name_is_refused_clearly(self):
+        p = self.agent("eds-pi.local:%d" % self.gw.port, "--simulate", 5)
+        p.wait_for_line(r"eds-pi\.local:%d: not in /etc/hosts, and this static eds-agent does "
+                        r"not resolve mDNS \(\.local\) names" % self.gw.port, timeout=60)
+        p.kill()
+
+    def test_rss_while_sending_over_tls(self):
+        """The agent as the init script runs it (spool, TCP and UDP inputs) plus the simulator
+        at 50 records/s, over TLS: the guest's resident memory, sampled every 0.2 s."""
+        log = os.path.join(self.agent_dir, "qemu-page.log")
+        seconds = float(os.environ.get("EDS_MYRIO_RSS_SECONDS", "8"))
+        p = self.agent("127.0.0.1:%d" % self.tls_port, *self.tls(),
+                       "--spool", self.spool_dir(), "--tcp", edsrig.free_port(),
+                       "--udp", edsrig.free_port(), "--simulate", 50,
+                       qemu_args=["-d", "page", "-D", log])
+        p.wait_for_line(r"connected to gateway .*TLSv1", timeout=60)
+        with open(log) as f:
+            m = re.search(r"Locating guest address space @ (0x[0-9a-f]+)", f.read())
+        self.assertTrue(m, "qemu -d page did not log the guest base")
+        base = int(m.group(1), 16)
+        peak = 0
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            peak = max(peak, guest_rss(p.pid, base))
+            time.sleep(0.2)
+        wait_until(lambda: len(self.payloads(DEV)) >= seconds * 25, timeout=60,
+                   what="records over TLS while measuring")
+        p.kill()
+        sys.stderr.write("myrio: eds-agent guest RSS while sending over TLS: peak %.2f MiB "
+                         "(%d records delivered in %.0f s)\n"
+                         % (peak / 1048576.0, len(self.payloads(DEV)), seconds))
+        self.assertGreater(peak, 0)
+        self.assertLess(peak, RSS_LIMIT)
+
+
+class DlopenTest(AgentTestCase):
+    """libedsagent.so, loaded with dlopen() by a C program under qemu-arm (the LabVIEW path)."""
+    auto_rig = False
+
+    def setUp(self):
+        super().setUp()
+        self.certs = os.path.join(self.agent_dir, "tls")
+        subprocess.run([edsrig.source_path("scripts", "make-certs.sh"), self.certs, DEV],
+                       check=True, capture_output=True, timeout=120)
+        self.tls_port = edsrig.free_port()
+        self.start_rig({"tls_listener": "%d 127.0.0.1" % self.tls_port,
+                        "certfile": os.path.join(self.certs, "gateway.crt"),
+                        "keyfile": os.path.join(self.certs, "gateway.key"),
+                        "cafile": os.path.join(self.certs, "ca.crt"),
+                        "require_certificate": True})
+        self.gw.wait_for_line(r"port %d" % self.tls_port)
+
+    def conf(self, port, *lines):
+        path = os.path.join(self.agent_dir, "agent-%d.conf" % port)
+        with open(path, "w") as f:
+            f.write("gateway 127.0.0.1:%d\ndevice %s\npassword_file %s\nschema %s\n"
+                    "reconnect_min 0.1\nlog_level info\n"
+                    % (port, DEV, self.password_file(DEV), SCHEMA))
+            f.write("".join(line + "\n" for line in lines))
+        return path
+
+    def run_dlopen(self, conf, first, last):
+        # -L /: the program itself is an ordinary Debian armel binary; the library brings
+        # OpenSSL and cJSON inside it.
+        p = Process(["qemu-arm", "-L", "/", DLOPEN, LIB, conf, str(first), str(last)],
+                    name="dlopen_agent")
+        self.agents.append(p)
+        return p.wait(120), p
+
+    def test_records_through_the_api_plain_tcp(self):
+        rc, p = self.run_dlopen(self.conf(self.gw.port), 1, 150)
+        self.assertEqual(rc, 0, p.output())
+        self.assertIn("sent 150, pending 0", p.output())
+        self.assert_once_in_order(150)
+
+    def test_records_through_the_api_tls_client_cert(self):
+        conf = self.conf(self.tls_port, "tls true",
+                         "cafile " + os.path.join(self.certs, "ca.crt"),
+                         "cert " + os.path.join(self.certs, "devices", DEV + ".crt"),
+                         "key " + os.path.join(self.certs, "devices", DEV + ".key"))
+        rc, p = self.run_dlopen(conf, 1, 150)
+        self.assertEqual(rc, 0, p.output())
+        self.assertRegex(p.output(), r"connected to gateway .*TLSv1\.[23]")
+        self.assert_once_in_order(150)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
