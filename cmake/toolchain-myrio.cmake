@@ -58,13 +58,8 @@ set(EDS_SELF_CONTAINED ON CACHE BOOL "myRIO: self-contained binaries")
 get_filename_component(_eds_cache "${EDS_ARM_SYSROOT}" DIRECTORY)
 set(EDS_CJSON_SOURCE_DIR "${_eds_cache}/cjson-src/source" CACHE PATH "cJSON source")
 
-# Installed binaries find their libraries next to them (bin/../lib), so a
-# copied tree (scripts/build-arm.sh --bundle) runs wherever it is unpacked
-# without ldconfig. DT_RPATH rather than DT_RUNPATH: it also serves the
-# libraries' own dependencies (libcrypto.so.3 needs libatomic.so.1).
-set(CMAKE_INSTALL_RPATH "$ORIGIN/../lib")
-set(CMAKE_EXE_LINKER_FLAGS_INIT "-Wl,--disable-new-dtags")
-set(CMAKE_SHARED_LINKER_FLAGS_INIT "-Wl,--disable-new-dtags")
+# No install RPATH: eds-agent is static and libedsagent.so needs nothing
+# beyond glibc (cmake/SelfContained.cmake).
 
 # Libraries, headers and CMake packages: the OpenSSL sysroot first, then the
 # host's multiarch folders (CMAKE_LIBRARY_ARCHITECTURE makes find_library

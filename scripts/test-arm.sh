@@ -18,14 +18,19 @@ BUILD_DIR=${BUILD_DIR:-build-arm}
 JOBS=${JOBS:-$(nproc)}
 export BUILD_DIR JOBS
 
-echo "== build (myRIO: armv7-a, armel softfp) in $BUILD_DIR/"
-scripts/build-arm.sh
+echo "== build (myRIO: armv7-a, armel softfp) in $BUILD_DIR/, and the bundle"
+scripts/build-arm.sh --bundle
 
 # What NI Linux RT's loader would check (glibc 2.24, base libraries only,
 # armel softfp) and libedsagent.so's exports: scripts/check-abi.sh.
 status=0
 echo "== ABI: what the myRIO (glibc 2.24) needs of the binaries"
 scripts/check-abi.sh "$BUILD_DIR"/bin/eds-agent "$BUILD_DIR"/lib/libedsagent.so || status=1
+scripts/check-abi.sh "$BUILD_DIR"/eds-agent-myrio.tar.gz || status=1
+echo "== the bundle: unpacking at / and uninstall.sh"
+EDS_MYRIO_BUNDLE=$PWD/$BUILD_DIR/eds-agent-myrio.tar.gz EDS_SOURCE_DIR=$PWD \
+    PYTHONDONTWRITEBYTECODE=1 /usr/bin/python3 tests/myrio/test_myrio_bundle.py </dev/null ||
+    status=1
 
 echo "== tests: $BUILD_DIR/ (unit tests under qemu-arm)"
 ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$JOBS" -L unit "$@" || status=1
