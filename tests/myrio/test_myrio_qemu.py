@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 import edsrig  # noqa: E402
 from edsrig import Process, wait_until  # noqa: E402
 from gwrig import SCHEMA  # noqa: E402
-from test_agent_delivery import DEV, AgentTestCase, ndjson  # noqa: E402
+from test_agent_delivery import DEV, TlsAgentTestCase, ndjson  # noqa: E402
 
 ARM = os.path.abspath(os.environ.get("EDS_ARM_BUILD_DIR",
                                      edsrig.source_path("build-arm")))
@@ -56,9 +56,8 @@ def guest_rss(pid, base, size=1 << 32):
     return total
 
 
-class StaticAgentTest(AgentTestCase):
+class StaticAgentTest(TlsAgentTestCase):
     """The static eds-agent in a qemu root without libraries."""
-    auto_rig = False
 
     def setUp(self):
         super().setUp()
@@ -71,16 +70,6 @@ class StaticAgentTest(AgentTestCase):
         # DNS only on loopback, where nothing answers: a name missing from hosts fails fast.
         with open(os.path.join(self.root, "etc", "resolv.conf"), "w") as f:
             f.write("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
-        self.certs = os.path.join(self.agent_dir, "tls")
-        subprocess.run([edsrig.source_path("scripts", "make-certs.sh"), self.certs, DEV],
-                       check=True, capture_output=True, timeout=120)
-        self.tls_port = edsrig.free_port()
-        self.start_rig({"tls_listener": "%d 127.0.0.1" % self.tls_port,
-                        "certfile": os.path.join(self.certs, "gateway.crt"),
-                        "keyfile": os.path.join(self.certs, "gateway.key"),
-                        "cafile": os.path.join(self.certs, "ca.crt"),
-                        "require_certificate": True})
-        self.gw.wait_for_line(r"port %d" % self.tls_port)
 
     def agent(self, gateway, *args, stdin=subprocess.DEVNULL, qemu_args=()):
         argv = ["qemu-arm", "-L", self.root] + list(qemu_args) + [
@@ -98,9 +87,7 @@ class StaticAgentTest(AgentTestCase):
         return p.wait(120), p
 
     def tls(self, *extra):
-        return ["--tls", "--cafile", os.path.join(self.certs, "ca.crt"),
-                "--cert", os.path.join(self.certs, "devices", DEV + ".crt"),
-                "--key", os.path.join(self.certs, "devices", DEV + ".key")] + list(extra)
+        return self.tls_args() + list(extra)
 
     def test_static_and_version(self):
         out = subprocess.run(["file", "-b", AGENT], capture_output=True, text=True).stdout
@@ -176,22 +163,8 @@ class StaticAgentTest(AgentTestCase):
         self.assertLess(peak, RSS_LIMIT)
 
 
-class DlopenTest(AgentTestCase):
+class DlopenTest(TlsAgentTestCase):
     """libedsagent.so, loaded with dlopen() by a C program under qemu-arm (the LabVIEW path)."""
-    auto_rig = False
-
-    def setUp(self):
-        super().setUp()
-        self.certs = os.path.join(self.agent_dir, "tls")
-        subprocess.run([edsrig.source_path("scripts", "make-certs.sh"), self.certs, DEV],
-                       check=True, capture_output=True, timeout=120)
-        self.tls_port = edsrig.free_port()
-        self.start_rig({"tls_listener": "%d 127.0.0.1" % self.tls_port,
-                        "certfile": os.path.join(self.certs, "gateway.crt"),
-                        "keyfile": os.path.join(self.certs, "gateway.key"),
-                        "cafile": os.path.join(self.certs, "ca.crt"),
-                        "require_certificate": True})
-        self.gw.wait_for_line(r"port %d" % self.tls_port)
 
     def conf(self, port, *lines):
         path = os.path.join(self.agent_dir, "agent-%d.conf" % port)
