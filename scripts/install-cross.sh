@@ -19,7 +19,7 @@
 set -euo pipefail
 
 TRIPLET=arm-linux-gnueabi
-PKGS=(gcc-arm-linux-gnueabi libc6-dev-armel-cross qemu-user pkg-config libc6:armel
+PKGS=(gcc-arm-linux-gnueabi libc6-dev-armel-cross qemu-user pkg-config file dpkg-dev libc6:armel
       libatomic1:armel libcjson-dev:armel libcmocka-dev:armel)
 if [ -n "${EDS_ARM_SYSROOT:-}" ]; then
     SYSROOT=$EDS_ARM_SYSROOT
