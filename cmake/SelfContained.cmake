@@ -39,3 +39,6 @@ set_target_properties(cjson PROPERTIES POSITION_INDEPENDENT_CODE ON C_EXTENSIONS
 target_compile_options(cjson PRIVATE -w)
 target_include_directories(cjson SYSTEM PUBLIC ${CMAKE_BINARY_DIR}/cjson-include)
 target_link_libraries(cjson PUBLIC m)
+
+# The device's openssl.cnf is for its own OpenSSL: never read it (libeds/eds_tls.c).
+add_compile_definitions(EDS_TLS_NO_SYSTEM_CONFIG)

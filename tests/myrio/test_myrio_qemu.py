@@ -56,6 +56,20 @@ def guest_rss(pid, base, size=1 << 32):
     return total
 
 
+def foreign_openssl_conf(folder):
+    """An openssl.cnf as a device's own OpenSSL 1.x might have: it names an engine and a
+    provider module. Returns its path."""
+    conf = os.path.join(folder, "openssl.cnf")
+    with open(conf, "w") as f:
+        f.write("openssl_conf = init\n[init]\nengines = engines\nproviders = providers\n"
+                "[engines]\nforeign = foreign\n[foreign]\n"
+                "dynamic_path = /usr/lib/engines-1.1/libforeign.so\ninit = 1\n"
+                "[providers]\ndefault = dflt\nlegacy = legacy\n[dflt]\nactivate = 1\n"
+                "[legacy]\nmodule = /usr/lib/ossl-modules/from-the-device.so\n"
+                "activate = 1\n")
+    return conf
+
+
 class StaticAgentTest(TlsAgentTestCase):
     """The static eds-agent in a qemu root without libraries."""
 
@@ -71,17 +85,17 @@ class StaticAgentTest(TlsAgentTestCase):
         with open(os.path.join(self.root, "etc", "resolv.conf"), "w") as f:
             f.write("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
 
-    def agent(self, gateway, *args, stdin=subprocess.DEVNULL, qemu_args=()):
+    def agent(self, gateway, *args, stdin=subprocess.DEVNULL, qemu_args=(), env=None):
         argv = ["qemu-arm", "-L", self.root] + list(qemu_args) + [
             AGENT, "--gateway", gateway, "--device", DEV,
             "--password-file", self.password_file(DEV), "--schema", SCHEMA,
             "--reconnect-min", "0.1", "--reconnect-max", "1", "-v"] + [str(a) for a in args]
-        p = Process(argv, name="eds-agent(arm)", stdin=stdin)
+        p = Process(argv, name="eds-agent(arm)", stdin=stdin, env=env)
         self.agents.append(p)
         return p
 
-    def run_with(self, gateway, *args, records=200):
-        p = self.agent(gateway, *args, stdin=subprocess.PIPE)
+    def run_with(self, gateway, *args, records=200, env=None):
+        p = self.agent(gateway, *args, stdin=subprocess.PIPE, env=env)
         p.proc.stdin.write(ndjson(1, records))
         p.proc.stdin.close()
         return p.wait(120), p
@@ -111,6 +125,21 @@ class StaticAgentTest(TlsAgentTestCase):
         self.assert_once_in_order(300)
         self.assertRegex(p.output(), r"connected to gateway 127\.0\.0\.1:%d \(TLSv1\.[23]\)"
                          % self.tls_port)
+
+    def test_tls_ignores_the_devices_openssl_config(self):
+        """The myRIO's openssl.cnf belongs to its own OpenSSL (1.x): an engine or provider
+        module it names must never be loaded into the agent's OpenSSL 3."""
+        conf = foreign_openssl_conf(self.root)
+        env = dict(os.environ, OPENSSL_CONF=conf)
+        # qemu -strace logs every system call of the agent: the file is never even opened.
+        p = self.agent("127.0.0.1:%d" % self.tls_port, *self.tls(), stdin=subprocess.PIPE,
+                       env=env, qemu_args=["-strace"])
+        p.proc.stdin.write(ndjson(1, 50))
+        p.proc.stdin.close()
+        self.assertEqual(p.wait(120), 0, p.output()[-3000:])
+        self.assert_once_in_order(50)
+        self.assertIn("connected to gateway", p.output())
+        self.assertNotIn(conf, p.output())
 
     def test_tls_name_not_on_certificate(self):
         # eds-gw.test is not on the certificate: refused, until --server-name names what is.
@@ -175,11 +204,11 @@ class DlopenTest(TlsAgentTestCase):
             f.write("".join(line + "\n" for line in lines))
         return path
 
-    def run_dlopen(self, conf, first, last):
+    def run_dlopen(self, conf, first, last, qemu_args=(), env=None):
         # -L /: the program itself is an ordinary Debian armel binary; the library brings
         # OpenSSL and cJSON inside it.
-        p = Process(["qemu-arm", "-L", "/", DLOPEN, LIB, conf, str(first), str(last)],
-                    name="dlopen_agent")
+        p = Process(["qemu-arm", "-L", "/"] + list(qemu_args) +
+                    [DLOPEN, LIB, conf, str(first), str(last)], name="dlopen_agent", env=env)
         self.agents.append(p)
         return p.wait(120), p
 
@@ -194,9 +223,15 @@ class DlopenTest(TlsAgentTestCase):
                          "cafile " + os.path.join(self.certs, "ca.crt"),
                          "cert " + os.path.join(self.certs, "devices", DEV + ".crt"),
                          "key " + os.path.join(self.certs, "devices", DEV + ".key"))
-        rc, p = self.run_dlopen(conf, 1, 150)
-        self.assertEqual(rc, 0, p.output())
+        # With a foreign openssl.cnf in OPENSSL_CONF, which the library never opens (qemu
+        # -strace logs every system call): it is not for the OpenSSL inside the library.
+        openssl_conf = foreign_openssl_conf(self.agent_dir)
+        rc, p = self.run_dlopen(conf, 1, 150, qemu_args=["-strace"],
+                                env=dict(os.environ, OPENSSL_CONF=openssl_conf))
+        self.assertEqual(rc, 0, p.output()[-3000:])
+        self.assertIn("sent 150, pending 0", p.output())
         self.assertRegex(p.output(), r"connected to gateway .*TLSv1\.[23]")
+        self.assertNotIn(openssl_conf, p.output())
         self.assert_once_in_order(150)
 
 
