@@ -17,8 +17,11 @@ is sampled (default 8)."""
 
 import os
 import re
+import socket
+import struct
 import subprocess
 import sys
+import threading
 import time
 import unittest
 
@@ -70,6 +73,55 @@ def foreign_openssl_conf(folder):
     return conf
 
 
+DNS_ADDR = "127.0.0.2"
+
+
+class TinyDns(threading.Thread):
+    """A DNS server on DNS_ADDR:53 (UDP) for the qemu root's resolv.conf: A queries for the
+    names given get 127.0.0.1, AAAA queries for them an empty answer, anything else
+    NXDOMAIN. self.queries lists (name, type) as asked."""
+
+    def __init__(self, names):
+        super().__init__(daemon=True)
+        self.names = {n.lower() for n in names}
+        self.queries = []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((DNS_ADDR, 53))
+        self.sock.settimeout(0.1)
+        self.stopping = False
+
+    def stop(self):
+        self.stopping = True
+        self.join(5)
+        self.sock.close()
+
+    def run(self):
+        while not self.stopping:
+            try:
+                data, peer = self.sock.recvfrom(512)
+            except socket.timeout:
+                continue
+            if len(data) < 17:
+                continue
+            qid = data[:2]
+            pos, labels = 12, []
+            while pos < len(data) and data[pos] != 0 and len(labels) < 64:
+                labels.append(data[pos + 1:pos + 1 + data[pos]].decode("ascii", "replace"))
+                pos += 1 + data[pos]
+            question = data[12:pos + 5]
+            qtype = struct.unpack(">H", data[pos + 1:pos + 3])[0]
+            name = ".".join(labels).lower()
+            self.queries.append((name, qtype))
+            if name not in self.names:
+                reply = qid + struct.pack(">HHHHH", 0x8183, 1, 0, 0, 0) + question
+            elif qtype == 1:
+                reply = (qid + struct.pack(">HHHHH", 0x8180, 1, 1, 0, 0) + question +
+                         struct.pack(">HHHIH", 0xC00C, 1, 1, 60, 4) + socket.inet_aton("127.0.0.1"))
+            else:
+                reply = qid + struct.pack(">HHHHH", 0x8180, 1, 0, 0, 0) + question
+            self.sock.sendto(reply, peer)
+
+
 class StaticAgentTest(TlsAgentTestCase):
     """The static eds-agent in a qemu root without libraries."""
 
@@ -81,9 +133,10 @@ class StaticAgentTest(TlsAgentTestCase):
             f.write("# the myRIO's /etc/hosts, as the static agent sees it under qemu -L\n"
                     "127.0.0.1\tlocalhost\n"
                     "127.0.0.1\t%s eds-gw   # the gateway\n" % GW_NAME)
-        # DNS only on loopback, where nothing answers: a name missing from hosts fails fast.
+        # DNS only on loopback, where nothing answers unless a test starts TinyDns: a name
+        # missing from hosts fails fast.
         with open(os.path.join(self.root, "etc", "resolv.conf"), "w") as f:
-            f.write("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
+            f.write("nameserver %s\noptions timeout:1 attempts:1\n" % DNS_ADDR)
 
     def agent(self, gateway, *args, stdin=subprocess.DEVNULL, qemu_args=(), env=None):
         argv = ["qemu-arm", "-L", self.root] + list(qemu_args) + [
@@ -152,6 +205,28 @@ class StaticAgentTest(TlsAgentTestCase):
                               *self.tls("--server-name", "localhost"))
         self.assertEqual(rc, 0, p.output())
         self.assert_once_in_order(200)
+
+    def test_name_from_dns(self):
+        """A name not in /etc/hosts: glibc's stub resolver inside the static agent asks the
+        name server of the root's /etc/resolv.conf (no NSS)."""
+        if os.geteuid() != 0:
+            self.skipTest("a DNS server on port 53 needs root")
+        try:
+            dns = TinyDns(["gw.eds-test.example"])
+        except OSError as e:
+            self.skipTest("cannot serve DNS on %s:53: %s" % (DNS_ADDR, e))
+        dns.start()
+        self.addCleanup(dns.stop)
+        rc, p = self.run_with("gw.eds-test.example:%d" % self.gw.port, records=50)
+        self.assertEqual(rc, 0, p.output())
+        self.assert_once_in_order(50)
+        self.assertIn(("gw.eds-test.example", 1), dns.queries)
+        self.assertRegex(p.output(), r"connected to gateway 127\.0\.0\.1:%d" % self.gw.port)
+        # A name DNS does not know: a clear error, and the agent keeps trying.
+        p = self.agent("nosuch.eds-test.example:%d" % self.gw.port, "--simulate", 5)
+        p.wait_for_line(r"nosuch\.eds-test\.example:%d: not in /etc/hosts nor in DNS"
+                        % self.gw.port, timeout=60)
+        p.kill()
 
     def test_mdns_name_is_refused_clearly(self):
         p = self.agent("eds-pi.local:%d" % self.gw.port, "--simulate", 5)
