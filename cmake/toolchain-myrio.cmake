@@ -3,11 +3,15 @@
 # -mfpu=vfpv3 -mfloat-abi=softfp: the armel ABI (floats passed in integer
 # registers), not armhf. This file builds the same ABI with Debian's
 # gcc-arm-linux-gnueabi, against:
-#   - cJSON and cmocka installed as armel multiarch packages
-#     (/usr/lib/arm-linux-gnueabi, /usr/include),
 #   - OpenSSL unpacked from libssl-dev:armel + libssl3:armel into a sysroot
-#     folder (it cannot be co-installed next to the host's libssl3),
-# all of which scripts/install-cross.sh puts in place. Tests run under
+#     folder (it cannot be co-installed next to the host's libssl3), linked
+#     statically,
+#   - cJSON built from Debian's source package (static; Debian has no armel
+#     libcjson.a),
+#   - cmocka (tests only) as an armel multiarch package,
+# all of which scripts/install-cross.sh puts in place. The binaries are
+# self-contained for NI Linux RT's glibc 2.24 (EDS_SELF_CONTAINED, see
+# cmake/SelfContained.cmake). Tests run under
 # qemu-arm through CMAKE_CROSSCOMPILING_EMULATOR, so a plain `ctest` in the
 # build folder runs them emulated.
 #
@@ -82,13 +86,13 @@ unset(ENV{PKG_CONFIG_SYSROOT_DIR})
 
 # ctest runs every test executable under qemu-arm, with the guest's paths
 # unchanged (-L /): its loader /lib/ld-linux.so.3 and libc are then the
-# armel multiarch libc6:armel (a dependency of libcjson1:armel, and kept at
-# the host libc6's version), so loader and libc always come from the same
+# armel multiarch libc6:armel (kept at the host libc6's version), so loader
+# and libc always come from the same
 # build. (-L /usr/arm-linux-gnueabi would take the loader from the
 # libc6-armel-cross package but libc.so.6 from /lib/arm-linux-gnueabi, which
 # that prefix does not shadow: two different glibc builds in one process.)
-# cJSON and cmocka come from /usr/lib/arm-linux-gnueabi, OpenSSL from the
-# sysroot through the build tree's RUNPATH.
+# cmocka comes from /usr/lib/arm-linux-gnueabi; OpenSSL and cJSON are linked
+# in. eds-agent itself is static and needs no -L at all.
 find_program(EDS_QEMU_ARM qemu-arm)
 if(EDS_QEMU_ARM)
     set(CMAKE_CROSSCOMPILING_EMULATOR "${EDS_QEMU_ARM};-L;/")

@@ -29,7 +29,6 @@ done
 scripts/install-cross.sh
 BUILD_DIR=${BUILD_DIR:-build-arm}
 JOBS=${JOBS:-$(nproc)}
-TRIPLET=arm-linux-gnueabi
 export EDS_ARM_SYSROOT=${EDS_ARM_SYSROOT:-$(scripts/install-cross.sh --print-sysroot)}
 # The toolchain file's *_INIT flags only reach a new cache: start afresh
 # when it changed since the last configure.
