@@ -961,6 +961,11 @@ const char *eds_agent_stream(const eds_agent *a)
     return a->stream;
 }
 
+const char *eds_agent_strerror(int code)
+{
+    return eds_strerror(code);
+}
+
 /* ---- create / destroy ------------------------------------------------ */
 
 static int read_password(const char *path, char **out, eds_error *err)

@@ -9,6 +9,7 @@
 #include "eds_log.h"
 
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -16,6 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#ifndef EDS_VERSION
+#define EDS_VERSION "dev"
+#endif
 
 static eds_agent *running;
 
@@ -47,6 +52,7 @@ static void usage(FILE *out)
           "  --log-level error|warning|notice|info|debug\n"
           "      Same as the log_level option below.\n"
           "  -h, --help     This text.\n"
+          "  -V, --version  The version (and the OpenSSL it was built with).\n"
           "  -              Read NDJSON records from stdin (also with other inputs).\n"
           "\n"
           "Options (flag form; in the config file write the name with '_' and no '--'):\n",
@@ -131,6 +137,10 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             usage(stdout);
+            return 0;
+        }
+        if (strcmp(argv[i], "-V") == 0 || strcmp(argv[i], "--version") == 0) {
+            printf("eds-agent %s (%s)\n", EDS_VERSION, OpenSSL_version(OPENSSL_VERSION));
             return 0;
         }
     }
