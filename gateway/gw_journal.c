@@ -117,23 +117,25 @@ static void set_blocked(gw_journal *j, bool journal, bool store, const char *why
     }
 }
 
-bool gw_journal_write(gw_journal *j, int64_t now)
+bool gw_journal_write(gw_journal *j, int64_t now, bool store_failed)
 {
-    if (gw_journal_blocked(j) && now < j->retry_ms)
+    if (store_failed != j->store_blocked) {
+        if (store_failed)
+            j->st->store_failures++;
+        set_blocked(j, j->journal_blocked, store_failed, "mqtt session store: write failed", now);
+    }
+    if (j->journal_blocked && now < j->retry_ms)
         return false;
     eds_error err;
     eds_error_clear(&err);
-    bool journal_ok = write_marked(j, &err) == EDS_OK;
-    if (!journal_ok)
+    bool ok = write_marked(j, &err) == EDS_OK;
+    if (!ok)
         j->st->journal_failures++;
-    bool store_ok = !j->pub || !gw_publisher_store_failed(j->pub);
-    if (!store_ok)
-        j->st->store_failures++;
-    set_blocked(j, !journal_ok, !store_ok,
-                !journal_ok ? err.msg : "mqtt session store: write failed", now);
-    if (journal_ok)
+    if (ok != !j->journal_blocked || !ok)
+        set_blocked(j, !ok, j->store_blocked, err.msg, now);
+    if (ok)
         compact_now_and_then(j, now);
-    return journal_ok && store_ok;
+    return ok;
 }
 
 void gw_journal_sync(gw_journal *j)

@@ -770,11 +770,6 @@ void gw_publisher_each_mark(gw_publisher *p, void (*fn)(void *ctx, const gw_mark
         gw_pubstore_each_mark(p->store, fn, ctx);
 }
 
-bool gw_publisher_store_failed(gw_publisher *p)
-{
-    return p->store && gw_pubstore_failed(p->store);
-}
-
 int gw_publisher_forget_marks(gw_publisher *p, eds_error *err)
 {
     return p->store ? gw_pubstore_forget_marks(p->store, err) : EDS_OK;
@@ -795,7 +790,8 @@ int gw_publisher_publish_marked(gw_publisher *p, const char *topic, const void *
      * connection, the publish would FAIL and be resent, forever. */
     if (strpbrk(topic, "+#") || strlen(topic) > 65535)
         return EDS_ERR_INVAL;
-
+    if (mark && p->store && gw_pubstore_failed(p->store))
+        return EDS_ERR_IO; /* Paho would send it without its mark in the file */
     pthread_mutex_lock(&p->handle_lock);
     lock(p);
     if (p->state != CONN_UP || !p->conn || p->restoring) {

@@ -86,7 +86,7 @@ typedef struct gw_publisher_config {
     const char *online_payload;      /* published retained (QoS 1) to will_topic on every connect */
     const char *subscribe_topic;     /* e.g. "energy/+/cmd" (QoS 1); re-subscribed on every
                                         connect; NULL = none */
-    size_t max_inflight; /* bound on outstanding publishes (<= 65000); 0 = 64 */
+    size_t max_inflight;             /* bound on outstanding publishes (<= 65000); 0 = 64 */
     /* TLS to the broker (optional): cafile set = connect with ssl://; certfile/keyfile for a
      * client certificate. */
     const char *cafile, *certfile, *keyfile;
@@ -148,10 +148,6 @@ bool gw_publisher_restoring(const gw_publisher *p);
  * nothing otherwise. */
 void gw_publisher_each_mark(gw_publisher *p, void (*fn)(void *ctx, const gw_mark *mark), void *ctx);
 
-/* Persistent mode: true while the session store cannot be written (a full disk),
- * after one more try (call it with a backoff); always false otherwise. */
-bool gw_publisher_store_failed(gw_publisher *p);
-
 /* Persistent mode: drops all marks (the caller made them durable elsewhere).
  * EDS_OK or EDS_ERR_IO (err); EDS_OK with nothing to do otherwise. */
 int gw_publisher_forget_marks(gw_publisher *p, eds_error *err);
@@ -167,7 +163,9 @@ int gw_publisher_publish(gw_publisher *p, const char *topic, const void *payload
                          int qos, bool retain, uint64_t token);
 
 /* gw_publisher_publish() that also records mark (copied; NULL = none) with the publish
- * in the session store (persistent mode; ignored otherwise). */
+ * in the session store (persistent mode; ignored otherwise). Persistent mode with a
+ * mark: EDS_ERR_IO, nothing queued, while the store cannot be written (a full disk;
+ * each call tries again, see gw_pubstore_failed). */
 int gw_publisher_publish_marked(gw_publisher *p, const char *topic, const void *payload, size_t len,
                                 int qos, bool retain, uint64_t token, const gw_mark *mark);
 

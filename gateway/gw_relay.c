@@ -6,8 +6,10 @@
 
 #include "eds_log.h"
 #include "eds_proto.h"
+#include "gw_now.h"
 
-#define PUMP_BATCH 32 /* records one device publishes before the next gets a turn */
+#define PUMP_BATCH 32       /* records one device publishes before the next gets a turn */
+#define STORE_RETRY_MS 1000 /* qos 2: a session store that could not be written */
 
 void gw_relay_init(gw_relay *r, const gw_config *cfg, gw_window *w, gw_conns *conns, gw_stats *st)
 {
@@ -112,16 +114,19 @@ static int publish_record(gw_relay *r, gw_device *d, gw_record *rec)
                                          token, raise ? &mark : NULL);
     if (rc == EDS_OK && raise)
         d->marked_seq = rec->seq;
-    /* qos 2: a record handed while the session store cannot take its mark could be
-     * published twice after a crash; stop at once (gw_journal retries). */
-    if (rc == EDS_OK && r->cfg->qos == 2 && gw_publisher_store_failed(r->pub))
-        r->held = true;
+    /* qos 2: the session store cannot take the mark (a full disk): a record handed now
+     * could be published twice after a crash. Try again in a second. */
+    r->store_failed = rc == EDS_ERR_IO;
+    if (r->store_failed)
+        r->store_retry_ms = gw_now_ms() + STORE_RETRY_MS;
     return rc;
 }
 
 void gw_relay_pump(gw_relay *r)
 {
     if (!r->broker_up || r->restoring || r->held)
+        return;
+    if (r->store_failed && gw_now_ms() < r->store_retry_ms)
         return;
     flush_statuses(r);
     while (r->ready) {
@@ -134,8 +139,6 @@ void gw_relay_pump(gw_relay *r)
                     return;
                 rec->state = GW_REC_INFLIGHT;
                 sent++;
-                if (r->held)
-                    return; /* d keeps its turn (in_ready) */
             }
             d->ring.unsent++;
         }

@@ -37,10 +37,11 @@ typedef struct gw_relay {
     gw_device *status_head, *status_tail; /* statuses to publish, oldest first */
     gw_device *answer;                    /* devices with settled records to answer */
     bool broker_up;
-    bool restoring; /* qos 2 after a crash: publishes restored from the session store are
-                       not all confirmed yet; no welcome, no publish until they are */
-    bool held;      /* the journal or the session store cannot be written: no new publish,
-                       no answer until they can (gw_journal) */
+    bool restoring;    /* qos 2 after a crash: publishes restored from the session store are
+                          not all confirmed yet; no welcome, no publish until they are */
+    bool held;         /* the journal cannot be written: no new publish, no answer */
+    bool store_failed; /* qos 2: the session store cannot be written: no new record */
+    int64_t store_retry_ms;
 } gw_relay;
 
 void gw_relay_init(gw_relay *r, const gw_config *cfg, gw_window *w, gw_conns *conns, gw_stats *st);

@@ -72,7 +72,7 @@ struct gw_server {
 static void apply_session_marks(gw_server *s, bool confirmed)
 {
     gw_relay_apply_marks(&s->relay, confirmed);
-    if (!gw_journal_write(&s->journal, gw_now_ms()))
+    if (!gw_journal_write(&s->journal, gw_now_ms(), false))
         return;                   /* the marks stay in the store until the journal has them */
     gw_journal_sync(&s->journal); /* durable before the marks are gone */
     eds_error err;
@@ -252,15 +252,16 @@ static void end_batch(gw_server *s)
 {
     gw_relay_pump(&s->relay);
     int64_t now = gw_now_ms();
-    s->relay.held = !gw_journal_write(&s->journal, now);
+    s->relay.held = !gw_journal_write(&s->journal, now, s->relay.store_failed);
     gw_device *d;
     while ((d = gw_relay_answer_next(&s->relay)) != NULL)
         gw_session_progress(&s->session, d);
     /* Welcomes just given may have marked devices; nothing is held back for them. */
     if (!s->relay.held)
-        s->relay.held = !gw_journal_write(&s->journal, now);
-    if (s->relay.held != s->status_blocked && s->relay.broker_up)
-        publish_gateway_status(s, s->relay.held);
+        s->relay.held = !gw_journal_write(&s->journal, now, s->relay.store_failed);
+    bool blocked = gw_journal_blocked(&s->journal);
+    if (blocked != s->status_blocked && s->relay.broker_up)
+        publish_gateway_status(s, blocked);
     gw_session_end_batch(&s->session);
 }
 
@@ -331,7 +332,7 @@ static int open_publisher(gw_server *s, eds_error *err)
     free(broker_pw);
     if (rc != EDS_OK)
         return rc;
-    s->relay.pub = s->journal.pub = s->pub;
+    s->relay.pub = s->pub;
     s->relay.restoring = gw_publisher_restoring(s->pub);
     if (!s->relay.restoring)
         apply_session_marks(s, true);
