@@ -100,7 +100,6 @@ static void set_blocked(gw_journal *j, bool journal, bool store, const char *why
         if (!was) {
             j->blocked_since_ms = now;
             j->backoff_ms = RETRY_MIN_MS;
-            snprintf(j->reason, sizeof(j->reason), "%.159s", why);
             eds_log_error("state_dir cannot be written (%s): holding acks, records wait; "
                           "retrying until there is room",
                           why);
@@ -113,7 +112,6 @@ static void set_blocked(gw_journal *j, bool journal, bool store, const char *why
     } else if (was) {
         eds_log_notice("state_dir writable again after %lld s: acks resume",
                        (long long)((now - j->blocked_since_ms) / 1000));
-        j->reason[0] = '\0';
     }
 }
 

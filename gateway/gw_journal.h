@@ -27,7 +27,6 @@ typedef struct gw_journal {
     gw_stats *st;
     bool journal_blocked, store_blocked;
     int64_t retry_ms, backoff_ms, blocked_since_ms, next_compact_ms;
-    char reason[160]; /* why it is blocked, for the log and the status */
 } gw_journal;
 
 /* Opens DIR/state.log and loads last_seq of every device in it into w. */

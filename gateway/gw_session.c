@@ -491,8 +491,9 @@ void gw_session_tick(gw_session *ss, int64_t now)
              * state_dir): say so rather than leave the agent guessing. */
             ss->st->server_busy++;
             send_error(ss, c, EDS_PE_SERVER_BUSY,
-                       ss->relay->held ? "state_dir is full: try again later"
-                                       : "waiting for the broker: try again later");
+                       ss->relay->held || ss->relay->store_failed
+                           ? "state_dir is full: try again later"
+                           : "waiting for the broker: try again later");
         } else if (c->state == GW_C_READY && c->reading && idle_ms > 0 &&
                    now - c->last_rx_ms >= idle_ms) {
             ss->st->timeouts++;
