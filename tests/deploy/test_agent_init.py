@@ -216,6 +216,20 @@ class InitScriptTest(unittest.TestCase):
         self.assertEqual((rc, out.strip()), (0, "eds-agent: stopped"), out)
         wait_until(lambda: not self.ours(), what="agent and supervisor gone")
 
+    def test_stop_through_another_path_stops_for_good(self):
+        # sysvinit starts the script as /etc/rcN.d/S99eds-agent, the admin stops it as
+        # /etc/init.d/eds-agent: stop must find the supervisor, or it restarts the agent.
+        link = self.path("S99eds-agent")
+        os.symlink(self.script, link)
+        started, self.script = self.script, link
+        pid = self.start_ok()
+        self.script = started
+        rc, out = self.init("stop")
+        self.assertEqual((rc, out.strip()), (0, "eds-agent: stopped"))
+        # The supervisor would restart the agent 5 s after it ended.
+        wait_until(lambda: not self.ours(), timeout=10, what="agent and supervisor gone")
+        self.assertFalse(alive(pid))
+
     def test_log_is_rotated(self):
         limit = 4000
         log = self.defaults["LOGFILE"]
