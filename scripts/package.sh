@@ -99,7 +99,8 @@ if [ "$SRC/cmake/toolchain-pi.cmake" -nt "$BUILD_DIR/CMakeCache.txt" ]; then
     rm -f "$BUILD_DIR/CMakeCache.txt"
 fi
 cmake -S . -B "$BUILD_DIR" ${cross[@]+"${cross[@]}"} -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DCMAKE_INSTALL_PREFIX=/usr -DEDS_BUILD_TESTS=OFF -DEDS_BUILD_BENCH=OFF \
+    -DCMAKE_INSTALL_PREFIX=/usr -DCMAKE_INSTALL_LIBDIR="lib/$TRIPLET" \
+    -DEDS_BUILD_TESTS=OFF -DEDS_BUILD_BENCH=OFF \
     -DCMAKE_C_FLAGS="$cflags" -DCMAKE_EXE_LINKER_FLAGS="$ldflags" \
     -DCMAKE_SHARED_LINKER_FLAGS="$ldflags" >/dev/null
 cmake --build "$BUILD_DIR" -j "$JOBS" -- --no-print-directory >/dev/null
