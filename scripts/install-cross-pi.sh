@@ -118,8 +118,9 @@ new=$SYSROOT.new
 rm -rf "$new"
 mkdir -p "$new/root" "$new/debs"
 for p in "${TARGET_PKGS[@]}"; do
-    deb=$(ls "$tmp/${p}_"*"_$arch.deb" 2>/dev/null | head -n1)
-    [ -n "$deb" ] || {
+    debs=("$tmp/${p}_"*"_$arch.deb")
+    deb=${debs[0]}
+    [ -e "$deb" ] || {
         echo "install-cross-pi: apt-get download $p:$arch failed" >&2
         exit 1
     }

@@ -110,11 +110,11 @@ version=$(sed -n 's/^project(eds VERSION \([0-9.]*\).*/\1/p' CMakeLists.txt)
 # The package's version: the upstream version and the Debian revision, from
 # the changelog's first entry, which must be for this upstream version.
 debversion=$(sed -n '1s/^eds (\([^)]*\)).*/\1/p' "$DEB/changelog")
-[ "${debversion%-*}" = "$version" ] && [ "$debversion" != "$version" ] || {
+if [ "${debversion%-*}" != "$version" ] || [ "$debversion" = "$version" ]; then
     echo "package.sh: CMakeLists.txt says $version, deploy/debian/changelog $debversion:" \
         "add a changelog entry $version-1" >&2
     exit 1
-}
+fi
 maintainer=$(sed -n 's/^ -- \(.*>\)  .*/\1/p' "$DEB/changelog" | head -n1)
 if [ -n "${DEBFULLNAME:-}" ] && [ -n "${DEBEMAIL:-}" ]; then
     maintainer="$DEBFULLNAME <$DEBEMAIL>"
@@ -128,8 +128,8 @@ install_component() { # component folder
 }
 # Stripped as dh_strip does: no debug info, no .comment/.note sections; the
 # library keeps only its dynamic symbols.
-STRIP=strip
-[ ${#cross[@]} -gt 0 ] && STRIP=$TRIPLET-strip
+STRIP="strip"
+[ ${#cross[@]} -gt 0 ] && STRIP="$TRIPLET-strip"
 strip_elves() { # tree
     local f
     while IFS= read -r -d '' f; do
