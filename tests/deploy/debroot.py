@@ -20,9 +20,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
-from edsrig import RigTimeout, source_path, wait_until  # noqa: E402
+from edsrig import (GATEWAY_PASSWORD, MOSQUITTO_PASSWD, RigTimeout, source_path,  # noqa: E402
+                    wait_until)
 
 
 def run(argv, timeout=120, check=True, **kw):
@@ -56,6 +58,19 @@ def skip_in_sanitizer_build():
     except FileNotFoundError:
         pass
     return None
+
+
+def packages_for_module(prefix, tools=()):
+    """For a setUpModule: raises SkipTest with the reason these tests cannot run
+    here, else builds the packages into a new temp folder; returns (folder, debs)."""
+    why = skip_in_sanitizer_build() or skip_unless_root()
+    for tool in tools:
+        if not why and not shutil.which(tool):
+            why = "%s not installed (scripts/install-deps.sh)" % tool
+    if why:
+        raise unittest.SkipTest(why)
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    return tmp, build_packages(os.path.join(tmp, "debs"))
 
 
 def build_packages(outdir, arch=None):
@@ -127,6 +142,17 @@ class TestRoot:
             f.write(text)
         self.chroot(["chown", "%s:%s" % (owner, group), path])
         os.chmod(host, mode)
+
+    def write_credentials(self, tmp, device, password):
+        """The operator's files, as docs/getting-started.md makes them: the device's
+        line in devices.passwd and the broker password (root:eds-gateway 0640), the
+        agent's password (root:eds-agent 0640)."""
+        devices = os.path.join(tmp, "devices.passwd")
+        run([MOSQUITTO_PASSWD, "-c", "-b", devices, device, password])
+        with open(devices) as f:
+            self.write("/etc/eds/devices.passwd", f.read(), group="eds-gateway")
+        self.write("/etc/eds/broker.pw", GATEWAY_PASSWORD + "\n", group="eds-gateway")
+        self.write("/etc/eds/agent.pw", password + "\n", group="eds-agent")
 
     def stat(self, path):
         """(user name, group name, mode) of path, as the root's ls says."""

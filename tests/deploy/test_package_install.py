@@ -15,25 +15,19 @@ file the admin made is kept. Needs root; skipped without it.
 import os
 import shutil
 import sys
-import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 import debroot  # noqa: E402
-from edsrig import (GATEWAY_PASSWORD, MOSQUITTO_PASSWD, Broker, Process, Subscriber,  # noqa: E402
-                    free_port)
+from edsrig import Broker, Process, Subscriber, free_port  # noqa: E402
 
 PACKAGES = ["eds-gateway", "eds-agent", "libedsagent0", "libedsagent-dev"]
 
 
 def setUpModule():
     global TMP, DEBS
-    why = debroot.skip_in_sanitizer_build() or debroot.skip_unless_root()
-    if why:
-        raise unittest.SkipTest(why)
-    TMP = tempfile.mkdtemp(prefix="eds-pkg-install-")
-    DEBS = debroot.build_packages(os.path.join(TMP, "debs"))
+    TMP, DEBS = debroot.packages_for_module("eds-pkg-install-")
 
 
 def tearDownModule():
@@ -73,12 +67,7 @@ class InstallUsePurge(unittest.TestCase):
         self.assertIn("libedsagent.so.0 ", r.chroot(["ldconfig", "-p"]).stdout)
 
         # The operator's files, as docs/getting-started.md makes them.
-        devices = os.path.join(TMP, "devices.passwd")
-        debroot.run([MOSQUITTO_PASSWD, "-c", "-b", devices, "myrio-01", "pw-01"])
-        with open(devices) as f:
-            r.write("/etc/eds/devices.passwd", f.read(), group="eds-gateway")
-        r.write("/etc/eds/broker.pw", GATEWAY_PASSWORD + "\n", group="eds-gateway")
-        r.write("/etc/eds/agent.pw", "pw-01\n", group="eds-agent")
+        r.write_credentials(TMP, "myrio-01", "pw-01")
 
         with Broker() as broker:
             gw_port = free_port()

@@ -19,26 +19,19 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 import debroot  # noqa: E402
-from edsrig import GATEWAY_PASSWORD, MOSQUITTO_PASSWD, Broker, Subscriber, free_port  # noqa: E402
+from edsrig import Broker, Subscriber, free_port  # noqa: E402
 
 PACKAGES = ["eds-gateway", "eds-agent", "libedsagent0"]
 
 
 def setUpModule():
     global TMP, DEBS
-    why = debroot.skip_in_sanitizer_build() or debroot.skip_unless_root()
-    if not why and not shutil.which("systemd-nspawn"):
-        why = "systemd-nspawn not installed (systemd-container, scripts/install-deps.sh)"
-    if why:
-        raise unittest.SkipTest(why)
-    TMP = tempfile.mkdtemp(prefix="eds-pkg-systemd-")
-    DEBS = debroot.build_packages(os.path.join(TMP, "debs"))
+    TMP, DEBS = debroot.packages_for_module("eds-pkg-systemd-", tools=("systemd-nspawn",))
 
 
 def tearDownModule():
@@ -52,12 +45,7 @@ class UnitsUnderSystemd(unittest.TestCase):
         r = cls.root = debroot.TestRoot()
         try:
             r.install_debs([DEBS[n] for n in PACKAGES])
-            devices = os.path.join(TMP, "devices.passwd")
-            debroot.run([MOSQUITTO_PASSWD, "-c", "-b", devices, "myrio-07", "pw-07"])
-            with open(devices) as f:
-                r.write("/etc/eds/devices.passwd", f.read(), group="eds-gateway")
-            r.write("/etc/eds/broker.pw", GATEWAY_PASSWORD + "\n", group="eds-gateway")
-            r.write("/etc/eds/agent.pw", "pw-07\n", group="eds-agent")
+            r.write_credentials(TMP, "myrio-07", "pw-07")
             cls.gw_port = free_port()
             r.set_option("/etc/eds/eds-gateway.conf", "listener", "%d 127.0.0.1" % cls.gw_port)
             r.set_option("/etc/eds/eds-gateway.conf", "broker_port", str(cls.broker.port))
