@@ -93,8 +93,6 @@ out=$(realpath -m "${out:-$BUILD_DIR/packages}")
 flags() { DEB_HOST_ARCH=$arch DEB_BUILD_MAINT_OPTIONS=hardening=+all dpkg-buildflags --get "$1"; }
 cflags="$(flags CFLAGS) $(flags CPPFLAGS)"
 ldflags=$(flags LDFLAGS)
-# Reproducible: file paths in debug info relative to the source.
-cflags=${cflags//-ffile-prefix-map=$SRC=./}
 if [ "$SRC/cmake/toolchain-pi.cmake" -nt "$BUILD_DIR/CMakeCache.txt" ]; then
     rm -f "$BUILD_DIR/CMakeCache.txt"
 fi
@@ -121,8 +119,9 @@ if [ -n "${DEBFULLNAME:-}" ] && [ -n "${DEBEMAIL:-}" ]; then
 fi
 
 stage=$BUILD_DIR/deb-stage
-rm -rf "$stage" "$out"
+rm -rf "$stage"
 mkdir -p "$stage" "$out"
+rm -f "$out"/eds-gateway_*.deb "$out"/eds-agent_*.deb "$out"/libedsagent*_*.deb
 install_component() { # component folder
     DESTDIR="$2" cmake --install "$BUILD_DIR" --component "$1" >/dev/null
 }

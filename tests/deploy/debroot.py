@@ -210,6 +210,10 @@ class TestRoot:
         network) and waits until its systemd has finished starting up."""
         if not shutil.which("systemd-nspawn") or not shutil.which("nsenter"):
             raise FileNotFoundError("systemd-nspawn/nsenter not installed")
+        # The container shares the host's network: none of its timers may reach
+        # out (apt's daily update would run at boot: Persistent=true).
+        self.chroot(["systemctl", "mask", "apt-daily.timer", "apt-daily-upgrade.timer",
+                     "e2scrub_all.timer", "dpkg-db-backup.timer"])
         self.console = open(os.path.join(self.tmp, "console.log"), "w")
         # --register=no --keep-unit: no host systemd/D-Bus is needed (the host may not run
         # systemd); --pipe: no terminal.
