@@ -135,40 +135,22 @@ int main(int argc, char **argv)
         gw_config_free(&cfg);
         return 2;
     }
-    for (int i = 1; i < argc; i++) {
+    /* The program's own flags, then the option table's (eds_conf_set_arg). */
+    for (int i = 1; i < argc;) {
         const char *a = argv[i];
         if (!strcmp(a, "-c") || !strcmp(a, "--config")) {
-            i++;
+            i += 2;
         } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
             verbose++;
+            i++;
         } else if (!strcmp(a, "-vv")) {
             verbose += 2;
+            i++;
         } else if (!strcmp(a, "--check")) {
             check = 1;
-        } else if (!strncmp(a, "--", 2) && eds_conf_find(gw_config_options(), a)) {
-            const eds_conf_opt *o = eds_conf_find(gw_config_options(), a);
-            int used = 0, rc = EDS_OK;
-            if (o->type != EDS_CONF_BOOL ||
-                (i + 1 < argc && (!strcmp(argv[i + 1], "true") || !strcmp(argv[i + 1], "false")))) {
-                if (i + 1 >= argc) {
-                    fprintf(stderr, "eds-gateway: %s needs a value (see --help)\n", a);
-                    gw_config_free(&cfg);
-                    return 2;
-                }
-                /* `--listener 5883 127.0.0.1`: as many arguments as the option has words */
-                rc = eds_conf_set_words(gw_config_options(), &cfg, a, argc, argv, i + 1, &used,
-                                        &err);
-                i += used;
-            } else {
-                rc = eds_conf_set(gw_config_options(), &cfg, a, NULL, "command line", &err);
-            }
-            if (rc != EDS_OK) {
-                fprintf(stderr, "eds-gateway: %s\n", err.msg);
-                gw_config_free(&cfg);
-                return 2;
-            }
-        } else {
-            fprintf(stderr, "eds-gateway: unknown argument '%s' (see --help)\n", a);
+            i++;
+        } else if (eds_conf_set_arg(gw_config_options(), &cfg, argc, argv, &i, &err) != EDS_OK) {
+            fprintf(stderr, "eds-gateway: %s (see --help)\n", err.msg);
             gw_config_free(&cfg);
             return 2;
         }

@@ -458,38 +458,6 @@ int eds_conf_set(const eds_conf_opt *opts, void *target, const char *name, const
     return rc;
 }
 
-int eds_conf_set_arg(const eds_conf_opt *opts, void *target, int argc, char *const argv[],
-                     int *index, eds_error *err)
-{
-    int i = *index;
-    if (i < 0 || i >= argc)
-        return eds_error_set(err, EDS_ERR_INVAL, "command line: no argument %d", i);
-    const char *arg = argv[i];
-    if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0')
-        return eds_error_set(err, EDS_ERR_CONFIG, "command line: unexpected argument '%.*s'",
-                             ECHO_MAX, arg);
-    char name[NAME_MAX_LEN];
-    const char *eq = strchr(arg, '=');
-    size_t name_len = eq ? (size_t)(eq - arg) : strlen(arg);
-    if (name_len >= sizeof(name))
-        name_len = sizeof(name) - 1; /* too long to be known: reported as unknown */
-    memcpy(name, arg, name_len);
-    name[name_len] = '\0';
-
-    const eds_conf_opt *o = eds_conf_find(opts, name);
-    if (o && !eq && o->type != EDS_CONF_BOOL && i + 1 < argc) {
-        int used = 0;
-        int rc = eds_conf_set_words(opts, target, name, argc, argv, i + 1, &used, err);
-        if (rc == EDS_OK)
-            *index = i + 1 + used;
-        return rc;
-    }
-    int rc = eds_conf_set(opts, target, name, eq ? eq + 1 : NULL, NULL, err);
-    if (rc == EDS_OK)
-        *index = i + 1;
-    return rc;
-}
-
 /* Words in o's placeholder: *required plain ones, *optional [bracketed] ones. */
 static void count_words(const eds_conf_opt *o, int *required, int *optional)
 {
@@ -514,8 +482,16 @@ static void count_words(const eds_conf_opt *o, int *required, int *optional)
     }
 }
 
-int eds_conf_set_words(const eds_conf_opt *opts, void *target, const char *name, int argc,
-                       char *const argv[], int first, int *used, eds_error *err)
+/*
+ * Applies option name with its value taken from argv[first] on: one argument,
+ * or for an EDS_CONF_CUSTOM option whose placeholder has several words
+ * ("PORT [ADDRESS]", "PATTERN FILE") one argument per word, joined by a
+ * space, so `--listener 5883 127.0.0.1` works unquoted as --help shows it. A
+ * [bracketed] word takes the next argument only when it does not start with
+ * '-' (the next flag). *used: the arguments taken.
+ */
+static int set_words(const eds_conf_opt *opts, void *target, const char *name, int argc,
+                     char *const argv[], int first, int *used, eds_error *err)
 {
     const eds_conf_opt *o = eds_conf_find(opts, name);
     int required = 1, optional = 0;
@@ -541,6 +517,40 @@ int eds_conf_set_words(const eds_conf_opt *opts, void *target, const char *name,
     int rc = eds_conf_set(opts, target, name, n > 0 ? value : NULL, NULL, err);
     if (rc == EDS_OK)
         *used = n;
+    return rc;
+}
+
+int eds_conf_set_arg(const eds_conf_opt *opts, void *target, int argc, char *const argv[],
+                     int *index, eds_error *err)
+{
+    int i = *index;
+    if (i < 0 || i >= argc)
+        return eds_error_set(err, EDS_ERR_INVAL, "command line: no argument %d", i);
+    const char *arg = argv[i];
+    if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0')
+        return eds_error_set(err, EDS_ERR_CONFIG, "command line: unexpected argument '%.*s'",
+                             ECHO_MAX, arg);
+    char name[NAME_MAX_LEN];
+    const char *eq = strchr(arg, '=');
+    size_t name_len = eq ? (size_t)(eq - arg) : strlen(arg);
+    if (name_len >= sizeof(name))
+        name_len = sizeof(name) - 1; /* too long to be known: reported as unknown */
+    memcpy(name, arg, name_len);
+    name[name_len] = '\0';
+
+    const eds_conf_opt *o = eds_conf_find(opts, name);
+    if (o && !eq && i + 1 < argc &&
+        (o->type != EDS_CONF_BOOL || strcmp(argv[i + 1], "true") == 0 ||
+         strcmp(argv[i + 1], "false") == 0)) {
+        int used = 0;
+        int rc = set_words(opts, target, name, argc, argv, i + 1, &used, err);
+        if (rc == EDS_OK)
+            *index = i + 1 + used;
+        return rc;
+    }
+    int rc = eds_conf_set(opts, target, name, eq ? eq + 1 : NULL, NULL, err);
+    if (rc == EDS_OK)
+        *index = i + 1;
     return rc;
 }
 

@@ -96,30 +96,21 @@ int eds_conf_set(const eds_conf_opt *opts, void *target, const char *name, const
 
 /*
  * Applies the command-line flag at argv[*index] and advances *index past
- * what it used: `--name VALUE` (two arguments; more for a multi-word
- * option, see eds_conf_set_words), `--name=VALUE` (one), and
- * for EDS_CONF_BOOL options `--name` (true) or `--name=false`; a BOOL never
- * takes the next argument. Errors (source "command line"): an argument that
+ * what it used: `--name VALUE` (two arguments), `--name=VALUE` (one), and
+ * for EDS_CONF_BOOL options `--name` (true), `--name=false`, or `--name true`
+ * / `--name false` (a BOOL takes the next argument only when it is one of
+ * those two words). An EDS_CONF_CUSTOM option whose placeholder has several
+ * words ("PORT [ADDRESS]", "PATTERN FILE") takes one argument per word, joined
+ * by a space, so `--listener 5883 127.0.0.1` works unquoted as --help shows
+ * it; a [bracketed] word takes the next argument only when that does not
+ * start with '-' (the next flag), and one quoted argument "5883 127.0.0.1"
+ * works too. Errors (source "command line"): an argument that
  * is not a `--` flag, an unknown flag, a missing or bad value. A program
  * handles its own flags (-c FILE, --help) first and hands the rest here,
  * after loading the file, so command-line values win.
  */
 int eds_conf_set_arg(const eds_conf_opt *opts, void *target, int argc, char *const argv[],
                      int *index, eds_error *err);
-
-/*
- * Applies option name (a flag, as for eds_conf_set) with its value taken from
- * argv[first] on: one argument, or for an EDS_CONF_CUSTOM option whose
- * placeholder has several words ("PORT [ADDRESS]", "PATTERN FILE") one
- * argument per word, joined by a space, so `--listener 5883 127.0.0.1`
- * works unquoted as the help text shows it. A [bracketed] word takes the
- * next argument only when it does not start with '-' (the next flag). A
- * single argument with spaces ("5883 127.0.0.1") is taken as it is. On
- * EDS_OK, *used is the number of arguments taken (0 when first >= argc, for
- * a bare BOOL). Errors as eds_conf_set, source "command line".
- */
-int eds_conf_set_words(const eds_conf_opt *opts, void *target, const char *name, int argc,
-                       char *const argv[], int first, int *used, eds_error *err);
 
 /* The row for name (same spellings as eds_conf_set), or NULL. */
 const eds_conf_opt *eds_conf_find(const eds_conf_opt *opts, const char *name);

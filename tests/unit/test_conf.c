@@ -455,6 +455,22 @@ static void test_argv(void **state)
     assert_int_equal(c.n_listeners, 1);
     assert_int_equal(c.listeners[0].port, 1885);
     assert_true(c.timeout == 7.0);
+    /* A BOOL takes the next argument only when it is "true" or "false". */
+    char *bools[] = {"prog",  "--verbose", "true",      "--verbose",
+                     "false", "--verbose", "--timeout", "3"};
+    int j = 1;
+    assert_int_equal(eds_conf_set_arg(opts, &c, 8, bools, &j, &err), EDS_OK);
+    assert_int_equal(j, 3);
+    assert_true(c.verbose);
+    assert_int_equal(eds_conf_set_arg(opts, &c, 8, bools, &j, &err), EDS_OK);
+    assert_int_equal(j, 5);
+    assert_false(c.verbose);
+    assert_int_equal(eds_conf_set_arg(opts, &c, 8, bools, &j, &err), EDS_OK);
+    assert_int_equal(j, 6); /* "--timeout" is not a value of --verbose */
+    assert_true(c.verbose);
+    assert_int_equal(eds_conf_set_arg(opts, &c, 8, bools, &j, &err), EDS_OK);
+    assert_int_equal(j, 8);
+    assert_true(c.timeout == 3.0);
     /* "--ratio" is last: its value is missing; the index does not move. */
     assert_int_equal(eds_conf_set_arg(opts, &c, argc, argv, &i, &err), EDS_ERR_CONFIG);
     assert_string_equal(err.msg, "command line: ratio: missing value");
@@ -505,28 +521,24 @@ static void test_argv_multi_word(void **state)
     assert_string_equal(c.listeners[3].addr, "any"); /* last argument: nothing follows */
 
     /* The table is full now: the parser's own error comes through. */
-    char *five[] = {"5888", "::1"};
-    int used = -1;
-    assert_int_equal(eds_conf_set_words(opts, &c, "listener", 2, five, 0, &used, &err),
-                     EDS_ERR_CONFIG);
+    char *five[] = {"prog", "--listener", "5888", "::1"};
+    i = 1;
+    assert_int_equal(eds_conf_set_arg(opts, &c, 4, five, &i, &err), EDS_ERR_CONFIG);
     assert_string_equal(err.msg, "command line: listener: at most 4 listeners");
-    assert_int_equal(used, -1);
+    assert_int_equal(i, 1);
     eds_conf_free_strings(opts, &c);
 
-    /* eds_conf_set_words directly, as a program with its own argv loop calls it. */
     test_cfg d = defaults;
-    char *more[] = {"5887", "10.0.0.1", "extra"};
-    assert_int_equal(eds_conf_set_words(opts, &d, "--listener", 3, more, 0, &used, &err), EDS_OK);
-    assert_int_equal(used, 2); /* PORT [ADDRESS]: "extra" is not taken */
+    char *more[] = {"prog", "--listener", "5887", "10.0.0.1", "extra", "--offset", "-3"};
+    i = 1;
+    assert_int_equal(eds_conf_set_arg(opts, &d, 7, more, &i, &err), EDS_OK);
+    assert_int_equal(i, 4); /* PORT [ADDRESS]: "extra" is not taken */
     assert_string_equal(d.listeners[0].addr, "10.0.0.1");
     /* A single-word option takes one argument, even one that starts with '-'. */
-    char *neg[] = {"-3", "9"};
-    assert_int_equal(eds_conf_set_words(opts, &d, "offset", 2, neg, 0, &used, &err), EDS_OK);
-    assert_int_equal(used, 1);
+    i = 5;
+    assert_int_equal(eds_conf_set_arg(opts, &d, 7, more, &i, &err), EDS_OK);
+    assert_int_equal(i, 7);
     assert_int_equal(d.offset, -3);
-    /* No argument left: "missing value", as for a last --name. */
-    assert_int_equal(eds_conf_set_words(opts, &d, "name", 0, neg, 0, &used, &err), EDS_ERR_CONFIG);
-    assert_string_equal(err.msg, "command line: name: missing value");
     eds_conf_free_strings(opts, &d);
 }
 
