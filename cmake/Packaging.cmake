@@ -72,10 +72,6 @@ install(FILES ${EDS_DEPLOY}/eds-agent.conf DESTINATION ${EDS_INSTALL_CONFDIR}
         PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ COMPONENT agent)
 install(FILES ${EDS_DEPLOY}/eds-agent.conf DESTINATION ${EDS_DOC_AGENT}/examples
         COMPONENT agent)
-# edsagent.h includes eds_err.h (the error codes): a program built against
-# the installed header needs both.
-install(FILES ${PROJECT_SOURCE_DIR}/libeds/eds_err.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
-        COMPONENT agent)
 install(FILES ${PROJECT_SOURCE_DIR}/README.md ${EDS_DOCS} DESTINATION ${EDS_DOC_AGENT}
         COMPONENT agent)
 
