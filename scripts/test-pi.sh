@@ -34,6 +34,9 @@ integration=(
     "tests/integration/test_gateway_exactly_once.py -k test_gateway_sigkill_three_times"
 )
 
+# A sysroot given by the caller (EDS_PI_SYSROOT) serves one architecture;
+# otherwise each has its own (scripts/install-cross-pi.sh's default).
+user_sysroot=${EDS_PI_SYSROOT:-}
 status=0
 for arch in "${arches[@]}"; do
     case "$arch" in
@@ -46,9 +49,9 @@ for arch in "${arches[@]}"; do
     esac
     build=build-pi-$arch
     echo "== build (Raspberry Pi, $arch) in $build/"
-    scripts/install-cross-pi.sh "$arch"
+    EDS_PI_SYSROOT=$user_sysroot scripts/install-cross-pi.sh "$arch"
     export EDS_PI_ARCH=$arch
-    EDS_PI_SYSROOT=$(scripts/install-cross-pi.sh "$arch" --print-sysroot)
+    EDS_PI_SYSROOT=$(EDS_PI_SYSROOT=$user_sysroot scripts/install-cross-pi.sh "$arch" --print-sysroot)
     export EDS_PI_SYSROOT
     if [ cmake/toolchain-pi.cmake -nt "$build/CMakeCache.txt" ]; then
         rm -f "$build/CMakeCache.txt"
