@@ -55,7 +55,14 @@ class UnitsUnderSystemd(unittest.TestCase):
             for opt in ("tcp", "udp", "cmd_udp"):
                 r.set_option(aconf, opt, str(free_port()))
             r.set_option(aconf, "simulate", "5")
-            cls.state = r.boot()
+            try:
+                cls.state = r.boot()
+            except (AssertionError, FileNotFoundError) as e:
+                # Booting does not involve the packages (their units are started
+                # below): a machine where systemd-nspawn cannot boot a container
+                # (no cgroup access, inside another container) skips, saying why.
+                raise unittest.SkipTest("systemd-nspawn cannot boot the test root here: %s" %
+                                        str(e)[-1500:])
         except BaseException:
             r.close()
             cls.broker.close()
