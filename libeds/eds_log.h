@@ -33,6 +33,9 @@ enum eds_log_level eds_log_get_level(void);
 
 void eds_log(enum eds_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* "s" unless n is 1: "%" PRIu64 " record%s", n, eds_plural(n) says "1 record", "2 records". */
+#define eds_plural(n) ((n) == 1 ? "" : "s")
+
 #define eds_log_error(...) eds_log(EDS_LOG_ERROR, __VA_ARGS__)
 #define eds_log_warning(...) eds_log(EDS_LOG_WARNING, __VA_ARGS__)
 #define eds_log_notice(...) eds_log(EDS_LOG_NOTICE, __VA_ARGS__)

@@ -442,9 +442,10 @@ int spool_open(const char *dir, size_t max_bytes, int sync_policy, agent_spool *
     if (sp->nsegs > 0 && sp->segs[sp->nsegs - 1].size < sp->seg_max)
         sp->writer_open = true;
     if (sp->nsegs || sp->acked)
-        eds_log_notice("spool %s: stream %s, %" PRIu64 " records to deliver (%zu bytes in %zu "
-                       "segments), acked up to seq %" PRIu64,
-                       dir, sp->stream, sp->unread, sp->bytes, sp->nsegs, sp->acked);
+        eds_log_notice("spool %s: stream %s, %" PRIu64 " record%s to deliver (%zu bytes in %zu "
+                       "segment%s), acked up to seq %" PRIu64,
+                       dir, sp->stream, sp->unread, eds_plural(sp->unread), sp->bytes, sp->nsegs,
+                       eds_plural(sp->nsegs), sp->acked);
     *out = sp;
     return EDS_OK;
 fail:
@@ -645,8 +646,8 @@ int spool_read_next(agent_spool *sp, uint64_t *seq, char **data, size_t *len, ed
             free(buf);
             uint64_t lost = s->count - sp->ridx;
             eds_log_error("spool %s/%s: record at offset %zu fails its checksum: skipping the "
-                          "rest of this segment (%" PRIu64 " records lost)",
-                          sp->dir, name, sp->roff, lost);
+                          "rest of this segment (%" PRIu64 " record%s lost)",
+                          sp->dir, name, sp->roff, lost, eds_plural(lost));
             sp->unread = sp->unread >= lost ? sp->unread - lost : 0;
             sp->ridx = s->count;
             sp->roff = s->synced;
