@@ -102,3 +102,12 @@ int gw_paho_client_connect(MQTTAsync client, const gw_pubconf *cfg, bool persist
     }
     return MQTTAsync_connect(client, &o);
 }
+
+bool gw_paho_client_pending(MQTTAsync client)
+{
+    MQTTAsync_token *tokens = NULL;
+    bool pending = MQTTAsync_getPendingTokens(client, &tokens) == MQTTASYNC_SUCCESS && tokens &&
+                   tokens[0] != -1;
+    MQTTAsync_free(tokens);
+    return pending;
+}

@@ -25,4 +25,7 @@ int gw_paho_client_create(const gw_pubconf *cfg, MQTTClient_persistence *persist
 int gw_paho_client_connect(MQTTAsync client, const gw_pubconf *cfg, bool persistent, void *ctx,
                            MQTTAsync_onSuccess *ok, MQTTAsync_onFailure *failed);
 
+/* True when Paho still has commands of client pending (sent and unconfirmed, or queued). */
+bool gw_paho_client_pending(MQTTAsync client);
+
 #endif

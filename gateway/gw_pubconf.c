@@ -31,7 +31,7 @@ static int check(const gw_publisher_config *cfg, eds_error *err)
     if ((cfg->certfile || cfg->keyfile) && !cfg->cafile)
         return eds_error_set(err, EDS_ERR_INVAL, "mqtt: certfile/keyfile need cafile");
     if (cfg->keepalive < 0 || cfg->reconnect_min_ms < 0 || cfg->reconnect_max_ms < 0 ||
-        cfg->connect_timeout_s < 0)
+        cfg->connect_timeout_s < 0 || cfg->publish_timeout_s < 0)
         return eds_error_set(err, EDS_ERR_INVAL, "mqtt: negative timing option");
     return EDS_OK;
 }
@@ -75,6 +75,7 @@ int gw_pubconf_make(const gw_publisher_config *cfg, gw_pubconf *out, eds_error *
     out->max_inflight = cfg->max_inflight ? cfg->max_inflight : 64;
     out->max_messages = cfg->max_messages ? cfg->max_messages : 256;
     out->receive_maximum = cfg->receive_maximum > 0 ? cfg->receive_maximum : 0;
+    out->publish_timeout_ms = (int64_t)cfg->publish_timeout_s * 1000;
     if (cfg->persistent && out->receive_maximum > 0) {
         /* Paho 1.3 sends a queued publish only when another is added or after a 1 s
          * wait, not when a confirmation frees a slot (docs/performance.md, "Paho"): the

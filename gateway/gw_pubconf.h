@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "eds_err.h"
 #include "gw_publisher.h"
@@ -19,7 +20,8 @@ typedef struct gw_pubconf {
     char *will_topic, *will_payload, *online_payload, *subscribe_topic;
     char *cafile, *certfile, *keyfile;
     int keepalive, connect_timeout_s, reconnect_min_ms, reconnect_max_ms;
-    int receive_maximum; /* 0 = none */
+    int receive_maximum;        /* 0 = none */
+    int64_t publish_timeout_ms; /* deadline on the oldest outstanding publish; 0 = none */
     size_t max_inflight, max_messages;
 } gw_pubconf;
 

@@ -107,6 +107,12 @@ typedef struct gw_publisher_config {
      * delivering them (seen with 2.0.11: lost records). Lowers max_inflight to
      * receive_maximum - 2 (room for the SUBSCRIBE and online status of a connect). */
     int receive_maximum;
+    /* A broker that answers pings but does not confirm publishes (or a stuck Paho): when
+     * the oldest publish outstanding on a connection has waited this long, the connection
+     * is given up as if it were lost (GW_PUB_DISCONNECTED; clean mode fails what was
+     * outstanding, persistent mode resends it from the store) and a new one is made.
+     * Seconds; 0 = no deadline (only the keepalive). */
+    int publish_timeout_s;
 } gw_publisher_config;
 
 /* Validates cfg and allocates the publisher (no connection yet; see start).
@@ -211,6 +217,8 @@ typedef struct gw_publisher_stats {
     uint64_t messages_dropped; /* incoming messages dropped: MESSAGE queue full */
     uint64_t connects;         /* successful connections */
     uint64_t connect_failures; /* failed connection attempts */
+    uint64_t publish_timeouts; /* connections given up: a publish outstanding past
+                                  publish_timeout_s */
 } gw_publisher_stats;
 
 void gw_publisher_get_stats(const gw_publisher *p, gw_publisher_stats *out);

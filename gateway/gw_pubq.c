@@ -22,6 +22,7 @@ enum slot_state {
 
 struct gw_pubq_slot {
     uint64_t token;
+    int64_t begun_ms;    /* handed out (gw_pubq_begin's now_ms) */
     uint32_t prev, next; /* call order (outstanding) or free list (next) */
     enum slot_state state;
 };
@@ -84,7 +85,7 @@ static void release(gw_pubq *q, uint32_t i)
     q->free_head = i;
 }
 
-uint32_t gw_pubq_begin(gw_pubq *q, uint64_t token)
+uint32_t gw_pubq_begin(gw_pubq *q, uint64_t token, int64_t now_ms)
 {
     if (q->inflight + q->undispatched >= q->max_inflight || q->free_head == GW_PUBQ_NIL)
         return GW_PUBQ_NIL;
@@ -92,6 +93,7 @@ uint32_t gw_pubq_begin(gw_pubq *q, uint64_t token)
     struct gw_pubq_slot *s = &q->slots[i];
     q->free_head = s->next;
     s->token = token;
+    s->begun_ms = now_ms;
     s->state = SLOT_SUBMITTING;
     s->next = GW_PUBQ_NIL;
     s->prev = q->pend_tail;
@@ -149,6 +151,22 @@ bool gw_pubq_outstanding(const gw_pubq *q, uint32_t i)
 uint32_t gw_pubq_oldest(const gw_pubq *q)
 {
     return q->pend_head;
+}
+
+int64_t gw_pubq_oldest_age(const gw_pubq *q, int64_t now_ms)
+{
+    if (q->pend_head == GW_PUBQ_NIL)
+        return -1;
+    int64_t age = now_ms - q->slots[q->pend_head].begun_ms;
+    return age > 0 ? age : 0; /* a clock read before the slot was taken */
+}
+
+int64_t gw_pubq_overdue(const gw_pubq *q, int64_t now_ms, int64_t since_ms, int64_t timeout_ms)
+{
+    int64_t age = gw_pubq_oldest_age(q, now_ms);
+    if (age > now_ms - since_ms)
+        age = now_ms - since_ms;
+    return timeout_ms > 0 && age >= timeout_ms ? age : -1;
 }
 
 bool gw_pubq_push_control(gw_pubq *q, gw_pub_event_type type, int qos)

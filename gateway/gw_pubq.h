@@ -3,8 +3,9 @@
  * table of outstanding publishes in call order, and the bounded queue of events
  * the loop drains (gw_publisher.h describes the events and their guarantees).
  *
- * Pure: no I/O, no clock. gw_publisher.c holds its lock around every call and
- * does the signalling (eventfd, condition variables) itself.
+ * Pure: no I/O; the clock is passed in (monotonic ms). gw_publisher.c holds its
+ * lock around every call and does the signalling (eventfd, condition variables)
+ * itself.
  *
  * Bounds: every accepted publish holds a slot until its DONE/FAILED event is
  * queued, and the event counts against max_inflight until popped, so
@@ -56,9 +57,10 @@ int gw_pubq_init(gw_pubq *q, size_t max_inflight, size_t max_messages, size_t ma
 /* Frees the tables and the buffers of events not popped. */
 void gw_pubq_free(gw_pubq *q);
 
-/* Takes a slot for a new publish of token, last in call order, and returns its index;
- * GW_PUBQ_NIL when max_inflight publishes are outstanding or their events unpopped. */
-uint32_t gw_pubq_begin(gw_pubq *q, uint64_t token);
+/* Takes a slot for a new publish of token, handed out at now_ms, last in call order, and
+ * returns its index; GW_PUBQ_NIL when max_inflight publishes are outstanding or their
+ * events unpopped. */
+uint32_t gw_pubq_begin(gw_pubq *q, uint64_t token, int64_t now_ms);
 
 /* The hand-over of slot i ended. accepted: it waits for its report (or, reported
  * already, is released). Not accepted: withdrawn, no event. Returns true when the
@@ -74,6 +76,17 @@ bool gw_pubq_outstanding(const gw_pubq *q, uint32_t i);
 
 /* The oldest outstanding slot, or GW_PUBQ_NIL. */
 uint32_t gw_pubq_oldest(const gw_pubq *q);
+
+/* How long (ms, at now_ms) the oldest outstanding publish has waited for its report since
+ * it was handed out; -1 when none is outstanding. The deadline on outstanding publishes
+ * (broker_publish_timeout) is checked against this. */
+int64_t gw_pubq_oldest_age(const gw_pubq *q, int64_t now_ms);
+
+/* The deadline on outstanding publishes, for a connection up since since_ms: the age of
+ * the oldest outstanding publish counted from since_ms at the earliest (a publish resent
+ * on a new connection gets the whole timeout again), when it is timeout_ms or more;
+ * otherwise (nothing outstanding, younger, timeout_ms 0 = no deadline) -1. */
+int64_t gw_pubq_overdue(const gw_pubq *q, int64_t now_ms, int64_t since_ms, int64_t timeout_ms);
 
 /* Queues a control event; false when max_control are queued already. */
 bool gw_pubq_push_control(gw_pubq *q, gw_pub_event_type type, int qos);
