@@ -31,6 +31,17 @@ SLOW = 3.0 if in_asan_build() else 1.0
 DETECT_BOUND = 15.0  # the issue's bound with the default broker_keepalive
 
 
+def twenty_acked_and_a_pinger(tc, stream):
+    """myrio-01 on stream with records 1..20 sent and acked, and myrio-02 connected to ping."""
+    a, welcome = tc.session("myrio-01", stream=stream)
+    tc.assertEqual(welcome["last_seq"], 0)
+    for seq in range(1, 21):
+        a.send_json(data_msg(seq, record(seq)))
+    tc.assertEqual([a.recv_json()["seq"] for _ in range(20)], list(range(1, 21)))
+    pinger, _ = tc.session("myrio-02", stream="ping")
+    return a, pinger
+
+
 class HungBrokerTest(GatewayTestCase):
     gw_options = {"auth_timeout": 3}  # broker_keepalive: the default
 
@@ -43,12 +54,7 @@ class HungBrokerTest(GatewayTestCase):
             os.kill(self.broker.pid, signal.SIGCONT)
 
     def test_stopped_broker_is_noticed_and_agents_hear_from_the_gateway(self):
-        a, welcome = self.session("myrio-01", stream="hung")
-        self.assertEqual(welcome["last_seq"], 0)
-        for seq in range(1, 21):
-            a.send_json(data_msg(seq, record(seq)))
-        self.assertEqual([a.recv_json()["seq"] for _ in range(20)], list(range(1, 21)))
-        pinger, _ = self.session("myrio-02", stream="ping")
+        a, pinger = twenty_acked_and_a_pinger(self, "hung")
 
         # Records in flight when the broker stops: no acks for them.
         mark = self.gw.mark()
@@ -147,12 +153,7 @@ class UnconfirmedPublishesTest(GatewayTestCase):
 
     def run_withheld(self, qos, deadline_s, options):
         self.start_proxied_rig(options, qos)
-        a, welcome = self.session("myrio-01", stream="acks")
-        self.assertEqual(welcome["last_seq"], 0)
-        for seq in range(1, 21):
-            a.send_json(data_msg(seq, record(seq)))
-        self.assertEqual([a.recv_json()["seq"] for _ in range(20)], list(range(1, 21)))
-        pinger, _ = self.session("myrio-02", stream="ping")
+        a, pinger = twenty_acked_and_a_pinger(self, "acks")
 
         mark = self.gw.mark()
         self.proxy.withhold()
@@ -195,8 +196,9 @@ class UnconfirmedPublishesTest(GatewayTestCase):
         # per-topic order): then count.
         a.send_json(data_msg(41, record(41)))
         self.assertEqual(a.recv_json(10 * SLOW)["seq"], 41)
-        self.sub.wait_for_message(topic, 10 * SLOW, match=lambda m: m.payload == line_of(record(41)))
-        got = [p for p in self.payloads("myrio-01") if p != line_of(record(41))]
+        last = line_of(record(41))
+        self.sub.wait_for_message(topic, 10 * SLOW, match=lambda m: m.payload == last)
+        got = [p for p in self.payloads("myrio-01") if p != last]
         if qos == 2:  # the subscriber is durable at qos 2: its leg is exactly once too
             self.assertEqual(sorted(got), sorted(want), "qos 2: each record exactly once")
         else:
