@@ -68,6 +68,7 @@ int gw_pubconf_make(const gw_publisher_config *cfg, gw_pubconf *out, eds_error *
     }
     out->keepalive = cfg->keepalive ? cfg->keepalive : 30;
     out->connect_timeout_s = cfg->connect_timeout_s ? cfg->connect_timeout_s : 10;
+    out->publish_timeout_ms = (int64_t)cfg->publish_timeout_s * 1000;
     out->reconnect_min_ms = cfg->reconnect_min_ms ? cfg->reconnect_min_ms : 1000;
     out->reconnect_max_ms = cfg->reconnect_max_ms ? cfg->reconnect_max_ms : 30000;
     if (out->reconnect_max_ms < out->reconnect_min_ms)
@@ -75,7 +76,6 @@ int gw_pubconf_make(const gw_publisher_config *cfg, gw_pubconf *out, eds_error *
     out->max_inflight = cfg->max_inflight ? cfg->max_inflight : 64;
     out->max_messages = cfg->max_messages ? cfg->max_messages : 256;
     out->receive_maximum = cfg->receive_maximum > 0 ? cfg->receive_maximum : 0;
-    out->publish_timeout_ms = (int64_t)cfg->publish_timeout_s * 1000;
     if (cfg->persistent && out->receive_maximum > 0) {
         /* Paho 1.3 sends a queued publish only when another is added or after a 1 s
          * wait, not when a confirmation frees a slot (docs/performance.md, "Paho"): the

@@ -16,12 +16,13 @@
 
 typedef struct gw_pubconf {
     char *uri; /* tcp://host:port, ssl://..., [v6]:port */
+    /* deadline on the oldest outstanding publish; 0 = none */
+    int64_t publish_timeout_ms;
     char *client_id, *username, *password;
     char *will_topic, *will_payload, *online_payload, *subscribe_topic;
     char *cafile, *certfile, *keyfile;
     int keepalive, connect_timeout_s, reconnect_min_ms, reconnect_max_ms;
-    int receive_maximum;        /* 0 = none */
-    int64_t publish_timeout_ms; /* deadline on the oldest outstanding publish; 0 = none */
+    int receive_maximum; /* 0 = none */
     size_t max_inflight, max_messages;
 } gw_pubconf;
 

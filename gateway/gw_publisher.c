@@ -801,7 +801,7 @@ int gw_publisher_publish_marked(gw_publisher *p, const char *topic, const void *
         pthread_mutex_unlock(&p->handle_lock);
         return EDS_ERR_BROKER;
     }
-    uint32_t idx = gw_pubq_begin(&p->q, token, (int64_t)eds_monotonic_ms());
+    uint32_t idx = gw_pubq_begin(&p->q, token);
     if (idx == GW_PUBQ_NIL) {
         unlock(p);
         pthread_mutex_unlock(&p->handle_lock);
@@ -826,7 +826,7 @@ int gw_publisher_publish_marked(gw_publisher *p, const char *topic, const void *
     lock(p);
     /* Completed (or failed with its connection) before MQTTAsync_send returned: the event
      * is queued, so the call counts as accepted whatever Paho returned. */
-    if (!gw_pubq_end(&p->q, idx, prc == MQTTASYNC_SUCCESS)) {
+    if (!gw_pubq_end(&p->q, idx, prc == MQTTASYNC_SUCCESS, (int64_t)eds_monotonic_ms())) {
         if (p->q.inflight == 0)
             pthread_cond_broadcast(&p->idle);
         rc = prc == MQTTASYNC_BAD_UTF8_STRING ? EDS_ERR_INVAL : EDS_ERR_BROKER;

@@ -95,6 +95,12 @@ typedef struct gw_publisher_config {
     int reconnect_min_ms;  /* first retry delay after a failed attempt; 0 = 1000 */
     int reconnect_max_ms;  /* backoff cap; 0 = 30000 */
     int connect_timeout_s; /* 0 = 10 */
+    /* A broker that answers pings but does not confirm publishes (or a stuck Paho): when
+     * the oldest publish outstanding on a connection has waited this long, the connection
+     * is given up as if it were lost (GW_PUB_DISCONNECTED; clean mode fails what was
+     * outstanding, persistent mode resends it from the store) and a new one is made.
+     * Seconds; 0 = no deadline (only the keepalive). */
+    int publish_timeout_s;
     /* Persistent session (see "Exactly once" above): one MQTT session with cleansession 0
      * for the publisher's life, Paho's persistence in a gw_pubstore in session_dir (NULL:
      * in memory, which survives broker restarts but not a restart of the gateway). */
@@ -107,12 +113,6 @@ typedef struct gw_publisher_config {
      * delivering them (seen with 2.0.11: lost records). Lowers max_inflight to
      * receive_maximum - 2 (room for the SUBSCRIBE and online status of a connect). */
     int receive_maximum;
-    /* A broker that answers pings but does not confirm publishes (or a stuck Paho): when
-     * the oldest publish outstanding on a connection has waited this long, the connection
-     * is given up as if it were lost (GW_PUB_DISCONNECTED; clean mode fails what was
-     * outstanding, persistent mode resends it from the store) and a new one is made.
-     * Seconds; 0 = no deadline (only the keepalive). */
-    int publish_timeout_s;
 } gw_publisher_config;
 
 /* Validates cfg and allocates the publisher (no connection yet; see start).

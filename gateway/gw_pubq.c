@@ -22,7 +22,7 @@ enum slot_state {
 
 struct gw_pubq_slot {
     uint64_t token;
-    int64_t begun_ms;    /* handed out (gw_pubq_begin's now_ms) */
+    int64_t handed_ms;   /* hand-over ended (gw_pubq_end's now_ms): waiting since */
     uint32_t prev, next; /* call order (outstanding) or free list (next) */
     enum slot_state state;
 };
@@ -85,7 +85,7 @@ static void release(gw_pubq *q, uint32_t i)
     q->free_head = i;
 }
 
-uint32_t gw_pubq_begin(gw_pubq *q, uint64_t token, int64_t now_ms)
+uint32_t gw_pubq_begin(gw_pubq *q, uint64_t token)
 {
     if (q->inflight + q->undispatched >= q->max_inflight || q->free_head == GW_PUBQ_NIL)
         return GW_PUBQ_NIL;
@@ -93,7 +93,6 @@ uint32_t gw_pubq_begin(gw_pubq *q, uint64_t token, int64_t now_ms)
     struct gw_pubq_slot *s = &q->slots[i];
     q->free_head = s->next;
     s->token = token;
-    s->begun_ms = now_ms;
     s->state = SLOT_SUBMITTING;
     s->next = GW_PUBQ_NIL;
     s->prev = q->pend_tail;
@@ -106,7 +105,7 @@ uint32_t gw_pubq_begin(gw_pubq *q, uint64_t token, int64_t now_ms)
     return i;
 }
 
-bool gw_pubq_end(gw_pubq *q, uint32_t i, bool accepted)
+bool gw_pubq_end(gw_pubq *q, uint32_t i, bool accepted, int64_t now_ms)
 {
     struct gw_pubq_slot *s = &q->slots[i];
     if (s->state == SLOT_REPORTED) {
@@ -117,6 +116,7 @@ bool gw_pubq_end(gw_pubq *q, uint32_t i, bool accepted)
         return false;
     if (accepted) {
         s->state = SLOT_PENDING;
+        s->handed_ms = now_ms;
         return true;
     }
     unlink_slot(q, s);
@@ -157,7 +157,10 @@ int64_t gw_pubq_oldest_age(const gw_pubq *q, int64_t now_ms)
 {
     if (q->pend_head == GW_PUBQ_NIL)
         return -1;
-    int64_t age = now_ms - q->slots[q->pend_head].begun_ms;
+    const struct gw_pubq_slot *s = &q->slots[q->pend_head];
+    if (s->state != SLOT_PENDING)
+        return 0; /* being handed over right now */
+    int64_t age = now_ms - s->handed_ms;
     return age > 0 ? age : 0; /* a clock read before the slot was taken */
 }
 

@@ -57,15 +57,14 @@ int gw_pubq_init(gw_pubq *q, size_t max_inflight, size_t max_messages, size_t ma
 /* Frees the tables and the buffers of events not popped. */
 void gw_pubq_free(gw_pubq *q);
 
-/* Takes a slot for a new publish of token, handed out at now_ms, last in call order, and
- * returns its index; GW_PUBQ_NIL when max_inflight publishes are outstanding or their
- * events unpopped. */
-uint32_t gw_pubq_begin(gw_pubq *q, uint64_t token, int64_t now_ms);
+/* Takes a slot for a new publish of token, last in call order, and returns its index;
+ * GW_PUBQ_NIL when max_inflight publishes are outstanding or their events unpopped. */
+uint32_t gw_pubq_begin(gw_pubq *q, uint64_t token);
 
-/* The hand-over of slot i ended. accepted: it waits for its report (or, reported
- * already, is released). Not accepted: withdrawn, no event. Returns true when the
- * publish counts as accepted (an event for it is or will be queued). */
-bool gw_pubq_end(gw_pubq *q, uint32_t i, bool accepted);
+/* The hand-over of slot i ended at now_ms. accepted: it waits for its report from now_ms
+ * on (or, reported already, is released). Not accepted: withdrawn, no event. Returns true
+ * when the publish counts as accepted (an event for it is or will be queued). */
+bool gw_pubq_end(gw_pubq *q, uint32_t i, bool accepted, int64_t now_ms);
 
 /* Queues DONE (ok) or FAILED for slot i and takes it out of the call order; false (and
  * nothing queued) when slot i is not outstanding: reported before, or free. */
@@ -78,8 +77,9 @@ bool gw_pubq_outstanding(const gw_pubq *q, uint32_t i);
 uint32_t gw_pubq_oldest(const gw_pubq *q);
 
 /* How long (ms, at now_ms) the oldest outstanding publish has waited for its report since
- * it was handed out; -1 when none is outstanding. The deadline on outstanding publishes
- * (broker_publish_timeout) is checked against this. */
+ * it was handed out (its gw_pubq_end; 0 while it is being handed over); -1 when none is
+ * outstanding. The deadline on outstanding publishes (broker_publish_timeout) is checked
+ * against this. */
 int64_t gw_pubq_oldest_age(const gw_pubq *q, int64_t now_ms);
 
 /* The deadline on outstanding publishes, for a connection up since since_ms: the age of

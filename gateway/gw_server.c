@@ -323,6 +323,8 @@ static int open_publisher(gw_server *s, eds_error *err)
         .subscribe_topic = sub,
         .max_inflight = cfg->max_inflight,
         .keepalive = cfg->broker_keepalive, /* a hung broker: noticed in 2-3x this */
+        /* a broker that answers pings but confirms nothing: given up after this */
+        .publish_timeout_s = cfg->broker_publish_timeout,
         .cafile = cfg->broker_cafile,
         .certfile = cfg->broker_certfile,
         .keyfile = cfg->broker_keyfile,
@@ -330,7 +332,6 @@ static int open_publisher(gw_server *s, eds_error *err)
         .persistent = cfg->qos == 2,
         .session_dir = cfg->state_dir,
         .receive_maximum = cfg->broker_receive_maximum,
-        .publish_timeout_s = cfg->broker_publish_timeout, /* answers pings, confirms nothing */
     };
     rc = gw_publisher_create(&pc, &s->pub, err);
     free(broker_pw);

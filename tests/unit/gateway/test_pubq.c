@@ -31,9 +31,9 @@ static void expect_event(gw_pubq *q, gw_pub_event_type type, uint64_t token)
 
 static uint32_t publish(gw_pubq *q, uint64_t token)
 {
-    uint32_t i = gw_pubq_begin(q, token, 0);
+    uint32_t i = gw_pubq_begin(q, token);
     assert_int_not_equal(i, GW_PUBQ_NIL);
-    assert_true(gw_pubq_end(q, i, true));
+    assert_true(gw_pubq_end(q, i, true, 0));
     return i;
 }
 
@@ -68,14 +68,14 @@ static void test_unpopped_completions_count_against_max_inflight(void **state)
     assert_int_equal(gw_pubq_init(&q, 2, 0, 1), EDS_OK);
     uint32_t a = publish(&q, 1);
     publish(&q, 2);
-    assert_int_equal(gw_pubq_begin(&q, 3, 0), GW_PUBQ_NIL); /* two outstanding */
+    assert_int_equal(gw_pubq_begin(&q, 3), GW_PUBQ_NIL); /* two outstanding */
     assert_true(gw_pubq_report(&q, a, true));
     /* The slot is free, but its DONE still waits in the queue: still full. */
-    assert_int_equal(gw_pubq_begin(&q, 3, 0), GW_PUBQ_NIL);
+    assert_int_equal(gw_pubq_begin(&q, 3), GW_PUBQ_NIL);
     expect_event(&q, GW_PUB_DONE, 1);
-    uint32_t c = gw_pubq_begin(&q, 3, 0);
+    uint32_t c = gw_pubq_begin(&q, 3);
     assert_int_not_equal(c, GW_PUBQ_NIL);
-    assert_true(gw_pubq_end(&q, c, true));
+    assert_true(gw_pubq_end(&q, c, true, 0));
     gw_pubq_free(&q);
 }
 
@@ -84,19 +84,19 @@ static void test_report_during_hand_over(void **state)
     (void)state;
     gw_pubq q;
     assert_int_equal(gw_pubq_init(&q, 2, 0, 1), EDS_OK);
-    uint32_t a = gw_pubq_begin(&q, 7, 0);
+    uint32_t a = gw_pubq_begin(&q, 7);
     assert_true(gw_pubq_outstanding(&q, a));
     /* Paho called back before MQTTAsync_send returned. */
     assert_true(gw_pubq_report(&q, a, true));
     assert_false(gw_pubq_outstanding(&q, a));
     /* Whatever Paho then returns, the publish counts as accepted: its event is queued. */
-    assert_true(gw_pubq_end(&q, a, false));
+    assert_true(gw_pubq_end(&q, a, false, 0));
     expect_event(&q, GW_PUB_DONE, 7);
     assert_int_equal(q.inflight, 0);
     /* The slot was released exactly once: both slots can be taken again. */
-    assert_int_not_equal(gw_pubq_begin(&q, 8, 0), GW_PUBQ_NIL);
-    assert_int_not_equal(gw_pubq_begin(&q, 9, 0), GW_PUBQ_NIL);
-    assert_int_equal(gw_pubq_begin(&q, 10, 0), GW_PUBQ_NIL);
+    assert_int_not_equal(gw_pubq_begin(&q, 8), GW_PUBQ_NIL);
+    assert_int_not_equal(gw_pubq_begin(&q, 9), GW_PUBQ_NIL);
+    assert_int_equal(gw_pubq_begin(&q, 10), GW_PUBQ_NIL);
     gw_pubq_free(&q);
 }
 
@@ -106,9 +106,9 @@ static void test_refused_hand_over_leaves_nothing(void **state)
     gw_pubq q;
     assert_int_equal(gw_pubq_init(&q, 3, 0, 1), EDS_OK);
     uint32_t a = publish(&q, 1);
-    uint32_t b = gw_pubq_begin(&q, 2, 0);
+    uint32_t b = gw_pubq_begin(&q, 2);
     uint32_t c = publish(&q, 3);
-    assert_false(gw_pubq_end(&q, b, false)); /* Paho refused it */
+    assert_false(gw_pubq_end(&q, b, false, 0)); /* Paho refused it */
     assert_false(gw_pubq_outstanding(&q, b));
     assert_false(gw_pubq_report(&q, b, true)); /* a late callback for it is ignored */
     assert_int_equal(q.inflight, 2);
@@ -120,6 +120,48 @@ static void test_refused_hand_over_leaves_nothing(void **state)
     expect_event(&q, GW_PUB_FAILED, 3);
     (void)a;
     (void)c;
+    gw_pubq_free(&q);
+}
+
+/* The deadline on outstanding publishes: the oldest slot's age at the clock passed in,
+ * from the end of its hand-over (0 while being handed over), counted from the connection
+ * at the earliest, only at or past the timeout. */
+static void test_oldest_age_and_deadline(void **state)
+{
+    (void)state;
+    gw_pubq q;
+    assert_int_equal(gw_pubq_init(&q, 4, 2, 2), EDS_OK);
+    assert_int_equal(gw_pubq_oldest_age(&q, 5000), -1); /* nothing outstanding */
+    assert_int_equal(gw_pubq_overdue(&q, 99000, 0, 10000), -1);
+    uint32_t a = gw_pubq_begin(&q, 1);
+    assert_int_equal(gw_pubq_oldest_age(&q, 900), 0); /* being handed over */
+    assert_true(gw_pubq_end(&q, a, true, 1000));
+    uint32_t b = gw_pubq_begin(&q, 2);
+    assert_int_equal(gw_pubq_oldest_age(&q, 1500), 500);
+    assert_int_equal(gw_pubq_oldest_age(&q, 900), 0); /* a clock read before the end */
+    assert_int_equal(gw_pubq_overdue(&q, 10999, 0, 10000), -1);
+    assert_int_equal(gw_pubq_overdue(&q, 11000, 0, 10000), 10000);
+    assert_int_equal(gw_pubq_overdue(&q, 11000, 0, 0), -1); /* 0 = no deadline */
+    /* Resent on a connection up since 8000: the whole timeout again from there. */
+    assert_int_equal(gw_pubq_overdue(&q, 17999, 8000, 10000), -1);
+    assert_int_equal(gw_pubq_overdue(&q, 18000, 8000, 10000), 10000);
+    /* The oldest confirmed: the next one counts, from the end of its hand-over. */
+    assert_true(gw_pubq_end(&q, b, true, 4000));
+    assert_true(gw_pubq_report(&q, a, true));
+    assert_int_equal(gw_pubq_oldest_age(&q, 11000), 7000);
+    assert_int_equal(gw_pubq_overdue(&q, 11000, 0, 10000), -1);
+    assert_int_equal(gw_pubq_overdue(&q, 14500, 0, 10000), 10500);
+    assert_true(gw_pubq_report(&q, b, false));
+    assert_int_equal(gw_pubq_oldest_age(&q, 20000), -1);
+    /* A withdrawn hand-over leaves nothing outstanding. */
+    uint32_t c = gw_pubq_begin(&q, 3);
+    assert_false(gw_pubq_end(&q, c, false, 21000));
+    assert_int_equal(gw_pubq_overdue(&q, 99000, 0, 10000), -1);
+    /* Reported during the hand-over: no longer outstanding either. */
+    uint32_t d = gw_pubq_begin(&q, 4);
+    assert_true(gw_pubq_report(&q, d, false));
+    assert_int_equal(gw_pubq_oldest_age(&q, 50000), -1);
+    assert_true(gw_pubq_end(&q, d, true, 30000));
     gw_pubq_free(&q);
 }
 
@@ -164,43 +206,6 @@ static void test_messages_and_control_have_own_bounds(void **state)
     gw_pubq_free(&q); /* a zeroed queue is fine */
 }
 
-/* The deadline on outstanding publishes: the oldest slot's age at the clock passed in,
- * counted from the connection at the earliest, only at or past the timeout. */
-static void test_oldest_age_and_deadline(void **state)
-{
-    (void)state;
-    gw_pubq q;
-    assert_int_equal(gw_pubq_init(&q, 4, 2, 2), EDS_OK);
-    assert_int_equal(gw_pubq_oldest_age(&q, 5000), -1); /* nothing outstanding */
-    assert_int_equal(gw_pubq_overdue(&q, 99000, 0, 10000), -1);
-    uint32_t a = gw_pubq_begin(&q, 1, 1000);
-    assert_true(gw_pubq_end(&q, a, true));
-    uint32_t b = gw_pubq_begin(&q, 2, 4000); /* still being handed over: counts too */
-    assert_int_equal(gw_pubq_oldest_age(&q, 1500), 500);
-    assert_int_equal(gw_pubq_oldest_age(&q, 900), 0); /* clock read before begin */
-    assert_int_equal(gw_pubq_overdue(&q, 10999, 0, 10000), -1);
-    assert_int_equal(gw_pubq_overdue(&q, 11000, 0, 10000), 10000);
-    assert_int_equal(gw_pubq_overdue(&q, 11000, 0, 0), -1); /* 0 = no deadline */
-    /* Resent on a connection up since 8000: the whole timeout again from there. */
-    assert_int_equal(gw_pubq_overdue(&q, 17999, 8000, 10000), -1);
-    assert_int_equal(gw_pubq_overdue(&q, 18000, 8000, 10000), 10000);
-    /* The oldest confirmed: the next one's age counts. */
-    assert_true(gw_pubq_report(&q, a, true));
-    assert_int_equal(gw_pubq_oldest_age(&q, 11000), 7000);
-    assert_int_equal(gw_pubq_overdue(&q, 11000, 0, 10000), -1);
-    assert_int_equal(gw_pubq_overdue(&q, 14500, 0, 10000), 10500);
-    /* A withdrawn hand-over leaves nothing outstanding. */
-    assert_false(gw_pubq_end(&q, b, false));
-    assert_int_equal(gw_pubq_oldest_age(&q, 20000), -1);
-    assert_int_equal(gw_pubq_overdue(&q, 99000, 0, 10000), -1);
-    /* Reported during the hand-over: no longer outstanding either. */
-    uint32_t c = gw_pubq_begin(&q, 3, 30000);
-    assert_true(gw_pubq_report(&q, c, false));
-    assert_int_equal(gw_pubq_oldest_age(&q, 50000), -1);
-    assert_true(gw_pubq_end(&q, c, true));
-    gw_pubq_free(&q);
-}
-
 static void test_ring_wraps_many_times(void **state)
 {
     (void)state;
@@ -209,8 +214,8 @@ static void test_ring_wraps_many_times(void **state)
     uint64_t next_done = 0, token = 0;
     for (int round = 0; round < 1000; round++) {
         uint32_t i;
-        while ((i = gw_pubq_begin(&q, token, 0)) != GW_PUBQ_NIL) {
-            assert_true(gw_pubq_end(&q, i, true));
+        while ((i = gw_pubq_begin(&q, token)) != GW_PUBQ_NIL) {
+            assert_true(gw_pubq_end(&q, i, true, 0));
             token++;
         }
         while (gw_pubq_oldest(&q) != GW_PUBQ_NIL)
@@ -294,10 +299,10 @@ int main(void)
         cmocka_unit_test(test_completions_carry_tokens_in_report_order),
         cmocka_unit_test(test_unpopped_completions_count_against_max_inflight),
         cmocka_unit_test(test_report_during_hand_over),
+        cmocka_unit_test(test_oldest_age_and_deadline),
         cmocka_unit_test(test_refused_hand_over_leaves_nothing),
         cmocka_unit_test(test_messages_and_control_have_own_bounds),
         cmocka_unit_test(test_ring_wraps_many_times),
-        cmocka_unit_test(test_oldest_age_and_deadline),
         cmocka_unit_test(test_pubconf_checks_and_defaults),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
