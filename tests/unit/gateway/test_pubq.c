@@ -61,6 +61,48 @@ static void test_completions_carry_tokens_in_report_order(void **state)
     gw_pubq_free(&q);
 }
 
+/* The deadline on outstanding publishes: the oldest slot's age at the clock passed in,
+ * from the end of its hand-over (0 while being handed over), counted from the connection
+ * at the earliest, only at or past the timeout. */
+static void test_oldest_age_and_deadline(void **state)
+{
+    (void)state;
+    gw_pubq q;
+    assert_int_equal(gw_pubq_init(&q, 4, 2, 2), EDS_OK);
+    assert_int_equal(gw_pubq_oldest_age(&q, 5000), -1); /* nothing outstanding */
+    assert_int_equal(gw_pubq_overdue(&q, 99000, 0, 10000), -1);
+    uint32_t a = gw_pubq_begin(&q, 1);
+    assert_int_equal(gw_pubq_oldest_age(&q, 900), 0); /* being handed over */
+    assert_true(gw_pubq_end(&q, a, true, 1000));
+    uint32_t b = gw_pubq_begin(&q, 2);
+    assert_int_equal(gw_pubq_oldest_age(&q, 1500), 500);
+    assert_int_equal(gw_pubq_oldest_age(&q, 900), 0); /* a clock read before the end */
+    assert_int_equal(gw_pubq_overdue(&q, 10999, 0, 10000), -1);
+    assert_int_equal(gw_pubq_overdue(&q, 11000, 0, 10000), 10000);
+    assert_int_equal(gw_pubq_overdue(&q, 11000, 0, 0), -1); /* 0 = no deadline */
+    /* Resent on a connection up since 8000: the whole timeout again from there. */
+    assert_int_equal(gw_pubq_overdue(&q, 17999, 8000, 10000), -1);
+    assert_int_equal(gw_pubq_overdue(&q, 18000, 8000, 10000), 10000);
+    /* The oldest confirmed: the next one counts, from the end of its hand-over. */
+    assert_true(gw_pubq_end(&q, b, true, 4000));
+    assert_true(gw_pubq_report(&q, a, true));
+    assert_int_equal(gw_pubq_oldest_age(&q, 11000), 7000);
+    assert_int_equal(gw_pubq_overdue(&q, 11000, 0, 10000), -1);
+    assert_int_equal(gw_pubq_overdue(&q, 14500, 0, 10000), 10500);
+    assert_true(gw_pubq_report(&q, b, false));
+    assert_int_equal(gw_pubq_oldest_age(&q, 20000), -1);
+    /* A withdrawn hand-over leaves nothing outstanding. */
+    uint32_t c = gw_pubq_begin(&q, 3);
+    assert_false(gw_pubq_end(&q, c, false, 21000));
+    assert_int_equal(gw_pubq_overdue(&q, 99000, 0, 10000), -1);
+    /* Reported during the hand-over: no longer outstanding either. */
+    uint32_t d = gw_pubq_begin(&q, 4);
+    assert_true(gw_pubq_report(&q, d, false));
+    assert_int_equal(gw_pubq_oldest_age(&q, 50000), -1);
+    assert_true(gw_pubq_end(&q, d, true, 30000));
+    gw_pubq_free(&q);
+}
+
 static void test_unpopped_completions_count_against_max_inflight(void **state)
 {
     (void)state;
@@ -120,48 +162,6 @@ static void test_refused_hand_over_leaves_nothing(void **state)
     expect_event(&q, GW_PUB_FAILED, 3);
     (void)a;
     (void)c;
-    gw_pubq_free(&q);
-}
-
-/* The deadline on outstanding publishes: the oldest slot's age at the clock passed in,
- * from the end of its hand-over (0 while being handed over), counted from the connection
- * at the earliest, only at or past the timeout. */
-static void test_oldest_age_and_deadline(void **state)
-{
-    (void)state;
-    gw_pubq q;
-    assert_int_equal(gw_pubq_init(&q, 4, 2, 2), EDS_OK);
-    assert_int_equal(gw_pubq_oldest_age(&q, 5000), -1); /* nothing outstanding */
-    assert_int_equal(gw_pubq_overdue(&q, 99000, 0, 10000), -1);
-    uint32_t a = gw_pubq_begin(&q, 1);
-    assert_int_equal(gw_pubq_oldest_age(&q, 900), 0); /* being handed over */
-    assert_true(gw_pubq_end(&q, a, true, 1000));
-    uint32_t b = gw_pubq_begin(&q, 2);
-    assert_int_equal(gw_pubq_oldest_age(&q, 1500), 500);
-    assert_int_equal(gw_pubq_oldest_age(&q, 900), 0); /* a clock read before the end */
-    assert_int_equal(gw_pubq_overdue(&q, 10999, 0, 10000), -1);
-    assert_int_equal(gw_pubq_overdue(&q, 11000, 0, 10000), 10000);
-    assert_int_equal(gw_pubq_overdue(&q, 11000, 0, 0), -1); /* 0 = no deadline */
-    /* Resent on a connection up since 8000: the whole timeout again from there. */
-    assert_int_equal(gw_pubq_overdue(&q, 17999, 8000, 10000), -1);
-    assert_int_equal(gw_pubq_overdue(&q, 18000, 8000, 10000), 10000);
-    /* The oldest confirmed: the next one counts, from the end of its hand-over. */
-    assert_true(gw_pubq_end(&q, b, true, 4000));
-    assert_true(gw_pubq_report(&q, a, true));
-    assert_int_equal(gw_pubq_oldest_age(&q, 11000), 7000);
-    assert_int_equal(gw_pubq_overdue(&q, 11000, 0, 10000), -1);
-    assert_int_equal(gw_pubq_overdue(&q, 14500, 0, 10000), 10500);
-    assert_true(gw_pubq_report(&q, b, false));
-    assert_int_equal(gw_pubq_oldest_age(&q, 20000), -1);
-    /* A withdrawn hand-over leaves nothing outstanding. */
-    uint32_t c = gw_pubq_begin(&q, 3);
-    assert_false(gw_pubq_end(&q, c, false, 21000));
-    assert_int_equal(gw_pubq_overdue(&q, 99000, 0, 10000), -1);
-    /* Reported during the hand-over: no longer outstanding either. */
-    uint32_t d = gw_pubq_begin(&q, 4);
-    assert_true(gw_pubq_report(&q, d, false));
-    assert_int_equal(gw_pubq_oldest_age(&q, 50000), -1);
-    assert_true(gw_pubq_end(&q, d, true, 30000));
     gw_pubq_free(&q);
 }
 
