@@ -17,7 +17,8 @@
  *    for QoS 0, that the PUBLISH was written to the socket.
  *  - Publishes go out in call order on a single MQTT connection.
  *  - Failure is all-or-nothing per connection: when the connection is lost
- *    (or any publish fails), every publish still outstanding on it reports
+ *    (or any publish fails, or one stays unconfirmed for publish_timeout_s:
+ *    a broker that answers pings only), every publish still outstanding on it reports
  *    FAILED, in call order, followed by GW_PUB_DISCONNECTED. Nothing that
  *    was accepted before is sent again by Paho after a reconnect (each
  *    connection uses a fresh Paho client with cleansession=1 and no
