@@ -91,10 +91,11 @@ class InstallUsePurge(unittest.TestCase):
                              name="eds-gateway (chroot)")
                 with gw:
                     gw.wait_for_line(r"connected to the broker", timeout=15)
-                    agent = Process(r.chroot_argv(["/usr/bin/eds-agent", "-c", aconf,
-                                                   "--count", "10"], "eds-agent"),
-                                    name="eds-agent (chroot)")
-                    self.assertEqual(agent.wait(timeout=60), 0, agent.output())
+                    # In a with: a failed wait must not leave it running in the root.
+                    with Process(r.chroot_argv(["/usr/bin/eds-agent", "-c", aconf,
+                                                "--count", "10"], "eds-agent"),
+                                 name="eds-agent (chroot)") as agent:
+                        self.assertEqual(agent.wait(timeout=60), 0, agent.output())
                     sub.wait_for_count("energy/myrio-01/data", 10, timeout=20)
                     self.assertEqual(gw.stop(timeout=15), 0, gw.output())
             self.assertTrue(os.path.exists(r.host_path("/var/lib/eds-gateway/state.log")))
