@@ -23,10 +23,11 @@ Stopped by its pid (SIGTERM, then SIGKILL after 30 s); nothing else is killed.
 import fcntl
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
+
+import deployutil
 
 CACHE = os.path.join(os.path.expanduser("~"), ".cache", "eds")
 BASE_IMAGE = "debian:12-slim"
@@ -140,13 +141,8 @@ class Engine:
 
     def stop(self):
         """Stops our private dockerd (by its pid) and removes its run folder."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        if self.proc:
+            deployutil.stop_process(self.proc, 30)
         if self.workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
             self.workdir = None

@@ -24,6 +24,7 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+import deployutil  # noqa: E402
 import dockerengine  # noqa: E402
 from edsrig import free_port, source_path, wait_until  # noqa: E402
 
@@ -84,7 +85,7 @@ class RigInDocker(unittest.TestCase):
     def test_rig_runs_and_survives_a_gateway_crash(self):
         base = engine.timed("base image", engine.ensure_base)
         for dockerfile, tag in IMAGES:
-            engine.build(dockerfile, tag, source_path())
+            engine.build(source_path(dockerfile), tag, source_path())
         engine.prune()
         self.addCleanup(self.down)
         engine.timed("up", lambda: self.dc("up", "-d", "--no-build"))
@@ -144,9 +145,4 @@ class RigInDocker(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    result = unittest.main(verbosity=2, exit=False).result
-    if result.skipped and not result.failures and not result.errors and \
-            result.testsRun == len(result.skipped):
-        print("SKIPPED: %s" % result.skipped[0][1])
-        sys.exit(77)
-    sys.exit(0 if result.wasSuccessful() else 1)
+    deployutil.main()
