@@ -90,6 +90,14 @@ class GatewayPackage(unittest.TestCase):
             with open(os.path.join(self.root, "usr/share/man/man8/eds-gateway.8")) as f:
                 page = f.read()
             self.assertIn("broker\\-password\\-file", page)  # an option, as roff writes it
+        # The dashboard, where this build assembled it (scripts/build-dashboard.sh), where
+        # broker-config/dashboard.conf's http_dir looks.
+        self.assertIn("/usr/share/eds/broker-config/dashboard.conf", self.entries)
+        if os.path.exists(os.path.join(BUILD_DIR, "dashboard", "index.html")):
+            for f in ["index.html", "dashboard.js", "vendor/mqtt.min.js", "vendor/uPlot.iife.min.js"]:
+                self.assertIn("/usr/share/eds/dashboard/" + f, self.entries)
+            with open(os.path.join(self.root, "usr/share/eds/broker-config/dashboard.conf")) as f:
+                self.assertIn("http_dir /usr/share/eds/dashboard", f.read())
         # The agent's files are in the other package.
         self.assertNotIn("/usr/bin/eds-agent", self.entries)
 
