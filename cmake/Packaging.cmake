@@ -148,7 +148,7 @@ find_program(EDS_DPKG_SHLIBDEPS dpkg-shlibdeps)
 if(EDS_DPKG_SHLIBDEPS AND NOT CMAKE_CROSSCOMPILING)
     set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 else()
-    set(CPACK_DEBIAN_GATEWAY_PACKAGE_DEPENDS "libc6, libcjson1, libpaho-mqtt1.3, libssl3")
+    set(CPACK_DEBIAN_GATEWAY_PACKAGE_DEPENDS "libc6, libcjson1, libmicrohttpd12, libpaho-mqtt1.3, libssl3")
     set(CPACK_DEBIAN_AGENT_PACKAGE_DEPENDS "libc6, libcjson1, libssl3")
 endif()
 

@@ -24,9 +24,11 @@
 #include "eds_schema.h"
 #include "eds_tls.h"
 #include "gw_loop.h"
+#include "gw_metrics.h"
 #include "gw_publisher.h"
 #include "gw_schemas.h"
 #include "gw_state.h"
+#include "gw_stats.h"
 
 #define READ_CHUNK 16384
 #define OUT_SOFT (64 * 1024) /* past this, stop reading the connection */
@@ -44,7 +46,7 @@
 
 /* ---- types -------------------------------------------------------------- */
 
-enum handle_kind { H_LISTENER, H_CONN, H_PUBLISHER, H_SIGNAL };
+enum handle_kind { H_LISTENER, H_CONN, H_PUBLISHER, H_SIGNAL, H_METRICS };
 
 typedef struct gw_handle {
     enum handle_kind kind;
@@ -99,6 +101,7 @@ typedef struct gw_device {
     double tokens; /* max_rate bucket: records that may arrive now */
     int64_t tokens_ms;
     struct gw_device *hnext;
+    gw_device_counters ctr; /* for /metrics */
 } gw_device;
 
 /* Per source address: connections now, recent failed logins. */
@@ -148,18 +151,13 @@ typedef struct gw_listener {
     bool tls;
 } gw_listener;
 
-typedef struct gw_stats {
-    uint64_t connections_total, auth_failures, messages_in, acked, duplicates, rejected, bad_lines,
-        bytes_in, bytes_out, cmds_in, cmds_delivered, cmds_dropped, server_busy, timeouts, replaced;
-    uint64_t tls_failures, per_ip_refused, rate_limited, login_delays, lines_too_long;
-} gw_stats;
-
 struct gw_server {
     const gw_config *cfg;
     gw_loop *loop;
     gw_publisher *pub;
-    gw_handle pub_h, sig_h;
+    gw_handle pub_h, sig_h, metrics_h;
     int sig_fd;
+    gw_metrics *metrics; /* NULL unless metrics_listener */
     gw_listener listeners[GW_MAX_LISTENERS];
     size_t n_listeners;
     gw_conn **conns; /* indexed by fd */
@@ -549,12 +547,16 @@ static void drain_replies(gw_server *s, gw_device *d)
                 send_line(s, c, line, n);
             }
         }
-        if (r->kind == REC_DATA)
+        if (r->kind == REC_DATA) {
             s->st.acked++;
-        else if (r->kind == REC_REJECT)
+            d->ctr.acked++;
+        } else if (r->kind == REC_REJECT) {
             s->st.rejected++;
-        else
+            d->ctr.rejected++;
+        } else {
             s->st.duplicates++;
+            d->ctr.duplicates++;
+        }
         if (r->kind != REC_DUP && r->seq > d->last_seq) {
             d->last_seq = r->seq;
             advanced = true;
@@ -1252,6 +1254,8 @@ static void handle_data(gw_server *s, gw_conn *c, const eds_msg *m, const char *
 {
     gw_device *d = c->dev;
     s->st.messages_in++;
+    d->ctr.records_in++;
+    d->ctr.last_seen = time(NULL);
     if (ring_reserve(s, d) != EDS_OK) {
         /* Cannot happen while must_pause() is honoured; refuse rather than grow. */
         send_error(s, c, EDS_PE_BAD_MESSAGE, "window full: wait for acks before sending more");
@@ -1754,13 +1758,45 @@ static void on_signal(gw_server *s)
     }
 }
 
+static size_t devices_online(const gw_server *s)
+{
+    size_t online = 0;
+    for (size_t i = 0; i < s->n_devices; i++)
+        online += s->devices[i]->online;
+    return online;
+}
+
+static void metrics_device(void *ctx, size_t i, gw_metrics_device *out)
+{
+    const gw_device *d = ((const gw_server *)ctx)->devices[i];
+    *out = (gw_metrics_device){.id = d->id, .c = &d->ctr, .online = d->online};
+}
+
+/* A scrape of /metrics waits: render what the loop knows now (gw_metrics.h). */
+static void serve_metrics(gw_server *s)
+{
+    if (!gw_metrics_wanted(s->metrics))
+        return;
+    gw_metrics_snapshot snap = {
+        .stats = &s->st,
+        .uptime_s = (now_ms() - s->started_ms) / 1000,
+        .connections = s->n_conns,
+        .devices_online = devices_online(s),
+        .devices_known = s->n_devices,
+        .pending_bytes = s->pending_bytes,
+        .inflight = gw_publisher_inflight(s->pub),
+        .broker_connected = s->broker_up,
+        .device = metrics_device,
+        .ctx = s,
+    };
+    gw_metrics_publish(s->metrics, &snap);
+}
+
 static void publish_stats(gw_server *s)
 {
     char topic[TOPIC_MAX], body[1024];
     snprintf(topic, sizeof(topic), "%s/_gateway/stats", s->cfg->topic_prefix);
-    size_t online = 0;
-    for (size_t i = 0; i < s->n_devices; i++)
-        online += s->devices[i]->online;
+    size_t online = devices_online(s);
     int n = snprintf(
         body, sizeof(body),
         "{\"uptime\":%" PRId64 ",\"connections\":%zu,\"connections_total\":%" PRIu64
@@ -2007,6 +2043,16 @@ int gw_server_create(const gw_config *cfg, gw_server **out, eds_error *err)
         rc = eds_error_set(err, EDS_ERR_IO, "signalfd: %s", strerror(errno));
         goto err;
     }
+    if (cfg->metrics.port) {
+        if ((rc = gw_metrics_create(cfg->metrics.address, cfg->metrics.port, &s->metrics, err)) !=
+            EDS_OK)
+            goto err;
+        s->metrics_h.kind = H_METRICS;
+        if (gw_loop_add(s->loop, gw_metrics_fd(s->metrics), GW_EV_READ, &s->metrics_h) != EDS_OK) {
+            rc = eds_error_set(err, EDS_ERR_IO, "metrics: cannot watch its eventfd");
+            goto err;
+        }
+    }
     /* MQTT */
     char client_id[128], host[64] = "localhost", will_topic[TOPIC_MAX], sub[TOPIC_MAX], online[128],
                          since[32];
@@ -2096,6 +2142,9 @@ static void on_ready(void *ctx, void *ptr, uint32_t events)
         break;
     case H_SIGNAL:
         on_signal(s);
+        break;
+    case H_METRICS:
+        serve_metrics(s);
         break;
     case H_CONN: {
         gw_conn *c = (gw_conn *)h;
@@ -2206,6 +2255,7 @@ void gw_server_destroy(gw_server *s)
             }
         free(s->iptab);
     }
+    gw_metrics_destroy(s->metrics);
     gw_loop_destroy(s->loop);
     if (s->sig_fd >= 0)
         close(s->sig_fd);

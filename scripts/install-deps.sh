@@ -9,7 +9,7 @@ PKGS=(cmake gcc make pkg-config clang mosquitto mosquitto-clients libpaho-mqtt-d
       libcjson-dev libssl-dev libcmocka-dev python3 python3-paho-mqtt openssl
       valgrind iproute2 nftables libclang-rt-14-dev python3-cerberus
       dpkg-dev python3-yaml docker-compose help2man docker.io debootstrap
-      chromium python3-websocket)
+      chromium python3-websocket libmicrohttpd-dev prometheus)
 
 want_cross=0
 for arg in "$@"; do

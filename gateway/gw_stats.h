@@ -1,0 +1,26 @@
+/*
+ * gw_stats.h - the gateway's counters, as the event loop keeps them: read by
+ * the stats topic (gw_server.c, publish_stats) and by /metrics (gw_metrics.c).
+ *
+ * Plain structs, written only by the event loop's thread. gw_device_counters
+ * sit inside each device; gw_stats once in the server. Counters count from
+ * the start and are never reset (a SIGHUP reload keeps them).
+ */
+#ifndef GW_STATS_H
+#define GW_STATS_H
+
+#include <stdint.h>
+
+typedef struct gw_stats {
+    uint64_t connections_total, auth_failures, messages_in, acked, duplicates, rejected, bad_lines,
+        bytes_in, bytes_out, cmds_in, cmds_delivered, cmds_dropped, server_busy, timeouts, replaced;
+    uint64_t tls_failures, per_ip_refused, rate_limited, login_delays, lines_too_long;
+} gw_stats;
+
+/* One device's share of messages_in, acked, rejected and duplicates. */
+typedef struct gw_device_counters {
+    uint64_t records_in, acked, rejected, duplicates;
+    int64_t last_seen; /* Unix time (s) of its last data message; 0 = none yet */
+} gw_device_counters;
+
+#endif
