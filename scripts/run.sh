@@ -12,7 +12,8 @@
 #   - mosquitto_sub -v -t 'energy/#' as user reader, whose output you see:
 #     device status changes (retained), records, gateway stats;
 #   - the live dashboard (dashboard/, scripts/build-dashboard.sh), served by
-#     the same mosquitto on port 9001 (or a free one): open the URL it prints.
+#     the same mosquitto on port 9001 (or a free one): open the URL it prints;
+#   - the gateway's Prometheus metrics on port 9883 (or a free one).
 # Runs until Ctrl-C (or --duration), then stops everything it started, by pid.
 #
 # Usage: scripts/run.sh [OPTIONS]
@@ -176,6 +177,7 @@ tls_port=""
 [ "$tls" = 1 ] && tls_port=$(pick_port 5884)
 port_free "$broker_port" || fail "port $broker_port is taken"
 port_free "$gateway_port" || fail "port $gateway_port is taken"
+metrics_port=$(pick_port 9883)
 dashboard=0
 if [ -f "$DASHBOARD_DIR/index.html" ]; then
     dashboard=1
@@ -229,6 +231,7 @@ if [ "$dashboard" = 1 ]; then
 else
     echo "== no dashboard: $DASHBOARD_DIR not built (scripts/build-dashboard.sh; needs npm)"
 fi
+echo "== metrics: http://127.0.0.1:$metrics_port/metrics (Prometheus)"
 echo "== try in another terminal: mosquitto_pub -h 127.0.0.1 -p $broker_port -u reader -P $reader_pw -t energy/myrio-01/cmd -m '{\"relay\":1}'"
 if [ -n "$duration" ]; then
     echo "== live messages (mosquitto_sub -v -t 'energy/#'), stopping after ${duration} s:"
@@ -275,7 +278,7 @@ setsid "$BIN/eds-gateway" --listener "$gateway_port 127.0.0.1" "${gw_tls[@]}" \
     --broker-host 127.0.0.1 --broker-port "$broker_port" \
     --broker-username eds-gateway --broker-password-file "$WORK/broker.pw" \
     --schema "$ROOT/schemas/energy.json" --password-file "$WORK/devices.passwd" \
-    --state-dir "$WORK/state" --stats-interval 5 -v >"$WORK/gateway.log" 2>&1 &
+    --state-dir "$WORK/state" --stats-interval 5 --metrics-listener "$metrics_port 127.0.0.1" -v >"$WORK/gateway.log" 2>&1 &
 started $! eds-gateway
 wait_for "eds-gateway on port $gateway_port" 10 listening "$gateway_port" ||
     fail "eds-gateway did not start" "$WORK/gateway.log"

@@ -22,6 +22,7 @@ import shutil
 import signal
 import sys
 import unittest
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -65,6 +66,8 @@ class Dashboard(unittest.TestCase):
             cls.gw_port = int(cls.run_sh.wait_for_line(
                 r"^== mosquitto on .* eds-gateway on 127\.0\.0\.1:(\d+)").group(1))
             cls.work = cls.run_sh.wait_for_line(r"^== temp folder (\S+) ").group(1)
+            cls.metrics_url = cls.run_sh.wait_for_line(
+                r"^== metrics: (http://127\.0\.0\.1:\d+/metrics) ").group(1)
             for dev in DEVICES:
                 cls.run_sh.wait_for_line(r"^energy/%s/data " % dev, timeout=30)
             cls.browser = cdp.Browser(width=1280, height=1000)
@@ -182,6 +185,12 @@ class Dashboard(unittest.TestCase):
         with open(os.path.join(self.work, "myrio-01.log")) as f:
             self.assertIn('"day-ahead-price":77.5', f.read())
         print("command outcome seen: %s, then delivered" % state)
+
+        # run.sh's metrics URL agrees with the page: three devices online, one rejected.
+        with urllib.request.urlopen(self.metrics_url, timeout=10) as r:
+            metrics = r.read().decode()
+        self.assertRegex(metrics, r"(?m)^eds_devices_online 3$")
+        self.assertRegex(metrics, r'(?m)^eds_device_records_rejected_total\{device="myrio-03"\} 1$')
 
         path = os.path.join(BUILD_DIR, "dashboard.png")
         self.js("window.scrollTo(0, 0); 0")
