@@ -18,11 +18,15 @@ through docker-proxy on the host address the compose file names (127.0.0.1).
 Without NAT a container cannot reach deb.debian.org, so image builds use the
 host's network (`--network host`), as apt on the host would.
 Stopped by its pid (SIGTERM, then SIGKILL after 30 s); nothing else is killed.
+Its pid is kept in ~/.cache/eds/dockerd.pid, so a run that was killed before
+it could stop its dockerd has it stopped by the next run (if that pid still
+runs dockerd on our data root).
 """
 
 import fcntl
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -32,6 +36,7 @@ import deployutil
 CACHE = os.path.join(os.path.expanduser("~"), ".cache", "eds")
 BASE_IMAGE = "debian:12-slim"
 BASE_TARBALL = os.path.join(CACHE, "debian-12-minbase.tar")
+PIDFILE = os.path.join(CACHE, "dockerd.pid")  # our private dockerd: "PID RUN_FOLDER"
 MIRROR = "http://deb.debian.org/debian"
 # What a real debian:12-slim lists (minbase's sources.list has only "bookworm main").
 SOURCES = ("deb http://deb.debian.org/debian bookworm main\n"
@@ -49,6 +54,38 @@ def _run(argv, timeout, env=None, check=True, what=None):
         raise AssertionError("%s failed (exit %d):\n%s%s" % (
             what or " ".join(argv), out.returncode, out.stdout[-3000:], out.stderr[-3000:]))
     return out
+
+
+def _stop_leftover_dockerd():
+    """A test run that was killed (a ctest timeout) cannot stop the dockerd it started,
+    which then holds the cached data root. Its pid is in PIDFILE: stop it if that pid
+    still runs our dockerd on our data root, and clean its run folder."""
+    try:
+        with open(PIDFILE) as f:
+            pid_s, work = f.read().split()
+        with open("/proc/%s/cmdline" % pid_s, "rb") as f:
+            argv = f.read().split(b"\0")
+    except (OSError, ValueError):
+        return
+    if os.path.basename(argv[0]) != b"dockerd" or \
+            os.path.join(CACHE, "docker").encode() not in argv:
+        return
+    pid = int(pid_s)
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while os.path.exists("/proc/%d" % pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if os.path.exists("/proc/%d" % pid):
+        os.kill(pid, signal.SIGKILL)
+    _remove_run_folder(work)
+
+
+def _remove_run_folder(work):
+    # dockerd leaves its default network namespace bind-mounted in the exec root.
+    netns = os.path.join(work, "x", "netns", "default")
+    if os.path.ismount(netns):
+        subprocess.run(["umount", netns], timeout=30, check=False)
+    shutil.rmtree(work, ignore_errors=True)
 
 
 class Engine:
@@ -92,6 +129,7 @@ class Engine:
                 if time.monotonic() > deadline:
                     raise Unavailable("another test run holds %s/docker.lock" % CACHE)
                 time.sleep(1)
+        _stop_leftover_dockerd()
         # Short paths: containerd's sockets live under the exec root (108-byte limit).
         work = tempfile.mkdtemp(prefix="eds-dk-", dir="/tmp")
         sock = os.path.join(work, "docker.sock")
@@ -103,22 +141,34 @@ class Engine:
                  "--host", "unix://" + sock],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True)
+        with open(PIDFILE, "w") as f:
+            f.write("%d %s\n" % (proc.pid, work))
         eng = cls("unix://" + sock, docker, proc, work, lock)
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                tail = eng.dockerd_log()
-                eng.stop()
-                raise Unavailable("dockerd exited (%s): %s" % (proc.returncode, tail[-800:]))
-            if os.path.exists(sock) and eng.run(["version"], 10, check=False).returncode == 0:
-                break
-            if time.monotonic() > deadline:
-                tail = eng.dockerd_log()
-                eng.stop()
-                raise AssertionError("dockerd did not answer within 60 s:\n" + tail[-2000:])
-            time.sleep(0.2)
-        eng._forget_leftovers()
+        try:
+            eng._wait_ready(sock, 180)
+            eng._forget_leftovers()
+        except BaseException:
+            eng.stop()
+            raise
         return eng
+
+    def _wait_ready(self, sock, timeout):
+        """Until our dockerd answers `docker version` (it may take long on a busy machine);
+        Unavailable if it exits, AssertionError after timeout seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise Unavailable("dockerd exited (%s): %s" % (self.proc.returncode,
+                                                               self.dockerd_log()[-800:]))
+            try:
+                if os.path.exists(sock) and self.run(["version"], 30, check=False).returncode == 0:
+                    return
+            except subprocess.TimeoutExpired:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError("dockerd did not answer within %d s:\n%s" % (
+                    timeout, self.dockerd_log()[-2000:]))
+            time.sleep(0.2)
 
     def dockerd_log(self):
         if not self.workdir:
@@ -144,8 +194,12 @@ class Engine:
         if self.proc:
             deployutil.stop_process(self.proc, 30)
         if self.workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+            _remove_run_folder(self.workdir)
             self.workdir = None
+            try:
+                os.unlink(PIDFILE)
+            except OSError:
+                pass
         if self._lock:
             self._lock.close()
             self._lock = None
