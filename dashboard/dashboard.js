@@ -91,6 +91,7 @@ function onMessage(topic, payload) {
   } catch (e) {
     return; /* only the gateway and senders of commands write here; ignore non-JSON */
   }
+  if (msg === null || typeof msg !== "object") return; /* e.g. the bridge's "1"/"0" */
   if (device === "_gateway") {
     if (leaf === "status") gatewayStatus(msg);
     else if (leaf === "stats") gatewayStats(msg);
