@@ -29,7 +29,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 import cdp  # noqa: E402
 import deployutil  # noqa: E402
-from edsrig import LineClient, Process, source_path  # noqa: E402
+from edsrig import LineClient, Process, source_path, wait_until  # noqa: E402
 
 BUILD_DIR = os.environ.get("EDS_BUILD_DIR") or source_path("build")
 DEVICES = ["myrio-01", "myrio-02", "myrio-03"]
@@ -142,7 +142,10 @@ class Dashboard(unittest.TestCase):
         # moment and reconnects), shows with its error.
         with open(os.path.join(self.work, "myrio-03.pw")) as f:
             password = f.read().strip()
+        card3 = "document.querySelector('.device[data-device=\"myrio-03\"] .badge')"
+        agent_peer = self.js("%s.title" % card3).rsplit(" ", 1)[-1]
         c = LineClient(self.gw_port)
+        test_peer = "%s:%d" % c.sock.getsockname()[:2]
         try:
             c.send_json({"type": "hello", "device": "myrio-03", "password": password,
                          "stream": "dashboard-test", "proto": 1})
@@ -159,8 +162,11 @@ class Dashboard(unittest.TestCase):
                         "'#rejected tr.rejected-row[data-device=\"myrio-03\"][data-seq=\"1\"]'))",
                         "the rejected record on the page")
         self.assertIn("power_factor: " + error, row)
-        self.wait("document.querySelectorAll('.device[data-online=\"true\"]').length === 3",
-                  "myrio-03 back online")
+        # Its agent comes back: online again from a third address (not the agent's old
+        # connection, not ours).
+        self.wait("(b => b.textContent === 'online' && !b.title.endsWith(' %s') && "
+                  "!b.title.endsWith(' %s'))(%s)" % (agent_peer, test_peer, card3),
+                  "myrio-03's agent back online")
 
         # Read-only by default: the broker refuses the dashboard user's command (MQTT 5
         # PUBACK with "not authorized").
@@ -187,9 +193,11 @@ class Dashboard(unittest.TestCase):
         print("command outcome seen: %s, then delivered" % state)
 
         # run.sh's metrics URL agrees with the page: three devices online, one rejected.
-        with urllib.request.urlopen(self.metrics_url, timeout=10) as r:
-            metrics = r.read().decode()
-        self.assertRegex(metrics, r"(?m)^eds_devices_online 3$")
+        def scrape():
+            with urllib.request.urlopen(self.metrics_url, timeout=10) as r:
+                return r.read().decode()
+        metrics = wait_until(lambda: (lambda t: re.search(r"(?m)^eds_devices_online 3$", t) and t)(
+            scrape()), 20, "eds_devices_online 3 at %s" % self.metrics_url, interval=0.5)
         self.assertRegex(metrics, r'(?m)^eds_device_records_rejected_total\{device="myrio-03"\} 1$')
 
         path = os.path.join(BUILD_DIR, "dashboard.png")
