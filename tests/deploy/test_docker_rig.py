@@ -124,6 +124,13 @@ class StaticChecks(unittest.TestCase):
         runs = " ".join(a for w, a in stages[0][1] if w == "RUN")
         self.assertRegex(runs, r"apt-get install .*\bmosquitto\b")
 
+    def test_build_stages_share_their_package_layer(self):
+        """The gateway's and the agent's build stages install the same packages with the
+        same RUN line, so the second build reuses the first one's layer (one apt run)."""
+        first_runs = [[a for w, a in dockerfile_stages(p)[0][1] if w == "RUN"][0]
+                      for p in DOCKERFILES.values()]
+        self.assertEqual(first_runs[0], first_runs[1])
+
     def test_bind_mounts_exist(self):
         checked = 0
         for name, svc in self.compose["services"].items():
