@@ -341,7 +341,9 @@ int gw_metrics_create(const char *address, int port, gw_metrics **out, eds_error
     struct sockaddr_in sa4 = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     const char *addr = address && *address ? address : "127.0.0.1";
     const struct sockaddr *sa = (const struct sockaddr *)&sa4;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+    /* epoll (MHD_USE_AUTO on Linux), not select(): with thousands of agents connected,
+     * a scrape's socket has an fd number past select's FD_SETSIZE. */
+    unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
     if (inet_pton(AF_INET6, addr, &sa6.sin6_addr) == 1) {
         sa = (const struct sockaddr *)&sa6;
         flags |= MHD_USE_IPv6;

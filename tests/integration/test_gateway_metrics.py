@@ -8,7 +8,9 @@ refuses device ids that would need it, also on command topics.)"""
 
 import os
 import re
+import resource
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -144,6 +146,38 @@ class MetricsTest(GatewayTestCase):
             self.scrape()
         self.assertRegex(self.gw.output(),
                          r"notice: metrics on http://127\.0\.0\.1:%d/metrics" % self.mport)
+
+
+class ManyConnectionsTest(GatewayTestCase):
+    """With 1100 agent connections open, the scrape's socket in the gateway has an fd
+    number past 1024 (select()'s FD_SETSIZE): it is served all the same."""
+    auto_rig = False
+    CONNS = 1100
+
+    def setUp(self):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = self.CONNS + 500
+        if hard != resource.RLIM_INFINITY and hard < want:
+            self.skipTest("RLIMIT_NOFILE hard limit %d < %d" % (hard, want))
+        if soft != resource.RLIM_INFINITY and soft < want:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))  # the gateway inherits it
+            self.addCleanup(resource.setrlimit, resource.RLIMIT_NOFILE, (soft, hard))
+        super().setUp()
+        self.mport = free_port()
+        self.start_rig({"metrics_listener": str(self.mport), "max_clients": self.CONNS + 100,
+                        "max_conn_per_ip": 0, "auth_timeout": 60})
+
+    def test_scrape_past_fd_setsize(self):
+        socks = []
+        self.addCleanup(lambda: [s.close() for s in socks])
+        for _ in range(self.CONNS):
+            socks.append(socket.create_connection(("127.0.0.1", self.gw.port), timeout=10))
+        url = "http://127.0.0.1:%d/metrics" % self.mport
+
+        def open_conns():
+            with urllib.request.urlopen(url, timeout=10) as r:
+                return parse(r.read().decode())[("eds_connections_open", None)] >= self.CONNS
+        wait_until(open_conns, 30, "%d connections open in /metrics" % self.CONNS, interval=0.5)
 
 
 class MetricsOffTest(GatewayTestCase):
