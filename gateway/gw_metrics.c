@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "eds_log.h"
-#include "gw_clock.h"
+#include "eds_clock.h"
 
 #define SCRAPE_WAIT_MS 2000 /* longest a scrape waits for the loop */
 #define CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
@@ -294,7 +294,7 @@ static enum MHD_Result scrape(gw_metrics *m, struct MHD_Connection *conn)
         pthread_mutex_unlock(&m->mu);
         return plain(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "eventfd failed\n");
     }
-    struct timespec until = gw_deadline_in(SCRAPE_WAIT_MS);
+    struct timespec until = eds_deadline_in(SCRAPE_WAIT_MS);
     int rc = 0;
     while (m->answered < ticket && !m->closing && rc == 0)
         rc = pthread_cond_timedwait(&m->cond, &m->mu, &until);
@@ -355,7 +355,7 @@ int gw_metrics_create(const char *address, int port, gw_metrics **out, eds_error
     if (!m)
         return EDS_ERR_NOMEM;
     pthread_mutex_init(&m->mu, NULL);
-    gw_cond_init_monotonic(&m->cond);
+    eds_cond_init_monotonic(&m->cond);
     m->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (m->efd < 0) {
         int e = errno;

@@ -12,10 +12,13 @@
  *    inside MQTTAsync_send(): the connection thread takes it to destroy a
  *    client. Order: handle_lock -> Paho -> p->lock.
  *
- * Outstanding publishes live in a fixed slot table (max_inflight slots, the
- * Paho callback context is the slot), linked in call order. A slot is
- * released when its DONE/FAILED event is queued; the event itself counts
- * against max_inflight until dispatched, so the event queue cannot overflow.
+ * Outstanding publishes and the events for the loop are kept by gw_pubq
+ * (pure, under p->lock); Paho's callback context is the slot's slot_ctx.
+ * Condition variables: p->cond wakes the connection thread (connection
+ * state, room for control events), p->idle wakes gw_publisher_flush (nothing
+ * outstanding); a completion wakes neither unless it empties the table.
+ * Other files of the publisher: gw_pubconf (configuration), gw_paho_client
+ * (Paho's options), gw_paho_store (Paho's persistence on gw_pubstore).
  *
  * Each connection gets a new Paho client (generation counter). When the
  * connection is lost or any publish fails, every outstanding slot is failed
@@ -27,9 +30,7 @@
  * fails nothing: slots stay pending, the old client is destroyed first, and
  * the new one restores what was in flight from the session store (gw_pubstore)
  * and resends it; restore_done_locked() settles the slots once the store has
- * emptied. Buffers handed to Paho come from its allocator (MQTTAsync_malloc),
- * because Paho frees them with its own heap tracking (a plain malloc'd buffer
- * would be silently leaked).
+ * emptied.
  */
 #include "gw_publisher.h"
 
@@ -46,10 +47,14 @@
 #include <unistd.h>
 
 #include "eds_log.h"
-#include "gw_clock.h"
+#include "eds_backoff.h"
+#include "eds_clock.h"
+#include "gw_paho_client.h"
+#include "gw_paho_store.h"
+#include "gw_pubconf.h"
+#include "gw_pubq.h"
 #include "gw_pubstore.h"
 
-#define SLOT_NIL UINT32_MAX
 /* CONNECTED/DISCONNECTED events that may wait undispatched; the connection
  * thread does not start a new attempt while more than CONTROL_MAX - 2 wait. */
 #define CONTROL_MAX 8
@@ -60,27 +65,11 @@
  * this many seconds: entries Paho does not resend; stop waiting for them. */
 #define RESTORE_STUCK_S 10
 
-enum slot_state {
-    SLOT_FREE,
-    SLOT_SUBMITTING, /* inside MQTTAsync_send() on the loop thread */
-    SLOT_PENDING,    /* handed to Paho, waiting for its callback */
-    SLOT_REPORTED,   /* event queued while still SUBMITTING; publish() frees it */
-};
-
-typedef struct pub_slot {
+/* Paho's callback context of one slot: the publisher and the slot's index. */
+typedef struct slot_ctx {
     gw_publisher *p;
-    uint64_t token;
-    uint32_t prev, next; /* pending list (call order) or free list (next) */
-    enum slot_state state;
-} pub_slot;
-
-typedef struct pub_event {
-    gw_pub_event_type type;
-    uint64_t token;
-    char *buf; /* MESSAGE: "topic\0payload\0", owned */
-    size_t topic_len, len;
-    int qos;
-} pub_event;
+    uint32_t idx;
+} slot_ctx;
 
 enum conn_state {
     CONN_IDLE,       /* no client, or between clients */
@@ -97,11 +86,7 @@ typedef struct conn_ctx {
 } conn_ctx;
 
 struct gw_publisher {
-    char *uri, *client_id, *username, *password;
-    char *will_topic, *will_payload, *online_payload, *subscribe_topic;
-    char *cafile, *certfile, *keyfile;
-    int keepalive, connect_timeout_s, reconnect_min_ms, reconnect_max_ms, receive_maximum;
-    size_t max_inflight, max_messages;
+    gw_pubconf cfg; /* checked, with defaults (gw_pubconf.h) */
 
     int efd;
     pthread_t thread;
@@ -109,7 +94,8 @@ struct gw_publisher {
 
     pthread_mutex_t handle_lock; /* see top of file */
     pthread_mutex_t lock;        /* everything below */
-    pthread_cond_t cond;         /* state, inflight or control-event count changed */
+    pthread_cond_t cond;         /* connection state or control-event count changed */
+    pthread_cond_t idle;         /* q.inflight dropped to 0 (gw_publisher_flush waits) */
     conn_ctx *conn;              /* current client; NULL while none */
     unsigned gen;
     enum conn_state state;
@@ -117,49 +103,20 @@ struct gw_publisher {
     bool signalled; /* efd written since the last dispatch */
     int offline_done;
 
-    pub_slot *slots;
-    uint32_t free_head, pend_head, pend_tail;
-    size_t inflight;     /* slots not free */
-    size_t undispatched; /* DONE/FAILED queued, not yet dispatched */
-
-    pub_event *events; /* ring */
-    size_t ev_cap, ev_head, ev_count;
-    size_t ev_messages, ev_control;
+    gw_pubq q;           /* slots and events (gw_pubq.h) */
+    slot_ctx *slot_ctxs; /* one per slot: Paho's callback context */
 
     gw_publisher_stats stats;
 
     /* persistent mode (store != NULL) */
-    gw_pubstore *store; /* NULL in clean mode */
-    MQTTClient_persistence paho_persistence;
-    bool restoring;         /* publishes in the store not yet all confirmed */
-    bool announce_restored; /* GW_PUB_RESTORED when they are (start-up only) */
-    bool discarding;        /* destroying an old client: its failures mean nothing */
+    gw_pubstore *store;       /* NULL in clean mode */
+    gw_paho_store paho_store; /* Paho's persistence on store */
+    bool restoring;           /* publishes in the store not yet all confirmed */
+    bool announce_restored;   /* GW_PUB_RESTORED when they are (start-up only) */
+    bool discarding;          /* destroying an old client: its failures mean nothing */
 };
 
-/* Paho 1.3.12 leaks the copies MQTTAsync_send() makes of a publish that was in flight
- * when its connection dropped (seen under LeakSanitizer in test_publisher's connection-loss
- * test; allocated inside MQTTAsync_send, not ours to free). This tells LSan so in every
- * binary that links the publisher. Paho has no frame pointers, so the match needs full
- * unwinding: run with ASAN_OPTIONS=fast_unwind_on_malloc=0 (test_publisher sets it in
- * __asan_default_options). Matching the whole Paho module instead would also hide a leak
- * of our own on a Paho thread (on_message's buffer). Weak: a program may define its own. */
-const char *__lsan_default_suppressions(void);
-__attribute__((weak, used)) const char *__lsan_default_suppressions(void)
-{
-    return "leak:^MQTTAsync_send$\n";
-}
-
 /* ---- small helpers ---------------------------------------------------------------------- */
-
-static char *dup_opt(const char *s, bool *oom)
-{
-    if (!s)
-        return NULL;
-    char *d = strdup(s);
-    if (!d)
-        *oom = true;
-    return d;
-}
 
 static void lock(const gw_publisher *p)
 {
@@ -171,26 +128,11 @@ static void unlock(const gw_publisher *p)
     pthread_mutex_unlock((pthread_mutex_t *)&p->lock);
 }
 
-static int64_t elapsed_ms(const struct timespec *since)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (int64_t)(now.tv_sec - since->tv_sec) * 1000 + (now.tv_nsec - since->tv_nsec) / 1000000;
-}
+/* ---- events and slots (p->lock held) --------------------------------------------------- */
 
-/* ---- event queue (p->lock held) --------------------------------------------------------- */
-
-static void push_locked(gw_publisher *p, const pub_event *ev)
+/* Makes the loop's fd readable once per dispatch. */
+static void signal_locked(gw_publisher *p)
 {
-    /* Space is guaranteed by the accounting in publish() (completions), the
-     * connection thread (control) and on_message() (messages). */
-    p->events[(p->ev_head + p->ev_count) % p->ev_cap] = *ev;
-    p->ev_count++;
-    if (ev->type == GW_PUB_MESSAGE)
-        p->ev_messages++;
-    else if (ev->type == GW_PUB_CONNECTED || ev->type == GW_PUB_DISCONNECTED ||
-             ev->type == GW_PUB_RESTORED)
-        p->ev_control++;
     if (!p->signalled) {
         uint64_t one = 1;
         /* Cannot fail short of a counter overflow (2^64 - 1), which a reset per dispatch
@@ -200,49 +142,27 @@ static void push_locked(gw_publisher *p, const pub_event *ev)
     }
 }
 
-static void push_simple_locked(gw_publisher *p, gw_pub_event_type type, uint64_t token)
+/* Room is guaranteed: the connection thread waits before an attempt while the control
+ * events queued could not take its CONNECTED and DISCONNECTED (RESTORED has its own). */
+static void push_control_locked(gw_publisher *p, gw_pub_event_type type, int qos)
 {
-    pub_event ev = {.type = type, .token = token};
-    push_locked(p, &ev);
+    if (!gw_pubq_push_control(&p->q, type, qos))
+        eds_log_error("mqtt: control event %d dropped (queue full)", (int)type);
+    signal_locked(p);
 }
 
-/* ---- slots (p->lock held) --------------------------------------------------------------- */
-
-static void unlink_pending_locked(gw_publisher *p, pub_slot *s)
+/* Queues slot i's DONE/FAILED if it is still outstanding. */
+static void report_locked(gw_publisher *p, uint32_t i, bool ok)
 {
-    if (s->prev != SLOT_NIL)
-        p->slots[s->prev].next = s->next;
-    else
-        p->pend_head = s->next;
-    if (s->next != SLOT_NIL)
-        p->slots[s->next].prev = s->prev;
-    else
-        p->pend_tail = s->prev;
-}
-
-static void release_locked(gw_publisher *p, pub_slot *s)
-{
-    s->state = SLOT_FREE;
-    s->next = p->free_head;
-    p->free_head = (uint32_t)(s - p->slots);
-}
-
-/* Queues s's DONE/FAILED and takes it off the pending list. */
-static void report_locked(gw_publisher *p, pub_slot *s, bool ok)
-{
-    push_simple_locked(p, ok ? GW_PUB_DONE : GW_PUB_FAILED, s->token);
+    if (!gw_pubq_report(&p->q, i, ok))
+        return;
     if (ok)
         p->stats.done++;
     else
         p->stats.failed++;
-    unlink_pending_locked(p, s);
-    p->inflight--;
-    p->undispatched++;
-    if (s->state == SLOT_SUBMITTING)
-        s->state = SLOT_REPORTED;
-    else
-        release_locked(p, s);
-    pthread_cond_broadcast(&p->cond);
+    signal_locked(p);
+    if (p->q.inflight == 0)
+        pthread_cond_broadcast(&p->idle);
 }
 
 /* The connection (generation) is finished: fail everything outstanding in call
@@ -250,10 +170,10 @@ static void report_locked(gw_publisher *p, pub_slot *s, bool ok)
  * Persistent mode fails nothing: Paho resends it on the next connection. */
 static void connection_down_locked(gw_publisher *p)
 {
-    while (!p->store && p->pend_head != SLOT_NIL)
-        report_locked(p, &p->slots[p->pend_head], false);
+    while (!p->store && gw_pubq_oldest(&p->q) != GW_PUBQ_NIL)
+        report_locked(p, gw_pubq_oldest(&p->q), false);
     if (p->state == CONN_UP)
-        push_simple_locked(p, GW_PUB_DISCONNECTED, 0);
+        push_control_locked(p, GW_PUB_DISCONNECTED, 0);
     p->state = CONN_DOWN;
     pthread_cond_broadcast(&p->cond);
 }
@@ -263,22 +183,22 @@ static void connection_down_locked(gw_publisher *p)
 static void on_publish_success(void *context, MQTTAsync_successData *response)
 {
     (void)response;
-    pub_slot *s = context;
-    gw_publisher *p = s->p;
+    const slot_ctx *sc = context;
+    gw_publisher *p = sc->p;
     lock(p);
-    if (s->state == SLOT_PENDING || s->state == SLOT_SUBMITTING)
-        report_locked(p, s, true);
+    report_locked(p, sc->idx, true);
     unlock(p);
 }
 
 static void on_publish_failure(void *context, MQTTAsync_failureData *response)
 {
-    pub_slot *s = context;
-    gw_publisher *p = s->p;
+    const slot_ctx *sc = context;
+    gw_publisher *p = sc->p;
     lock(p);
     /* A released slot belongs to a connection already declared down (or was
      * never accepted): nothing to report. */
-    if ((s->state == SLOT_PENDING || s->state == SLOT_SUBMITTING) && p->store) {
+    bool outstanding = gw_pubq_outstanding(&p->q, sc->idx);
+    if (outstanding && p->store) {
         /* Nothing to report: Paho fails a publish when its connection breaks, with the
          * PUBLISH already in the store ("s-", stored before the write). The next client
          * resends it from there and restore_done_locked() settles the slot; failing it
@@ -286,7 +206,7 @@ static void on_publish_failure(void *context, MQTTAsync_failureData *response)
         eds_log_debug("mqtt: publish not confirmed on this connection (paho code %d); the next "
                       "connection resends it",
                       response ? response->code : 0);
-    } else if (s->state == SLOT_PENDING || s->state == SLOT_SUBMITTING) {
+    } else if (outstanding) {
         int code = response ? response->code : 0;
         if (p->state == CONN_UP)
             eds_log_warning("mqtt: publish failed (%s, paho code %d); failing all outstanding "
@@ -305,7 +225,7 @@ static void on_connection_lost(void *context, char *cause)
     (void)cause; /* Paho 1.3 always passes NULL */
     lock(p);
     if (c->gen == p->gen && p->state != CONN_DOWN) {
-        eds_log_warning("mqtt: connection to %s lost", p->uri);
+        eds_log_warning("mqtt: connection to %s lost", p->cfg.uri);
         connection_down_locked(p);
     }
     unlock(p);
@@ -321,7 +241,7 @@ static void on_subscribe_failure(void *context, MQTTAsync_failureData *response)
     if (current) /* not a client being destroyed */
         eds_log_warning("mqtt: subscription to %s refused or failed (code %d): no commands will "
                         "be received; check the broker's ACL",
-                        c->p->subscribe_topic, response ? response->code : 0);
+                        c->p->cfg.subscribe_topic, response ? response->code : 0);
 }
 
 static void restore_done_locked(gw_publisher *p, bool ok);
@@ -334,18 +254,18 @@ static void on_connect_success(void *context, MQTTAsync_successData *response)
     /* Paho calls back with its mutex held; calling it again from here is allowed. The
      * subscription and the online status are queued before the loop learns that it may
      * publish, so they precede any data. */
-    if (p->subscribe_topic) {
+    if (p->cfg.subscribe_topic) {
         MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
         ro.onFailure = on_subscribe_failure;
         ro.context = c;
-        int rc = MQTTAsync_subscribe(c->client, p->subscribe_topic, 1, &ro);
+        int rc = MQTTAsync_subscribe(c->client, p->cfg.subscribe_topic, 1, &ro);
         if (rc != MQTTASYNC_SUCCESS)
-            eds_log_warning("mqtt: subscribing to %s failed (paho code %d)", p->subscribe_topic,
+            eds_log_warning("mqtt: subscribing to %s failed (paho code %d)", p->cfg.subscribe_topic,
                             rc);
     }
-    if (p->will_topic && p->online_payload) {
-        int rc = MQTTAsync_send(c->client, p->will_topic, (int)strlen(p->online_payload),
-                                p->online_payload, 1, 1, NULL);
+    if (p->cfg.will_topic && p->cfg.online_payload) {
+        int rc = MQTTAsync_send(c->client, p->cfg.will_topic, (int)strlen(p->cfg.online_payload),
+                                p->cfg.online_payload, 1, 1, NULL);
         if (rc != MQTTASYNC_SUCCESS)
             eds_log_warning("mqtt: publishing online status failed (paho code %d)", rc);
     }
@@ -353,7 +273,7 @@ static void on_connect_success(void *context, MQTTAsync_successData *response)
     if (c->gen == p->gen && p->state == CONN_CONNECTING) {
         p->state = CONN_UP;
         p->stats.connects++;
-        push_simple_locked(p, GW_PUB_CONNECTED, 0);
+        push_control_locked(p, GW_PUB_CONNECTED, 0);
         if (p->restoring && !session_present) {
             /* The broker lost the session (killed before it saved it, no persistence, a new
              * broker): the flows in flight are gone with it, and Paho dropped its copies. */
@@ -395,7 +315,7 @@ static void on_connect_failure(void *context, MQTTAsync_failureData *response)
     const char *why = code >= 1 && code <= 5          ? connack_text(code)
                       : response && response->message ? response->message
                                                       : "connection failed";
-    eds_log_warning("mqtt: connecting to %s failed: %s (code %d)", p->uri, why, code);
+    eds_log_warning("mqtt: connecting to %s failed: %s (code %d)", p->cfg.uri, why, code);
     lock(p);
     if (c->gen == p->gen && p->state == CONN_CONNECTING) {
         p->state = CONN_DOWN;
@@ -413,7 +333,7 @@ static int on_message(void *context, char *topic, int topic_len, MQTTAsync_messa
     char *buf = NULL;
 
     lock(p);
-    bool room = p->ev_messages < p->max_messages;
+    bool room = gw_pubq_message_room(&p->q);
     if (!room)
         p->stats.messages_dropped++;
     unlock(p);
@@ -428,12 +348,11 @@ static int on_message(void *context, char *topic, int topic_len, MQTTAsync_messa
         }
         lock(p);
         /* Only this (Paho receive) thread adds messages, so the room is still there. */
-        if (buf) {
-            pub_event ev = {
-                .type = GW_PUB_MESSAGE, .buf = buf, .topic_len = tlen, .len = len, .qos = m->qos};
-            push_locked(p, &ev);
+        if (buf && gw_pubq_push_message(&p->q, buf, tlen, len, m->qos)) {
+            signal_locked(p);
             p->stats.messages++;
         } else {
+            free(buf);
             p->stats.messages_dropped++;
         }
         unlock(p);
@@ -460,84 +379,6 @@ static void on_graceful_failed(void *context, MQTTAsync_failureData *response)
     on_graceful_done(context, NULL);
 }
 
-/* ---- Paho persistence on the session store (Paho threads and the loop thread) ----------- */
-
-static int ps_open(void **handle, const char *client_id, const char *uri, void *ctx)
-{
-    (void)client_id;
-    (void)uri;
-    *handle = ctx;
-    return 0;
-}
-
-static int ps_close(void *handle)
-{
-    (void)handle; /* the publisher closes the store after the client is gone */
-    return 0;
-}
-
-static int ps_put(void *handle, char *key, int n, char *bufs[], int lens[])
-{
-    int rc = gw_pubstore_put(handle, key, n, bufs, lens);
-    /* EDS_ERR_IO: logged, and held in memory; the session goes on. */
-    return rc == EDS_OK || rc == EDS_ERR_IO ? 0 : MQTTCLIENT_PERSISTENCE_ERROR;
-}
-
-static int ps_get(void *handle, char *key, char **buffer, int *buflen)
-{
-    /* Paho frees it with its own heap tracking: a plain malloc'd buffer would leak. */
-    return gw_pubstore_get(handle, key, MQTTAsync_malloc, buffer, buflen) == EDS_OK
-               ? 0
-               : MQTTCLIENT_PERSISTENCE_ERROR;
-}
-
-static int ps_remove(void *handle, char *key)
-{
-    gw_pubstore_remove(handle, key); /* a failed write is logged; memory is right */
-    return 0;
-}
-
-static int ps_keys(void *handle, char ***keys, int *nkeys)
-{
-    char **k;
-    int n;
-    *keys = NULL;
-    *nkeys = 0;
-    if (gw_pubstore_keys(handle, &k, &n) != EDS_OK)
-        return MQTTCLIENT_PERSISTENCE_ERROR;
-    char **pk = n ? MQTTAsync_malloc((size_t)n * sizeof(*pk)) : NULL;
-    int made = 0;
-    for (; pk && made < n; made++) {
-        size_t len = strlen(k[made]) + 1;
-        if (!(pk[made] = MQTTAsync_malloc(len)))
-            break;
-        memcpy(pk[made], k[made], len);
-    }
-    for (int i = 0; i < n; i++)
-        free(k[i]);
-    free(k);
-    if (made < n) {
-        for (int i = 0; pk && i < made; i++)
-            MQTTAsync_free(pk[i]);
-        MQTTAsync_free(pk);
-        return MQTTCLIENT_PERSISTENCE_ERROR;
-    }
-    *keys = pk;
-    *nkeys = n;
-    return 0;
-}
-
-static int ps_clear(void *handle)
-{
-    gw_pubstore_clear(handle);
-    return 0;
-}
-
-static int ps_containskey(void *handle, char *key)
-{
-    return gw_pubstore_contains(handle, key) ? 0 : MQTTCLIENT_PERSISTENCE_ERROR;
-}
-
 /* Persistent mode: the store's publishes are all confirmed (ok), or never will be (the
  * broker had lost the session and Paho cleared the store, or Paho does not resend them):
  * every publish outstanding from the previous client is settled in call order, DONE or
@@ -545,12 +386,11 @@ static int ps_containskey(void *handle, char *key)
 static void restore_done_locked(gw_publisher *p, bool ok)
 {
     p->restoring = false;
-    while (p->pend_head != SLOT_NIL)
-        report_locked(p, &p->slots[p->pend_head], ok);
+    while (gw_pubq_oldest(&p->q) != GW_PUBQ_NIL)
+        report_locked(p, gw_pubq_oldest(&p->q), ok);
     if (p->announce_restored) {
         p->announce_restored = false;
-        pub_event ev = {.type = GW_PUB_RESTORED, .qos = ok ? 0 : 1};
-        push_locked(p, &ev);
+        push_control_locked(p, GW_PUB_RESTORED, ok ? 0 : 1);
         if (ok)
             eds_log_notice("mqtt: the publishes restored from the session store are confirmed");
     }
@@ -601,85 +441,18 @@ static conn_ctx *client_new(gw_publisher *p)
     if (!c)
         return NULL;
     c->p = p;
-    MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer;
-    co.sendWhileDisconnected = 0;
-    /* Paho's bound on queued commands also applies while connected (default 100);
-     * ours is max_inflight, plus the online status. */
-    co.maxBufferedMessages = (int)p->max_inflight + 8;
-    co.MQTTVersion = MQTTVERSION_3_1_1;
-    co.persistQoS0 = 0;
-    int rc = MQTTAsync_createWithOptions(&c->client, p->uri, p->client_id,
-                                         p->store ? MQTTCLIENT_PERSISTENCE_USER
-                                                  : MQTTCLIENT_PERSISTENCE_NONE,
-                                         p->store ? &p->paho_persistence : NULL, &co);
-    if (rc != MQTTASYNC_SUCCESS) {
-        eds_log_error("mqtt: creating a client for %s failed (paho code %d)", p->uri, rc);
-        free(c);
-        return NULL;
-    }
-    rc = MQTTAsync_setCallbacks(c->client, c, on_connection_lost, on_message, NULL);
-    if (rc != MQTTASYNC_SUCCESS) {
-        MQTTAsync_destroy(&c->client);
+    if (gw_paho_client_create(&p->cfg, p->store ? &p->paho_store.paho : NULL, c, on_connection_lost,
+                              on_message, &c->client) != EDS_OK) {
         free(c);
         return NULL;
     }
     return c;
 }
 
-/* Paho calls this (on its thread) with OpenSSL's own reason when TLS to the
- * broker fails, e.g. "certificate verify failed"; Paho itself only reports
- * "TCP/TLS connect failure". eds_log is thread-safe. */
-static int on_ssl_error(const char *str, size_t len, void *u)
-{
-    (void)u;
-    while (len > 0 && (str[len - 1] == '\n' || str[len - 1] == '\r'))
-        len--;
-    eds_log_warning("mqtt: TLS to the broker: %.*s", (int)(len > 400 ? 400 : len), str);
-    return 0;
-}
-
 static int client_connect(gw_publisher *p, conn_ctx *c)
 {
-    MQTTAsync_connectOptions o = MQTTAsync_connectOptions_initializer;
-    MQTTAsync_willOptions will = MQTTAsync_willOptions_initializer;
-    MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
-
-    o.keepAliveInterval = p->keepalive;
-    o.cleansession = p->store ? 0 : 1;
-    /* Paho's default of 10 would hold most of our window in its command queue, where a
-     * connection loss does not fail them. Room for ours + the online status + SUBSCRIBE. */
-    o.maxInflight = (int)p->max_inflight + 4;
-    if (p->store && p->receive_maximum > 0 && p->receive_maximum < o.maxInflight)
-        o.maxInflight = p->receive_maximum;
-    o.connectTimeout = p->connect_timeout_s;
-    o.retryInterval = 0;
-    o.automaticReconnect = 0;
-    o.MQTTVersion = MQTTVERSION_3_1_1;
-    o.username = p->username;
-    o.password = p->password;
-    o.onSuccess = on_connect_success;
-    o.onFailure = on_connect_failure;
-    o.context = c;
-    if (p->will_topic && p->will_payload) {
-        will.topicName = p->will_topic;
-        will.message = p->will_payload;
-        will.retained = 1;
-        will.qos = 1;
-        o.will = &will;
-    }
-    if (p->cafile) {
-        ssl.trustStore = p->cafile;
-        ssl.keyStore = p->certfile;
-        ssl.privateKey = p->keyfile;
-        ssl.enableServerCertAuth = 1;
-        ssl.verify = 1;
-        if (ssl.struct_version >= 3) {
-            ssl.ssl_error_cb = on_ssl_error;
-            ssl.ssl_error_context = p;
-        }
-        o.ssl = &ssl;
-    }
-    return MQTTAsync_connect(c->client, &o);
+    return gw_paho_client_connect(c->client, &p->cfg, p->store != NULL, c, on_connect_success,
+                                  on_connect_failure);
 }
 
 /* Publishes the offline status (a clean DISCONNECT suppresses the will) and
@@ -690,17 +463,17 @@ static void graceful_disconnect_locked(gw_publisher *p, conn_ctx *c)
     p->offline_done = 0;
     bool up = p->state == CONN_UP;
     unlock(p);
-    if (up && p->will_topic && p->will_payload) {
+    if (up && p->cfg.will_topic && p->cfg.will_payload) {
         MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
         ro.onSuccess = on_graceful_done;
         ro.onFailure = on_graceful_failed;
         ro.context = p;
-        if (MQTTAsync_send(c->client, p->will_topic, (int)strlen(p->will_payload), p->will_payload,
-                           1, 1, &ro) == MQTTASYNC_SUCCESS)
+        if (MQTTAsync_send(c->client, p->cfg.will_topic, (int)strlen(p->cfg.will_payload),
+                           p->cfg.will_payload, 1, 1, &ro) == MQTTASYNC_SUCCESS)
             expected = 1;
     }
     lock(p);
-    struct timespec dl = gw_deadline_in(GRACEFUL_TIMEOUT_MS);
+    struct timespec dl = eds_deadline_in(GRACEFUL_TIMEOUT_MS);
     while (p->offline_done < expected && p->state == CONN_UP)
         if (pthread_cond_timedwait(&p->cond, &p->lock, &dl) == ETIMEDOUT)
             break;
@@ -716,7 +489,7 @@ static void graceful_disconnect_locked(gw_publisher *p, conn_ctx *c)
             expected++;
     }
     lock(p);
-    dl = gw_deadline_in(GRACEFUL_TIMEOUT_MS + 500);
+    dl = eds_deadline_in(GRACEFUL_TIMEOUT_MS + 500);
     while (p->offline_done < expected)
         if (pthread_cond_timedwait(&p->cond, &p->lock, &dl) == ETIMEDOUT)
             break;
@@ -741,16 +514,19 @@ static void *supervise(void *arg)
     gw_publisher *p = arg;
     conn_ctx *old = NULL; /* previous client, destroyed after the next one exists */
     int delay_ms = 0;
+    eds_backoff bo;
+    eds_backoff_init(&bo, (uint32_t)p->cfg.reconnect_min_ms, (uint32_t)p->cfg.reconnect_max_ms, 1);
+    bo.jitter = false; /* one client per broker: nobody to spread out from */
 
     lock(p);
     while (!p->stopping) {
         if (delay_ms > 0) {
-            struct timespec dl = gw_deadline_in(delay_ms);
+            struct timespec dl = eds_deadline_in(delay_ms);
             while (!p->stopping && pthread_cond_timedwait(&p->cond, &p->lock, &dl) != ETIMEDOUT)
                 ;
         }
         /* Leave room for this attempt's CONNECTED + DISCONNECTED. */
-        while (!p->stopping && p->ev_control > CONTROL_MAX - 2)
+        while (!p->stopping && p->q.ev_control > CONTROL_MAX - 2)
             pthread_cond_wait(&p->cond, &p->lock);
         if (p->stopping)
             break;
@@ -778,7 +554,7 @@ static void *supervise(void *arg)
             lock(p);
             if (c && gw_pubstore_count(p->store) > 0)
                 p->restoring = true;
-            else if (c && p->pend_head != SLOT_NIL)
+            else if (c && gw_pubq_oldest(&p->q) != GW_PUBQ_NIL)
                 restore_done_locked(p, true); /* nothing unconfirmed left (QoS 0 only) */
             unlock(p);
         } else {
@@ -793,9 +569,7 @@ static void *supervise(void *arg)
         lock(p);
         if (!c) {
             p->stats.connect_failures++;
-            delay_ms = delay_ms ? delay_ms * 2 : p->reconnect_min_ms;
-            if (delay_ms > p->reconnect_max_ms)
-                delay_ms = p->reconnect_max_ms;
+            delay_ms = (int)eds_backoff_next(&bo);
             continue;
         }
         c->gen = ++p->gen;
@@ -807,18 +581,17 @@ static void *supervise(void *arg)
 
         lock(p);
         if (rc != MQTTASYNC_SUCCESS) {
-            eds_log_warning("mqtt: connect to %s not started (paho code %d)", p->uri, rc);
+            eds_log_warning("mqtt: connect to %s not started (paho code %d)", p->cfg.uri, rc);
             p->state = CONN_DOWN;
         }
         /* Paho reports the attempt within connectTimeout; the extra bound only
          * guards against a lost callback. */
-        struct timespec dl = gw_deadline_in(p->connect_timeout_s * 1000 + 5000);
+        struct timespec dl = eds_deadline_in(p->cfg.connect_timeout_s * 1000 + 5000);
         while (!p->stopping && p->state == CONN_CONNECTING)
             if (pthread_cond_timedwait(&p->cond, &p->lock, &dl) == ETIMEDOUT)
                 p->state = CONN_DOWN;
         bool was_up = p->state == CONN_UP;
-        struct timespec up_since;
-        clock_gettime(CLOCK_MONOTONIC, &up_since);
+        uint64_t up_since = eds_monotonic_ms();
         int idle_checks = 0;
         size_t last_left = 0;
         while (!p->stopping && p->state == CONN_UP) {
@@ -826,7 +599,7 @@ static void *supervise(void *arg)
                 pthread_cond_wait(&p->cond, &p->lock);
                 continue;
             }
-            struct timespec tick = gw_deadline_in(1000);
+            struct timespec tick = eds_deadline_in(1000);
             if (pthread_cond_timedwait(&p->cond, &p->lock, &tick) == ETIMEDOUT) {
                 unlock(p);
                 check_restore_stuck(p, c, &idle_checks, &last_left);
@@ -838,16 +611,15 @@ static void *supervise(void *arg)
             old = c;
             break;
         }
-        if (was_up && elapsed_ms(&up_since) >= STABLE_MS) {
+        if (was_up && eds_monotonic_ms() - up_since >= STABLE_MS) {
             delay_ms = 0; /* a working connection was lost: retry at once */
+            eds_backoff_reset(&bo);
         } else {
             /* Refused, or dropped right after CONNACK (e.g. another client with our
              * client id keeps taking over): back off, do not spin. */
             if (!was_up)
                 p->stats.connect_failures++;
-            delay_ms = delay_ms ? delay_ms * 2 : p->reconnect_min_ms;
-            if (delay_ms > p->reconnect_max_ms)
-                delay_ms = p->reconnect_max_ms;
+            delay_ms = (int)eds_backoff_next(&bo);
         }
         p->state = CONN_IDLE;
         old = c;
@@ -865,99 +637,45 @@ static void *supervise(void *arg)
 int gw_publisher_create(const gw_publisher_config *cfg, gw_publisher **out, eds_error *err)
 {
     *out = NULL;
-    if (!cfg || !cfg->client_id || !cfg->client_id[0])
-        return eds_error_set(err, EDS_ERR_INVAL, "mqtt: client_id is required");
-    if (cfg->port < 0 || cfg->port > 65535)
-        return eds_error_set(err, EDS_ERR_INVAL, "mqtt: port %d out of range", cfg->port);
-    if (cfg->max_inflight > 65000 || cfg->max_messages > 1000000)
-        return eds_error_set(err, EDS_ERR_INVAL,
-                             "mqtt: max_inflight (<= 65000) or max_messages too large");
-    if ((cfg->online_payload || cfg->will_payload) && !cfg->will_topic)
-        return eds_error_set(err, EDS_ERR_INVAL, "mqtt: will/online payload without will_topic");
-    if ((cfg->certfile || cfg->keyfile) && !cfg->cafile)
-        return eds_error_set(err, EDS_ERR_INVAL, "mqtt: certfile/keyfile need cafile");
-    if (cfg->keepalive < 0 || cfg->reconnect_min_ms < 0 || cfg->reconnect_max_ms < 0 ||
-        cfg->connect_timeout_s < 0)
-        return eds_error_set(err, EDS_ERR_INVAL, "mqtt: negative timing option");
-
+    gw_pubconf pc;
+    int rc = gw_pubconf_make(cfg, &pc, err);
+    if (rc != EDS_OK)
+        return rc;
     gw_publisher *p = calloc(1, sizeof(*p));
-    if (!p)
+    if (!p) {
+        gw_pubconf_free(&pc);
         return eds_error_set(err, EDS_ERR_NOMEM, "mqtt: out of memory");
+    }
+    p->cfg = pc;
     p->efd = -1;
-    gw_cond_init_monotonic(&p->cond);
+    eds_cond_init_monotonic(&p->cond);
+    eds_cond_init_monotonic(&p->idle);
     pthread_mutex_init(&p->lock, NULL);
     pthread_mutex_init(&p->handle_lock, NULL);
-    bool oom = false;
-    const char *host = cfg->host && cfg->host[0] ? cfg->host : "127.0.0.1";
-    int port = cfg->port ? cfg->port : 1883;
-    bool v6 = strchr(host, ':') != NULL;
-    char uri[600];
-    int n = snprintf(uri, sizeof(uri), "%s://%s%s%s:%d", cfg->cafile ? "ssl" : "tcp", v6 ? "[" : "",
-                     host, v6 ? "]" : "", port);
-    if (n < 0 || (size_t)n >= sizeof(uri)) {
-        gw_publisher_destroy(p);
-        return eds_error_set(err, EDS_ERR_INVAL, "mqtt: host name too long");
-    }
-    p->uri = dup_opt(uri, &oom);
-    p->client_id = dup_opt(cfg->client_id, &oom);
-    p->username = dup_opt(cfg->username, &oom);
-    p->password = dup_opt(cfg->password, &oom);
-    p->will_topic = dup_opt(cfg->will_topic, &oom);
-    p->will_payload = dup_opt(cfg->will_payload, &oom);
-    p->online_payload = dup_opt(cfg->online_payload, &oom);
-    p->subscribe_topic = dup_opt(cfg->subscribe_topic, &oom);
-    p->cafile = dup_opt(cfg->cafile, &oom);
-    p->certfile = dup_opt(cfg->certfile, &oom);
-    p->keyfile = dup_opt(cfg->keyfile, &oom);
-    p->keepalive = cfg->keepalive ? cfg->keepalive : 30;
-    p->connect_timeout_s = cfg->connect_timeout_s ? cfg->connect_timeout_s : 10;
-    p->reconnect_min_ms = cfg->reconnect_min_ms ? cfg->reconnect_min_ms : 1000;
-    p->reconnect_max_ms = cfg->reconnect_max_ms ? cfg->reconnect_max_ms : 30000;
-    if (p->reconnect_max_ms < p->reconnect_min_ms)
-        p->reconnect_max_ms = p->reconnect_min_ms;
-    p->max_inflight = cfg->max_inflight ? cfg->max_inflight : 64;
-    p->max_messages = cfg->max_messages ? cfg->max_messages : 256;
-    p->receive_maximum = cfg->receive_maximum > 0 ? cfg->receive_maximum : 0;
-    if (cfg->persistent && p->receive_maximum > 0) {
-        /* Paho 1.3 sends a queued publish only when another is added or after a 1 s
-         * wait, not when a confirmation frees a slot: a burst held in its queue drained
-         * at receive_maximum per second (measured: 256 publishes, cap 20, 12 s). So
-         * the cap is ours: Paho never queues. Two below it: the SUBSCRIBE and the online
-         * status that every connect adds. */
-        size_t cap = p->receive_maximum > 3 ? (size_t)p->receive_maximum - 2 : 1;
-        if (p->max_inflight > cap)
-            p->max_inflight = cap;
-    }
-    p->ev_cap = p->max_inflight + p->max_messages + CONTROL_MAX + 1; /* + RESTORED */
-    p->slots = calloc(p->max_inflight, sizeof(*p->slots));
-    p->events = calloc(p->ev_cap, sizeof(*p->events));
-    if (oom || !p->slots || !p->events) {
+    p->slot_ctxs = calloc(p->cfg.max_inflight, sizeof(*p->slot_ctxs));
+    if (!p->slot_ctxs ||
+        gw_pubq_init(&p->q, p->cfg.max_inflight, p->cfg.max_messages, CONTROL_MAX + 1) != EDS_OK) {
         gw_publisher_destroy(p);
         return eds_error_set(err, EDS_ERR_NOMEM, "mqtt: out of memory");
     }
-    p->free_head = SLOT_NIL;
-    for (size_t i = p->max_inflight; i-- > 0;) {
-        p->slots[i].p = p;
-        p->slots[i].next = p->free_head;
-        p->free_head = (uint32_t)i;
-    }
-    p->pend_head = p->pend_tail = SLOT_NIL;
+    for (size_t i = 0; i < p->cfg.max_inflight; i++)
+        p->slot_ctxs[i] = (slot_ctx){.p = p, .idx = (uint32_t)i};
 
     if (!cfg->persistent && cfg->session_dir) {
         /* Left by a run with qos 2: the broker drops that session at our clean connect,
          * and resending it in some later qos 2 run would duplicate old records. */
         eds_error derr;
         eds_error_clear(&derr);
-        int rc = gw_pubstore_discard(cfg->session_dir, &derr);
-        if (rc == EDS_OK)
+        int drc = gw_pubstore_discard(cfg->session_dir, &derr);
+        if (drc == EDS_OK)
             eds_log_notice("mqtt: clean session (qos is not 2): deleted the session store of an "
                            "earlier qos 2 run in %s; agents resend what it held",
                            cfg->session_dir);
-        else if (rc != EDS_ERR_NOTFOUND)
+        else if (drc != EDS_ERR_NOTFOUND)
             eds_log_warning("mqtt: %s", derr.msg);
     }
     if (cfg->persistent) {
-        int rc = gw_pubstore_open(cfg->session_dir, &p->store, err);
+        rc = gw_pubstore_open(cfg->session_dir, &p->store, err);
         if (rc != EDS_OK) {
             gw_publisher_destroy(p);
             return rc;
@@ -969,17 +687,7 @@ int gw_publisher_create(const gw_publisher_config *cfg, gw_publisher **out, eds_
                            "flight before the gateway stopped",
                            gw_pubstore_count(p->store));
         gw_pubstore_on_empty(p->store, on_store_empty, p);
-        p->paho_persistence = (MQTTClient_persistence){
-            .context = p->store,
-            .popen = ps_open,
-            .pclose = ps_close,
-            .pput = ps_put,
-            .pget = ps_get,
-            .premove = ps_remove,
-            .pkeys = ps_keys,
-            .pclear = ps_clear,
-            .pcontainskey = ps_containskey,
-        };
+        gw_paho_store_init(&p->paho_store, p->store);
     }
 
     p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -1003,35 +711,17 @@ void gw_publisher_destroy(gw_publisher *p)
         unlock(p);
         pthread_join(p->thread, NULL);
     }
-    if (p->events) {
-        for (size_t i = 0; i < p->ev_count; i++)
-            free(p->events[(p->ev_head + i) % p->ev_cap].buf);
-    }
+    gw_pubq_free(&p->q);
+    gw_paho_store_free(&p->paho_store);
     gw_pubstore_close(p->store); /* after the client (and Paho's use of it) is gone */
     pthread_mutex_destroy(&p->lock);
     pthread_mutex_destroy(&p->handle_lock);
     pthread_cond_destroy(&p->cond);
+    pthread_cond_destroy(&p->idle);
     if (p->efd >= 0)
         close(p->efd);
-    free(p->events);
-    free(p->slots);
-    free(p->uri);
-    free(p->client_id);
-    free(p->username);
-    if (p->password) {
-        /* Do not leave the password in freed memory. */
-        volatile char *s = p->password;
-        while (*s)
-            *s++ = '\0';
-        free(p->password);
-    }
-    free(p->will_topic);
-    free(p->will_payload);
-    free(p->online_payload);
-    free(p->subscribe_topic);
-    free(p->cafile);
-    free(p->certfile);
-    free(p->keyfile);
+    free(p->slot_ctxs);
+    gw_pubconf_free(&p->cfg);
     free(p);
 }
 
@@ -1062,7 +752,7 @@ bool gw_publisher_connected(const gw_publisher *p)
 size_t gw_publisher_inflight(const gw_publisher *p)
 {
     lock(p);
-    size_t n = p->inflight;
+    size_t n = p->q.inflight;
     unlock(p);
     return n;
 }
@@ -1075,8 +765,7 @@ bool gw_publisher_restoring(const gw_publisher *p)
     return r;
 }
 
-void gw_publisher_each_mark(gw_publisher *p,
-                            void (*fn)(void *ctx, const char *name, const char *value), void *ctx)
+void gw_publisher_each_mark(gw_publisher *p, void (*fn)(void *ctx, const gw_mark *mark), void *ctx)
 {
     if (p->store)
         gw_pubstore_each_mark(p->store, fn, ctx);
@@ -1090,12 +779,11 @@ int gw_publisher_forget_marks(gw_publisher *p, eds_error *err)
 int gw_publisher_publish(gw_publisher *p, const char *topic, const void *payload, size_t len,
                          int qos, bool retain, uint64_t token)
 {
-    return gw_publisher_publish_marked(p, topic, payload, len, qos, retain, token, NULL, NULL);
+    return gw_publisher_publish_marked(p, topic, payload, len, qos, retain, token, NULL);
 }
 
 int gw_publisher_publish_marked(gw_publisher *p, const char *topic, const void *payload, size_t len,
-                                int qos, bool retain, uint64_t token, const char *mark_name,
-                                const char *mark_value)
+                                int qos, bool retain, uint64_t token, const gw_mark *mark)
 {
     if (!topic || !topic[0] || (len && !payload) || len > INT_MAX || qos < 0 || qos > 2)
         return EDS_ERR_INVAL;
@@ -1111,52 +799,34 @@ int gw_publisher_publish_marked(gw_publisher *p, const char *topic, const void *
         pthread_mutex_unlock(&p->handle_lock);
         return EDS_ERR_BROKER;
     }
-    if (p->inflight + p->undispatched >= p->max_inflight || p->free_head == SLOT_NIL) {
+    uint32_t idx = gw_pubq_begin(&p->q, token);
+    if (idx == GW_PUBQ_NIL) {
         unlock(p);
         pthread_mutex_unlock(&p->handle_lock);
         return EDS_ERR_FULL;
     }
-    uint32_t idx = p->free_head;
-    pub_slot *s = &p->slots[idx];
-    p->free_head = s->next;
-    s->token = token;
-    s->state = SLOT_SUBMITTING;
-    s->next = SLOT_NIL;
-    s->prev = p->pend_tail;
-    if (p->pend_tail != SLOT_NIL)
-        p->slots[p->pend_tail].next = idx;
-    else
-        p->pend_head = idx;
-    p->pend_tail = idx;
-    p->inflight++;
     MQTTAsync client = p->conn->client;
     unlock(p);
 
     MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
     ro.onSuccess = on_publish_success;
     ro.onFailure = on_publish_failure;
-    ro.context = s;
+    ro.context = &p->slot_ctxs[idx];
     /* Paho puts the queued command into the store inside MQTTAsync_send, on this thread:
-     * the staged mark goes into the same log record. */
-    if (p->store && mark_name)
-        gw_pubstore_stage_mark(mark_name, mark_value);
+     * the mark goes into the same log record. */
+    if (p->store && mark)
+        gw_paho_store_expect_mark(&p->paho_store, mark);
     int prc = MQTTAsync_send(client, topic, (int)len, payload, qos, retain ? 1 : 0, &ro);
-    if (p->store && mark_name)
-        gw_pubstore_stage_mark(NULL, NULL);
+    if (p->store && mark)
+        gw_paho_store_expect_mark(&p->paho_store, NULL);
 
     int rc = EDS_OK;
     lock(p);
-    if (s->state == SLOT_REPORTED) {
-        /* Completed (or failed with its connection) before MQTTAsync_send returned: the
-         * event is queued, so this call counts as accepted whatever Paho returned. */
-        release_locked(p, s);
-    } else if (prc == MQTTASYNC_SUCCESS) {
-        s->state = SLOT_PENDING;
-    } else {
-        unlink_pending_locked(p, s);
-        release_locked(p, s);
-        p->inflight--;
-        pthread_cond_broadcast(&p->cond);
+    /* Completed (or failed with its connection) before MQTTAsync_send returned: the event
+     * is queued, so the call counts as accepted whatever Paho returned. */
+    if (!gw_pubq_end(&p->q, idx, prc == MQTTASYNC_SUCCESS)) {
+        if (p->q.inflight == 0)
+            pthread_cond_broadcast(&p->idle);
         rc = prc == MQTTASYNC_BAD_UTF8_STRING ? EDS_ERR_INVAL : EDS_ERR_BROKER;
     }
     if (rc == EDS_OK)
@@ -1174,45 +844,28 @@ int gw_publisher_dispatch(gw_publisher *p, void (*fn)(void *ctx, const gw_pub_ev
     /* EAGAIN when nothing was written: fine, the counter is reset either way. */
     if (read(p->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
         eds_log_debug("mqtt: eventfd read: %s", strerror(errno));
-    size_t n = p->ev_count;
+    size_t n = p->q.ev_count;
     unlock(p);
 
     /* Pop in batches (one lock per batch, not per event); fn runs unlocked so it may
      * publish. A popped completion no longer counts against max_inflight. */
-    pub_event batch[64];
+    gw_pubq_event batch[64];
     for (size_t done = 0; done < n;) {
-        size_t k = n - done < 64 ? n - done : 64;
         lock(p);
-        for (size_t i = 0; i < k; i++) {
-            batch[i] = p->events[p->ev_head];
-            p->ev_head = (p->ev_head + 1) % p->ev_cap;
-            switch (batch[i].type) {
-            case GW_PUB_MESSAGE:
-                p->ev_messages--;
-                break;
-            case GW_PUB_CONNECTED:
-            case GW_PUB_DISCONNECTED:
-            case GW_PUB_RESTORED:
-                p->ev_control--;
-                break;
-            case GW_PUB_DONE:
-            case GW_PUB_FAILED:
-                p->undispatched--;
-                break;
-            }
-        }
-        p->ev_count -= k;
-        pthread_cond_broadcast(&p->cond); /* the connection thread may wait for room */
+        size_t control = p->q.ev_control;
+        size_t k = gw_pubq_pop(&p->q, batch, n - done < 64 ? n - done : 64);
+        if (p->q.ev_control != control)
+            pthread_cond_broadcast(&p->cond); /* the connection thread may wait for room */
         unlock(p);
-
+        if (k == 0)
+            break;
         for (size_t i = 0; i < k; i++) {
-            const pub_event *e = &batch[i];
+            const gw_pubq_event *e = &batch[i];
             gw_pub_event ev = {.type = e->type, .token = e->token, .qos = e->qos};
             if (e->type == GW_PUB_MESSAGE) {
                 ev.topic = e->buf;
                 ev.payload = e->buf + e->topic_len + 1;
                 ev.len = e->len;
-                ev.qos = e->qos;
             }
             fn(ctx, &ev);
             free(e->buf);
@@ -1224,12 +877,12 @@ int gw_publisher_dispatch(gw_publisher *p, void (*fn)(void *ctx, const gw_pub_ev
 
 int gw_publisher_flush(gw_publisher *p, int timeout_ms)
 {
-    struct timespec dl = gw_deadline_in(timeout_ms > 0 ? timeout_ms : 0);
+    struct timespec dl = eds_deadline_in(timeout_ms > 0 ? timeout_ms : 0);
     int rc = EDS_OK;
     lock(p);
-    while (p->inflight > 0) {
-        if (pthread_cond_timedwait(&p->cond, &p->lock, &dl) == ETIMEDOUT) {
-            rc = p->inflight > 0 ? EDS_ERR_TIMEOUT : EDS_OK;
+    while (p->q.inflight > 0) {
+        if (pthread_cond_timedwait(&p->idle, &p->lock, &dl) == ETIMEDOUT) {
+            rc = p->q.inflight > 0 ? EDS_ERR_TIMEOUT : EDS_OK;
             break;
         }
     }

@@ -27,18 +27,13 @@
  *    at-least-once.
  *  - Events are dispatched in the order they were produced.
  *
- * Why not Paho's own machinery: with cleansession=1, no persistence and automatic
- * reconnect, Paho 1.3.12 on connection loss calls onFailure(MQTTASYNC_OPERATION_INCOMPLETE,
- * -11) only for publishes already written and awaiting their ack (cleanSession ->
- * MQTTAsync_freeResponses); publishes still in its command queue (held back by
- * maxInflight) stay there and are sent after the automatic reconnect. Measured here with
- * maxInflight 10: 30 QoS 1 publishes, broker stopped then killed, restarted: tokens 0-9
- * FAILED, 10-29 succeeded after the reconnect, so resending 0-9 would land after 10-29.
- * Its maxBufferedMessages (100 by default) also limits queued publishes while connected,
- * and the connect options' maxInflight defaults to 65535. The publisher therefore sets
- * Paho's maxInflight above max_inflight, disables automatic reconnect, keeps its own table
- * of outstanding publishes, and replaces the Paho client on every reconnect (destroying
- * the old one drops its queue).
+ * Why not Paho's own machinery: after a connection loss Paho 1.3 fails only the
+ * publishes it had written, and sends the ones still in its command queue after an
+ * automatic reconnect, ahead of their resent predecessors (docs/performance.md, "Paho
+ * behaviour the publisher works around"). The publisher therefore sets Paho's
+ * maxInflight above max_inflight, disables automatic reconnect, keeps its own table
+ * of outstanding publishes (gw_pubq.h), and replaces the Paho client on every
+ * reconnect (destroying the old one drops its queue).
  *
  * Exactly once (persistent = true, used with QoS 2): the publisher keeps one
  * MQTT session (cleansession 0, same client id) for its whole life, with
@@ -54,9 +49,10 @@
  *  - Publishes in flight when the process died are restored from the store
  *    at create and resent on the first connection. gw_publisher_restoring()
  *    is true until all of them are confirmed; then GW_PUB_RESTORED is
- *    dispatched (once). Each publish may carry a mark (name, value), stored
- *    atomically with it and kept (latest per name) until forgotten: after a
- *    crash, the marks say what had been handed to the broker.
+ *    dispatched (once). Each publish may carry a mark (gw_mark.h: device,
+ *    stream, seq), stored atomically with it and kept (latest per device)
+ *    until forgotten: after a crash, the marks say what had been handed to
+ *    the broker.
  *  With QoS 2 the broker delivers a message when it gets PUBREL and ignores
  *  a PUBLISH whose packet id it holds already, so each message reaches
  *  subscribers once, across broker restarts (mosquitto saves sessions on
@@ -74,6 +70,7 @@
 #include <stdint.h>
 
 #include "eds_err.h"
+#include "gw_mark.h"
 
 typedef struct gw_publisher gw_publisher;
 
@@ -89,8 +86,7 @@ typedef struct gw_publisher_config {
     const char *online_payload;      /* published retained (QoS 1) to will_topic on every connect */
     const char *subscribe_topic;     /* e.g. "energy/+/cmd" (QoS 1); re-subscribed on every
                                         connect; NULL = none */
-    size_t max_inflight; /* bound on outstanding publishes (<= 65000); 0 = 64. bench_paho: 16..256
-                            are about equally fast, 1024 is slower (Paho scans lists) */
+    size_t max_inflight; /* bound on outstanding publishes (<= 65000); 0 = 64 */
     /* TLS to the broker (optional): cafile set = connect with ssl://; certfile/keyfile for a
      * client certificate. */
     const char *cafile, *certfile, *keyfile;
@@ -148,10 +144,9 @@ size_t gw_publisher_inflight(const gw_publisher *p);
  * all confirmed by the broker (GW_PUB_RESTORED follows). Always false otherwise. */
 bool gw_publisher_restoring(const gw_publisher *p);
 
-/* Persistent mode: calls fn once per mark (latest value per name), from the session store;
+/* Persistent mode: calls fn once per mark (the latest per device), from the session store;
  * nothing otherwise. */
-void gw_publisher_each_mark(gw_publisher *p,
-                            void (*fn)(void *ctx, const char *name, const char *value), void *ctx);
+void gw_publisher_each_mark(gw_publisher *p, void (*fn)(void *ctx, const gw_mark *mark), void *ctx);
 
 /* Persistent mode: drops all marks (the caller made them durable elsewhere).
  * EDS_OK or EDS_ERR_IO (err); EDS_OK with nothing to do otherwise. */
@@ -167,11 +162,10 @@ int gw_publisher_forget_marks(gw_publisher *p, eds_error *err);
 int gw_publisher_publish(gw_publisher *p, const char *topic, const void *payload, size_t len,
                          int qos, bool retain, uint64_t token);
 
-/* gw_publisher_publish() that also records the mark (mark_name -> mark_value) with the
- * publish in the session store (persistent mode; ignored otherwise). */
+/* gw_publisher_publish() that also records mark (copied; NULL = none) with the publish
+ * in the session store (persistent mode; ignored otherwise). */
 int gw_publisher_publish_marked(gw_publisher *p, const char *topic, const void *payload, size_t len,
-                                int qos, bool retain, uint64_t token, const char *mark_name,
-                                const char *mark_value);
+                                int qos, bool retain, uint64_t token, const gw_mark *mark);
 
 typedef enum {
     GW_PUB_DONE,         /* token: the broker confirmed it */

@@ -23,6 +23,7 @@
 
 #include "eds_bytes.h"
 #include "eds_log.h"
+#include "eds_proto.h"
 #include "gw_syncer.h"
 
 #define LOG_NAME "mqtt-session.log"
@@ -46,8 +47,7 @@ typedef struct entry {
 typedef struct mark {
     struct mark *next;  /* all marks */
     struct mark *hnext; /* bucket chain: one mark per device, 10,000 devices are common */
-    char name[GW_PUBSTORE_MARK_MAX + 1];
-    char value[GW_PUBSTORE_MARK_MAX + 1];
+    gw_mark m;
 } mark;
 
 struct gw_pubstore {
@@ -69,20 +69,11 @@ struct gw_pubstore {
     size_t buf_cap;
 };
 
-static _Thread_local struct {
-    bool set;
-    char name[GW_PUBSTORE_MARK_MAX + 1];
-    char value[GW_PUBSTORE_MARK_MAX + 1];
-} staged;
-
 /* ---- small helpers ---------------------------------------------------------------------- */
 
 static uint32_t key_hash(const char *k)
 {
-    uint32_t h = 2166136261u;
-    for (; *k; k++)
-        h = (h ^ (unsigned char)*k) * 16777619u;
-    return h % NBUCKETS;
+    return eds_fnv1a(k, strlen(k)) % NBUCKETS;
 }
 
 /* Doomed entries included. */
@@ -146,31 +137,29 @@ static void set_entry(gw_pubstore *st, entry *e_new)
     st->live_bytes += e_new->len + strlen(e_new->key);
 }
 
-static void set_mark(gw_pubstore *st, const char *name, size_t nlen, const char *value, size_t vlen)
+static void set_mark(gw_pubstore *st, const gw_mark *gm)
 {
-    if (nlen > GW_PUBSTORE_MARK_MAX)
-        nlen = GW_PUBSTORE_MARK_MAX;
-    if (vlen > GW_PUBSTORE_MARK_MAX)
-        vlen = GW_PUBSTORE_MARK_MAX;
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < nlen; i++)
-        h = (h ^ (unsigned char)name[i]) * 16777619u;
-    h %= NBUCKETS;
+    uint32_t h = key_hash(gm->device);
     mark *m = st->mark_buckets[h];
-    while (m && (strlen(m->name) != nlen || memcmp(m->name, name, nlen) != 0))
+    while (m && strcmp(m->m.device, gm->device) != 0)
         m = m->hnext;
     if (!m) {
         m = calloc(1, sizeof(*m));
         if (!m)
             return; /* a lost mark weakens crash recovery only; logged by the caller's put */
-        memcpy(m->name, name, nlen);
         m->next = st->marks;
         st->marks = m;
         m->hnext = st->mark_buckets[h];
         st->mark_buckets[h] = m;
     }
-    memcpy(m->value, value, vlen);
-    m->value[vlen] = '\0';
+    m->m = *gm;
+}
+
+static bool mark_valid(const gw_mark *m)
+{
+    return memchr(m->device, '\0', sizeof(m->device)) &&
+           memchr(m->stream, '\0', sizeof(m->stream)) && eds_device_id_valid(m->device) &&
+           eds_stream_id_valid(m->stream);
 }
 
 static void free_marks(gw_pubstore *st)
@@ -238,26 +227,43 @@ static int append(gw_pubstore *st, size_t blen)
     return EDS_OK;
 }
 
-/* Writes a 'P' record for e (and the mark, if any) into st->buf, or a 'Q' record when
+/* Size of MARK (see gw_pubstore.h); NULL: an empty one. */
+static size_t mark_size(const gw_mark *m)
+{
+    return m ? 1 + strlen(m->device) + 1 + strlen(m->stream) + 8 : 1 + 1 + 8;
+}
+
+static unsigned char *put_mark(unsigned char *p, const gw_mark *m)
+{
+    size_t dl = m ? strlen(m->device) : 0, sl = m ? strlen(m->stream) : 0;
+    *p++ = (unsigned char)dl;
+    if (dl)
+        memcpy(p, m->device, dl);
+    p += dl;
+    *p++ = (unsigned char)sl;
+    if (sl)
+        memcpy(p, m->stream, sl);
+    p += sl;
+    eds_put_le64(p, m ? m->seq : 0);
+    return p + 8;
+}
+
+/* Writes a 'p' record for e (and the mark, if any) into st->buf, or a 'q' record when
  * gone names a key removed by the same record; returns its body length, 0 when out of
  * memory. */
-static size_t encode_put(gw_pubstore *st, const entry *e, const char *mname, const char *mvalue,
-                         const char *gone)
+static size_t encode_put(gw_pubstore *st, const entry *e, const gw_mark *gm, const char *gone)
 {
-    size_t klen = strlen(e->key), mn = mname ? strlen(mname) : 0, mv = mname ? strlen(mvalue) : 0;
-    size_t glen = gone ? strlen(gone) : 0;
-    size_t blen = 1 + 2 + klen + 4 + e->len + 2 + mn + 2 + mv + (gone ? 2 + glen : 0);
+    size_t klen = strlen(e->key), glen = gone ? strlen(gone) : 0;
+    size_t blen = 1 + 2 + klen + 4 + e->len + mark_size(gm) + (gone ? 2 + glen : 0);
     unsigned char *b = scratch(st, HDR + blen);
     if (!b)
         return 0;
     unsigned char *p = b + HDR;
-    *p++ = gone ? 'Q' : 'P';
+    *p++ = gone ? 'q' : 'p';
     p = put_str16(p, e->key, klen);
     eds_put_le32(p, (uint32_t)e->len);
     memcpy(p + 4, e->data, e->len);
-    p += 4 + e->len;
-    p = put_str16(p, mname ? mname : "", mn);
-    p = put_str16(p, mvalue ? mvalue : "", mv);
+    p = put_mark(p + 4 + e->len, gm);
     if (gone)
         put_str16(p, gone, glen);
     return blen;
@@ -265,12 +271,12 @@ static size_t encode_put(gw_pubstore *st, const entry *e, const char *mname, con
 
 static size_t encode_mark(gw_pubstore *st, const mark *m)
 {
-    size_t mn = strlen(m->name), mv = strlen(m->value), blen = 1 + 2 + mn + 2 + mv;
+    size_t blen = 1 + mark_size(&m->m);
     unsigned char *b = scratch(st, HDR + blen);
     if (!b)
         return 0;
-    b[HDR] = 'M';
-    put_str16(put_str16(b + HDR + 1, m->name, mn), m->value, mv);
+    b[HDR] = 'm';
+    put_mark(b + HDR + 1, &m->m);
     return blen;
 }
 
@@ -291,15 +297,68 @@ static bool get_str16(const unsigned char **p, const unsigned char *end, char *o
     return true;
 }
 
+/* Reads a MARK at *p; *present false for an empty one. False when it does not parse. */
+static bool get_mark(const unsigned char **p, const unsigned char *end, gw_mark *m, bool *present)
+{
+    memset(m, 0, sizeof(*m));
+    if (end - *p < 1 || (size_t)(end - *p - 1) < (size_t) * *p + 1 + 8 || **p > EDS_DEVICE_MAX)
+        return false;
+    size_t dl = *(*p)++;
+    memcpy(m->device, *p, dl);
+    *p += dl;
+    size_t sl = *(*p)++;
+    if (sl > EDS_STREAM_MAX || (size_t)(end - *p) < sl + 8)
+        return false;
+    memcpy(m->stream, *p, sl);
+    *p += sl;
+    m->seq = eds_get_le64(*p);
+    *p += 8;
+    *present = dl > 0;
+    return !*present || mark_valid(m);
+}
+
+/* A mark as files written before typed marks hold it: u16 device, u16 "STREAM SEQ".
+ * One that does not convert is dropped (the gateway of then ignored it too). */
+static bool get_legacy_mark(const unsigned char **p, const unsigned char *end, gw_mark *m,
+                            bool *present)
+{
+    char name[256], value[256];
+    size_t nl;
+    memset(m, 0, sizeof(*m));
+    *present = false;
+    if (!get_str16(p, end, name, sizeof(name), &nl) ||
+        !get_str16(p, end, value, sizeof(value), NULL))
+        return false;
+    const char *sp = strrchr(value, ' ');
+    if (!nl || nl > EDS_DEVICE_MAX || !sp || (size_t)(sp - value) > EDS_STREAM_MAX || !sp[1] ||
+        strlen(sp + 1) > 16)
+        return true;
+    uint64_t seq = 0;
+    for (const char *d = sp + 1; *d; d++) {
+        if (*d < '0' || *d > '9')
+            return true;
+        seq = seq * 10 + (uint64_t)(*d - '0');
+    }
+    memcpy(m->device, name, nl);
+    memcpy(m->stream, value, (size_t)(sp - value));
+    m->seq = seq;
+    *present = mark_valid(m);
+    return true;
+}
+
 /* Applies one record body; false when it does not parse (treated like a torn tail). */
 static bool replay_one(gw_pubstore *st, const unsigned char *p, const unsigned char *end)
 {
-    char key[GW_PUBSTORE_KEY_MAX + 1], mn[GW_PUBSTORE_MARK_MAX + 1], mv[GW_PUBSTORE_MARK_MAX + 1];
-    size_t mnl, mvl;
+    char key[GW_PUBSTORE_KEY_MAX + 1];
+    gw_mark mk;
+    bool marked = false;
     if (p >= end)
         return false;
     char type = (char)*p++;
+    bool legacy = type == 'P' || type == 'Q' || type == 'M';
     switch (type) {
+    case 'p':
+    case 'q':
     case 'P':
     case 'Q': {
         char gone[GW_PUBSTORE_KEY_MAX + 1] = "";
@@ -318,9 +377,9 @@ static bool replay_one(gw_pubstore *st, const unsigned char *p, const unsigned c
         }
         memcpy(data, p, dlen);
         p += dlen;
-        if (!get_str16(&p, end, mn, sizeof(mn), &mnl) ||
-            !get_str16(&p, end, mv, sizeof(mv), &mvl) ||
-            (type == 'Q' && !get_str16(&p, end, gone, sizeof(gone), NULL)) || p != end) {
+        bool with_gone = type == 'q' || type == 'Q';
+        if (!(legacy ? get_legacy_mark(&p, end, &mk, &marked) : get_mark(&p, end, &mk, &marked)) ||
+            (with_gone && !get_str16(&p, end, gone, sizeof(gone), NULL)) || p != end) {
             free(e);
             free(data);
             return false;
@@ -332,8 +391,8 @@ static bool replay_one(gw_pubstore *st, const unsigned char *p, const unsigned c
         if (old)
             unlink_entry(st, old);
         set_entry(st, e);
-        if (mnl)
-            set_mark(st, mn, mnl, mv, mvl);
+        if (marked)
+            set_mark(st, &mk);
         return true;
     }
     case 'R':
@@ -343,11 +402,13 @@ static bool replay_one(gw_pubstore *st, const unsigned char *p, const unsigned c
         if (e)
             unlink_entry(st, e);
         return true;
+    case 'm':
     case 'M':
-        if (!get_str16(&p, end, mn, sizeof(mn), &mnl) ||
-            !get_str16(&p, end, mv, sizeof(mv), &mvl) || p != end || !mnl)
+        if (!(legacy ? get_legacy_mark(&p, end, &mk, &marked) : get_mark(&p, end, &mk, &marked)) ||
+            p != end)
             return false;
-        set_mark(st, mn, mnl, mv, mvl);
+        if (marked)
+            set_mark(st, &mk);
         return true;
     case 'C':
         while (st->first)
@@ -439,7 +500,7 @@ static int compact(gw_pubstore *st, bool with_marks, eds_error *err)
         goto out;
     }
     for (const entry *e = st->first; e && rc == EDS_OK; e = e->next) {
-        size_t blen = encode_put(st, e, NULL, NULL, NULL);
+        size_t blen = encode_put(st, e, NULL, NULL);
         rc = blen ? write_record(st, fd, blen, &written) : EDS_ERR_NOMEM;
     }
     for (const mark *m = with_marks ? st->marks : NULL; m && rc == EDS_OK; m = m->next) {
@@ -577,7 +638,7 @@ static int remove_now(gw_pubstore *st, entry *e)
  * for it, on the same thread. Written as two records, a crash between them would leave
  * neither: the record handed to Paho (and marked) would be gone. So the command's
  * removal waits, invisible to readers but still in the file (compaction keeps it), and
- * goes out with the thread's next put in one 'Q' record. Lock held; false when no slot
+ * goes out with the thread's next put in one 'q' record. Lock held; false when no slot
  * is free (then the caller removes it at once). */
 static bool doom(gw_pubstore *st, entry *e)
 {
@@ -606,10 +667,11 @@ static entry *take_doomed(gw_pubstore *st)
     return NULL;
 }
 
-int gw_pubstore_put(gw_pubstore *st, const char *key, int n, char *const bufs[], const int lens[])
+int gw_pubstore_put(gw_pubstore *st, const char *key, int n, char *const bufs[], const int lens[],
+                    const gw_mark *gm)
 {
     size_t klen = key ? strlen(key) : 0;
-    if (!klen || klen > GW_PUBSTORE_KEY_MAX || n < 0)
+    if (!klen || klen > GW_PUBSTORE_KEY_MAX || n < 0 || (gm && !mark_valid(gm)))
         return EDS_ERR_INVAL;
     size_t total = 0;
     for (int i = 0; i < n; i++) {
@@ -632,8 +694,6 @@ int gw_pubstore_put(gw_pubstore *st, const char *key, int n, char *const bufs[],
     memcpy(e->key, key, klen + 1);
     e->data = data;
     e->len = total;
-    const char *mname = staged.set ? staged.name : NULL;
-    staged.set = false;
 
     pthread_mutex_lock(&st->lock);
     int rc = EDS_OK;
@@ -641,14 +701,14 @@ int gw_pubstore_put(gw_pubstore *st, const char *key, int n, char *const bufs[],
     if (gone && strcmp(gone->key, e->key) == 0)
         gone = NULL; /* replaced by this put anyway */
     if (st->fd >= 0) {
-        size_t blen = encode_put(st, e, mname, staged.value, gone ? gone->key : NULL);
+        size_t blen = encode_put(st, e, gm, gone ? gone->key : NULL);
         rc = blen ? append(st, blen) : EDS_ERR_NOMEM;
     }
     if (gone)
         unlink_entry(st, gone);
     set_entry(st, e);
-    if (mname)
-        set_mark(st, mname, strlen(mname), staged.value, strlen(staged.value));
+    if (gm)
+        set_mark(st, gm);
     maybe_compact(st);
     pthread_mutex_unlock(&st->lock);
     return rc;
@@ -782,21 +842,11 @@ void gw_pubstore_on_empty(gw_pubstore *st, void (*fn)(void *ctx), void *ctx)
     pthread_mutex_unlock(&st->lock);
 }
 
-void gw_pubstore_stage_mark(const char *name, const char *value)
-{
-    staged.set = name && name[0];
-    if (!staged.set)
-        return;
-    snprintf(staged.name, sizeof(staged.name), "%s", name);
-    snprintf(staged.value, sizeof(staged.value), "%s", value ? value : "");
-}
-
-void gw_pubstore_each_mark(gw_pubstore *st,
-                           void (*fn)(void *ctx, const char *name, const char *value), void *ctx)
+void gw_pubstore_each_mark(gw_pubstore *st, void (*fn)(void *ctx, const gw_mark *mark), void *ctx)
 {
     pthread_mutex_lock(&st->lock);
     for (const mark *m = st->marks; m; m = m->next)
-        fn(ctx, m->name, m->value);
+        fn(ctx, &m->m);
     pthread_mutex_unlock(&st->lock);
 }
 

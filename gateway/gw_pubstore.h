@@ -10,32 +10,33 @@
  * broker (which delivers a QoS 2 message when it gets PUBREL) hands each
  * record to subscribers once.
  *
- * Marks: what Paho stores does not say which record (device, seq) a publish
- * carries, and a record whose flow completed just before a crash is neither
- * in the store nor yet in the gateway's journal. So the publishing thread may
- * stage a mark (name -> value) that is written in the same log record as the
- * next put made on that thread (the put of the queued command inside
- * MQTTAsync_send). The store keeps the latest value per name. The gateway
- * uses name = device, value = "STREAM SEQ": at start it raises each device's
- * last_seq to its mark once the restored publishes are confirmed. Marks are
- * hashed by name (one per device; 10,000 devices must not slow every put).
+ * Marks: what Paho stores does not say which record (device, stream, seq) a
+ * publish carries, and a record whose flow completed just before a crash is
+ * neither in the store nor yet in the gateway's journal. So a put may carry a
+ * mark (gw_mark.h), written in the same log record; the publisher passes it
+ * with the put of the queued command inside MQTTAsync_send (gw_paho_store.h).
+ * The store keeps the latest mark per device: at start the gateway raises each
+ * device's last_seq to its mark once the restored publishes are confirmed.
+ * Marks are hashed by device (10,000 devices must not slow every put).
  *
  * File: DIR/mqtt-session.log, append-only, one write(2) per operation (a
  * SIGKILL loses nothing the page cache has; fdatasync at most every 2 s).
  * A write that fails half-way is cut off again (ftruncate), so later records
  * stay readable. Each log record is [u32 len][u32 crc32][len bytes body], little-endian;
  * the body is one of
- *     'P' u16 klen key u32 dlen data u16 mnlen mname u16 mvlen mvalue
- *                                              (put; mnlen 0 = no mark)
+ *     'p' u16 klen key u32 dlen data MARK      (put; MARK's device length 0 = no mark)
+ *     'q' as 'p', then u16 rklen rkey          (put, and remove rkey: see below)
+ *     'm' MARK                                 (mark, written by compaction)
  *     'R' u16 klen key                         (remove)
- *     'M' u16 mnlen mname u16 mvlen mvalue     (mark, written by compaction)
  *     'C'                                      (clear)
- *     'Q' as 'P', then u16 rklen rkey           (put, and remove rkey: see below)
+ * where MARK is u8 devlen device u8 stlen stream u64 seq. Files written before
+ * marks were typed hold 'P', 'Q' and 'M' records instead, with the mark as
+ * u16 len device u16 len "STREAM SEQ"; they are still read.
  * Paho removes a queued command ("c-N") just before it stores the PUBLISH it
  * sent for it ("s-ID"), on the same thread. Two records would leave a crash
  * window with neither in the file, and a handed record lost; so the removal
  * of a "c-" key is held back (gone for readers, kept in the file) until that
- * thread's next put, and both go out as one 'Q' record.
+ * thread's next put, and both go out as one 'q' record.
  * Loading replays records in order and stops at the first short or corrupt
  * one (a torn tail after power loss), truncating the file there. When the
  * log is past 8 MiB and four times the live data, it is rewritten (tmp,
@@ -55,12 +56,12 @@
 #include <stddef.h>
 
 #include "eds_err.h"
+#include "gw_mark.h"
 
 typedef struct gw_pubstore gw_pubstore;
 
-/* Longest key and mark name/value accepted (Paho keys are short: "sc-65535"). */
+/* Longest key accepted (Paho keys are short: "sc-65535"). */
 #define GW_PUBSTORE_KEY_MAX 64
-#define GW_PUBSTORE_MARK_MAX 255
 
 /* Opens dir/mqtt-session.log (creating dir and the file), replaying it; dir NULL = in
  * memory only (exactly once across broker restarts, not across gateway crashes).
@@ -71,10 +72,12 @@ int gw_pubstore_open(const char *dir, gw_pubstore **out, eds_error *err);
  * Entries stay in the file. */
 void gw_pubstore_close(gw_pubstore *st);
 
-/* Stores the concatenation of n buffers under key, replacing any entry with that key.
- * If this thread has a staged mark, it is written with this put and unstaged.
- * EDS_OK, EDS_ERR_INVAL (key too long or empty), EDS_ERR_NOMEM, EDS_ERR_IO. */
-int gw_pubstore_put(gw_pubstore *st, const char *key, int n, char *const bufs[], const int lens[]);
+/* Stores the concatenation of n buffers under key, replacing any entry with that key,
+ * and mark (NULL = none; copied) in the same log record.
+ * EDS_OK, EDS_ERR_INVAL (key too long or empty, a mark with an invalid device or stream
+ * id), EDS_ERR_NOMEM, EDS_ERR_IO. */
+int gw_pubstore_put(gw_pubstore *st, const char *key, int n, char *const bufs[], const int lens[],
+                    const gw_mark *mark);
 
 /* *buf: a copy of key's data made with alloc (NULL = malloc; Paho needs its own
  * allocator, see gw_publisher.c), which the caller frees; *len its length.
@@ -101,13 +104,9 @@ size_t gw_pubstore_count(gw_pubstore *st);
  * puts), with the store unlocked. NULL fn = none. */
 void gw_pubstore_on_empty(gw_pubstore *st, void (*fn)(void *ctx), void *ctx);
 
-/* Stages a mark for the next put made by the calling thread (thread-local; copied).
- * name NULL unstages. Names and values longer than GW_PUBSTORE_MARK_MAX are cut. */
-void gw_pubstore_stage_mark(const char *name, const char *value);
-
-/* Calls fn once per mark (latest value per name), in no particular order. */
-void gw_pubstore_each_mark(gw_pubstore *st,
-                           void (*fn)(void *ctx, const char *name, const char *value), void *ctx);
+/* Calls fn once per mark (the latest per device), in no particular order; fn must not
+ * call the store. */
+void gw_pubstore_each_mark(gw_pubstore *st, void (*fn)(void *ctx, const gw_mark *mark), void *ctx);
 
 /* Drops every mark and rewrites the file without them (the caller has made them
  * durable elsewhere). EDS_OK or EDS_ERR_IO (err). */

@@ -1,6 +1,9 @@
 /*
- * gw_server.h - eds-gateway's engine: listeners, agent connections, the
- * per-device record windows, and the hand-off to the MQTT publisher.
+ * gw_server.h - eds-gateway's engine. The server creates and glues the
+ * modules that do the work: gw_conn (connections and I/O), gw_session (the
+ * protocol per connection), gw_window (per-device records), gw_guard
+ * (per-address limits), gw_relay (publishing and acks), gw_downlink
+ * (commands), gw_publisher (MQTT) and gw_state (the journal).
  *
  * Delivery rule (docs/gateway.md): a record is acked only after the broker
  * confirmed it (QoS >= 1); records of one device are published in seq

@@ -1,10 +1,9 @@
 /*
- * gw_stats.h - the gateway's counters, as the event loop keeps them: read by
- * the stats topic (gw_server.c, publish_stats) and by /metrics (gw_metrics.c).
- *
- * Plain structs, written only by the event loop's thread. gw_device_counters
- * sit inside each device; gw_stats once in the server. Counters count from
- * the start and are never reset (a SIGHUP reload keeps them).
+ * gw_stats.h - the gateway's counters, published on P/_gateway/stats and
+ * served on /metrics (gw_metrics.c). One gw_stats owned by the server; each
+ * module counts its own events in it. gw_device_counters sit inside each
+ * device. Written only by the event loop's thread; never reset (a SIGHUP
+ * reload keeps them).
  */
 #ifndef GW_STATS_H
 #define GW_STATS_H

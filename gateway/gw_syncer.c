@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "eds_log.h"
-#include "gw_clock.h"
+#include "eds_clock.h"
 
 struct gw_syncer {
     pthread_mutex_t lock, sync_lock;
@@ -55,7 +55,7 @@ static void *run(void *arg)
         sync_now(s);
         /* At most one sync per interval: writes meanwhile set dirty again. */
         pthread_mutex_lock(&s->lock);
-        struct timespec dl = gw_deadline_in(s->interval_ms);
+        struct timespec dl = eds_deadline_in(s->interval_ms);
         while (!s->stopping && pthread_cond_timedwait(&s->cond, &s->lock, &dl) != ETIMEDOUT)
             ;
     }
@@ -74,7 +74,7 @@ int gw_syncer_start(int fd, int64_t interval_ms, gw_syncer **out)
         return EDS_ERR_NOMEM;
     s->fd = fd;
     s->interval_ms = interval_ms > 0 ? interval_ms : 1;
-    gw_cond_init_monotonic(&s->cond);
+    eds_cond_init_monotonic(&s->cond);
     pthread_mutex_init(&s->lock, NULL);
     pthread_mutex_init(&s->sync_lock, NULL);
     /* The thread takes no signals: the gateway reads SIGTERM/SIGHUP from a signalfd,

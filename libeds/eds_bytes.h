@@ -54,4 +54,15 @@ static inline uint64_t eds_get_le64(const unsigned char *p)
  * consecutive pieces. Thread-safe. */
 uint32_t eds_crc32(uint32_t crc, const void *data, size_t len);
 
+/* 32-bit FNV-1a of len bytes: a hash for small tables (not for untrusted keys an
+ * attacker may choose to collide). */
+static inline uint32_t eds_fnv1a(const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ p[i]) * 16777619u;
+    return h;
+}
+
 #endif

@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A partial-line buffer larger than this is freed after use rather than
- * kept, so one big record does not pin memory on an idle connection. */
+/* A buffer larger than this is freed once all input is consumed rather than
+ * kept, so one big read does not pin memory on an idle connection. */
 #define FRAMER_KEEP_CAP 4096
 
 void eds_framer_init(eds_framer *f, size_t max_line)
@@ -18,108 +18,149 @@ void eds_framer_init(eds_framer *f, size_t max_line)
 void eds_framer_free(eds_framer *f)
 {
     free(f->buf);
-    f->buf = NULL;
-    f->len = f->cap = 0;
+    free(f->back);
+    f->buf = f->back = NULL;
+    f->cap = f->start = f->end = f->scanned = f->back_cap = 0;
+    f->lent = false;
 }
 
-/* Strips one CR before the (already removed) LF and emits non-empty lines. */
-static int emit(const char *line, size_t len, eds_line_fn fn, void *ctx)
+/* Everything held was handed out: start over at the front. */
+static void consumed_all(eds_framer *f)
 {
-    if (len > 0 && line[len - 1] == '\r')
-        len--;
-    if (len == 0)
-        return 0;
-    return fn(ctx, line, len);
-}
-
-static int append(eds_framer *f, const char *data, size_t n)
-{
-    if (f->len + n > f->cap) {
-        size_t cap = f->cap ? f->cap : 256;
-        while (cap < f->len + n)
-            cap *= 2;
-        if (cap > f->max_line - 1)
-            cap = f->max_line - 1;
-        char *nb = realloc(f->buf, cap);
-        if (!nb)
-            return EDS_ERR_NOMEM;
-        f->buf = nb;
-        f->cap = cap;
+    f->start = f->end = f->scanned = 0;
+    if (f->cap > FRAMER_KEEP_CAP && !f->lent) {
+        free(f->buf);
+        f->buf = NULL;
+        f->cap = 0;
     }
-    memcpy(f->buf + f->len, data, n);
-    f->len += n;
+}
+
+/* Only an unfinished line is held: if it sits in a big read buffer, move it
+ * to one of its own size, so a connection that waits for the rest of a line
+ * pins the line, not a whole read (the copy is what a push framer did on
+ * every feed that ended inside a line). */
+static void keep_partial(eds_framer *f, size_t held)
+{
+    f->scanned = held;
+    if (f->cap <= FRAMER_KEEP_CAP || held > f->cap / 4)
+        return;
+    char *nb = malloc(held);
+    if (!nb)
+        return; /* keep the big one */
+    memcpy(nb, f->buf + f->start, held);
+    if (f->lent && !f->back) {
+        f->back = f->buf; /* for eds_framer_reclaim */
+        f->back_cap = f->cap;
+    } else {
+        free(f->buf);
+    }
+    f->lent = false;
+    f->buf = nb;
+    f->cap = f->end = held;
+    f->start = 0;
+}
+
+size_t eds_framer_space(eds_framer *f, size_t want, char **p)
+{
+    size_t held = f->end - f->start;
+    if (f->failed || want == 0 || held >= f->max_line)
+        return 0;
+    if (f->cap - f->end < want) {
+        if (f->start > 0) { /* only the unread rest moves, and only when short of room */
+            memmove(f->buf, f->buf + f->start, held);
+            f->start = 0;
+            f->end = held;
+        }
+        if (f->cap - f->end < want) {
+            char *nb = realloc(f->buf, held + want);
+            if (!nb)
+                return 0;
+            f->buf = nb;
+            f->cap = held + want;
+        }
+    }
+    *p = f->buf + f->end;
+    return want;
+}
+
+void eds_framer_commit(eds_framer *f, size_t n)
+{
+    f->end += n;
+}
+
+bool eds_framer_lend(eds_framer *f, char *buf, size_t cap)
+{
+    if (f->buf || f->back)
+        return false;
+    f->buf = buf;
+    f->cap = cap;
+    f->start = f->end = f->scanned = 0;
+    f->lent = true;
+    return true;
+}
+
+char *eds_framer_reclaim(eds_framer *f, size_t *cap)
+{
+    char *b = NULL;
+    if (f->back) {
+        b = f->back;
+        *cap = f->back_cap;
+        f->back = NULL;
+        f->back_cap = 0;
+    } else if (f->lent && f->start == f->end) {
+        b = f->buf;
+        *cap = f->cap;
+        f->buf = NULL;
+        f->cap = f->start = f->end = f->scanned = 0;
+        f->lent = false;
+    }
+    return b;
+}
+
+int eds_framer_feed(eds_framer *f, const char *data, size_t len)
+{
+    if (len == 0)
+        return EDS_OK;
+    if (f->end - f->start >= f->max_line)
+        return EDS_ERR_FULL;
+    char *p;
+    if (eds_framer_space(f, len, &p) == 0)
+        return f->failed ? EDS_ERR_TOOLONG : EDS_ERR_NOMEM;
+    memcpy(p, data, len);
+    eds_framer_commit(f, len);
     return EDS_OK;
 }
 
-static void reset_buffer(eds_framer *f)
+int eds_framer_next(eds_framer *f, const char **line, size_t *len)
 {
-    f->len = 0;
-    if (f->cap > FRAMER_KEEP_CAP)
-        eds_framer_free(f);
-}
-
-int eds_framer_feed(eds_framer *f, const char *data, size_t len, eds_line_fn fn, void *ctx)
-{
-    if (f->failed)
-        return EDS_ERR_TOOLONG;
-    if (f->paused)
-        return EDS_ERR_INVAL;
     const size_t limit = f->max_line - 1; /* content bytes allowed before the LF */
-    while (len > 0) {
-        const char *nl = memchr(data, '\n', len);
-        size_t chunk = nl ? (size_t)(nl - data) : len;
-        if (f->len + chunk > limit) {
+    while (!f->failed) {
+        const char *from = f->buf + f->start;
+        size_t held = f->end - f->start;
+        const char *nl =
+            held > f->scanned ? memchr(from + f->scanned, '\n', held - f->scanned) : NULL;
+        size_t n = nl ? (size_t)(nl - from) : held;
+        if (n > limit) {
             f->failed = true;
-            reset_buffer(f);
-            return EDS_ERR_TOOLONG;
+            consumed_all(f);
+            break;
         }
         if (!nl) {
-            int rc = append(f, data, chunk);
-            if (rc != EDS_OK)
-                return rc;
-            return EDS_OK;
+            if (held == 0)
+                consumed_all(f);
+            else
+                keep_partial(f, held);
+            return EDS_FRAMER_MORE;
         }
-        int rc;
-        if (f->len == 0) {
-            rc = emit(data, chunk, fn, ctx); /* whole line inside data: no copy */
-        } else {
-            rc = append(f, data, chunk);
-            if (rc != EDS_OK)
-                return rc;
-            rc = emit(f->buf, f->len, fn, ctx);
-            reset_buffer(f);
+        f->start += n + 1;
+        f->scanned = 0;
+        if (n > 0 && from[n - 1] == '\r')
+            n--;
+        if (n > 0) {
+            *line = from;
+            *len = n;
+            return EDS_FRAMER_LINE;
         }
-        data += chunk + 1;
-        len -= chunk + 1;
-        if (rc == EDS_FRAMER_PAUSE && len > 0) {
-            /* Keep the rest; buf is empty here (its line was just emitted). */
-            free(f->buf);
-            f->buf = malloc(len);
-            if (!f->buf) {
-                f->cap = 0;
-                return EDS_ERR_NOMEM;
-            }
-            memcpy(f->buf, data, len);
-            f->len = f->cap = len;
-            f->paused = true;
-            return rc;
-        }
-        if (rc != 0)
-            return rc;
     }
-    return EDS_OK;
-}
-
-int eds_framer_resume(eds_framer *f, eds_line_fn fn, void *ctx)
-{
-    if (!f->paused)
-        return EDS_OK;
-    char *kept = f->buf;
-    size_t n = f->len;
-    f->buf = NULL;
-    f->len = f->cap = 0;
-    f->paused = false;
-    int rc = eds_framer_feed(f, kept, n, fn, ctx);
-    free(kept);
-    return rc;
+    return EDS_ERR_TOOLONG;
 }

@@ -6,123 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- checks on raw text ------------------------------------------------ */
-
-bool eds_utf8_valid(const char *str, size_t len)
-{
-    const unsigned char *s = (const unsigned char *)str;
-    size_t i = 0;
-    while (i < len) {
-        unsigned char c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t n;
-        unsigned cp;
-        if (c >= 0xC2 && c <= 0xDF) {
-            n = 1;
-            cp = c & 0x1F;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            n = 2;
-            cp = c & 0x0F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            n = 3;
-            cp = c & 0x07;
-        } else {
-            return false;
-        }
-        if (len - i <= n)
-            return false;
-        for (size_t k = 1; k <= n; k++) {
-            if ((s[i + k] & 0xC0) != 0x80)
-                return false;
-            cp = (cp << 6) | (s[i + k] & 0x3F);
-        }
-        if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-            (cp >= 0xD800 && cp <= 0xDFFF))
-            return false;
-        i += n + 1;
-    }
-    return true;
-}
-
-/* True when the text holds a "\u0000" escape (an escaped backslash before
- * "u0000" does not count). */
-static bool has_nul_escape(const char *s, size_t len)
-{
-    const char *p = s, *end = s + len;
-    while ((p = memchr(p, '\\', (size_t)(end - p))) != NULL) {
-        if (end - p >= 6 && p[1] == 'u' && memcmp(p + 2, "0000", 4) == 0)
-            return true;
-        p += 2; /* skip the escaped character, whatever it is */
-        if (p >= end)
-            break;
-    }
-    return false;
-}
-
-/* ---- checks on the parsed tree ----------------------------------------- */
-
-static int cmp_key(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* Finds a duplicate key among an object's children; small objects by
- * pairwise comparison, large ones by sorting their names. */
-static const char *duplicate_key(const cJSON *obj, eds_error *err)
-{
-    size_t n = 0;
-    for (const cJSON *c = obj->child; c; c = c->next)
-        n++;
-    if (n < 2)
-        return NULL;
-    if (n <= 16) {
-        for (const cJSON *a = obj->child; a; a = a->next)
-            for (const cJSON *b = a->next; b; b = b->next)
-                if (strcmp(a->string, b->string) == 0)
-                    return a->string;
-        return NULL;
-    }
-    const char **names = malloc(n * sizeof(*names));
-    if (!names) {
-        eds_error_set(err, EDS_ERR_NOMEM, "out of memory");
-        return "";
-    }
-    size_t i = 0;
-    for (const cJSON *c = obj->child; c; c = c->next)
-        names[i++] = c->string;
-    qsort(names, n, sizeof(*names), cmp_key);
-    const char *dup = NULL;
-    for (i = 1; i < n && !dup; i++)
-        if (strcmp(names[i - 1], names[i]) == 0)
-            dup = names[i];
-    free(names);
-    return dup;
-}
-
-/* Walks the whole tree once: finite numbers, unique keys. Recursion depth
- * is bounded by cJSON's nesting limit (CJSON_NESTING_LIMIT). */
-static int check_tree(const cJSON *node, eds_error *err)
-{
-    if (cJSON_IsNumber(node) && !isfinite(node->valuedouble))
-        return eds_error_set(err, EDS_ERR_PARSE, "number out of range");
-    if (cJSON_IsObject(node)) {
-        const char *dup = duplicate_key(node, err);
-        if (dup && err && err->code == EDS_ERR_NOMEM)
-            return EDS_ERR_NOMEM;
-        if (dup)
-            return eds_error_set(err, EDS_ERR_PARSE, "duplicate key \"%.64s\"", dup);
-    }
-    for (const cJSON *c = node->child; c; c = c->next) {
-        int rc = check_tree(c, err);
-        if (rc != EDS_OK)
-            return rc;
-    }
-    return EDS_OK;
-}
-
 /* ---- message parsing ---------------------------------------------------- */
 
 /* An integral JSON number in [min, max] (all such values are exact doubles
@@ -255,27 +138,14 @@ int eds_msg_parse(const char *line, size_t len, eds_dir dir, eds_msg *msg, eds_e
     memset(msg, 0, sizeof(*msg));
     if (memchr(line, '\0', len))
         return eds_error_set(err, EDS_ERR_PARSE, "NUL byte in line");
-    if (!eds_utf8_valid(line, len))
-        return eds_error_set(err, EDS_ERR_PARSE, "line is not valid UTF-8");
-    if (has_nul_escape(line, len))
-        return eds_error_set(err, EDS_ERR_PARSE, "\\u0000 is not allowed in strings");
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(line, len, &end, 0);
-    if (!root)
-        return eds_error_set(err, EDS_ERR_PARSE, "not valid JSON");
-    /* Only white space may follow the object. */
-    while (end && end < line + len && (*end == ' ' || *end == '\t' || *end == '\r'))
-        end++;
-    if (!cJSON_IsObject(root) || !end || end != line + len) {
-        cJSON_Delete(root);
+    int rc = eds_json_parse(line, len, "data", &msg->doc, err);
+    if (rc != EDS_OK)
+        return rc;
+    cJSON *root = msg->root = msg->doc.root;
+    if (!cJSON_IsObject(root)) {
+        eds_msg_free(msg);
         return eds_error_set(err, EDS_ERR_PARSE, "not a JSON object");
     }
-    int rc = check_tree(root, err);
-    if (rc != EDS_OK) {
-        cJSON_Delete(root);
-        return rc;
-    }
-    msg->root = root;
     const char *type = get_string(root, "type");
     if (!type)
         rc = eds_error_set(err, EDS_ERR_PROTO, "message needs a string \"type\"");
@@ -283,14 +153,21 @@ int eds_msg_parse(const char *line, size_t len, eds_dir dir, eds_msg *msg, eds_e
         rc = parse_to_gateway(msg, type, err);
     else
         rc = parse_to_agent(msg, type, err);
-    if (rc != EDS_OK)
+    if (rc != EDS_OK) {
         eds_msg_free(msg);
-    return rc;
+        return rc;
+    }
+    if (msg->data) {
+        msg->data_json = msg->doc.span;
+        msg->data_len = msg->doc.span_len;
+        msg->data_ws = msg->doc.span_ws;
+    }
+    return EDS_OK;
 }
 
 void eds_msg_free(eds_msg *msg)
 {
-    cJSON_Delete(msg->root);
+    eds_json_doc_free(&msg->doc);
     memset(msg, 0, sizeof(*msg));
 }
 
@@ -374,40 +251,7 @@ static bool appendf(char *buf, size_t cap, size_t *len, const char *fmt, ...)
 
 bool eds_json_append_string(char *buf, size_t cap, size_t *len, const char *s)
 {
-    size_t n = *len;
-    if (!append(buf, cap, &n, "\"", 1))
-        return false;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        bool ok;
-        switch (*p) {
-        case '"':
-            ok = append(buf, cap, &n, "\\\"", 2);
-            break;
-        case '\\':
-            ok = append(buf, cap, &n, "\\\\", 2);
-            break;
-        case '\n':
-            ok = append(buf, cap, &n, "\\n", 2);
-            break;
-        case '\r':
-            ok = append(buf, cap, &n, "\\r", 2);
-            break;
-        case '\t':
-            ok = append(buf, cap, &n, "\\t", 2);
-            break;
-        default:
-            if (*p < 0x20)
-                ok = appendf(buf, cap, &n, "\\u%04x", *p);
-            else
-                ok = append(buf, cap, &n, (const char *)p, 1);
-        }
-        if (!ok)
-            return false;
-    }
-    if (!append(buf, cap, &n, "\"", 1))
-        return false;
-    *len = n;
-    return true;
+    return eds_json_append_text(buf, cap, len, s, strlen(s));
 }
 
 /* Ends a line: appends the LF, returns the length or 0 if it did not fit. */
@@ -462,11 +306,30 @@ size_t eds_fmt_welcome(char *buf, size_t cap, uint64_t last_seq)
     return finish(buf, cap, n, ok);
 }
 
+/* Appends v in decimal (one line per record gets an ack: no printf for it). */
+static bool append_u64(char *buf, size_t cap, size_t *len, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    if (n > cap - *len)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        buf[*len + i] = tmp[n - 1 - i];
+    *len += n;
+    return true;
+}
+
 size_t eds_fmt_ack(char *buf, size_t cap, uint64_t seq, bool duplicate)
 {
+    static const char head[] = "{\"type\":\"ack\",\"seq\":", dup[] = ",\"duplicate\":true}";
     size_t n = 0;
-    bool ok = appendf(buf, cap, &n, "{\"type\":\"ack\",\"seq\":%llu%s}", (unsigned long long)seq,
-                      duplicate ? ",\"duplicate\":true" : "");
+    bool ok =
+        append(buf, cap, &n, head, sizeof(head) - 1) && append_u64(buf, cap, &n, seq) &&
+        (duplicate ? append(buf, cap, &n, dup, sizeof(dup) - 1) : append(buf, cap, &n, "}", 1));
     return finish(buf, cap, n, ok);
 }
 

@@ -2,14 +2,18 @@
  * eds_proto.h - protocol v1 messages (docs/protocol.md): parse one line into
  * a message, and format the lines each side sends.
  *
- * No I/O and no framing (eds_framer.h does that). Parsing is strict where
- * the spec is: the line must be a JSON object in valid UTF-8 with no NUL
- * (raw or escaped: cJSON would silently cut the string there), no
- * duplicate keys anywhere (a consumer that keeps the last one would see
- * other data than the validator saw), and only finite numbers (1e999 would
- * be republished as null). Those failures are EDS_ERR_PARSE, i.e. the
- * spec's `bad_json`; a JSON object that is not a valid message of the
- * expected direction is EDS_ERR_PROTO, the spec's `bad_message`.
+ * No I/O and no framing (eds_framer.h does that). Each line is parsed once,
+ * by the strict parser of eds_json.h: the line must be one JSON object as
+ * RFC 8259 spells it (no `01`, `-.5`, `1.`, `+1`, raw control characters or
+ * other white space), in valid UTF-8 with no NUL (raw or escaped: a C
+ * string would be cut there), no duplicate keys anywhere (a consumer that
+ * keeps the last one would see other data than the validator saw), and
+ * only finite numbers (1e999 would be republished as null). Those failures
+ * are EDS_ERR_PARSE, i.e. the spec's `bad_json`; a JSON object that is not
+ * a valid message of the expected direction is EDS_ERR_PROTO, the spec's
+ * `bad_message`. A data or cmd message also hands back the raw text of its
+ * `data` member, so that it can be passed on as the agent wrote it without
+ * a second scan.
  */
 #ifndef EDS_PROTO_H
 #define EDS_PROTO_H
@@ -21,6 +25,7 @@
 #include <cjson/cJSON.h>
 
 #include "eds_err.h"
+#include "eds_json.h"
 
 #define EDS_PROTO_VERSION 1
 #define EDS_SEQ_MAX 9007199254740991ULL /* 2^53 - 1 */
@@ -49,30 +54,37 @@ typedef enum eds_msg_type {
     EDS_MSG_ERROR,   /* gateway -> agent */
 } eds_msg_type;
 
-/* A parsed message. Every pointer points into root, which the message owns:
- * release with eds_msg_free. Fields not used by a type stay zero/NULL. */
+/* A parsed message. Every pointer points into root (or, for data_json, into the
+ * parsed line), which the message owns: release with eds_msg_free. Fields not used
+ * by a type stay zero/NULL. The cJSON nodes are read-only (eds_json.h). */
 typedef struct eds_msg {
     eds_msg_type type;
     cJSON *root;
-    const char *device;   /* hello */
-    const char *password; /* hello, NULL when absent */
-    const char *stream;   /* hello, "0" when absent */
-    int proto;            /* hello, welcome */
-    uint64_t seq;         /* data, ack, nack */
-    uint64_t last_seq;    /* welcome */
-    int64_t id;           /* cmd, cmd ack */
-    bool duplicate;       /* ack */
-    cJSON *data;          /* data: the record object; cmd: any JSON value */
-    cJSON *errors;        /* nack */
-    const char *code;     /* error */
-    const char *message;  /* error */
+    const char *device;    /* hello */
+    const char *password;  /* hello, NULL when absent */
+    const char *stream;    /* hello, "0" when absent */
+    int proto;             /* hello, welcome */
+    uint64_t seq;          /* data, ack, nack */
+    uint64_t last_seq;     /* welcome */
+    int64_t id;            /* cmd, cmd ack */
+    bool duplicate;        /* ack */
+    cJSON *data;           /* data: the record object; cmd: any JSON value */
+    const char *data_json; /* data, cmd: the member's text in the line (not NUL-terminated) */
+    size_t data_len;       /* its length in bytes */
+    bool data_ws;          /* it holds white space between tokens (eds_json_minify drops it) */
+    cJSON *errors;         /* nack */
+    const char *code;      /* error */
+    const char *message;   /* error */
+    eds_json_doc doc;      /* owns root */
 } eds_msg;
 
 /*
- * Parses one line (without its LF) sent in direction dir into *msg.
- * Returns EDS_OK; EDS_ERR_PARSE when the line is not a JSON object (bad
- * UTF-8, NUL, duplicate key, non-finite number, nesting deeper than cJSON's
- * limit included); EDS_ERR_PROTO when it is JSON but not a valid message.
+ * Parses one line (without its LF) sent in direction dir into *msg; the line
+ * must stay unchanged while msg->data_json is used.
+ * Returns EDS_OK; EDS_ERR_PARSE when the line is not a strict JSON object (bad
+ * UTF-8, NUL, duplicate key, non-finite number, nesting deeper than
+ * EDS_JSON_MAX_DEPTH included); EDS_ERR_PROTO when it is JSON but not a valid
+ * message; EDS_ERR_NOMEM.
  * err->msg says why in words fit for the peer. On error *msg is empty and
  * need not be freed (freeing it is harmless).
  */
@@ -86,9 +98,6 @@ bool eds_device_id_valid(const char *id);
 
 /* Stream ids: 1..64 printable ASCII characters other than '"' and '\\'. */
 bool eds_stream_id_valid(const char *id);
-
-/* True when s[0..len) is well-formed UTF-8 (no overlongs, no surrogates). */
-bool eds_utf8_valid(const char *s, size_t len);
 
 /* Fatal and non-fatal error codes of the spec, as sent in "code". */
 typedef enum eds_proto_error {
@@ -127,8 +136,7 @@ size_t eds_fmt_cmd(char *buf, size_t cap, int64_t id, const char *data_json, siz
 size_t eds_fmt_pong(char *buf, size_t cap);
 size_t eds_fmt_error(char *buf, size_t cap, eds_proto_error code, const char *message);
 
-/* Appends s as a JSON string literal (quotes included) at buf+*len, bounded
- * by cap; returns false (and leaves *len) when it does not fit. */
+/* eds_json_append_text() of the NUL-terminated s. */
 bool eds_json_append_string(char *buf, size_t cap, size_t *len, const char *s);
 
 #endif

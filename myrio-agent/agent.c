@@ -13,13 +13,15 @@
  */
 #include "edsagent.h"
 
-#include "agent_backoff.h"
+#include "eds_clock.h"
+#include "eds_backoff.h"
 #include "agent_input.h"
 #include "agent_queue.h"
 #include "agent_spool.h"
 #include "agent_transport.h"
 #include "eds_framer.h"
 #include "eds_log.h"
+#include "eds_passwd.h"
 #include "eds_proto.h"
 #include "eds_schema.h"
 #include "eds_tls.h"
@@ -67,6 +69,7 @@ struct eds_agent {
     char stream[EDS_STREAM_MAX + 1];
     uint64_t next_seq;
     char *scratch; /* max_line + 64: strict re-parse of incoming records */
+    char *rx;      /* RX_CHUNK: lent to the framer for each read, taken back once consumed */
 
     enum conn_state st;
     agent_conn *conn;
@@ -74,7 +77,6 @@ struct eds_agent {
     uint64_t gen;      /* connection counter */
     uint64_t sent_max; /* highest seq sent on any connection of this process */
     eds_framer fr;
-    char *rx;
     char *out;
     size_t out_len, out_cap;
     size_t out_base;      /* data lines fill the output buffer up to out_base - OUT_SLACK */
@@ -85,7 +87,7 @@ struct eds_agent {
     const char *drop_reason;
     int backoff_hint; /* 0 normal, 1 fatal refusal, 2 replaced */
     uint64_t reconnect_at_ms;
-    agent_backoff bo;
+    eds_backoff bo;
     unsigned fail_streak;
 
     pending_cmd cmds[CMDQ_CAP];
@@ -104,13 +106,6 @@ struct eds_agent {
     eds_agent_stats stats;
     volatile sig_atomic_t stop;
 };
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static uint64_t secs_ms(double s)
 {
@@ -193,15 +188,13 @@ int eds_agent_send(eds_agent *a, const char *json, size_t len, eds_error *err)
                              rc != EDS_OK ? perr.msg : "not an object");
     }
     /* The bytes must be that one object and nothing more: `{"a":1},"x":{` would
-     * otherwise smuggle a key into the protocol line around it. */
-    const char *end = NULL;
-    cJSON *alone = cJSON_ParseWithLengthOpts(json, len, &end, 0);
-    while (alone && end < json + len &&
-           (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n'))
-        end++;
-    bool whole = alone && end == json + len;
-    cJSON_Delete(alone);
-    if (!whole) {
+     * otherwise smuggle a key into the protocol line around it. The data member's
+     * span then ends where the caller's text does, but for white space. */
+    const char *tail = msg.data_json + msg.data_len,
+               *json_end = a->scratch + n - 2; /* before "}\n" */
+    while (tail < json_end && (*tail == ' ' || *tail == '\t' || *tail == '\r' || *tail == '\n'))
+        tail++;
+    if (tail != json_end) {
         eds_msg_free(&msg);
         a->stats.invalid++;
         return eds_error_set(err, EDS_ERR_PARSE, "not a JSON object: text after the object");
@@ -222,16 +215,16 @@ int eds_agent_send(eds_agent *a, const char *json, size_t len, eds_error *err)
         }
     }
     /* Keep the caller's bytes unless they span lines (JSON allows newlines
-     * between tokens); then store cJSON's compact form. */
+     * between tokens); then store them without the white space. */
     char *compact = NULL;
     if (memchr(json, '\n', len) || memchr(json, '\r', len)) {
-        compact = cJSON_PrintUnformatted(msg.data);
+        compact = malloc(msg.data_len + 1);
         if (!compact) {
             eds_msg_free(&msg);
             return eds_error_set(err, EDS_ERR_NOMEM, "out of memory");
         }
+        len = eds_json_minify(msg.data_json, msg.data_len, compact);
         json = compact;
-        len = strlen(compact);
     }
     eds_msg_free(&msg);
     rc = enqueue(a, json, len, err);
@@ -265,7 +258,7 @@ static int accept_record(void *ctx, const char *json, size_t len)
     } else if (rc != EDS_OK && rc != EDS_ERR_FULL) {
         /* The spool cannot be written (disk full, I/O error): hold the record in its
          * input like a full queue would, rather than lose it; acks may free space. */
-        uint64_t t = now_ms();
+        uint64_t t = eds_monotonic_ms();
         if (t >= a->store_error_logged_at + 60000 || a->store_error_logged_at == 0) {
             a->store_error_logged_at = t;
             eds_log_error("cannot queue a record: %s; inputs paused until it can", err.msg);
@@ -310,7 +303,7 @@ static void disconnect(eds_agent *a, enum eds_log_level level, const char *why)
     else if (a->backoff_hint == 2)
         delay = secs_ms(a->cfg.reconnect_max);
     else
-        delay = agent_backoff_next(&a->bo);
+        delay = eds_backoff_next(&a->bo);
     a->backoff_hint = 0;
     eds_log(level, "%s; %" PRIu64 " records waiting, reconnecting in %.1f s", why,
             pending_records(a), (double)delay / 1000.0);
@@ -322,7 +315,7 @@ static void disconnect(eds_agent *a, enum eds_log_level level, const char *why)
     a->st = ST_IDLE;
     a->ping_out = false;
     a->drop_conn = false;
-    a->reconnect_at_ms = now_ms() + delay;
+    a->reconnect_at_ms = eds_monotonic_ms() + delay;
     a->gen++;
 }
 
@@ -332,7 +325,7 @@ static void on_connected(eds_agent *a)
                  conn_peer(a->conn), conn_security(a->conn), a->cfg.device, a->stream);
     eds_framer_init(&a->fr, a->cfg.max_line);
     a->st = ST_HELLO;
-    a->last_rx_ms = now_ms();
+    a->last_rx_ms = eds_monotonic_ms();
     char line[1024];
     size_t n = eds_fmt_hello(line, sizeof(line), a->cfg.device, a->password, a->stream);
     out_append(a, line, n);
@@ -350,7 +343,7 @@ static void start_connect(eds_agent *a)
         return;
     }
     a->st = ST_CONNECTING;
-    a->deadline_ms = now_ms() + secs_ms(a->cfg.connect_timeout);
+    a->deadline_ms = eds_monotonic_ms() + secs_ms(a->cfg.connect_timeout);
     if (!conn_connecting(a->conn))
         on_connected(a);
 }
@@ -399,9 +392,9 @@ static void on_reply(eds_agent *a, const eds_msg *m)
 static void on_welcome(eds_agent *a, const eds_msg *m)
 {
     a->st = ST_READY;
-    a->ready_since_ms = now_ms();
+    a->ready_since_ms = eds_monotonic_ms();
     a->stats.connects++;
-    agent_backoff_reset(&a->bo);
+    eds_backoff_reset(&a->bo);
     uint64_t last = m->last_seq;
     if (!a->spool && last > a->sent_max) {
         /* Without a spool the records this process has not sent yet (seq > sent_max)
@@ -529,19 +522,19 @@ static void on_error_msg(eds_agent *a, const eds_msg *m)
     }
 }
 
-static int on_line(void *ctx, const char *line, size_t len)
+/* One line from the gateway. Sets drop_conn on a protocol error. */
+static void on_line(eds_agent *a, const char *line, size_t len)
 {
-    eds_agent *a = ctx;
     eds_msg m;
     eds_error err;
-    a->last_rx_ms = now_ms();
+    a->last_rx_ms = eds_monotonic_ms();
     int rc = eds_msg_parse(line, len, EDS_TO_AGENT, &m, &err);
     if (rc != EDS_OK) {
         eds_log_error("gateway sent an invalid line (%s): %.*s", err.msg,
                       (int)(len > 200 ? 200 : len), line);
         a->drop_conn = true;
         a->drop_reason = "protocol error";
-        return 1;
+        return;
     }
     if (m.type == EDS_MSG_ERROR) {
         on_error_msg(a, &m);
@@ -573,7 +566,6 @@ static int on_line(void *ctx, const char *line, size_t len)
         }
     }
     eds_msg_free(&m);
-    return a->drop_conn ? 1 : 0;
 }
 
 static void conn_readable(eds_agent *a)
@@ -582,14 +574,32 @@ static void conn_readable(eds_agent *a)
     for (int i = 0; a->conn && (i < 16 || (conn_pending(a->conn) && i < 4096)); i++) {
         size_t n;
         eds_error err;
-        int rc = conn_read(a->conn, a->rx, RX_CHUNK, &n, &err);
+        char *p;
+        if (!a->fr.buf && (a->rx || (a->rx = malloc(RX_CHUNK)) != NULL) &&
+            eds_framer_lend(&a->fr, a->rx, RX_CHUNK))
+            a->rx = NULL;
+        if (eds_framer_space(&a->fr, RX_CHUNK, &p) == 0) {
+            disconnect(a, EDS_LOG_ERROR, "out of memory");
+            return;
+        }
+        int rc = conn_read(a->conn, p, RX_CHUNK, &n, &err);
         if (rc == EDS_ERR_AGAIN)
             return;
         if (rc != EDS_OK) {
             disconnect(a, EDS_LOG_WARNING, err.msg);
             return;
         }
-        rc = eds_framer_feed(&a->fr, a->rx, n, on_line, a);
+        eds_framer_commit(&a->fr, n);
+        const char *line;
+        size_t len;
+        while (!a->drop_conn && (rc = eds_framer_next(&a->fr, &line, &len)) == EDS_FRAMER_LINE)
+            on_line(a, line, len);
+        size_t cap;
+        char *back = eds_framer_reclaim(&a->fr, &cap); /* no malloc and free per read */
+        if (back && !a->rx && cap == RX_CHUNK)
+            a->rx = back;
+        else
+            free(back);
         if (rc == EDS_ERR_TOOLONG) {
             disconnect(a, EDS_LOG_ERROR, "gateway sent a line longer than max_line");
             return;
@@ -667,7 +677,7 @@ static int pump(eds_agent *a)
                 return rc;
             }
         }
-        uint64_t t = now_ms();
+        uint64_t t = eds_monotonic_ms();
         if (t >= a->acked_flush_at) {
             a->acked_flush_at = t + ACKED_FLUSH_MS;
             if (spool_flush_acked(a->spool, &err) != EDS_OK)
@@ -763,7 +773,7 @@ int eds_agent_pollfds(eds_agent *a, struct pollfd *fds, size_t cap, int *timeout
     int rc = pump(a);
     if (rc != EDS_OK)
         return rc;
-    uint64_t t = now_ms();
+    uint64_t t = eds_monotonic_ms();
     run_timers(a, t);
     rc = pump(a);
     if (rc != EDS_OK)
@@ -806,7 +816,7 @@ int eds_agent_dispatch(eds_agent *a, const struct pollfd *fds, size_t n)
 {
     if (n != a->polled_n)
         return EDS_ERR_INVAL;
-    uint64_t t = now_ms();
+    uint64_t t = eds_monotonic_ms();
     if (a->polled_conn >= 0 && a->conn && conn_fd(a->conn) == a->polled_conn && fds[0].revents) {
         if (a->st == ST_CONNECTING) {
             eds_error err;
@@ -870,7 +880,7 @@ int eds_agent_run(eds_agent *a)
                            pending_records(a));
         }
         bool inputs = a->in && inputs_active(a->in);
-        uint64_t t = now_ms();
+        uint64_t t = eds_monotonic_ms();
         if (!inputs && pending_records(a) == 0) {
             eds_log_info("all records delivered");
             return EDS_OK;
@@ -951,30 +961,20 @@ const char *eds_agent_stream(const eds_agent *a)
     return a->stream;
 }
 
+const char *eds_agent_strerror(int code)
+{
+    return eds_strerror(code);
+}
+
 /* ---- create / destroy ------------------------------------------------ */
 
 static int read_password(const char *path, char **out, eds_error *err)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return eds_error_set(err, EDS_ERR_IO, "password_file %s: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) == 0 && (st.st_mode & 0077))
+    bool exposed;
+    int rc = eds_secret_read("password_file", path, out, &exposed, err);
+    if (rc == EDS_OK && exposed)
         eds_log_warning("password_file %s can be read by other users (chmod 600 it)", path);
-    char buf[1024];
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n < 0)
-        return eds_error_set(err, EDS_ERR_IO, "password_file %s: %s", path, strerror(errno));
-    buf[n] = '\0';
-    size_t len = strcspn(buf, "\r\n");
-    buf[len] = '\0';
-    if (len == 0)
-        return eds_error_set(err, EDS_ERR_CONFIG, "password_file %s: the first line is empty",
-                             path);
-    *out = strdup(buf);
-    memset(buf, 0, sizeof(buf));
-    return *out ? EDS_OK : EDS_ERR_NOMEM;
+    return rc;
 }
 
 #define AGENT_CONFIG_STRINGS 11
@@ -1070,10 +1070,9 @@ int eds_agent_create(const eds_agent_config *cfg, eds_agent **out, eds_error *er
     if (a->cfg.window > (int)a->cfg.queue_max && !a->cfg.spool)
         a->cfg.window = (int)a->cfg.queue_max;
     a->scratch = malloc(a->cfg.max_line + 64);
-    a->rx = malloc(RX_CHUNK);
     a->out_cap = a->out_base = 2 * a->cfg.max_line + 4 * OUT_SLACK;
     a->out = malloc(a->out_cap);
-    if (!a->scratch || !a->rx || !a->out) {
+    if (!a->scratch || !a->out) {
         rc = eds_error_set(err, EDS_ERR_NOMEM, "out of memory");
         goto fail;
     }
@@ -1118,8 +1117,8 @@ int eds_agent_create(const eds_agent_config *cfg, eds_agent **out, eds_error *er
             goto fail;
         }
     }
-    agent_backoff_init(&a->bo, (uint32_t)secs_ms(a->cfg.reconnect_min),
-                       (uint32_t)secs_ms(a->cfg.reconnect_max), seed);
+    eds_backoff_init(&a->bo, (uint32_t)secs_ms(a->cfg.reconnect_min),
+                     (uint32_t)secs_ms(a->cfg.reconnect_max), seed);
     if (a->cfg.read_stdin || a->cfg.tcp_port > 0 || a->cfg.udp_port > 0 || a->cfg.simulate > 0) {
         agent_inputs_config ic = {
             .read_stdin = a->cfg.read_stdin,
@@ -1135,8 +1134,8 @@ int eds_agent_create(const eds_agent_config *cfg, eds_agent **out, eds_error *er
             goto fail;
     }
     a->st = ST_IDLE;
-    a->reconnect_at_ms = now_ms();
-    a->acked_flush_at = now_ms() + ACKED_FLUSH_MS;
+    a->reconnect_at_ms = eds_monotonic_ms();
+    a->acked_flush_at = eds_monotonic_ms() + ACKED_FLUSH_MS;
     eds_log_info("agent %s: gateway %s:%d, stream %s, next seq %" PRIu64 ", %s", a->cfg.device,
                  a->cfg.gateway_host, a->cfg.gateway_port, a->stream, a->next_seq,
                  a->spool ? "spool on disk" : "memory queue only");

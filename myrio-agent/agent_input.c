@@ -1,6 +1,7 @@
 #include "agent_input.h"
 
 #include "agent_sim.h"
+#include "eds_clock.h"
 #include "eds_log.h"
 
 #include <arpa/inet.h>
@@ -95,13 +96,6 @@ static int listen_socket(int type, int port, eds_error *err)
     return fd;
 }
 
-static uint64_t now_ms_mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 int inputs_open(const agent_inputs_config *cfg, agent_accept_fn fn, void *ctx, agent_inputs **out,
                 eds_error *err)
 {
@@ -149,7 +143,7 @@ int inputs_open(const agent_inputs_config *cfg, agent_accept_fn fn, void *ctx, a
     if (cfg->simulate > 0) {
         in->sim_on = true;
         agent_sim_init(&in->sim, cfg->seed);
-        in->sim_due_ms = in->sim_last_ms = now_ms_mono();
+        in->sim_due_ms = in->sim_last_ms = eds_monotonic_ms();
         eds_log_info("simulating %g records/s", cfg->simulate);
     }
     *out = in;

@@ -14,7 +14,7 @@ ROOT=$PWD
 BUILD_DIR=${BUILD_DIR:-build-fuzz}
 JOBS=${JOBS:-$(nproc)}
 FUZZ_SECONDS=${FUZZ_SECONDS:-7}
-ALL_TARGETS=(fuzz_framer fuzz_proto fuzz_schema_load fuzz_validate)
+ALL_TARGETS=(fuzz_framer fuzz_json fuzz_proto fuzz_schema_load fuzz_validate)
 
 case "${1:-}" in
 -h | --help)

@@ -102,9 +102,8 @@ static bool is_ws(char c)
     return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
-static int on_line(void *ctx, const char *line, size_t len)
+static int on_line(run *r, const char *line, size_t len)
 {
-    run *r = ctx;
     r->emitted = true;
     const char *end = NULL;
     cJSON *doc = cJSON_ParseWithLengthOpts(line, len, &end, 0);
@@ -127,6 +126,18 @@ static int on_line(void *ctx, const char *line, size_t len)
     verdict(r, NULL, errors);
     cJSON_Delete(errors);
     return r->fatal ? EDS_ERR_NOMEM : 0;
+}
+
+/* Hands bytes to the framer and checks the lines it gives back: EDS_OK, or
+ * what on_line or the framer refused with. */
+static int feed(eds_framer *f, const char *data, size_t len, run *r)
+{
+    int rc = eds_framer_feed(f, data, len);
+    const char *line;
+    size_t n;
+    while (rc == EDS_OK && (rc = eds_framer_next(f, &line, &n)) == EDS_FRAMER_LINE)
+        rc = on_line(r, line, n);
+    return rc == EDS_FRAMER_MORE ? EDS_OK : rc;
 }
 
 /*
@@ -163,7 +174,7 @@ static int process_fd(run *r, int fd, size_t max_line)
                 }
             } else {
                 r->emitted = false;
-                rc = eds_framer_feed(&f, p, piece, on_line, r);
+                rc = feed(&f, p, piece, r);
                 if (rc == EDS_ERR_TOOLONG) {
                     verdict(r, "line_too_long", NULL);
                     eds_framer_free(&f);
@@ -185,7 +196,7 @@ static int process_fd(run *r, int fd, size_t max_line)
     }
     if (rc == EDS_OK && !skipping && eds_framer_pending(&f) > 0) {
         /* The last line has no LF: end it. */
-        rc = eds_framer_feed(&f, "\n", 1, on_line, r);
+        rc = feed(&f, "\n", 1, r);
         if (rc == EDS_ERR_TOOLONG) {
             verdict(r, "line_too_long", NULL);
             rc = EDS_OK;

@@ -52,6 +52,7 @@ typedef struct run {
     size_t handshaking, ready, finished; /* finished: DONE or DEAD */
     uint64_t now;
     char scratch[1 << 16];
+    char *rx; /* 64 KiB read buffer lent to the framer of each connection read in turn */
 } run;
 
 #define MAX_RECORD 1024
@@ -202,8 +203,8 @@ static uint64_t parse_digits(const char *p, const char *e, const char **after)
     return v;
 }
 
-/* A line handler may not close the connection (the framer is feeding): it
- * leaves the reason here and stops the feed. */
+/* A line handler does not close the connection itself (its framer holds the
+ * line): it leaves the reason here and the reader stops asking for lines. */
 typedef struct line_ctx {
     run *u;
     conn *c;
@@ -216,9 +217,8 @@ static int line_fail(line_ctx *lc, const char *why)
     return EDS_ERR_STOP;
 }
 
-static int on_line(void *ctx, const char *line, size_t len)
+static int on_line(line_ctx *lc, const char *line, size_t len)
 {
-    line_ctx *lc = ctx;
     run *u = lc->u;
     conn *c = lc->c;
     /* Fast path: the gateway's ack line, as eds_fmt_ack writes it. */
@@ -286,11 +286,33 @@ static int on_line(void *ctx, const char *line, size_t len)
     return ret;
 }
 
+/* Takes the read buffer back from c's framer once it holds no input, for the
+ * next connection (no malloc and free per read). */
+static void reclaim_rx(run *u, conn *c, size_t want)
+{
+    size_t cap;
+    char *back = eds_framer_reclaim(&c->fr, &cap);
+    if (back && !u->rx && cap == want)
+        u->rx = back;
+    else
+        free(back);
+}
+
 static void conn_read(run *u, conn *c)
 {
-    static char buf[1 << 16];
+    const size_t want = 1 << 16;
     for (int rounds = 0; rounds < 16 && c->state != C_DEAD; rounds++) {
-        ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
+        char *buf;
+        if (!c->fr.buf && (u->rx || (u->rx = malloc(want)) != NULL) &&
+            eds_framer_lend(&c->fr, u->rx, want))
+            u->rx = NULL;
+        if (eds_framer_space(&c->fr, want, &buf) == 0) {
+            conn_kill(u, c, "out of memory");
+            return;
+        }
+        ssize_t n = recv(c->fd, buf, want, 0);
+        if (n <= 0)
+            reclaim_rx(u, c, want);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -300,17 +322,24 @@ static void conn_read(run *u, conn *c)
             return;
         }
         u->now = eb_now_ns();
+        eds_framer_commit(&c->fr, (size_t)n);
         line_ctx lc = {.u = u, .c = c};
-        int rc = eds_framer_feed(&c->fr, buf, (size_t)n, on_line, &lc);
+        const char *line;
+        size_t len;
+        int rc;
+        while ((rc = eds_framer_next(&c->fr, &line, &len)) == EDS_FRAMER_LINE)
+            if (on_line(&lc, line, len) != 0)
+                break;
+        reclaim_rx(u, c, want);
         if (lc.why[0] != '\0') {
             conn_kill(u, c, lc.why);
             return;
         }
-        if (rc != EDS_OK) {
+        if (rc < 0) {
             conn_kill(u, c, "line from the gateway too long");
             return;
         }
-        if ((size_t)n < sizeof(buf))
+        if ((size_t)n < want)
             return;
     }
 }
@@ -526,6 +555,7 @@ out:
         close(u->epfd);
     free(u->c);
     free(u->sent_ns);
+    free(u->rx);
     free(u);
     return ret;
 }

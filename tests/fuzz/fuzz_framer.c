@@ -2,12 +2,14 @@
  * fuzz_framer - the line framer against a model of protocol v1 framing.
  *
  * Input layout: byte 0 picks max_line (2..513), byte 1 how often the
- * callback pauses (0: never), bytes 2-3 seed the split sizes; the rest is
- * the byte stream, fed in pieces of 1..64 bytes or, now and then, a big
- * chunk. Whatever the splits and pauses, the lines handed out must be the
- * ones the model cuts from the whole stream, a line too long must be
- * refused exactly when the model says so, and the framer must never hold
- * more than max_line - 1 bytes of a partial line.
+ * reader pauses (stops asking for lines and reads more; 0: never), bytes
+ * 2-3 seed the split sizes; the rest is the byte stream, read in pieces of
+ * 1..64 bytes or, now and then, a big chunk. Whatever the splits and
+ * pauses, the lines handed out must be the ones the model cuts from the
+ * whole stream, a line too long must be refused exactly when the model says
+ * so, the framer must never hold more than max_line - 1 bytes of a partial
+ * line, and its buffer never more than max_line - 1 + one read, also when
+ * it reads through a lent buffer.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -26,16 +28,14 @@ typedef struct sink {
     unsigned pause_every;
 } sink;
 
-static int on_line(void *ctx, const char *line, size_t len)
+static void on_line(sink *s, const char *line, size_t len)
 {
-    sink *s = ctx;
     if (len == 0 || len > s->max_line - 1 || memchr(line, '\n', len))
         abort();
     memcpy(s->out + s->len, line, len);
     s->len += len;
     s->out[s->len++] = '\n';
     s->lines++;
-    return s->pause_every && s->lines % s->pause_every == 0 ? EDS_FRAMER_PAUSE : 0;
 }
 
 /* The model: split at LF, refuse a segment (LF-terminated or the final
@@ -67,12 +67,46 @@ static int model(const char *d, size_t n, size_t max_line, sink *out, size_t *ta
     return EDS_OK;
 }
 
-/* Feeds like a connection's read loop: on a pause, resume until done. */
-static int feed(eds_framer *f, const char *d, size_t n, sink *s)
+/* Asks for lines like a connection does: until the framer wants more input,
+ * or (a pause) after every pause_every lines. EDS_FRAMER_PAUSE then. */
+#define PAUSED 2
+static int ask(eds_framer *f, sink *s)
 {
-    int rc = eds_framer_feed(f, d, n, on_line, s);
-    while (rc == EDS_FRAMER_PAUSE)
-        rc = eds_framer_resume(f, on_line, s);
+    const char *line;
+    size_t len;
+    int rc;
+    while ((rc = eds_framer_next(f, &line, &len)) == EDS_FRAMER_LINE) {
+        on_line(s, line, len);
+        if (s->pause_every && s->lines % s->pause_every == 0)
+            return PAUSED;
+    }
+    return rc;
+}
+
+/* Reads n bytes the way a socket read does (straight into the framer), then
+ * asks for lines. While the framer refuses room (max_line bytes held during
+ * a pause), it first asks for the lines held. */
+static int feed(eds_framer *f, const char *d, size_t n, size_t max_piece, sink *s)
+{
+    char *p;
+    size_t room;
+    if (!f->buf && n % 2) { /* now and then through a lent buffer, as the gateway reads */
+        char *lent = malloc(max_piece);
+        if (!lent || !eds_framer_lend(f, lent, max_piece))
+            abort();
+    }
+    while ((room = eds_framer_space(f, n, &p)) == 0) {
+        int rc = ask(f, s);
+        if (rc < 0)
+            return rc;
+    }
+    if (room != n || f->cap > s->max_line - 1 + max_piece)
+        abort();
+    memcpy(p, d, n);
+    eds_framer_commit(f, n);
+    int rc = ask(f, s);
+    size_t cap;
+    free(eds_framer_reclaim(f, &cap)); /* NULL while input is held in it */
     return rc;
 }
 
@@ -104,11 +138,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t piece = rng % 8 == 0 ? 1 + rng % 4096 : 1 + rng % 64;
         if (piece > n - off)
             piece = n - off;
-        rc = feed(&f, d + off, piece, &got);
+        rc = feed(&f, d + off, piece, 4096, &got);
         off += piece;
-        if (rc == EDS_OK && eds_framer_pending(&f) > max_line - 1)
+        if (rc == EDS_FRAMER_MORE && eds_framer_pending(&f) > max_line - 1)
             abort();
+        if (rc == PAUSED || rc == EDS_FRAMER_MORE)
+            rc = EDS_OK;
     }
+    while (rc == EDS_OK && (rc = ask(&f, &got)) == PAUSED) /* the lines still held */
+        rc = EDS_OK;
+    if (rc == EDS_FRAMER_MORE)
+        rc = EDS_OK;
     if (rc != want_rc)
         abort();
     /* Lines before the refusal (or all of them) are the model's. */
@@ -117,7 +157,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (rc == EDS_OK && (got.len != want.len || eds_framer_pending(&f) != tail))
         abort();
     /* A failed framer stays failed. */
-    if (rc == EDS_ERR_TOOLONG && eds_framer_feed(&f, "x\n", 2, on_line, &got) != EDS_ERR_TOOLONG)
+    const char *line;
+    size_t len;
+    if (rc == EDS_ERR_TOOLONG && (eds_framer_feed(&f, "x\n", 2) != EDS_ERR_TOOLONG ||
+                                  eds_framer_next(&f, &line, &len) != EDS_ERR_TOOLONG))
         abort();
     eds_framer_free(&f);
     free(want.out);

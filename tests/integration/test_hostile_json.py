@@ -157,6 +157,30 @@ class NumbersTest(BadLinesCase):
         self.settle()
 
 
+class LenientSpellingsTest(BadLinesCase):
+    def test_what_cjson_accepted_and_rfc_8259_does_not(self):
+        # Before the strict parser these were acked and published as invalid JSON.
+        for num in (b"01", b"-01", b"-.5", b".5", b"1.", b"+1", b"1.e3", b"0x1", b"NaN"):
+            self.expect_error(data_line(b'{%s,"v":%s}' % (GOOD_TEXT, num)), "bad_json")
+        self.expect_error(b'{"type":"data","seq":01,"data":{%s}}' % GOOD_TEXT, "bad_json")
+        for text in (b'"a\tb"', b'"a\x01b"', b'"a\x1fb"'):  # raw control characters
+            self.expect_error(data_line(b'{%s,"note":%s}' % (GOOD_TEXT, text)), "bad_json")
+        for ws in (b"\x0c", b"\x0b", b"\xc2\xa0"):  # form feed, vertical tab, NBSP
+            self.expect_error(data_line(b'{%s,%s"v":1}' % (GOOD_TEXT, ws)), "bad_json")
+        self.expect_error(data_line(b'{%s,"v":1,}' % GOOD_TEXT), "bad_json")
+        self.check_rejected(no_data=True)
+        # The same records spelled strictly are taken, and published as written.
+        sent = []
+        for seq, num in ((1, b"0.5"), (2, b"-0.5"), (3, b"1.0e3"), (4, b"123456789012345678901")):
+            data = b'{%s,"v":%s}' % (GOOD_TEXT, num)
+            self.bad.send_raw(data_line(data, seq) + b"\n")
+            self.assertEqual(self.bad.recv_line(5 * SLOW), b'{"type":"ack","seq":%d}' % seq)
+            sent.append(data)
+        got = [m.payload for m in self.sub.wait_for_count("energy/myrio-02/data", len(sent))]
+        self.assertEqual(got, sent)
+        self.settle()
+
+
 class DuplicateKeysTest(BadLinesCase):
     def test_duplicate_keys_at_any_level(self):
         for line in (

@@ -814,18 +814,20 @@ static void rig_cmds(const char *const *cmds, size_t n)
 }
 
 /* Publishes tokens [from, to) at QoS 2 to topic with payload "<prefix>-<token>", in order;
- * with mark set, each carries the mark mark -> "s1 <token>". Waits (dispatching into r)
+ * with mark set, each carries the mark {mark, "s1", token}. Waits (dispatching into r)
  * while the publisher is FULL. */
 static void publish_range(gw_publisher *p, recorder *r, const char *topic, const char *prefix,
                           uint64_t from, uint64_t to, const char *mark)
 {
     int64_t deadline = now_ms() + 30000;
     for (uint64_t t = from; t < to;) {
-        char payload[32], value[32];
+        char payload[32];
         int len = snprintf(payload, sizeof(payload), "%s-%u", prefix, (unsigned)t);
-        snprintf(value, sizeof(value), "s1 %u", (unsigned)t);
-        int rc = gw_publisher_publish_marked(p, topic, payload, (size_t)len, 2, false, t, mark,
-                                             mark ? value : NULL);
+        gw_mark mk = {.stream = "s1", .seq = t};
+        if (mark)
+            snprintf(mk.device, sizeof(mk.device), "%s", mark);
+        int rc = gw_publisher_publish_marked(p, topic, payload, (size_t)len, 2, false, t,
+                                             mark ? &mk : NULL);
         if (rc == EDS_ERR_FULL) {
             if (now_ms() >= deadline)
                 fail_msg("still FULL at token %u after 30 s", (unsigned)t);
@@ -980,15 +982,16 @@ static void publish_end(gw_publisher *p, recorder *r, const char *topic, uint64_
 
 typedef struct marks {
     size_t n;
-    char name[4][64], value[4][64];
+    char name[4][EDS_DEVICE_MAX + 1], value[4][EDS_STREAM_MAX + 32];
 } marks;
 
-static void collect_mark(void *ctx, const char *name, const char *value)
+static void collect_mark(void *ctx, const gw_mark *mk)
 {
     marks *m = ctx;
     if (m->n < 4) {
-        snprintf(m->name[m->n], sizeof(m->name[0]), "%s", name);
-        snprintf(m->value[m->n], sizeof(m->value[0]), "%s", value);
+        snprintf(m->name[m->n], sizeof(m->name[0]), "%s", mk->device);
+        snprintf(m->value[m->n], sizeof(m->value[0]), "%s %llu", mk->stream,
+                 (unsigned long long)mk->seq);
     }
     m->n++;
 }
@@ -1220,8 +1223,8 @@ static void test_clean_mode_has_no_session(void **state)
     char data[] = "stale";
     char *bufs[] = {data};
     int lens[] = {5};
-    gw_pubstore_stage_mark("dev", "s1 7");
-    assert_int_equal(gw_pubstore_put(st, "s-1", 1, bufs, lens), EDS_OK);
+    gw_mark mk = {.device = "dev", .stream = "s1", .seq = 7};
+    assert_int_equal(gw_pubstore_put(st, "s-1", 1, bufs, lens, &mk), EDS_OK);
     gw_pubstore_close(st);
     assert_int_equal(access(log, F_OK), 0);
 
@@ -1239,9 +1242,9 @@ static void test_clean_mode_has_no_session(void **state)
     connect_wait(gw, r);
     watched w = {gw, r};
     /* A mark is ignored in clean mode: the publish works as a plain one. */
+    gw_mark mk8 = {.device = "dev", .stream = "s1", .seq = 8};
     assert_int_equal(
-        gw_publisher_publish_marked(gw, "energy/dev12/data", "{}", 2, 2, false, 5, "dev", "s1 8"),
-        EDS_OK);
+        gw_publisher_publish_marked(gw, "energy/dev12/data", "{}", 2, 2, false, 5, &mk8), EDS_OK);
     wait_events(&w, 1, r, GW_PUB_DONE, 1, 10000);
     assert_done_in_order(r, 5, 1);
     assert_false(gw_publisher_restoring(gw));

@@ -2,8 +2,9 @@
  * test_pubstore.c - gw_pubstore, the MQTT session store, against the promises
  * of gw_pubstore.h: what Paho puts comes back byte for byte (also after a
  * reopen, a SIGKILL or a torn tail), keys keep their order, bad keys are
- * refused, marks ride on the next put of the staging thread only and outlive
- * their entry, on_empty fires once per drop to zero, compaction keeps the
+ * refused, a put's mark (gw_mark) is written with it and outlives its entry,
+ * the Paho adapter (gw_paho_store) hands a mark to the next command put of the
+ * publishing thread only, on_empty fires once per drop to zero, compaction keeps the
  * log small without losing live entries or marks, and two threads can share
  * one store. Every test works in its own mkdtemp folder under /tmp.
  */
@@ -26,6 +27,7 @@
 #include <unistd.h>
 
 #include "eds_bytes.h"
+#include "gw_paho_store.h"
 #include "gw_pubstore.h"
 
 #define LOG_NAME "mqtt-session.log"
@@ -61,8 +63,6 @@ static int teardown(void **state)
 {
     fixture *f = *state;
     gw_pubstore_close(f->st);
-    /* A staged mark is thread-local: never let one leak into the next test. */
-    gw_pubstore_stage_mark(NULL, NULL);
     nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     free(f);
     return 0;
@@ -151,11 +151,30 @@ static void reopen(fixture *f)
     f->st = open_at(f->dir);
 }
 
-static int put_bytes(gw_pubstore *st, const char *key, const void *data, size_t len)
+static int put_bytes_marked(gw_pubstore *st, const char *key, const void *data, size_t len,
+                            const gw_mark *m)
 {
     char *bufs[1] = {(char *)data};
     int lens[1] = {(int)len};
-    return gw_pubstore_put(st, key, 1, bufs, lens);
+    return gw_pubstore_put(st, key, 1, bufs, lens, m);
+}
+
+static int put_bytes(gw_pubstore *st, const char *key, const void *data, size_t len)
+{
+    return put_bytes_marked(st, key, data, len, NULL);
+}
+
+/* The tests write a mark as device and "STREAM SEQ". */
+static gw_mark to_mark(const char *device, const char *value)
+{
+    gw_mark m;
+    memset(&m, 0, sizeof(m));
+    const char *sp = strrchr(value, ' ');
+    assert_non_null(sp);
+    snprintf(m.device, sizeof(m.device), "%s", device);
+    snprintf(m.stream, sizeof(m.stream), "%.*s", (int)(sp - value), value);
+    m.seq = strtoull(sp + 1, NULL, 10);
+    return m;
 }
 
 static void put_str(gw_pubstore *st, const char *key, const char *value)
@@ -234,16 +253,17 @@ static void expect_keys(gw_pubstore *st, const char *want)
 
 typedef struct mark_list {
     int n;
-    char name[MAX_MARKS][GW_PUBSTORE_MARK_MAX + 64];
-    char value[MAX_MARKS][GW_PUBSTORE_MARK_MAX + 64];
+    char name[MAX_MARKS][EDS_DEVICE_MAX + 1];
+    char value[MAX_MARKS][EDS_STREAM_MAX + 32];
 } mark_list;
 
-static void collect_mark(void *ctx, const char *name, const char *value)
+static void collect_mark(void *ctx, const gw_mark *m)
 {
     mark_list *ml = ctx;
     if (ml->n < MAX_MARKS) {
-        snprintf(ml->name[ml->n], sizeof(ml->name[0]), "%s", name);
-        snprintf(ml->value[ml->n], sizeof(ml->value[0]), "%s", value);
+        snprintf(ml->name[ml->n], sizeof(ml->name[0]), "%s", m->device);
+        snprintf(ml->value[ml->n], sizeof(ml->value[0]), "%s %llu", m->stream,
+                 (unsigned long long)m->seq);
     }
     ml->n++;
 }
@@ -277,8 +297,8 @@ static void expect_no_marks(gw_pubstore *st)
 
 static void put_marked(gw_pubstore *st, const char *key, const char *mname, const char *mvalue)
 {
-    gw_pubstore_stage_mark(mname, mvalue);
-    put_str(st, key, "queued-command");
+    gw_mark m = to_mark(mname, mvalue);
+    assert_int_equal(put_bytes_marked(st, key, "queued-command", 14, &m), EDS_OK);
 }
 
 /* ---- threads -------------------------------------------------------------------------- */
@@ -287,8 +307,8 @@ typedef struct thread_job {
     gw_pubstore *st;
     int id;
     int iterations;
-    const char *mark_name; /* staged before the thread's put when not NULL */
-    int failures;          /* counted here: cmocka asserts belong to the main thread */
+    gw_paho_store *paho; /* put_from_thread: put through Paho's interface when set */
+    int failures;        /* counted here: cmocka asserts belong to the main thread */
 } thread_job;
 
 static void run_in_thread(void *(*fn)(void *), void *arg)
@@ -303,10 +323,16 @@ static void *put_from_thread(void *arg)
     thread_job *job = arg;
     char key[32];
     snprintf(key, sizeof(key), "c-thread-%d", job->id);
-    if (job->mark_name)
-        gw_pubstore_stage_mark(job->mark_name, "from-thread");
-    if (put_bytes(job->st, key, "x", 1) != EDS_OK)
+    if (job->paho) {
+        char x[] = "x", *bufs[1] = {x};
+        int lens[1] = {1};
+        void *handle = NULL;
+        job->paho->paho.popen(&handle, "id", "tcp://x", job->paho->paho.context);
+        if (job->paho->paho.pput(handle, key, 1, bufs, lens) != 0)
+            job->failures++;
+    } else if (put_bytes(job->st, key, "x", 1) != EDS_OK) {
         job->failures++;
+    }
     return NULL;
 }
 
@@ -322,7 +348,7 @@ static void test_put_concatenates_buffers(void **state)
     char tail[] = "|tail";
     char *bufs[4] = {head, empty, bin, tail};
     int lens[4] = {5, 0, 4, 5};
-    assert_int_equal(gw_pubstore_put(f->st, "s-1", 4, bufs, lens), EDS_OK);
+    assert_int_equal(gw_pubstore_put(f->st, "s-1", 4, bufs, lens, NULL), EDS_OK);
 
     char want[] = "head:\0\x01\xff\0|tail";
     /* The store copied the buffers: the caller may reuse them at once. */
@@ -340,7 +366,7 @@ static void test_put_concatenates_buffers(void **state)
     /* One zero-length buffer alone is an empty entry, still present. */
     char *only_empty[1] = {empty};
     int zero[1] = {0};
-    assert_int_equal(gw_pubstore_put(f->st, "s-2", 1, only_empty, zero), EDS_OK);
+    assert_int_equal(gw_pubstore_put(f->st, "s-2", 1, only_empty, zero, NULL), EDS_OK);
     expect_bytes(f->st, "s-2", "", 0);
     assert_int_equal(gw_pubstore_count(f->st), 2);
 }
@@ -456,7 +482,7 @@ static void test_entries_survive_reopen(void **state)
     put_str(f->st, "s-3", "three again");
     char *bufs[3] = {"ab", "", "cd"};
     int lens[3] = {2, 0, 2};
-    assert_int_equal(gw_pubstore_put(f->st, "sc-5", 3, bufs, lens), EDS_OK);
+    assert_int_equal(gw_pubstore_put(f->st, "sc-5", 3, bufs, lens, NULL), EDS_OK);
 
     char before[256];
     key_list(f->st, before, sizeof(before));
@@ -574,7 +600,7 @@ static void *remove_command_then_put_sent(void *arg)
     gw_pubstore_close(mid);
     char *bufs[] = {"sent"};
     int lens[] = {4};
-    job->failures += gw_pubstore_put(st, "s-7", 1, bufs, lens) != EDS_OK;
+    job->failures += gw_pubstore_put(st, "s-7", 1, bufs, lens, NULL) != EDS_OK;
     return NULL;
 }
 
@@ -787,28 +813,49 @@ static void rec_frame(rec *out, const rec *body)
     out->n += 8 + body->n;
 }
 
-static void rec_put(rec *out, const char *key, const char *data, const char *mname,
-                    const char *mvalue)
+/* MARK: u8 device, u8 stream, u64 seq; an empty device is no mark. */
+static void rec_mark(rec *r, const char *device, const char *stream, uint64_t seq)
+{
+    rec_lenstr(r, 1, device);
+    rec_lenstr(r, 1, stream);
+    assert_true(r->n + 8 <= sizeof(r->b));
+    eds_put_le64(r->b + r->n, seq);
+    r->n += 8;
+}
+
+static void rec_put(rec *out, const char *key, const char *data, const char *device,
+                    const char *stream, uint64_t seq)
+{
+    rec body = {.n = 0};
+    rec_byte(&body, 'p');
+    rec_str16(&body, key);
+    rec_lenstr(&body, 4, data); /* u32-prefixed data */
+    rec_mark(&body, device, stream, seq);
+    rec_frame(out, &body);
+}
+
+/* A 'q' record: put key (no mark) and remove gone, in one record. */
+static void rec_put_removing(rec *out, const char *key, const char *data, const char *gone)
+{
+    rec body = {.n = 0};
+    rec_byte(&body, 'q');
+    rec_str16(&body, key);
+    rec_lenstr(&body, 4, data);
+    rec_mark(&body, "", "", 0);
+    rec_str16(&body, gone);
+    rec_frame(out, &body);
+}
+
+/* The records of files written before marks were typed: the mark as two u16 strings. */
+static void rec_put_legacy(rec *out, const char *key, const char *data, const char *mname,
+                           const char *mvalue)
 {
     rec body = {.n = 0};
     rec_byte(&body, 'P');
     rec_str16(&body, key);
-    rec_lenstr(&body, 4, data); /* u32-prefixed data */
+    rec_lenstr(&body, 4, data);
     rec_str16(&body, mname);
     rec_str16(&body, mvalue);
-    rec_frame(out, &body);
-}
-
-/* A 'Q' record: put key (no mark) and remove gone, in one record. */
-static void rec_put_removing(rec *out, const char *key, const char *data, const char *gone)
-{
-    rec body = {.n = 0};
-    rec_byte(&body, 'Q');
-    rec_str16(&body, key);
-    rec_lenstr(&body, 4, data);
-    rec_str16(&body, "");
-    rec_str16(&body, "");
-    rec_str16(&body, gone);
     rec_frame(out, &body);
 }
 
@@ -833,7 +880,7 @@ static void test_writes_documented_records(void **state)
     f->st = NULL;
 
     rec want = {.n = 0};
-    rec_put(&want, "c-1", "queued-command", "dev-a", "1 2");
+    rec_put(&want, "c-1", "queued-command", "dev-a", "1", 2);
     /* the removal of the queued command rides on the same thread's next put */
     rec_put_removing(&want, "s-2", "payload", "c-1");
     char path[256];
@@ -846,23 +893,22 @@ static void test_writes_documented_records(void **state)
 }
 
 /* A log written by hand in the documented format, with every record kind, replays in
- * order: 'C' drops the entries before it, 'M' sets a mark. */
+ * order: 'C' drops the entries before it, 'm' sets a mark. */
 static void test_reads_documented_records(void **state)
 {
     fixture *f = *state;
     rec log = {.n = 0};
-    rec_put(&log, "c-1", "one", "dev-a", "1 5");
-    rec_put(&log, "c-2", "two", "", "");
+    rec_put(&log, "c-1", "one", "dev-a", "1", 5);
+    rec_put(&log, "c-2", "two", "", "", 0);
     rec_remove(&log, "c-1");
     rec mark = {.n = 0};
-    rec_byte(&mark, 'M');
-    rec_str16(&mark, "dev-b");
-    rec_str16(&mark, "2 7");
+    rec_byte(&mark, 'm');
+    rec_mark(&mark, "dev-b", "2", 7);
     rec_frame(&log, &mark);
     rec clear = {.n = 0};
     rec_byte(&clear, 'C');
     rec_frame(&log, &clear);
-    rec_put(&log, "s-3", "three", "dev-a", "1 6");
+    rec_put(&log, "s-3", "three", "dev-a", "1", 6);
 
     char dir[128];
     snprintf(dir, sizeof(dir), "%s/handmade", f->dir);
@@ -875,15 +921,48 @@ static void test_reads_documented_records(void **state)
     assert_int_equal(gw_pubstore_log_bytes(f->st), log.n);
 }
 
+/* A log of the earlier format ('P', 'Q', 'M', marks as "STREAM SEQ" text) still replays;
+ * a mark whose text does not convert is dropped, the record kept. */
+static void test_reads_legacy_records(void **state)
+{
+    fixture *f = *state;
+    rec log = {.n = 0};
+    rec_put_legacy(&log, "c-1", "one", "dev-a", "s1 5");
+    rec_put_legacy(&log, "c-2", "two", "dev-x", "no-seq");
+    rec body = {.n = 0};
+    rec_byte(&body, 'Q');
+    rec_str16(&body, "s-3");
+    rec_lenstr(&body, 4, "three");
+    rec_str16(&body, "");
+    rec_str16(&body, "");
+    rec_str16(&body, "c-1");
+    rec_frame(&log, &body);
+    rec mark = {.n = 0};
+    rec_byte(&mark, 'M');
+    rec_str16(&mark, "dev-b");
+    rec_str16(&mark, "abc 9007199254740991");
+    rec_frame(&log, &mark);
+
+    char dir[128];
+    snprintf(dir, sizeof(dir), "%s/legacy", f->dir);
+    write_log(dir, log.b, log.n);
+    f->st = open_at(dir);
+    expect_keys(f->st, "c-2,s-3");
+    expect_str(f->st, "s-3", "three");
+    const char *const marks[][2] = {{"dev-a", "s1 5"}, {"dev-b", "abc 9007199254740991"}};
+    expect_marks(f->st, 2, marks);
+    assert_int_equal(gw_pubstore_log_bytes(f->st), log.n);
+}
+
 /* ---- marks ------------------------------------------------------------------------------ */
 
 static void test_mark_rides_on_next_put(void **state)
 {
     fixture *f = *state;
     f->st = open_at(f->dir);
-    gw_pubstore_stage_mark("dev-a", "1 10");
-    expect_no_marks(f->st); /* staged, not yet written */
-    put_str(f->st, "c-1", "x");
+    put_str(f->st, "c-0", "x");
+    expect_no_marks(f->st); /* a put without a mark */
+    put_marked(f->st, "c-1", "dev-a", "1 10");
     const char *const first[][2] = {{"dev-a", "1 10"}};
     expect_marks(f->st, 1, first);
 
@@ -894,7 +973,7 @@ static void test_mark_rides_on_next_put(void **state)
     expect_marks(f->st, 2, latest);
     reopen(f);
     expect_marks(f->st, 2, latest);
-    expect_keys(f->st, "c-1,c-2,c-3,c-4");
+    expect_keys(f->st, "c-0,c-1,c-2,c-3,c-4");
 }
 
 /* A plain put on this thread writes no mark, and none comes back from the file. */
@@ -915,43 +994,65 @@ static void test_mark_consumed_by_one_put(void **state)
     eds_error_clear(&err);
     assert_int_equal(gw_pubstore_forget_marks(f->st, &err), EDS_OK);
     expect_no_marks(f->st);
-    /* Were the mark still staged, this put would bring it back. */
+    /* A later put without a mark brings none back. */
     expect_put_without_mark(f, "c-2");
 }
 
-static void test_unstage_with_null(void **state)
+/* Paho's persistence interface: a mark handed over with gw_paho_store_expect_mark rides
+ * on the next put of a queued command ("c-") made by the same thread, once. */
+static int paho_put(gw_paho_store *ps, const char *key)
 {
-    fixture *f = *state;
-    f->st = open_at(f->dir);
-    gw_pubstore_stage_mark("dev-a", "1 1");
-    gw_pubstore_stage_mark(NULL, NULL);
-    expect_put_without_mark(f, "c-1");
+    char x[] = "x", *bufs[1] = {x}, k[32];
+    int lens[1] = {1};
+    void *handle = NULL;
+    snprintf(k, sizeof(k), "%s", key);
+    assert_int_equal(ps->paho.popen(&handle, "id", "tcp://x", ps->paho.context), 0);
+    return ps->paho.pput(handle, k, 1, bufs, lens);
 }
 
-static void test_mark_is_per_thread(void **state)
+static void test_paho_mark_withdrawn_with_null(void **state)
 {
     fixture *f = *state;
     f->st = open_at(f->dir);
-    gw_pubstore_stage_mark("dev-main", "1 1");
+    gw_paho_store ps;
+    gw_paho_store_init(&ps, f->st);
+    gw_mark m = to_mark("dev-a", "1 1");
+    gw_paho_store_expect_mark(&ps, &m);
+    gw_paho_store_expect_mark(&ps, NULL);
+    assert_int_equal(paho_put(&ps, "c-1"), 0);
+    expect_no_marks(f->st);
+    gw_paho_store_free(&ps);
+}
+
+static void test_paho_mark_is_per_thread_and_command(void **state)
+{
+    fixture *f = *state;
+    f->st = open_at(f->dir);
+    gw_paho_store ps;
+    gw_paho_store_init(&ps, f->st);
+    gw_mark m = to_mark("dev-main", "1 1");
+    gw_paho_store_expect_mark(&ps, &m);
 
     /* Another thread's put does not carry this thread's mark... */
-    thread_job plain = {.st = f->st, .id = 1};
+    thread_job plain = {.st = f->st, .id = 1, .paho = &ps};
     run_in_thread(put_from_thread, &plain);
     assert_int_equal(plain.failures, 0);
     expect_no_marks(f->st);
+    /* ...nor does a put of another kind of key on this thread (a sent PUBLISH)... */
+    assert_int_equal(paho_put(&ps, "s-1"), 0);
+    expect_no_marks(f->st);
 
-    /* ...and that thread's own mark rides on its own put only. */
-    thread_job marked = {.st = f->st, .id = 2, .mark_name = "dev-thread"};
-    run_in_thread(put_from_thread, &marked);
-    assert_int_equal(marked.failures, 0);
-    const char *const theirs[][2] = {{"dev-thread", "from-thread"}};
-    expect_marks(f->st, 1, theirs);
-
-    /* This thread's mark is still staged and goes with its next put. */
-    put_str(f->st, "c-main", "x");
-    const char *const both[][2] = {{"dev-thread", "from-thread"}, {"dev-main", "1 1"}};
-    expect_marks(f->st, 2, both);
-    expect_keys(f->st, "c-thread-1,c-thread-2,c-main");
+    /* ...but the next command put of this thread does, once. */
+    assert_int_equal(paho_put(&ps, "c-main"), 0);
+    const char *const mine[][2] = {{"dev-main", "1 1"}};
+    expect_marks(f->st, 1, mine);
+    eds_error err;
+    eds_error_clear(&err);
+    assert_int_equal(gw_pubstore_forget_marks(f->st, &err), EDS_OK);
+    assert_int_equal(paho_put(&ps, "c-2"), 0);
+    expect_no_marks(f->st);
+    expect_keys(f->st, "c-thread-1,s-1,c-main,c-2");
+    gw_paho_store_free(&ps);
 }
 
 static void test_marks_outlive_entry_and_reopen(void **state)
@@ -992,23 +1093,26 @@ static void test_forget_marks_is_durable(void **state)
     expect_str(f->st, "c-4", "after forget");
 }
 
-static void test_long_mark_is_cut(void **state)
+/* A mark must name a valid device and stream: it is refused with its put, and nothing is
+ * stored. */
+static void test_invalid_mark_refused(void **state)
 {
     fixture *f = *state;
     f->st = open_at(f->dir);
-    char name[GW_PUBSTORE_MARK_MAX + 46], value[GW_PUBSTORE_MARK_MAX + 46];
-    memset(name, 'n', sizeof(name) - 1);
-    name[sizeof(name) - 1] = '\0';
-    memset(value, 'v', sizeof(value) - 1);
-    value[sizeof(value) - 1] = '\0';
-    put_marked(f->st, "c-1", name, value);
-
-    name[GW_PUBSTORE_MARK_MAX] = '\0';
-    value[GW_PUBSTORE_MARK_MAX] = '\0';
-    const char *const cut[][2] = {{name, value}};
-    expect_marks(f->st, 1, cut);
+    const char *const bad[][2] = {{"a/b", "s 1"}, {"", "s 1"}, {"dev", "\"q 1"}, {"dev", " 1"}};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        gw_mark m = to_mark(bad[i][0], bad[i][1]);
+        assert_int_equal(put_bytes_marked(f->st, "c-1", "x", 1, &m), EDS_ERR_INVAL);
+    }
+    gw_mark m = to_mark("dev", "s 1");
+    m.device[sizeof(m.device) - 1] = 'x'; /* not terminated */
+    memset(m.device, 'd', sizeof(m.device));
+    assert_int_equal(put_bytes_marked(f->st, "c-1", "x", 1, &m), EDS_ERR_INVAL);
+    expect_no_marks(f->st);
+    assert_int_equal(gw_pubstore_count(f->st), 0);
     reopen(f);
-    expect_marks(f->st, 1, cut);
+    expect_no_marks(f->st);
+    assert_int_equal(gw_pubstore_count(f->st), 0);
 }
 
 /* ---- on_empty --------------------------------------------------------------------------- */
@@ -1103,8 +1207,9 @@ static void test_compaction_keeps_live_entries_and_marks(void **state)
     const char *live[3] = {"s-1", "s-2", "sc-3"};
     for (unsigned i = 0; i < 3; i++) {
         big_value(buf, 1000 + i);
-        gw_pubstore_stage_mark(i == 0 ? "dev-live" : NULL, "0 1");
-        assert_int_equal(put_bytes(f->st, live[i], buf, BIG_LEN), EDS_OK);
+        gw_mark m = to_mark("dev-live", "0 1");
+        assert_int_equal(put_bytes_marked(f->st, live[i], buf, BIG_LEN, i == 0 ? &m : NULL),
+                         EDS_OK);
     }
 
     size_t prev = gw_pubstore_log_bytes(f->st), peak = prev, written = prev;
@@ -1114,11 +1219,13 @@ static void test_compaction_keeps_live_entries_and_marks(void **state)
         char key[32];
         snprintf(key, sizeof(key), "c-%u", i);
         big_value(buf, i);
+        gw_mark churn = to_mark("dev-churn", "1 0");
         if (i % 50 == 0) {
             snprintf(last_mark, sizeof(last_mark), "1 %u", i);
-            gw_pubstore_stage_mark("dev-churn", last_mark);
+            churn.seq = i;
         }
-        assert_int_equal(put_bytes(f->st, key, buf, BIG_LEN), EDS_OK);
+        assert_int_equal(put_bytes_marked(f->st, key, buf, BIG_LEN, i % 50 == 0 ? &churn : NULL),
+                         EDS_OK);
         for (int op = 0; op < 2; op++) {
             size_t now = gw_pubstore_log_bytes(f->st);
             if (now < prev)
@@ -1239,13 +1346,14 @@ int main(void)
         STORE_TEST(test_failed_write_does_not_hide_later_records),
         STORE_TEST(test_writes_documented_records),
         STORE_TEST(test_reads_documented_records),
+        STORE_TEST(test_reads_legacy_records),
         STORE_TEST(test_mark_rides_on_next_put),
         STORE_TEST(test_mark_consumed_by_one_put),
-        STORE_TEST(test_unstage_with_null),
-        STORE_TEST(test_mark_is_per_thread),
+        STORE_TEST(test_paho_mark_withdrawn_with_null),
+        STORE_TEST(test_paho_mark_is_per_thread_and_command),
         STORE_TEST(test_marks_outlive_entry_and_reopen),
         STORE_TEST(test_forget_marks_is_durable),
-        STORE_TEST(test_long_mark_is_cut),
+        STORE_TEST(test_invalid_mark_refused),
         STORE_TEST(test_on_empty_fires_on_drop_to_zero),
         STORE_TEST(test_compaction_keeps_live_entries_and_marks),
         STORE_TEST(test_two_threads_share_store),

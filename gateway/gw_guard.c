@@ -1,0 +1,115 @@
+#include "gw_guard.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "eds_err.h"
+#include "gw_hash.h"
+
+#define GUARD_BUCKETS 4096
+
+int gw_guard_init(gw_guard *g)
+{
+    g->n = 0;
+    g->tab = calloc(GUARD_BUCKETS, sizeof(*g->tab));
+    return g->tab ? EDS_OK : EDS_ERR_NOMEM;
+}
+
+void gw_guard_free(gw_guard *g)
+{
+    if (!g->tab)
+        return;
+    for (size_t i = 0; i < GUARD_BUCKETS; i++)
+        while (g->tab[i]) {
+            gw_ip *n = g->tab[i]->next;
+            free(g->tab[i]);
+            g->tab[i] = n;
+        }
+    free(g->tab);
+    g->tab = NULL;
+    g->n = 0;
+}
+
+gw_ip *gw_guard_ip(gw_guard *g, const char *addr)
+{
+    gw_ip **b = &g->tab[gw_hash_str(addr) & (GUARD_BUCKETS - 1)];
+    for (gw_ip *ip = *b; ip; ip = ip->next)
+        if (strcmp(ip->addr, addr) == 0)
+            return ip;
+    if (g->n >= GW_GUARD_MAX_ADDRS)
+        return NULL;
+    gw_ip *ip = calloc(1, sizeof(*ip));
+    if (!ip)
+        return NULL;
+    g->n++;
+    snprintf(ip->addr, sizeof(ip->addr), "%s", addr);
+    ip->next = *b;
+    *b = ip;
+    return ip;
+}
+
+bool gw_guard_conn_allowed(const gw_ip *ip, uint32_t max_per_ip)
+{
+    return !ip || max_per_ip == 0 || ip->conns < max_per_ip;
+}
+
+int64_t gw_guard_login_failed(gw_ip *ip, int64_t now)
+{
+    if (!ip)
+        return 0;
+    ip->fails++;
+    ip->last_fail_ms = now;
+    if (ip->fails <= 1)
+        return 0;
+    int64_t delay = (int64_t)GW_LOGIN_DELAY_BASE_MS << (ip->fails > 7 ? 6 : ip->fails - 2);
+    return delay > GW_LOGIN_DELAY_MAX_MS ? GW_LOGIN_DELAY_MAX_MS : delay;
+}
+
+void gw_guard_login_ok(gw_ip *ip)
+{
+    if (ip)
+        ip->fails = 0;
+}
+
+void gw_guard_sweep(gw_guard *g, int64_t now)
+{
+    for (size_t i = 0; i < GUARD_BUCKETS; i++) {
+        gw_ip **pp = &g->tab[i];
+        while (*pp) {
+            gw_ip *ip = *pp;
+            if (ip->fails && now - ip->last_fail_ms > GW_LOGIN_FAIL_FORGET_MS)
+                ip->fails = 0;
+            if (ip->conns == 0 && ip->fails == 0) {
+                *pp = ip->next;
+                free(ip);
+                g->n--;
+            } else {
+                pp = &ip->next;
+            }
+        }
+    }
+}
+
+bool gw_bucket_empty(gw_bucket *b, double rate, int64_t now)
+{
+    if (rate <= 0)
+        return false;
+    double burst = rate < 1 ? 1 : rate; /* one second's worth */
+    if (b->ms == 0)
+        b->tokens = burst;
+    else
+        b->tokens += (double)(now - b->ms) * rate / 1000.0;
+    if (b->tokens > burst)
+        b->tokens = burst;
+    b->ms = now;
+    return b->tokens < 1;
+}
+
+void gw_bucket_take(gw_bucket *b, double rate, int64_t now)
+{
+    if (rate <= 0)
+        return;
+    gw_bucket_empty(b, rate, now);
+    b->tokens -= 1;
+}

@@ -1,0 +1,75 @@
+/*
+ * gw_guard.h - the per-address guard: connections per source address, the
+ * growing delay after failed logins, and the per-device max_rate bucket.
+ * Pure: no I/O; the clock (monotonic milliseconds) is passed in.
+ *
+ * Owns the address table: at most GW_GUARD_MAX_ADDRS entries, so many
+ * source addresses (an IPv6 prefix) cannot grow it without end; past that
+ * an address goes untracked (no per-address cap, no login delay). An entry
+ * lives while it has connections or a failed login younger than 10 minutes
+ * (gw_guard_sweep frees the rest).
+ */
+#ifndef GW_GUARD_H
+#define GW_GUARD_H
+
+#include <arpa/inet.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define GW_GUARD_MAX_ADDRS 65536
+#define GW_LOGIN_DELAY_BASE_MS 200     /* second failed login from an address waits this long */
+#define GW_LOGIN_DELAY_MAX_MS 10000    /* ... doubling up to this */
+#define GW_LOGIN_FAIL_FORGET_MS 600000 /* an address's failures are forgotten after 10 min */
+
+/* The max_rate bucket of a device. */
+typedef struct gw_bucket {
+    double tokens; /* records that may arrive now */
+    int64_t ms;    /* last refill; 0: never */
+} gw_bucket;
+
+/* One source address: connections now, recent failed logins. */
+typedef struct gw_ip {
+    char addr[INET6_ADDRSTRLEN];
+    uint32_t conns;
+    uint32_t fails;
+    int64_t last_fail_ms;
+    struct gw_ip *next;
+} gw_ip;
+
+typedef struct gw_guard {
+    gw_ip **tab; /* GUARD_BUCKETS chains */
+    size_t n;
+} gw_guard;
+
+/* EDS_OK or EDS_ERR_NOMEM. */
+int gw_guard_init(gw_guard *g);
+void gw_guard_free(gw_guard *g);
+
+/* The entry of addr, created on first use; NULL when untracked (table full
+ * or out of memory). The pointer stays valid while the entry has
+ * connections (conns > 0). */
+gw_ip *gw_guard_ip(gw_guard *g, const char *addr);
+
+/* True when a new connection from ip is within max_per_ip (0: no limit). */
+bool gw_guard_conn_allowed(const gw_ip *ip, uint32_t max_per_ip);
+
+/* A failed login from ip at now: the delay before answering it, in ms
+ * (0 for the first failure; then 200 ms doubling up to 10 s). */
+int64_t gw_guard_login_failed(gw_ip *ip, int64_t now);
+
+/* A successful login: the address's failures are forgotten. */
+void gw_guard_login_ok(gw_ip *ip);
+
+/* Forgets failures older than 10 minutes and frees entries with no
+ * connection and no failure left. */
+void gw_guard_sweep(gw_guard *g, int64_t now);
+
+/* max_rate (records per second, <= 0: none): refills the bucket up to one
+ * second's worth (at least 1) and returns true while it is empty. */
+bool gw_bucket_empty(gw_bucket *b, double rate, int64_t now);
+
+/* Takes one record's token (after a refill); the bucket may go below 0. */
+void gw_bucket_take(gw_bucket *b, double rate, int64_t now);
+
+#endif

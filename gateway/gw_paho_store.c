@@ -1,0 +1,140 @@
+/*
+ * gw_paho_store.c - Paho's persistence callbacks on a gw_pubstore. See
+ * gw_paho_store.h. Buffers handed to Paho come from its allocator
+ * (MQTTAsync_malloc): Paho frees them with its own heap tracking, and a plain
+ * malloc'd buffer would be silently leaked.
+ */
+#include "gw_paho_store.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define COMMAND_PREFIX "c-" /* Paho's key of a queued command */
+
+static int ps_open(void **handle, const char *client_id, const char *uri, void *ctx)
+{
+    (void)client_id;
+    (void)uri;
+    *handle = ctx;
+    return 0;
+}
+
+static int ps_close(void *handle)
+{
+    (void)handle; /* the publisher closes the store after the client is gone */
+    return 0;
+}
+
+static int ps_put(void *handle, char *key, int n, char *bufs[], int lens[])
+{
+    gw_paho_store *ps = handle;
+    gw_mark mark;
+    bool marked = false;
+    if (strncmp(key, COMMAND_PREFIX, strlen(COMMAND_PREFIX)) == 0) {
+        pthread_mutex_lock(&ps->lock);
+        if (ps->mark_set && pthread_equal(ps->mark_thread, pthread_self())) {
+            mark = ps->mark;
+            marked = true;
+            ps->mark_set = false;
+        }
+        pthread_mutex_unlock(&ps->lock);
+    }
+    int rc = gw_pubstore_put(ps->store, key, n, bufs, lens, marked ? &mark : NULL);
+    /* EDS_ERR_IO: logged, and held in memory; the session goes on. */
+    return rc == EDS_OK || rc == EDS_ERR_IO ? 0 : MQTTCLIENT_PERSISTENCE_ERROR;
+}
+
+static int ps_get(void *handle, char *key, char **buffer, int *buflen)
+{
+    gw_paho_store *ps = handle;
+    return gw_pubstore_get(ps->store, key, MQTTAsync_malloc, buffer, buflen) == EDS_OK
+               ? 0
+               : MQTTCLIENT_PERSISTENCE_ERROR;
+}
+
+static int ps_remove(void *handle, char *key)
+{
+    gw_paho_store *ps = handle;
+    gw_pubstore_remove(ps->store, key); /* a failed write is logged; memory is right */
+    return 0;
+}
+
+static int ps_keys(void *handle, char ***keys, int *nkeys)
+{
+    gw_paho_store *ps = handle;
+    char **k;
+    int n;
+    *keys = NULL;
+    *nkeys = 0;
+    if (gw_pubstore_keys(ps->store, &k, &n) != EDS_OK)
+        return MQTTCLIENT_PERSISTENCE_ERROR;
+    char **pk = n ? MQTTAsync_malloc((size_t)n * sizeof(*pk)) : NULL;
+    int made = 0;
+    for (; pk && made < n; made++) {
+        size_t len = strlen(k[made]) + 1;
+        if (!(pk[made] = MQTTAsync_malloc(len)))
+            break;
+        memcpy(pk[made], k[made], len);
+    }
+    for (int i = 0; i < n; i++)
+        free(k[i]);
+    free(k);
+    if (made < n) {
+        for (int i = 0; pk && i < made; i++)
+            MQTTAsync_free(pk[i]);
+        MQTTAsync_free(pk);
+        return MQTTCLIENT_PERSISTENCE_ERROR;
+    }
+    *keys = pk;
+    *nkeys = n;
+    return 0;
+}
+
+static int ps_clear(void *handle)
+{
+    gw_paho_store *ps = handle;
+    gw_pubstore_clear(ps->store);
+    return 0;
+}
+
+static int ps_containskey(void *handle, char *key)
+{
+    gw_paho_store *ps = handle;
+    return gw_pubstore_contains(ps->store, key) ? 0 : MQTTCLIENT_PERSISTENCE_ERROR;
+}
+
+void gw_paho_store_init(gw_paho_store *ps, gw_pubstore *store)
+{
+    memset(ps, 0, sizeof(*ps));
+    ps->store = store;
+    pthread_mutex_init(&ps->lock, NULL);
+    ps->paho = (MQTTClient_persistence){
+        .context = ps,
+        .popen = ps_open,
+        .pclose = ps_close,
+        .pput = ps_put,
+        .pget = ps_get,
+        .premove = ps_remove,
+        .pkeys = ps_keys,
+        .pclear = ps_clear,
+        .pcontainskey = ps_containskey,
+    };
+}
+
+void gw_paho_store_free(gw_paho_store *ps)
+{
+    if (ps->store)
+        pthread_mutex_destroy(&ps->lock);
+    memset(ps, 0, sizeof(*ps));
+}
+
+void gw_paho_store_expect_mark(gw_paho_store *ps, const gw_mark *mark)
+{
+    pthread_mutex_lock(&ps->lock);
+    ps->mark_set = mark != NULL;
+    if (mark) {
+        ps->mark = *mark;
+        ps->mark_thread = pthread_self();
+    }
+    pthread_mutex_unlock(&ps->lock);
+}

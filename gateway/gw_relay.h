@@ -1,0 +1,87 @@
+/*
+ * gw_relay.h - records and statuses on their way to the broker and the
+ * answers on their way back: devices take turns handing WAITING records to
+ * the publisher (pump), each publish result completes its record, complete
+ * records at the head of a ring are answered in order (ack, duplicate ack,
+ * or nack) and advance last_seq, retained statuses wait in a queue until
+ * the publisher has room, and the qos 2 recovery marks raise last_seq after
+ * a crash.
+ *
+ * Owns the queue of devices with records to publish and the queue of
+ * statuses to publish; broker_up and restoring say whether publishing is
+ * possible. Records stay in gw_window; answers go out through gw_conn.
+ */
+#ifndef GW_RELAY_H
+#define GW_RELAY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "gw_config.h"
+#include "gw_conn.h"
+#include "gw_publisher.h"
+#include "gw_stats.h"
+#include "gw_window.h"
+
+#define GW_TOPIC_MAX 512
+
+typedef struct gw_relay {
+    const gw_config *cfg;
+    gw_publisher *pub;
+    gw_window *w;
+    gw_conns *conns;
+    gw_stats *st;
+    gw_device *ready, *ready_tail;        /* devices with WAITING records, in turn order */
+    gw_device *status_head, *status_tail; /* statuses to publish, oldest first */
+    bool broker_up;
+    bool restoring; /* qos 2 after a crash: publishes restored from the session store are
+                       not all confirmed yet; no welcome, no publish until they are */
+} gw_relay;
+
+void gw_relay_init(gw_relay *r, const gw_config *cfg, gw_window *w, gw_conns *conns, gw_stats *st);
+
+/* "P/DEVICE/LEAF" into buf (GW_TOPIC_MAX bytes). */
+void gw_relay_topic(const gw_relay *r, const char *device, const char *leaf, char *buf);
+
+/* t as "YYYY-MM-DDTHH:MM:SSZ". */
+void gw_rfc3339(time_t t, char *buf, size_t cap);
+
+/* Publishes something no one waits for (stats, rejected lines) if the broker
+ * is there; skipped otherwise. */
+void gw_relay_publish_untracked(gw_relay *r, const char *topic, const char *payload, size_t len,
+                                int qos, bool retain);
+
+/* Queues d's retained status (its online, since and peer now). Statuses are
+ * never lost: they wait for the broker and for room at the publisher. */
+void gw_relay_status(gw_relay *r, gw_device *d);
+
+/* Gives d a turn at the publisher (it has WAITING records). */
+void gw_relay_ready(gw_relay *r, gw_device *d);
+
+/* Hands queued statuses and WAITING records to the publisher while it has
+ * room, device by device in turns, each device's in ring order. */
+void gw_relay_pump(gw_relay *r);
+
+/* Answers the complete records at the head of d's ring in order and pops
+ * them, advancing last_seq (journaled). Without a connection, drops what
+ * was never published. */
+void gw_relay_drain(gw_relay *r, gw_device *d);
+
+/* A publish result: the device whose record it completed (now drained), or
+ * NULL when the token names no record in flight. */
+gw_device *gw_relay_result(gw_relay *r, uint64_t token, bool ok);
+
+/* The broker connection came up: every device that ever connected gets its
+ * status again. */
+void gw_relay_connected(gw_relay *r);
+
+/* qos 2 start-up: raises last_seq of each device to its mark in the session
+ * store (the broker has those records even if the journal had not caught
+ * up), or, when the broker lost the session (confirmed false), warns that
+ * records in flight may arrive twice. The caller journals, then forgets the
+ * marks. */
+void gw_relay_apply_marks(gw_relay *r, bool confirmed);
+
+#endif

@@ -1,0 +1,118 @@
+/*
+ * test_guard.c - gw_guard, the per-address guard, against gw_guard.h, with
+ * the clock passed in: the per-address cap, the login delay (none for the
+ * first failure, then 200 ms doubling to 10 s, reset by a good login),
+ * sweeping (failures forgotten after 10 minutes, entries with connections
+ * kept), the bound on addresses tracked, and the max_rate bucket (a
+ * second's burst, refilled with time).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+
+#include "eds_err.h"
+#include "gw_guard.h"
+
+static void test_conn_cap(void **state)
+{
+    gw_guard g;
+    assert_int_equal(gw_guard_init(&g), EDS_OK);
+    gw_ip *ip = gw_guard_ip(&g, "192.0.2.1");
+    assert_non_null(ip);
+    assert_ptr_equal(gw_guard_ip(&g, "192.0.2.1"), ip);
+    assert_ptr_not_equal(gw_guard_ip(&g, "192.0.2.2"), ip);
+    ip->conns = 2;
+    assert_true(gw_guard_conn_allowed(ip, 3));
+    ip->conns = 3;
+    assert_false(gw_guard_conn_allowed(ip, 3));
+    assert_true(gw_guard_conn_allowed(ip, 0));   /* 0: no limit */
+    assert_true(gw_guard_conn_allowed(NULL, 1)); /* untracked */
+    gw_guard_free(&g);
+}
+
+static void test_login_delay(void **state)
+{
+    gw_guard g;
+    assert_int_equal(gw_guard_init(&g), EDS_OK);
+    gw_ip *ip = gw_guard_ip(&g, "2001:db8::1");
+    const int64_t want[] = {0, 200, 400, 800, 1600, 3200, 6400, 10000, 10000, 10000};
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        assert_int_equal(gw_guard_login_failed(ip, 1000 + (int64_t)i), want[i]);
+    assert_int_equal(ip->last_fail_ms, 1009);
+    gw_guard_login_ok(ip);
+    assert_int_equal(gw_guard_login_failed(ip, 2000), 0);
+    assert_int_equal(gw_guard_login_failed(NULL, 2000), 0);
+    gw_guard_free(&g);
+}
+
+static void test_sweep(void **state)
+{
+    gw_guard g;
+    assert_int_equal(gw_guard_init(&g), EDS_OK);
+    gw_ip *busy = gw_guard_ip(&g, "10.0.0.1");
+    busy->conns = 1;
+    gw_ip *failed = gw_guard_ip(&g, "10.0.0.2");
+    gw_guard_login_failed(failed, 1000);
+    gw_guard_login_failed(failed, 1000);
+    gw_guard_ip(&g, "10.0.0.3"); /* nothing: goes at the first sweep */
+    assert_int_equal(g.n, 3);
+    gw_guard_sweep(&g, 1000 + GW_LOGIN_FAIL_FORGET_MS);
+    assert_int_equal(g.n, 2); /* failures exactly 10 min old are still kept */
+    gw_guard_sweep(&g, 1001 + GW_LOGIN_FAIL_FORGET_MS);
+    assert_int_equal(g.n, 1);
+    assert_ptr_equal(gw_guard_ip(&g, "10.0.0.1"), busy);
+    gw_guard_free(&g);
+}
+
+static void test_addresses_bounded(void **state)
+{
+    gw_guard g;
+    assert_int_equal(gw_guard_init(&g), EDS_OK);
+    char addr[64];
+    for (int i = 0; i < GW_GUARD_MAX_ADDRS; i++) {
+        snprintf(addr, sizeof(addr), "2001:db8::%x:%x", i >> 16, i & 0xffff);
+        assert_non_null(gw_guard_ip(&g, addr));
+    }
+    assert_null(gw_guard_ip(&g, "198.51.100.7"));
+    assert_non_null(gw_guard_ip(&g, "2001:db8::0:5")); /* known ones still found */
+    gw_guard_sweep(&g, 1);
+    assert_int_equal(g.n, 0);
+    assert_non_null(gw_guard_ip(&g, "198.51.100.7"));
+    gw_guard_free(&g);
+}
+
+static void test_bucket(void **state)
+{
+    gw_bucket b = {0};
+    assert_false(gw_bucket_empty(&b, 0, 5)); /* no max_rate */
+    int64_t now = 1000;
+    int taken = 0;
+    while (!gw_bucket_empty(&b, 10, now) && taken < 100) {
+        gw_bucket_take(&b, 10, now);
+        taken++;
+    }
+    assert_int_equal(taken, 10); /* one second's worth */
+    assert_true(gw_bucket_empty(&b, 10, now + 99));
+    assert_false(gw_bucket_empty(&b, 10, now + 100)); /* 100 ms = one record at 10/s */
+    assert_false(gw_bucket_empty(&b, 10, now + 60000));
+    assert_true(b.tokens <= 10); /* never more than the burst */
+    gw_bucket slow = {0};
+    assert_false(gw_bucket_empty(&slow, 0.5, 1)); /* below 1/s the burst is one record */
+    gw_bucket_take(&slow, 0.5, 1);
+    assert_true(gw_bucket_empty(&slow, 0.5, 1000));
+    assert_false(gw_bucket_empty(&slow, 0.5, 2001));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_conn_cap), cmocka_unit_test(test_login_delay),
+        cmocka_unit_test(test_sweep),    cmocka_unit_test(test_addresses_bounded),
+        cmocka_unit_test(test_bucket),
+    };
+    return cmocka_run_group_tests_name("gw_guard", tests, NULL, NULL);
+}
