@@ -39,7 +39,8 @@ def available():
 
 
 class Browser:
-    def __init__(self, width=1280, height=1000, timeout=30):
+    def __init__(self, width=1280, height=1000, timeout=90):
+        # timeout: for the start; Chromium took over 30 s on a loaded two-core machine.
         self.profile = tempfile.mkdtemp(prefix="eds-chromium-")
         argv = [CHROMIUM, "--headless", "--disable-gpu", "--no-first-run",
                 "--no-default-browser-check", "--disable-extensions",
@@ -88,7 +89,8 @@ class Browser:
             except OSError:
                 pass
             time.sleep(0.05)
-        raise AssertionError("chromium did not open its DevTools port within %d s" % timeout)
+        raise AssertionError("chromium did not open its DevTools port within %d s:\n%s" % (
+            timeout, self.output()[-2000:]))
 
     def output(self):
         try:
