@@ -60,12 +60,13 @@ class Dashboard(unittest.TestCase):
                              env=env)
         cls.work = None
         try:
+            # The temp folder first: it is removed on the way out, also after a failure.
+            cls.work = cls.run_sh.wait_for_line(r"^== temp folder (\S+) ", timeout=60).group(1)
             line = cls.run_sh.wait_for_line(r"^== dashboard: http://", timeout=60).string
             cls.url = re.search(r"(http://127\.0\.0\.1:\d+/#\S+)", line).group(1)
             cls.reader_pw = re.search(r"connect as reader, password (\S+)\)", line).group(1)
             cls.gw_port = int(cls.run_sh.wait_for_line(
                 r"^== mosquitto on .* eds-gateway on 127\.0\.0\.1:(\d+)").group(1))
-            cls.work = cls.run_sh.wait_for_line(r"^== temp folder (\S+) ").group(1)
             cls.metrics_url = cls.run_sh.wait_for_line(
                 r"^== metrics: (http://127\.0\.0\.1:\d+/metrics) ").group(1)
             for dev in DEVICES:
