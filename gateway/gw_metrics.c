@@ -135,6 +135,16 @@ static const struct {
     C(lines_too_long, "eds_lines_too_long_total",
       "Connections closed for a line past "
       "max_line."),
+    C(preauth_evicted, "eds_preauth_evicted_total",
+      "Connections without a good hello closed at max_unauthenticated."),
+    C(logins_throttled, "eds_logins_throttled_total",
+      "Failed logins held back by max_auth_failures."),
+    C(journal_failures, "eds_journal_failures_total", "Journal writes that failed (state_dir)."),
+    C(store_failures, "eds_store_failures_total",
+      "Session store writes that failed (state_dir, qos 2)."),
+    C(rejected_skipped, "eds_rejected_skipped_total",
+      "Rejected-record copies not published (publisher full)."),
+    C(stats_skipped, "eds_stats_skipped_total", "Stats messages not published (publisher full)."),
 #undef C
 };
 

@@ -67,6 +67,7 @@ static void test_gateway_counters_and_gauges(void **state)
     st.duplicates = 1;
     st.cmds_delivered = 5;
     st.lines_too_long = 9;
+    st.journal_failures = 4;
     gw_metrics_snapshot snap = {.stats = &st,
                                 .uptime_s = 42,
                                 .connections = 3,
@@ -79,6 +80,7 @@ static void test_gateway_counters_and_gauges(void **state)
     assert_int_equal(value_of(t, "eds_records_duplicate_total"), 1);
     assert_int_equal(value_of(t, "eds_commands_delivered_total"), 5);
     assert_int_equal(value_of(t, "eds_lines_too_long_total"), 9);
+    assert_int_equal(value_of(t, "eds_journal_failures_total"), 4);
     assert_int_equal(value_of(t, "eds_uptime_seconds"), 42);
     assert_int_equal(value_of(t, "eds_connections_open"), 3);
     assert_int_equal(value_of(t, "eds_broker_connected"), 1);
@@ -97,7 +99,7 @@ static void test_gateway_counters_and_gauges(void **state)
         assert_int_equal(strncmp(name, "eds_", 4), 0);
         families++;
     }
-    assert_int_equal(families, 20 + 8 + 6);
+    assert_int_equal(families, 26 + 8 + 6); /* counters, gauges, per-device families */
     free(t);
 }
 
