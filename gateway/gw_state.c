@@ -218,19 +218,26 @@ int gw_state_compact(gw_state *st, gw_state_iter_fn next, void *ctx, eds_error *
         if (k > 0)
             size += (size_t)k;
     }
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0 || fclose(f) != 0) {
-        f = NULL;
-        rc = eds_error_set(err, EDS_ERR_IO, "%s: %s", tmp, strerror(errno));
+    /* ferror: glibc drops a buffer it failed to write (ENOSPC) and a later fflush of
+     * an empty buffer succeeds, so a snapshot missing lines would replace the journal. */
+    int werr = ferror(f) ? (errno ? errno : EIO) : 0;
+    if (werr || fflush(f) != 0 || fsync(fileno(f)) != 0) {
+        rc = eds_error_set(err, EDS_ERR_IO, "%s: %s", tmp, strerror(werr ? werr : errno));
+        unlink(tmp);
         goto out;
     }
-    f = NULL;
+    /* The descriptor for the new journal before the rename: failing to open it after
+     * (EMFILE in a connection flood) would leave appends going to the replaced file. */
+    int fd = open(tmp, O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (fd < 0) {
+        rc = eds_error_set(err, EDS_ERR_IO, "%s: %s", tmp, strerror(errno));
+        unlink(tmp);
+        goto out;
+    }
     if (rename(tmp, path) != 0) {
         rc = eds_error_set(err, EDS_ERR_IO, "rename %s: %s", tmp, strerror(errno));
-        goto out;
-    }
-    int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
-    if (fd < 0) {
-        rc = eds_error_set(err, EDS_ERR_IO, "%s: %s", path, strerror(errno));
+        close(fd);
+        unlink(tmp);
         goto out;
     }
     gw_syncer_set_fd(st->syncer, fd);
