@@ -111,9 +111,20 @@ int gw_state_open(const char *dir, gw_state_entry_fn fn, void *ctx, gw_state **o
         goto err;
     }
     /* A crash mid-write leaves half a line at the end: end it, or the next
-     * entry would be glued to it and lost at the next replay. */
-    if (torn && write(st->fd, "\n", 1) == 1)
-        st->file_size++;
+     * entry would be glued to it and lost at the next replay. Pending like an
+     * entry, so that a full disk now only delays it (it goes before any entry). */
+    if (torn) {
+        rc = EDS_ERR_NOMEM;
+        if (!(st->buf = malloc(4096)))
+            goto err;
+        st->cap = 4096;
+        st->buf[st->len++] = '\n';
+        if (gw_state_flush(st, NULL) != EDS_OK)
+            fprintf(stderr,
+                    "eds-gateway: warning: %s: cannot end the torn last line yet: "
+                    "retried with the next entry\n",
+                    path);
+    }
     if ((rc = gw_syncer_start(st->fd, STATE_SYNC_MS, &st->syncer)) != EDS_OK) {
         eds_error_set(err, rc, "state journal: cannot start its sync thread");
         goto err;

@@ -2,7 +2,9 @@
  * test_state_full.c - gw_state's compaction on a disk with no room
  * (RLIMIT_FSIZE stands in for a full file system: EFBIG): it fails with
  * EDS_ERR_IO, leaves no half-written state.tmp taking the space, and the
- * journal keeps every entry and takes appends afterwards.
+ * journal keeps every entry and takes appends afterwards. And the newline
+ * that ends a torn last line (a crash mid-write) waits for room like an
+ * entry: an entry written after it is not glued to the torn line.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -97,10 +99,57 @@ static void test_compaction_on_full_disk(void **state)
     rmdir(dir);
 }
 
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(fputs(text, f) >= 0, 1);
+    assert_int_equal(fclose(f), 0);
+}
+
+static void test_torn_line_on_full_disk(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/eds-state-torn-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[64];
+    snprintf(path, sizeof(path), "%s/state.log", dir);
+    const char *text = "dev-0001 s 5\ndev-0002 s";
+    write_file(path, text);
+
+    struct rlimit saved, lim;
+    struct sigaction ign = {.sa_handler = SIG_IGN}, old_act;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &saved), 0);
+    lim = (struct rlimit){strlen(text), saved.rlim_max}; /* not one byte more */
+    assert_int_equal(sigaction(SIGXFSZ, &ign, &old_act), 0);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    gw_state *st;
+    eds_error err;
+    memset(seen, 0, sizeof(seen));
+    int rc = gw_state_open(dir, on_entry, NULL, &st, &err);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &saved), 0);
+    assert_int_equal(sigaction(SIGXFSZ, &old_act, NULL), 0);
+    assert_int_equal(rc, EDS_OK);
+    assert_int_equal(seen[1], 5);
+
+    /* Room again: the next entry is a line of its own. */
+    assert_int_equal(gw_state_append(st, "dev-0003", "s", 9), EDS_OK);
+    assert_int_equal(gw_state_flush(st, &err), EDS_OK);
+    gw_state_close(st);
+    memset(seen, 0, sizeof(seen));
+    assert_int_equal(gw_state_open(dir, on_entry, NULL, &st, &err), EDS_OK);
+    assert_int_equal(seen[1], 5);
+    assert_int_equal(seen[3], 9);
+    gw_state_close(st);
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_compaction_on_full_disk),
+        cmocka_unit_test(test_torn_line_on_full_disk),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
