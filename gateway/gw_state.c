@@ -57,8 +57,9 @@ static int parse_line(char *line, gw_state_entry_fn fn, void *ctx)
     return 0;
 }
 
-static int replay(const char *path, gw_state_entry_fn fn, void *ctx, size_t *size, bool *torn,
-                  eds_error *err)
+/* *size: bytes read; *good: the end of the last complete line. */
+static int replay(const char *path, gw_state_entry_fn fn, void *ctx, size_t *size, size_t *good,
+                  bool *torn, eds_error *err)
 {
     FILE *f = fopen(path, "r");
     if (!f) {
@@ -77,6 +78,7 @@ static int replay(const char *path, gw_state_entry_fn fn, void *ctx, size_t *siz
             continue;
         }
         *torn = false;
+        *good = *size;
         line[n - 1] = '\0';
         if (parse_line(line, fn, ctx) != 0)
             bad++;
@@ -102,7 +104,8 @@ int gw_state_open(const char *dir, gw_state_entry_fn fn, void *ctx, gw_state **o
     if (!st->dir || !path)
         goto err;
     bool torn = false;
-    rc = replay(path, fn, ctx, &st->file_size, &torn, err);
+    size_t good = 0;
+    rc = replay(path, fn, ctx, &st->file_size, &good, &torn, err);
     if (rc != EDS_OK)
         goto err;
     st->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
@@ -110,10 +113,14 @@ int gw_state_open(const char *dir, gw_state_entry_fn fn, void *ctx, gw_state **o
         rc = eds_error_set(err, EDS_ERR_IO, "%s: %s", path, strerror(errno));
         goto err;
     }
-    /* A crash mid-write leaves half a line at the end: end it, or the next
-     * entry would be glued to it and lost at the next replay. Pending like an
-     * entry, so that a full disk now only delays it (it goes before any entry). */
-    if (torn) {
+    /* A crash mid-write (or a full disk: a partial write) leaves part of a
+     * line at the end. Cut it off: ended by a newline it would be read at the
+     * next replay, and "dev s 12" torn from "dev s 1234" is a valid entry with
+     * a wrong seq. Where cutting fails, end it (pending like an entry, so that
+     * a full disk only delays it): the next entry is not glued to it. */
+    if (torn && ftruncate(st->fd, (off_t)good) == 0) {
+        st->file_size = good;
+    } else if (torn) {
         rc = EDS_ERR_NOMEM;
         if (!(st->buf = malloc(4096)))
             goto err;
