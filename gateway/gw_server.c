@@ -276,6 +276,7 @@ static void tick(gw_server *s)
         s->next_ip_sweep_ms = now + 10000;
         gw_guard_sweep(&s->guard, now);
     }
+    eds_log_limits_flush(); /* a burst that stopped still gets its "repeated N times" */
     if (s->cfg->stats_interval > 0 && now >= s->next_stats_ms) {
         s->next_stats_ms = now + (int64_t)(s->cfg->stats_interval * 1000);
         publish_stats(s);

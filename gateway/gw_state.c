@@ -57,8 +57,9 @@ static int parse_line(char *line, gw_state_entry_fn fn, void *ctx)
     return 0;
 }
 
-static int replay(const char *path, gw_state_entry_fn fn, void *ctx, size_t *size, bool *torn,
-                  eds_error *err)
+/* *size: bytes read; *good: the end of the last complete line. */
+static int replay(const char *path, gw_state_entry_fn fn, void *ctx, size_t *size, size_t *good,
+                  bool *torn, eds_error *err)
 {
     FILE *f = fopen(path, "r");
     if (!f) {
@@ -77,6 +78,7 @@ static int replay(const char *path, gw_state_entry_fn fn, void *ctx, size_t *siz
             continue;
         }
         *torn = false;
+        *good = *size;
         line[n - 1] = '\0';
         if (parse_line(line, fn, ctx) != 0)
             bad++;
@@ -102,7 +104,8 @@ int gw_state_open(const char *dir, gw_state_entry_fn fn, void *ctx, gw_state **o
     if (!st->dir || !path)
         goto err;
     bool torn = false;
-    rc = replay(path, fn, ctx, &st->file_size, &torn, err);
+    size_t good = 0;
+    rc = replay(path, fn, ctx, &st->file_size, &good, &torn, err);
     if (rc != EDS_OK)
         goto err;
     st->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
@@ -110,10 +113,25 @@ int gw_state_open(const char *dir, gw_state_entry_fn fn, void *ctx, gw_state **o
         rc = eds_error_set(err, EDS_ERR_IO, "%s: %s", path, strerror(errno));
         goto err;
     }
-    /* A crash mid-write leaves half a line at the end: end it, or the next
-     * entry would be glued to it and lost at the next replay. */
-    if (torn && write(st->fd, "\n", 1) == 1)
-        st->file_size++;
+    /* A crash mid-write (or a full disk: a partial write) leaves part of a
+     * line at the end. Cut it off: ended by a newline it would be read at the
+     * next replay, and "dev s 12" torn from "dev s 1234" is a valid entry with
+     * a wrong seq. Where cutting fails, end it (pending like an entry, so that
+     * a full disk only delays it): the next entry is not glued to it. */
+    if (torn && ftruncate(st->fd, (off_t)good) == 0) {
+        st->file_size = good;
+    } else if (torn) {
+        rc = EDS_ERR_NOMEM;
+        if (!(st->buf = malloc(4096)))
+            goto err;
+        st->cap = 4096;
+        st->buf[st->len++] = '\n';
+        if (gw_state_flush(st, NULL) != EDS_OK)
+            fprintf(stderr,
+                    "eds-gateway: warning: %s: cannot end the torn last line yet: "
+                    "retried with the next entry\n",
+                    path);
+    }
     if ((rc = gw_syncer_start(st->fd, STATE_SYNC_MS, &st->syncer)) != EDS_OK) {
         eds_error_set(err, rc, "state journal: cannot start its sync thread");
         goto err;
@@ -218,19 +236,26 @@ int gw_state_compact(gw_state *st, gw_state_iter_fn next, void *ctx, eds_error *
         if (k > 0)
             size += (size_t)k;
     }
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0 || fclose(f) != 0) {
-        f = NULL;
-        rc = eds_error_set(err, EDS_ERR_IO, "%s: %s", tmp, strerror(errno));
+    /* ferror: glibc drops a buffer it failed to write (ENOSPC) and a later fflush of
+     * an empty buffer succeeds, so a snapshot missing lines would replace the journal. */
+    int werr = ferror(f) ? (errno ? errno : EIO) : 0;
+    if (werr || fflush(f) != 0 || fsync(fileno(f)) != 0) {
+        rc = eds_error_set(err, EDS_ERR_IO, "%s: %s", tmp, strerror(werr ? werr : errno));
+        unlink(tmp);
         goto out;
     }
-    f = NULL;
+    /* The descriptor for the new journal before the rename: failing to open it after
+     * (EMFILE in a connection flood) would leave appends going to the replaced file. */
+    int fd = open(tmp, O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (fd < 0) {
+        rc = eds_error_set(err, EDS_ERR_IO, "%s: %s", tmp, strerror(errno));
+        unlink(tmp);
+        goto out;
+    }
     if (rename(tmp, path) != 0) {
         rc = eds_error_set(err, EDS_ERR_IO, "rename %s: %s", tmp, strerror(errno));
-        goto out;
-    }
-    int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
-    if (fd < 0) {
-        rc = eds_error_set(err, EDS_ERR_IO, "%s: %s", path, strerror(errno));
+        close(fd);
+        unlink(tmp);
         goto out;
     }
     gw_syncer_set_fd(st->syncer, fd);

@@ -110,6 +110,30 @@ static void repeated_suffix(char *buf, size_t cap, uint64_t n, int64_t span_ms)
                  (long long)((span_ms + 999) / 1000));
 }
 
+static pthread_mutex_t limits_lock = PTHREAD_MUTEX_INITIALIZER;
+static eds_log_limit *limits; /* those that held a line back, for eds_log_limits_flush */
+
+static void list_limit(eds_log_limit *l)
+{
+    pthread_mutex_lock(&limits_lock);
+    if (!l->listed) {
+        l->listed = true;
+        l->next = limits;
+        limits = l;
+    }
+    pthread_mutex_unlock(&limits_lock);
+}
+
+uint64_t eds_log_limits_flush(void)
+{
+    uint64_t n = 0;
+    pthread_mutex_lock(&limits_lock); /* then each limiter's lock: the only order */
+    for (eds_log_limit *l = limits; l; l = l->next)
+        n += eds_log_limit_flush(l);
+    pthread_mutex_unlock(&limits_lock);
+    return n;
+}
+
 bool eds_log_limited(eds_log_limit *l, enum eds_log_level level, const char *fmt, ...)
 {
     if (level > log_level)
@@ -128,6 +152,8 @@ bool eds_log_limited(eds_log_limit *l, enum eds_log_level level, const char *fmt
         l->level = level;
     }
     pthread_mutex_unlock(&l->lock);
+    if (!write_now)
+        list_limit(l);
     if (write_now) {
         char suffix[96];
         repeated_suffix(suffix, sizeof(suffix), repeated, span);

@@ -67,12 +67,14 @@ typedef struct eds_log_limit {
     int64_t since_ms;    /* when the held-back lines started */
     uint64_t held;       /* lines counted but not written since the last one */
     enum eds_log_level level;
-    char last[200]; /* the latest held-back message, for the summary */
+    char last[200];             /* the latest held-back message, for the summary */
+    struct eds_log_limit *next; /* in the list eds_log_limits_flush walks (once listed) */
+    bool listed;
 } eds_log_limit;
 
 #define EDS_LOG_LIMIT_INIT(ms)                                                                     \
     {                                                                                              \
-        PTHREAD_MUTEX_INITIALIZER, (ms), 0, 0, 0, EDS_LOG_ERROR, ""                                \
+        PTHREAD_MUTEX_INITIALIZER, (ms), 0, 0, 0, EDS_LOG_ERROR, "", NULL, false                   \
     }
 
 /* The decision, pure (now in monotonic ms): true when a line may be written
@@ -88,5 +90,10 @@ bool eds_log_limited(eds_log_limit *l, enum eds_log_level level, const char *fmt
 /* Writes the summary of lines held back once their interval is over (call it
  * from a timer). Returns the number summarised. */
 uint64_t eds_log_limit_flush(eds_log_limit *l);
+
+/* eds_log_limit_flush for every limiter that ever held a line back (a limiter
+ * is listed then, so it must live as long as the process: static). Call it
+ * from a timer, so that a burst that has stopped still gets its summary. */
+uint64_t eds_log_limits_flush(void);
 
 #endif

@@ -719,6 +719,7 @@ static void log_status(eds_agent *a, uint64_t t)
 
 static void run_timers(eds_agent *a, uint64_t t)
 {
+    eds_log_limits_flush(); /* a full spool that stopped still gets its summary */
     if (a->cfg.stats_interval > 0 && t >= a->stats_at) {
         if (a->stats_at)
             log_status(a, t);

@@ -11,8 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "eds_clock.h"
 #include "eds_log.h"
 
 static void first_then_counted(void **state)
@@ -70,8 +72,8 @@ static void burst_is_one_line_then_a_summary(void **state)
 {
     (void)state;
     eds_log_init("test", EDS_LOG_INFO);
-    eds_log_limit l = EDS_LOG_LIMIT_INIT(0);
-    l.interval_ms = 60000; /* nothing but the first line within the test */
+    static eds_log_limit l = EDS_LOG_LIMIT_INIT(0); /* listed once it holds a line */
+    l.interval_ms = 60000;                          /* nothing but the first line within the test */
     char out[4096];
     capture(burst, &l, out, sizeof(out));
     assert_non_null(strstr(out, "warning: state journal: No space left on device (0)\n"));
@@ -83,6 +85,34 @@ static void burst_is_one_line_then_a_summary(void **state)
     capture(flush, &l, out, sizeof(out));
     assert_non_null(strstr(out, "No space left on device (999) (repeated 999 times in the last"));
     assert_int_equal(eds_log_limit_flush(&l), 0); /* once */
+}
+
+/* The timer's flush of all limiters: a burst that has stopped gets its summary
+ * without another event of its kind. */
+static void flush_all_until_summarised(void *arg)
+{
+    uint64_t *n = arg;
+    uint64_t deadline = eds_monotonic_ms() + 5000; /* the interval is 1 s */
+    while (*n == 0 && eds_monotonic_ms() < deadline) {
+        *n = eds_log_limits_flush();
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static void stopped_burst_is_summarised_by_the_timer(void **state)
+{
+    (void)state;
+    eds_log_init("test", EDS_LOG_INFO);
+    static eds_log_limit l = EDS_LOG_LIMIT_INIT(1000);
+    char out[4096];
+    capture(burst, &l, out, sizeof(out));
+    assert_int_equal(l.held, 999);
+    uint64_t n = 0;
+    capture(flush_all_until_summarised, &n, out, sizeof(out));
+    assert_int_equal(n, 999);
+    assert_non_null(strstr(out, "(repeated 999 times in the last"));
+    assert_int_equal(l.held, 0);
 }
 
 static void below_the_level_is_not_counted(void **state)
@@ -100,6 +130,7 @@ int main(void)
         cmocka_unit_test(first_then_counted),
         cmocka_unit_test(burst_is_one_line_then_a_summary),
         cmocka_unit_test(below_the_level_is_not_counted),
+        cmocka_unit_test(stopped_burst_is_summarised_by_the_timer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
