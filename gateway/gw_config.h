@@ -42,6 +42,10 @@ typedef struct gw_config {
     char *schema; /* default schema file; NULL = accept any JSON object */
     gw_schema_rule schema_rules[GW_MAX_SCHEMA_RULES];
     size_t n_schema_rules;
+    char *cmd_schema; /* default schema for downlink commands; NULL = any JSON value */
+    gw_schema_rule cmd_schema_rules[GW_MAX_SCHEMA_RULES];
+    size_t n_cmd_schema_rules;
+    double cmd_expiry; /* seconds a command without its own expiry is kept; 0 = forever */
     char *password_file;
     bool allow_anonymous;
     int qos;

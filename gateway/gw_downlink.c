@@ -1,28 +1,166 @@
 #include "gw_downlink.h"
 
 #include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "eds_log.h"
 #include "eds_proto.h"
 #include "gw_now.h"
 
-void gw_downlink_init(gw_downlink *dl, const gw_config *cfg, gw_window *w, gw_conns *conns,
-                      gw_stats *st)
+#define PARK_BITS 14 /* hash buckets for parked ids: 128 KiB */
+#define WARN_EVERY_MS 10000
+
+/* The cmd line's head with the largest id: a command that fits after it fits always. */
+static const char CMD_HEAD[] = "{\"type\":\"cmd\",\"id\":9007199254740991,\"data\":";
+#define CMD_HEAD_LEN (sizeof(CMD_HEAD) - 1)
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int gw_downlink_init(gw_downlink *dl, const gw_config *cfg, gw_window *w, gw_conns *conns,
+                     gw_relay *relay, gw_stats *st)
 {
     memset(dl, 0, sizeof(*dl));
     dl->cfg = cfg;
     dl->w = w;
     dl->conns = conns;
+    dl->relay = relay;
     dl->st = st;
+    return gw_cmdpark_init(&dl->park, PARK_BITS);
+}
+
+void gw_downlink_free(gw_downlink *dl)
+{
+    gw_cmdpark_free(&dl->park, &dl->held_bytes);
+    for (size_t i = 0; i < dl->w->n_devices; i++)
+        gw_cmdq_clear(&dl->w->devices[i]->held, &dl->held_bytes);
+    free(dl->buf);
+    dl->buf = NULL;
+}
+
+/* A warning, at most every WARN_EVERY_MS: a flood of bad commands cannot flood the log. */
+static void warn(gw_downlink *dl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void warn(gw_downlink *dl, const char *fmt, ...)
+{
+    int64_t now = gw_now_ms();
+    if (now < dl->next_warn_ms) {
+        dl->warns_unlogged++;
+        return;
+    }
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    eds_log_warning("%s (%" PRIu64 " more command warnings since the last)", msg,
+                    dl->warns_unlogged);
+    dl->warns_unlogged = 0;
+    dl->next_warn_ms = now + WARN_EVERY_MS;
+}
+
+/* The parts of a command that a result needs. */
+static gw_cmd_parts parts_of(const gw_cmd *c)
+{
+    return (gw_cmd_parts){.ref = gw_cmd_ref(c),
+                          .ref_len = c->ref_len,
+                          .rt = gw_cmd_rt(c),
+                          .rt_len = c->rt_len,
+                          .corr = gw_cmd_corr(c),
+                          .corr_len = c->corr_len};
+}
+
+/* Publishes {"status":S[,"ref":R][,"reason":..][,"errors":{..}]} to P/device/cmd/result.
+ * Best effort: skipped (debug log) while the broker is away or the publisher is full. */
+static void result(gw_downlink *dl, const char *device, const gw_cmd_parts *p, const char *status,
+                   const char *reason, const char *errors)
+{
+    size_t cap =
+        64 + p->ref_len + (reason ? strlen(reason) * 6 : 0) + (errors ? strlen(errors) : 0);
+    if (dl->buf_cap < cap) {
+        char *nb = realloc(dl->buf, cap);
+        if (!nb)
+            return;
+        dl->buf = nb;
+        dl->buf_cap = cap;
+    }
+    char *b = dl->buf;
+    int n = snprintf(b, cap, "{\"status\":\"%s\"", status);
+    size_t len = (size_t)n;
+    if (p->ref_len) {
+        memcpy(b + len, ",\"ref\":", 7);
+        memcpy(b + len + 7, p->ref, p->ref_len);
+        len += 7 + p->ref_len;
+    }
+    if (reason) {
+        memcpy(b + len, ",\"reason\":", 10);
+        len += 10;
+        eds_json_append_string(b, cap, &len, reason);
+    }
+    if (errors) {
+        size_t el = strlen(errors);
+        memcpy(b + len, ",\"errors\":", 10);
+        memcpy(b + len + 10, errors, el);
+        len += 10 + el;
+    }
+    b[len++] = '}';
+    char topic[GW_TOPIC_MAX];
+    gw_relay_topic(dl->relay, device, "cmd/result", topic);
+    int qos = dl->cfg->qos ? 1 : 0;
+    gw_relay_publish_untracked(dl->relay, topic, b, len, qos, false);
+}
+
+/* Frees cmd after publishing its result. */
+static void finish(gw_downlink *dl, const char *device, gw_cmd *cmd, const char *status,
+                   const char *reason)
+{
+    gw_cmd_parts p = parts_of(cmd);
+    result(dl, device, &p, status, reason, NULL);
+    gw_cmd_free(cmd, &dl->held_bytes);
+}
+
+static void dropped(gw_downlink *dl, const char *device, gw_cmd *cmd, const char *why)
+{
+    dl->st->cmds_dropped++;
+    warn(dl, "command for %s dropped: %s", device, why);
+    finish(dl, device, cmd, "dropped", why);
+}
+
+static bool expired(const gw_cmd *cmd, int64_t now)
+{
+    return cmd->expires_at && cmd->expires_at <= now;
+}
+
+/* Moves the commands parked under d's id (the device has connected) to the front of
+ * its queue: they came first. */
+static void adopt(gw_downlink *dl, gw_device *d)
+{
+    gw_park_entry *e = gw_cmdpark_find(&dl->park, d->id);
+    if (!e)
+        return;
+    gw_cmdq_prepend(&d->held, &e->q);
+    gw_cmdpark_remove(&dl->park, e, &dl->held_bytes);
 }
 
 void gw_downlink_deliver(gw_downlink *dl, gw_conn *c)
 {
     gw_device *d = c->dev;
+    adopt(dl, d);
+    int64_t now = wall_ms();
     while (d->held.head && c->unacked.n < GW_MAX_UNACKED_CMDS) {
         gw_cmd *cmd = gw_cmdq_pop(&d->held);
+        if (expired(cmd, now)) {
+            dl->st->cmds_expired++;
+            finish(dl, d->id, cmd, "expired", "expired before the device was online");
+            continue;
+        }
         cmd->id = ++c->next_cmd_id;
         size_t cap = cmd->len + 64;
         char *p = gw_conn_out_reserve(c, cap);
@@ -30,114 +168,212 @@ void gw_downlink_deliver(gw_downlink *dl, gw_conn *c)
         if (n)
             gw_conn_out_commit(dl->conns, c, n);
         gw_cmdq_push(&c->unacked, cmd);
-        dl->st->cmds_delivered++;
+        dl->st->cmds_sent++;
     }
 }
 
-/* Counts a dropped command; logs drops at most every 10 s, so a flood of
- * commands cannot flood the log too. */
-static void dropped(gw_downlink *dl, const char *why, const char *device)
+/* Evicts the oldest parked id other than keep, with its commands. False if none. */
+static bool evict_one(gw_downlink *dl, const gw_park_entry *keep)
 {
-    dl->st->cmds_dropped++;
-    int64_t now = gw_now_ms();
-    if (now < dl->next_drop_log_ms) {
-        dl->drops_unlogged++;
+    gw_park_entry *e = dl->park.oldest;
+    if (e == keep)
+        e = e->newer;
+    if (!e)
+        return false;
+    gw_cmd *cmd;
+    while ((cmd = gw_cmdq_pop(&e->q)) != NULL)
+        dropped(dl, e->id, cmd, "max_held_bytes: commands for ids that never connected go first");
+    gw_cmdpark_remove(&dl->park, e, &dl->held_bytes);
+    return true;
+}
+
+/* Room for size more bytes, evicting parked ids if needed (never keep's). */
+static bool make_room(gw_downlink *dl, size_t size, const gw_park_entry *keep)
+{
+    while (dl->held_bytes + size > dl->cfg->max_held_bytes)
+        if (!evict_one(dl, keep))
+            return false;
+    return true;
+}
+
+/* The payload, checked as the agent will parse it, minified into a cmd line; the
+ * verdict when it cannot be sent. */
+typedef struct checked {
+    char *line; /* CMD_HEAD + minified payload + "}" + the minified ref; owned */
+    size_t len; /* of the minified payload (at line + CMD_HEAD_LEN) */
+    char *ref;  /* in line */
+    size_t ref_len;
+    const char *status; /* NULL: fine */
+    char reason[600];   /* room for err.msg (512) and the words around it */
+    char *errors;       /* cJSON_PrintUnformatted; owned */
+} checked;
+
+static void check_schema(gw_downlink *dl, const char *device, const eds_msg *m, checked *ck)
+{
+    const eds_schema *s = dl->schemas ? gw_schemas_cmd_for(dl->schemas, device) : NULL;
+    if (!s)
+        return;
+    ck->status = "rejected";
+    if (!cJSON_IsObject(m->data)) {
+        snprintf(ck->reason, sizeof(ck->reason), "cmd_schema: the command is not a JSON object");
         return;
     }
-    eds_log_warning("command for %s dropped: %s (%" PRIu64 " more dropped since the last warning)",
-                    device, why, dl->drops_unlogged);
-    dl->drops_unlogged = 0;
-    dl->next_drop_log_ms = now + 10000;
+    cJSON *errors = NULL;
+    int rc = eds_schema_validate(s, m->data, &errors);
+    if (rc == EDS_OK) {
+        ck->status = NULL;
+        return;
+    }
+    snprintf(ck->reason, sizeof(ck->reason), "refused by the gateway's cmd_schema");
+    ck->errors = errors ? cJSON_PrintUnformatted(errors) : NULL;
+    cJSON_Delete(errors);
 }
 
-static void hold(gw_downlink *dl, gw_device *d, gw_cmd *cmd)
+static void check(gw_downlink *dl, const char *device, const char *payload, size_t len, checked *ck)
 {
+    memset(ck, 0, sizeof(*ck));
+    eds_json_doc doc;
+    eds_error err;
+    eds_error_clear(&err);
+    if (eds_json_parse(payload, len, "id", &doc, &err) != EDS_OK) {
+        ck->status = "rejected";
+        snprintf(ck->reason, sizeof(ck->reason), "not valid JSON: %s", err.msg);
+        return;
+    }
+    ck->line = malloc(CMD_HEAD_LEN + 2 * len + 2);
+    if (!ck->line) {
+        eds_json_doc_free(&doc);
+        ck->status = "dropped";
+        snprintf(ck->reason, sizeof(ck->reason), "out of memory");
+        return;
+    }
+    memcpy(ck->line, CMD_HEAD, CMD_HEAD_LEN);
+    ck->len = eds_json_minify(payload, len, ck->line + CMD_HEAD_LEN);
+    size_t line_len = CMD_HEAD_LEN + ck->len + 1;
+    ck->line[line_len - 1] = '}';
+    ck->ref = ck->line + line_len;
+    if (doc.span)
+        ck->ref_len = eds_json_minify(doc.span, doc.span_len, ck->ref);
+    eds_json_doc_free(&doc);
+    if (line_len + 1 > dl->cfg->max_line) {
+        /* The agent could never take it (its line limit is the gateway's). */
+        ck->status = "dropped";
+        snprintf(ck->reason, sizeof(ck->reason), "%zu bytes do not fit a max_line cmd line",
+                 ck->len);
+        return;
+    }
+    /* The line as the agent gets it: nesting counts with the line around it. */
+    eds_msg m;
+    if (eds_msg_parse(ck->line, line_len, EDS_TO_AGENT, &m, &err) != EDS_OK) {
+        ck->status = "rejected";
+        snprintf(ck->reason, sizeof(ck->reason), "not valid as a cmd line: %s", err.msg);
+        return;
+    }
+    check_schema(dl, device, &m, ck);
+    eds_msg_free(&m);
+}
+
+/* Counts and logs a retained command once: the broker sends it again on every
+ * subscribe (each gateway start), so delivering it would repeat an old command. */
+static void retained(gw_downlink *dl, const char *topic)
+{
+    dl->st->cmds_retained++;
+    if (dl->retained_logged)
+        return;
+    dl->retained_logged = true;
+    eds_log_warning("retained message on %s not delivered: commands must not be retained (clear "
+                    "it with mosquitto_pub -r -n -t '%s'); counted as cmds_retained, logged once",
+                    topic, topic);
+}
+
+/* The device id of a P/DEVICE/cmd topic into id; false for other topics. */
+static bool topic_device(const gw_downlink *dl, const char *t, char *id)
+{
+    size_t plen = strlen(dl->cfg->topic_prefix);
+    if (strncmp(t, dl->cfg->topic_prefix, plen) != 0 || t[plen] != '/')
+        return false;
+    const char *dev = t + plen + 1;
+    const char *slash = strchr(dev, '/');
+    if (!slash || strcmp(slash, "/cmd") != 0)
+        return false;
+    size_t idlen = (size_t)(slash - dev);
+    if (idlen > EDS_DEVICE_MAX)
+        return false;
+    memcpy(id, dev, idlen);
+    id[idlen] = '\0';
+    return true;
+}
+
+/* Queues cmd on q (the device's or its parked entry), dropping the oldest past
+ * max_held_cmds. */
+static void hold(gw_downlink *dl, const char *device, gw_cmdq *q, gw_cmd *cmd)
+{
+    while (q->n >= (uint32_t)dl->cfg->max_held_cmds && q->head)
+        dropped(dl, device, gw_cmdq_pop(q), "over max_held_cmds, the oldest");
     if (dl->cfg->max_held_cmds == 0) {
-        gw_cmd_free(cmd, &dl->held_bytes);
-        dropped(dl, "max_held_cmds is 0", d->id);
+        dropped(dl, device, cmd, "max_held_cmds is 0");
         return;
     }
-    while (d->held.n >= (uint32_t)dl->cfg->max_held_cmds) {
-        gw_cmd_free(gw_cmdq_pop(&d->held), &dl->held_bytes);
-        dropped(dl, "over max_held_cmds, the oldest", d->id);
-    }
-    gw_cmdq_push(&d->held, cmd);
-}
-
-/* The payload as compact JSON (malloc'd) if it is exactly one JSON value in
- * valid UTF-8, else NULL. */
-static char *compact_json(const char *payload, size_t len)
-{
-    cJSON *v = NULL;
-    if (eds_utf8_valid(payload, len)) {
-        /* Not require_null_terminated: with a length that excludes the NUL,
-         * cJSON then refuses every payload. Trailing bytes are checked here. */
-        const char *end = NULL;
-        v = cJSON_ParseWithLengthOpts(payload, len, &end, 0);
-        while (v && end < payload + len && strchr(" \t\r\n", *end) && *end)
-            end++;
-        if (v && end != payload + len) {
-            cJSON_Delete(v);
-            v = NULL;
-        }
-    }
-    char *compact = v ? cJSON_PrintUnformatted(v) : NULL;
-    cJSON_Delete(v);
-    return compact;
+    gw_cmdq_push(q, cmd);
 }
 
 void gw_downlink_message(gw_downlink *dl, const gw_pub_event *ev)
 {
-    /* topic: PREFIX/DEVICE/cmd */
-    size_t plen = strlen(dl->cfg->topic_prefix);
-    const char *t = ev->topic;
-    if (strncmp(t, dl->cfg->topic_prefix, plen) != 0 || t[plen] != '/')
+    char id[EDS_DEVICE_MAX + 1];
+    if (!topic_device(dl, ev->topic, id))
         return;
-    const char *dev = t + plen + 1;
-    const char *slash = strchr(dev, '/');
-    if (!slash || strcmp(slash, "/cmd") != 0)
-        return;
-    char id[EDS_DEVICE_MAX + 2];
-    size_t idlen = (size_t)(slash - dev);
-    if (idlen >= sizeof(id))
-        return;
-    memcpy(id, dev, idlen);
-    id[idlen] = '\0';
     if (!eds_device_id_valid(id)) {
-        eds_log_warning("command on %s: not a valid device id, dropped", ev->topic);
+        warn(dl, "command on %.200s: not a valid device id, dropped", ev->topic);
+        return;
+    }
+    if (ev->retained) {
+        retained(dl, ev->topic);
         return;
     }
     dl->st->cmds_in++;
-    char *compact = compact_json(ev->payload, ev->len);
-    if (!compact) {
-        eds_log_warning("command on %s is not JSON, dropped", ev->topic);
+    gw_cmd_parts parts = {.rt = ev->response_topic,
+                          .rt_len = ev->response_topic ? strlen(ev->response_topic) : 0,
+                          .corr = ev->corr,
+                          .corr_len = ev->corr_len};
+    checked ck;
+    check(dl, id, ev->payload, ev->len, &ck);
+    parts.ref = ck.ref;
+    parts.ref_len = ck.ref_len;
+    if (ck.status) {
+        if (strcmp(ck.status, "rejected") == 0)
+            dl->st->cmds_rejected++;
+        else
+            dl->st->cmds_dropped++;
+        warn(dl, "command for %s %s: %s", id, ck.status, ck.reason);
+        result(dl, id, &parts, ck.status, ck.reason, ck.errors);
+        free(ck.errors);
+        free(ck.line);
+        return;
+    }
+    parts.json = ck.line + CMD_HEAD_LEN;
+    parts.len = ck.len;
+    int64_t now = wall_ms();
+    if (ev->expiry_s >= 0)
+        parts.expires_at = now + ev->expiry_s * 1000;
+    else if (dl->cfg->cmd_expiry > 0)
+        parts.expires_at = now + (int64_t)(dl->cfg->cmd_expiry * 1000);
+    gw_device *d = gw_window_find(dl->w, id);
+    gw_park_entry *e = d ? NULL : gw_cmdpark_get(&dl->park, id, &dl->held_bytes);
+    gw_cmd *cmd = NULL;
+    if ((d || e) && make_room(dl, gw_cmd_size(&parts), e))
+        cmd = gw_cmd_create(&parts, &dl->held_bytes);
+    free(ck.line);
+    if (!cmd) {
+        gw_cmd_parts gone = parts;
         dl->st->cmds_dropped++;
+        warn(dl, "command for %s dropped: max_held_bytes reached", id);
+        result(dl, id, &gone, "dropped", "max_held_bytes reached", NULL);
+        if (e && !e->q.head)
+            gw_cmdpark_remove(&dl->park, e, &dl->held_bytes);
         return;
     }
-    size_t n = strlen(compact);
-    if (n + 64 > dl->cfg->max_line) {
-        /* The agent could never take it (its line limit is the gateway's):
-         * delivering it would make it reconnect again and again. */
-        eds_log_warning("command on %s: %zu bytes do not fit max_line, dropped", ev->topic, n);
-        free(compact);
-        dl->st->cmds_dropped++;
-        return;
-    }
-    if (dl->held_bytes + gw_cmd_size(n) > dl->cfg->max_held_bytes) {
-        free(compact);
-        dropped(dl, "max_held_bytes reached", id);
-        return;
-    }
-    gw_cmd *cmd = gw_cmd_create(compact, n, &dl->held_bytes);
-    free(compact);
-    gw_device *d = cmd ? gw_window_get(dl->w, id) : NULL;
-    if (!d) {
-        gw_cmd_free(cmd, &dl->held_bytes);
-        dropped(dl, "out of memory or max_devices", id);
-        return;
-    }
-    hold(dl, d, cmd);
-    if (gw_ready_conn(d))
+    hold(dl, id, d ? &d->held : &e->q, cmd);
+    if (d && gw_ready_conn(d))
         gw_downlink_deliver(dl, d->conn);
 }
 
@@ -148,8 +384,29 @@ void gw_downlink_ack(gw_downlink *dl, gw_conn *c, int64_t id)
         eds_log_info("%s: ack for unknown command id %" PRId64, c->peer, id);
         return;
     }
+    dl->st->cmds_delivered++;
+    finish(dl, c->dev ? c->dev->id : "?", cmd, "delivered", NULL);
+    if (c->dev)
+        gw_downlink_deliver(dl, c);
+}
+
+void gw_downlink_nack(gw_downlink *dl, gw_conn *c, int64_t id, const cJSON *errors)
+{
+    gw_cmd *cmd = gw_cmdq_take(&c->unacked, id);
+    if (!cmd) {
+        eds_log_info("%s: nack for unknown command id %" PRId64, c->peer, id);
+        return;
+    }
+    const char *device = c->dev ? c->dev->id : "?";
+    dl->st->cmds_rejected++;
+    char *errs = cJSON_PrintUnformatted(errors);
+    warn(dl, "command for %s rejected by the agent: %.300s", device, errs ? errs : "?");
+    gw_cmd_parts p = parts_of(cmd);
+    result(dl, device, &p, "rejected", "refused by the agent", errs);
+    free(errs);
     gw_cmd_free(cmd, &dl->held_bytes);
-    gw_downlink_deliver(dl, c);
+    if (c->dev)
+        gw_downlink_deliver(dl, c);
 }
 
 void gw_downlink_detach(gw_downlink *dl, gw_conn *c, gw_device *d)
@@ -161,4 +418,36 @@ void gw_downlink_detach(gw_downlink *dl, gw_conn *c, gw_device *d)
 void gw_downlink_conn_gone(gw_downlink *dl, gw_conn *c)
 {
     gw_cmdq_clear(&c->unacked, &dl->held_bytes);
+}
+
+/* Takes the expired commands out of q, each with its result. */
+static void expire_queue(gw_downlink *dl, const char *device, gw_cmdq *q, int64_t now)
+{
+    gw_cmdq keep = {0};
+    gw_cmd *cmd;
+    while ((cmd = gw_cmdq_pop(q)) != NULL) {
+        if (!expired(cmd, now)) {
+            gw_cmdq_push(&keep, cmd);
+            continue;
+        }
+        dl->st->cmds_expired++;
+        finish(dl, device, cmd, "expired", "expired before the device was online");
+    }
+    *q = keep;
+}
+
+void gw_downlink_tick(gw_downlink *dl)
+{
+    int64_t now = wall_ms();
+    for (size_t i = 0; i < dl->w->n_devices; i++) {
+        gw_device *d = dl->w->devices[i];
+        if (d->held.head)
+            expire_queue(dl, d->id, &d->held, now);
+    }
+    for (gw_park_entry *e = dl->park.oldest, *next; e; e = next) {
+        next = e->newer;
+        expire_queue(dl, e->id, &e->q, now);
+        if (!e->q.head)
+            gw_cmdpark_remove(&dl->park, e, &dl->held_bytes);
+    }
 }

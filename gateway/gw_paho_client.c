@@ -4,6 +4,9 @@
  */
 #include "gw_paho_client.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 #include "eds_log.h"
 
 /* Paho 1.3.12 leaks the copies MQTTAsync_send() makes of a publish that was in flight
@@ -101,4 +104,47 @@ int gw_paho_client_connect(MQTTAsync client, const gw_pubconf *cfg, bool persist
         o.ssl = &ssl;
     }
     return MQTTAsync_connect(client, &o);
+}
+
+/* The bytes of a binary or string property of m, or NULL when absent. */
+static const MQTTLenString *property(const MQTTAsync_message *m, enum MQTTPropertyCodes code)
+{
+    for (int i = 0; i < m->properties.count; i++)
+        if (m->properties.array[i].identifier == code)
+            return &m->properties.array[i].value.data;
+    return NULL;
+}
+
+char *gw_paho_message_copy(const char *topic, size_t tlen, const MQTTAsync_message *m,
+                           gw_pubq_event *ev)
+{
+    size_t len = m->payloadlen > 0 ? (size_t)m->payloadlen : 0;
+    const MQTTLenString *rt = property(m, MQTTPROPERTY_CODE_RESPONSE_TOPIC);
+    const MQTTLenString *corr = property(m, MQTTPROPERTY_CODE_CORRELATION_DATA);
+    ev->rt_len = rt && rt->len > 0 ? (size_t)rt->len : 0;
+    ev->corr_len = corr && corr->len > 0 ? (size_t)corr->len : 0;
+    ev->expiry_s = -1;
+    for (int i = 0; i < m->properties.count; i++)
+        if (m->properties.array[i].identifier == MQTTPROPERTY_CODE_MESSAGE_EXPIRY_INTERVAL)
+            ev->expiry_s = m->properties.array[i].value.integer4;
+    char *buf = malloc(tlen + len + ev->rt_len + ev->corr_len + 4);
+    if (!buf)
+        return NULL;
+    char *p = buf;
+    memcpy(p, topic, tlen);
+    p[tlen] = '\0';
+    p += tlen + 1;
+    if (len)
+        memcpy(p, m->payload, len);
+    p[len] = '\0';
+    p += len + 1;
+    if (ev->rt_len)
+        memcpy(p, rt->data, ev->rt_len);
+    p[ev->rt_len] = '\0';
+    p += ev->rt_len + 1;
+    if (ev->corr_len)
+        memcpy(p, corr->data, ev->corr_len);
+    p[ev->corr_len] = '\0';
+    ev->buf = buf;
+    return buf;
 }

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 
 #include "gw_pubconf.h"
+#include "gw_pubq.h"
 
 /* Creates a client for cfg->uri; persistence NULL = none (clean session). Callbacks get
  * ctx. EDS_OK, or EDS_ERR_BROKER (logged) when Paho refused. */
@@ -24,5 +25,11 @@ int gw_paho_client_create(const gw_pubconf *cfg, MQTTClient_persistence *persist
  * Returns Paho's code (MQTTASYNC_SUCCESS when the attempt started). */
 int gw_paho_client_connect(MQTTAsync client, const gw_pubconf *cfg, bool persistent, void *ctx,
                            MQTTAsync_onSuccess *ok, MQTTAsync_onFailure *failed);
+
+/* A MESSAGE event's buffer for an arrived message: "topic\0payload\0rt\0corr\0" with
+ * the MQTT 5 response topic and correlation data (empty at 3.1.1); fills ev's lengths
+ * and expiry_s from the message's properties. NULL when out of memory. */
+char *gw_paho_message_copy(const char *topic, size_t tlen, const MQTTAsync_message *m,
+                           gw_pubq_event *ev);
 
 #endif

@@ -336,17 +336,15 @@ static int on_message(void *context, char *topic, int topic_len, MQTTAsync_messa
         p->stats.messages_dropped++;
     unlock(p);
     if (room) {
-        buf = malloc(tlen + 1 + len + 1);
-        if (buf) {
-            memcpy(buf, topic, tlen);
-            buf[tlen] = '\0';
-            if (len)
-                memcpy(buf + tlen + 1, m->payload, len);
-            buf[tlen + 1 + len] = '\0';
-        }
+        gw_pubq_event ev = {.topic_len = tlen,
+                            .len = len,
+                            .qos = m->qos,
+                            .retained = m->retained != 0,
+                            .expiry_s = -1};
+        buf = gw_paho_message_copy(topic, tlen, m, &ev);
         lock(p);
         /* Only this (Paho receive) thread adds messages, so the room is still there. */
-        if (buf && gw_pubq_push_message(&p->q, buf, tlen, len, m->qos)) {
+        if (buf && gw_pubq_push_message(&p->q, &ev)) {
             signal_locked(p);
             p->stats.messages++;
         } else {
@@ -864,6 +862,11 @@ int gw_publisher_dispatch(gw_publisher *p, void (*fn)(void *ctx, const gw_pub_ev
                 ev.topic = e->buf;
                 ev.payload = e->buf + e->topic_len + 1;
                 ev.len = e->len;
+                ev.retained = e->retained;
+                ev.expiry_s = e->expiry_s;
+                ev.response_topic = e->rt_len ? ev.payload + e->len + 1 : NULL;
+                ev.corr = ev.payload + e->len + 1 + e->rt_len + 1;
+                ev.corr_len = e->corr_len;
             }
             fn(ctx, &ev);
             free(e->buf);

@@ -192,6 +192,11 @@ typedef struct gw_pub_event {
     int qos;             /* MESSAGE: QoS it was delivered with. RESTORED: 0 = confirmed; 1 =
                             not: the broker had lost the session (what was in flight is gone:
                             forget the marks, the agents resend) */
+    bool retained;       /* MESSAGE: the broker's retained copy (sent on subscribe) */
+    int64_t expiry_s;    /* MESSAGE: MQTT 5 message expiry interval left, seconds; -1: none */
+    const char *response_topic; /* MESSAGE: MQTT 5 response topic; NULL: none */
+    const void *corr;           /* MESSAGE: MQTT 5 correlation data (corr_len bytes) */
+    size_t corr_len;
 } gw_pub_event;
 
 /* Loop thread: resets the fd and calls fn once for each event pending when it

@@ -166,12 +166,12 @@ bool gw_pubq_message_room(const gw_pubq *q)
     return q->ev_messages < q->max_messages;
 }
 
-bool gw_pubq_push_message(gw_pubq *q, char *buf, size_t topic_len, size_t len, int qos)
+bool gw_pubq_push_message(gw_pubq *q, const gw_pubq_event *msg)
 {
     if (!gw_pubq_message_room(q))
         return false;
-    gw_pubq_event ev = {
-        .type = GW_PUB_MESSAGE, .buf = buf, .topic_len = topic_len, .len = len, .qos = qos};
+    gw_pubq_event ev = *msg;
+    ev.type = GW_PUB_MESSAGE;
     push(q, &ev);
     q->ev_messages++;
     return true;

@@ -29,11 +29,15 @@
 
 typedef struct gw_pubq_event {
     gw_pub_event_type type;
-    uint64_t token;   /* DONE/FAILED */
-    char *buf;        /* MESSAGE: "topic\0payload\0", owned by the event */
-    size_t topic_len; /* MESSAGE */
-    size_t len;       /* MESSAGE: payload length */
-    int qos;          /* MESSAGE, RESTORED (see gw_pub_event) */
+    uint64_t token;          /* DONE/FAILED */
+    char *buf;               /* MESSAGE: "topic\0payload\0rt\0corr\0", owned by the event (rt: the
+                                MQTT 5 response topic, corr: its correlation data; both may be empty) */
+    size_t topic_len;        /* MESSAGE */
+    size_t len;              /* MESSAGE: payload length */
+    size_t rt_len, corr_len; /* MESSAGE */
+    int qos;                 /* MESSAGE, RESTORED (see gw_pub_event) */
+    bool retained;           /* MESSAGE */
+    int64_t expiry_s;        /* MESSAGE: MQTT 5 message expiry interval left; -1: none */
 } gw_pubq_event;
 
 struct gw_pubq_slot;
@@ -81,8 +85,9 @@ bool gw_pubq_push_control(gw_pubq *q, gw_pub_event_type type, int qos);
 /* True when a MESSAGE event would fit. */
 bool gw_pubq_message_room(const gw_pubq *q);
 
-/* Queues a MESSAGE event that takes over buf; false (buf not taken) when full. */
-bool gw_pubq_push_message(gw_pubq *q, char *buf, size_t topic_len, size_t len, int qos);
+/* Queues a MESSAGE event (a copy of *msg, whose type is set here) that takes over
+ * msg->buf; false (buf not taken) when full. */
+bool gw_pubq_push_message(gw_pubq *q, const gw_pubq_event *msg);
 
 /* Moves up to max of the oldest events to out (their buffers now the caller's) and
  * returns how many; the counters drop with them. */

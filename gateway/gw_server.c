@@ -56,7 +56,8 @@ struct gw_server {
     eds_tls_ctx *tls_ctx;
     gw_state *state;
     bool stopping;
-    int64_t stop_deadline_ms, next_stats_ms, started_ms, next_compact_ms, next_ip_sweep_ms;
+    int64_t stop_deadline_ms, next_stats_ms, started_ms, next_compact_ms, next_ip_sweep_ms,
+        next_expiry_ms;
     gw_stats st;
 };
 
@@ -169,6 +170,7 @@ static void reload(gw_server *s)
     } else {
         gw_schemas_destroy(s->schemas);
         s->schemas = s->session.schemas = ns;
+        s->downlink.schemas = ns;
         for (size_t i = 0; i < s->window.n_devices; i++)
             s->window.devices[i]->schema = gw_schemas_for(ns, s->window.devices[i]->id);
         eds_log_notice("SIGHUP: schemas reloaded");
@@ -245,12 +247,15 @@ static void publish_stats(gw_server *s)
         ",\"cmds_delivered\":%" PRIu64 ",\"cmds_dropped\":%" PRIu64 ",\"bytes_in\":%" PRIu64
         ",\"bytes_out\":%" PRIu64 ",\"tls_failures\":%" PRIu64 ",\"per_ip_refused\":%" PRIu64
         ",\"rate_limited\":%" PRIu64 ",\"login_delays\":%" PRIu64 ",\"lines_too_long\":%" PRIu64
+        ",\"cmds_sent\":%" PRIu64 ",\"cmds_rejected\":%" PRIu64 ",\"cmds_expired\":%" PRIu64
+        ",\"cmds_retained\":%" PRIu64 ",\"cmds_held_bytes\":%zu"
         ",\"pending_bytes\":%zu,\"inflight\":%zu,\"broker\":\"%s\"}",
         (gw_now_ms() - s->started_ms) / 1000, s->conns.n, st->connections_total, online,
         s->window.n_devices, st->messages_in, st->acked, st->duplicates, st->rejected,
         st->bad_lines, st->auth_failures, st->timeouts, st->server_busy, st->replaced, st->cmds_in,
         st->cmds_delivered, st->cmds_dropped, st->bytes_in, st->bytes_out, st->tls_failures,
-        st->per_ip_refused, st->rate_limited, st->login_delays, st->lines_too_long,
+        st->per_ip_refused, st->rate_limited, st->login_delays, st->lines_too_long, st->cmds_sent,
+        st->cmds_rejected, st->cmds_expired, st->cmds_retained, s->downlink.held_bytes,
         s->window.pending_bytes, gw_publisher_inflight(s->pub),
         s->relay.broker_up ? "connected" : "disconnected");
     gw_relay_publish_untracked(&s->relay, topic, body, (size_t)n, 0, false);
@@ -263,6 +268,10 @@ static void tick(gw_server *s)
     if (now >= s->next_ip_sweep_ms) {
         s->next_ip_sweep_ms = now + 10000;
         gw_guard_sweep(&s->guard, now);
+    }
+    if (now >= s->next_expiry_ms) {
+        s->next_expiry_ms = now + 1000;
+        gw_downlink_tick(&s->downlink);
     }
     if (s->cfg->stats_interval > 0 && now >= s->next_stats_ms) {
         s->next_stats_ms = now + (int64_t)(s->cfg->stats_interval * 1000);
@@ -391,12 +400,14 @@ int gw_server_create(const gw_config *cfg, gw_server **out, eds_error *err)
     if ((rc = gw_conns_init(&s->conns, s->loop, cfg, &s->st)) != EDS_OK)
         goto err;
     gw_relay_init(&s->relay, cfg, &s->window, &s->conns, &s->st);
-    gw_downlink_init(&s->downlink, cfg, &s->window, &s->conns, &s->st);
+    if (gw_downlink_init(&s->downlink, cfg, &s->window, &s->conns, &s->relay, &s->st) != EDS_OK)
+        goto err;
     gw_session_init(&s->session, cfg, &s->conns, &s->window, &s->relay, &s->downlink, &s->guard,
                     &s->st);
     if ((rc = gw_schemas_load(cfg, &s->schemas, err)) != EDS_OK)
         goto err;
     s->session.schemas = s->schemas;
+    s->downlink.schemas = s->schemas;
     if (cfg->password_file) {
         if ((rc = eds_passwd_load(cfg->password_file, &s->passwd, err)) != EDS_OK)
             goto err;
@@ -506,6 +517,7 @@ void gw_server_destroy(gw_server *s)
     for (size_t i = 0; i < s->n_listeners; i++)
         if (s->listeners[i].fd >= 0)
             close(s->listeners[i].fd);
+    gw_downlink_free(&s->downlink);
     gw_window_free(&s->window);
     gw_state_close(s->state);
     gw_schemas_destroy(s->schemas);

@@ -112,6 +112,8 @@ static void try_welcome(gw_session *ss, gw_conn *c)
     }
     char line[128];
     size_t n = eds_fmt_welcome(line, sizeof(line), d->last_seq);
+    if (c->cmd_results)
+        n = eds_fmt_add_cmd_results(line, sizeof(line), n);
     gw_conn_send(ss->conns, c, line, n);
     c->state = GW_C_READY;
     d->last_accepted = d->last_seq;
@@ -183,6 +185,7 @@ static void handle_hello(gw_session *ss, gw_conn *c, const eds_msg *m)
     /* Records of an earlier connection still in flight finish first:
      * try_welcome waits for them, then applies the stream. */
     snprintf(c->stream, sizeof(c->stream), "%s", m->stream);
+    c->cmd_results = m->cmd_results;
     d->conn = c;
     c->dev = d;
     d->schema = gw_schemas_for(ss->schemas, d->id);
@@ -314,6 +317,9 @@ static int on_line(gw_session *ss, gw_conn *c, const char *line, size_t len)
     }
     case EDS_MSG_CMD_ACK:
         gw_downlink_ack(ss->dl, c, m.id);
+        break;
+    case EDS_MSG_CMD_NACK:
+        gw_downlink_nack(ss->dl, c, m.id, m.errors);
         break;
     case EDS_MSG_HELLO:
         send_error(ss, c, EDS_PE_BAD_MESSAGE, "already authenticated");

@@ -62,6 +62,8 @@ struct eds_agent {
     eds_agent_config cfg; /* strings owned (copied) */
     char *password;
     eds_schema *schema;
+    eds_schema *cmd_schema; /* NULL: commands are not checked */
+    bool gw_cmd_results;    /* the gateway's welcome offered command results (nack id) */
     agent_queue q;
     agent_spool *spool;
     agent_inputs *in;
@@ -326,6 +328,7 @@ static void on_connected(eds_agent *a)
     a->last_rx_ms = eds_monotonic_ms();
     char line[1024];
     size_t n = eds_fmt_hello(line, sizeof(line), a->cfg.device, a->password, a->stream);
+    n = eds_fmt_add_cmd_results(line, sizeof(line), n);
     out_append(a, line, n);
 }
 
@@ -392,6 +395,7 @@ static void on_welcome(eds_agent *a, const eds_msg *m)
     a->st = ST_READY;
     a->ready_since_ms = eds_monotonic_ms();
     a->stats.connects++;
+    a->gw_cmd_results = m->cmd_results;
     agent_backoff_reset(&a->bo);
     uint64_t last = m->last_seq;
     if (!a->spool && last > a->sent_max) {
@@ -434,14 +438,83 @@ static void on_welcome(eds_agent *a, const eds_msg *m)
                    skipped ? " (dropped those from the queue)" : "", pending_records(a));
 }
 
+static void send_cmd_ack(eds_agent *a, int64_t id)
+{
+    char line[64];
+    size_t n = eds_fmt_cmd_ack(line, sizeof(line), id);
+    out_append(a, line, n);
+}
+
+/* Refuses command id with errors (a Cerberus-style object, JSON text): a gateway that
+ * offered command results gets them in a nack; an older one an ack (it knows no nack
+ * and would otherwise send the command again on every connection). */
+static void refuse_cmd(eds_agent *a, int64_t id, const char *errors, size_t len)
+{
+    a->stats.cmds_refused++;
+    eds_log_warning("command %" PRId64 " refused: %.*s", id, (int)(len > 300 ? 300 : len), errors);
+    if (!a->gw_cmd_results) {
+        send_cmd_ack(a, id);
+        return;
+    }
+    size_t cap = len + 64;
+    char *line = malloc(cap);
+    size_t n = line ? eds_fmt_cmd_nack(line, cap, id, errors, len) : 0;
+    if (n)
+        out_append(a, line, n);
+    free(line);
+}
+
+/* Refuses command id with one message under "cmd". */
+static void refuse_cmd_msg(eds_agent *a, int64_t id, const char *msg)
+{
+    char errors[700];
+    size_t n = 0;
+    memcpy(errors, "{\"cmd\":[", 8);
+    n = 8;
+    if (!eds_json_append_string(errors, sizeof(errors) - 3, &n, msg))
+        n = 8;
+    memcpy(errors + n, "]}", 2);
+    refuse_cmd(a, id, errors, n + 2);
+}
+
+/* The command's data passes cmd_schema (or there is none); else refused. */
+static bool cmd_valid(eds_agent *a, const eds_msg *m)
+{
+    if (!a->cmd_schema)
+        return true;
+    if (!cJSON_IsObject(m->data)) {
+        refuse_cmd_msg(a, m->id, "must be of dict type");
+        return false;
+    }
+    cJSON *errors = NULL;
+    if (eds_schema_validate(a->cmd_schema, m->data, &errors) == EDS_OK)
+        return true;
+    char *text = errors ? cJSON_PrintUnformatted(errors) : NULL;
+    cJSON_Delete(errors);
+    if (text)
+        refuse_cmd(a, m->id, text, strlen(text));
+    else
+        refuse_cmd_msg(a, m->id, "out of memory while checking cmd_schema");
+    free(text);
+    return false;
+}
+
 static void deliver_cmd(eds_agent *a, const eds_msg *m)
 {
-    char *json = cJSON_PrintUnformatted(m->data);
+    if (!cmd_valid(a, m))
+        return;
+    /* The data as the gateway wrote it, never re-printed (77.0 stays 77.0). */
+    char *json = malloc(m->data_len + 2);
     if (!json) {
         eds_log_error("command %" PRId64 ": out of memory", m->id);
         return;
     }
-    size_t len = strlen(json);
+    size_t len = m->data_len;
+    if (m->data_ws)
+        len = eds_json_minify(m->data_json, m->data_len, json);
+    else
+        memcpy(json, m->data_json, len);
+    json[len] = '\0';
     bool handed = false;
     if (a->cfg.cmd_stdout) {
         json[len] = '\n';
@@ -492,9 +565,7 @@ static void deliver_cmd(eds_agent *a, const eds_msg *m)
     free(json);
     if (handed) {
         a->stats.cmds++;
-        char line[64];
-        size_t n = eds_fmt_cmd_ack(line, sizeof(line), m->id);
-        out_append(a, line, n);
+        send_cmd_ack(a, m->id);
         eds_log_info("command %" PRId64 " handed over and acked", m->id);
     }
 }
@@ -527,6 +598,15 @@ static void on_line(eds_agent *a, const char *line, size_t len)
     eds_error err;
     a->last_rx_ms = eds_monotonic_ms();
     int rc = eds_msg_parse(line, len, EDS_TO_AGENT, &m, &err);
+    int64_t cmd_id;
+    if (rc != EDS_OK && a->st == ST_READY && eds_cmd_line_id(line, len, &cmd_id)) {
+        /* A command this agent cannot parse (an older gateway passes on duplicate keys
+         * or deep nesting): refuse that one, keep the connection. */
+        char msg[600];
+        snprintf(msg, sizeof(msg), "not valid JSON: %s", err.msg);
+        refuse_cmd_msg(a, cmd_id, msg);
+        return;
+    }
     if (rc != EDS_OK) {
         eds_log_error("gateway sent an invalid line (%s): %.*s", err.msg,
                       (int)(len > 200 ? 200 : len), line);
@@ -912,9 +992,7 @@ int eds_agent_next_cmd(eds_agent *a, char *buf, size_t cap, int64_t *id)
     *id = c->id;
     int len = (int)c->len;
     if (c->gen == a->gen && a->st == ST_READY) {
-        char line[64];
-        size_t n = eds_fmt_cmd_ack(line, sizeof(line), c->id);
-        out_append(a, line, n);
+        send_cmd_ack(a, c->id);
         flush_output(a);
     }
     free(c->json);
@@ -976,14 +1054,15 @@ static int read_password(const char *path, char **out, eds_error *err)
     return *out ? EDS_OK : EDS_ERR_NOMEM;
 }
 
-#define AGENT_CONFIG_STRINGS 11
+#define AGENT_CONFIG_STRINGS 12
 
 /* The string fields of a config, which the agent owns copies of. */
 static void config_strings(eds_agent_config *c, char **out[AGENT_CONFIG_STRINGS])
 {
     char **all[AGENT_CONFIG_STRINGS] = {
-        &c->gateway_host, &c->device, &c->password, &c->password_file, &c->stream,      &c->schema,
-        &c->spool,        &c->cafile, &c->cert,     &c->key,           &c->server_name,
+        &c->gateway_host, &c->device, &c->password,    &c->password_file,
+        &c->stream,       &c->schema, &c->spool,       &c->cafile,
+        &c->cert,         &c->key,    &c->server_name, &c->cmd_schema,
     };
     memcpy(out, all, sizeof(all));
 }
@@ -1085,6 +1164,11 @@ int eds_agent_create(const eds_agent_config *cfg, eds_agent **out, eds_error *er
         if (rc != EDS_OK)
             goto fail;
     }
+    if (a->cfg.cmd_schema) {
+        rc = eds_schema_load_file(a->cfg.cmd_schema, &a->cmd_schema, err);
+        if (rc != EDS_OK)
+            goto fail;
+    }
     uint64_t seed = seed_from_urandom();
     if (a->cfg.spool) {
         rc = spool_open(a->cfg.spool, a->cfg.spool_max, a->cfg.spool_sync, &a->spool, err);
@@ -1156,6 +1240,7 @@ void eds_agent_destroy(eds_agent *a)
     spool_close(a->spool);
     agq_free(&a->q);
     eds_schema_destroy(a->schema);
+    eds_schema_destroy(a->cmd_schema);
     while (a->cmd_count) {
         free(a->cmds[a->cmd_head].json);
         a->cmd_head = (a->cmd_head + 1) % CMDQ_CAP;

@@ -122,6 +122,11 @@ typedef struct eds_agent_config {
     char *key;         /* its private key */
     char *server_name; /* name or IP checked against the gateway's certificate; default:
                           the gateway host */
+
+    /* Schema each downlink command's data must pass before it is handed over; a
+     * command that fails is refused (its errors go back to the gateway). NULL: any
+     * JSON value. Last in the struct so that older callers keep their layout. */
+    char *cmd_schema;
 } eds_agent_config;
 
 /* Counters, for logs, tests and LabVIEW indicators. */
@@ -137,6 +142,7 @@ typedef struct eds_agent_stats {
     uint64_t connects;        /* successful welcomes */
     uint64_t cmds;            /* downlink commands handed over */
     uint64_t pending;         /* records not yet acked (memory + spool) */
+    uint64_t cmds_refused;    /* downlink commands refused: cmd_schema, or not parseable */
 } eds_agent_stats;
 
 typedef struct eds_agent eds_agent;
