@@ -2,7 +2,9 @@
  * gw_conn.h - agent connections and their I/O: listeners, accept (with the
  * max_clients and per-address caps), reads into the line framer, the output
  * buffer and its flushing, TLS handshake steps, and the lingering close.
- * Knows nothing of the protocol: gw_session.h drives it.
+ * Of the protocol it knows only the server_busy line that refuses a
+ * connection at accept; gw_session.h drives everything else (the session
+ * and downlink fields of gw_conn are theirs).
  *
  * Owns: the connection table (indexed by fd, bounded by max_clients) and
  * every gw_conn in it, with its socket, TLS state, framer and output buffer.

@@ -1,16 +1,15 @@
-/* gw_now.h - monotonic milliseconds for the gateway loop's timers and
- * timeouts (a wall-clock step must neither fire nor stretch them). */
+/* gw_now.h - the loop's clock: eds_monotonic_ms() as a signed count, so
+ * that deadlines and ages are plain differences. */
 #ifndef GW_NOW_H
 #define GW_NOW_H
 
 #include <stdint.h>
-#include <time.h>
+
+#include "eds_clock.h"
 
 static inline int64_t gw_now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)eds_monotonic_ms();
 }
 
 #endif

@@ -46,6 +46,7 @@
 #include <unistd.h>
 
 #include "eds_log.h"
+#include "eds_backoff.h"
 #include "eds_clock.h"
 #include "gw_paho_client.h"
 #include "gw_paho_store.h"
@@ -510,6 +511,9 @@ static void *supervise(void *arg)
     gw_publisher *p = arg;
     conn_ctx *old = NULL; /* previous client, destroyed after the next one exists */
     int delay_ms = 0;
+    eds_backoff bo;
+    eds_backoff_init(&bo, (uint32_t)p->cfg.reconnect_min_ms, (uint32_t)p->cfg.reconnect_max_ms, 1);
+    bo.jitter = false; /* one client per broker: nobody to spread out from */
 
     lock(p);
     while (!p->stopping) {
@@ -562,9 +566,7 @@ static void *supervise(void *arg)
         lock(p);
         if (!c) {
             p->stats.connect_failures++;
-            delay_ms = delay_ms ? delay_ms * 2 : p->cfg.reconnect_min_ms;
-            if (delay_ms > p->cfg.reconnect_max_ms)
-                delay_ms = p->cfg.reconnect_max_ms;
+            delay_ms = (int)eds_backoff_next(&bo);
             continue;
         }
         c->gen = ++p->gen;
@@ -608,14 +610,13 @@ static void *supervise(void *arg)
         }
         if (was_up && eds_monotonic_ms() - up_since >= STABLE_MS) {
             delay_ms = 0; /* a working connection was lost: retry at once */
+            eds_backoff_reset(&bo);
         } else {
             /* Refused, or dropped right after CONNACK (e.g. another client with our
              * client id keeps taking over): back off, do not spin. */
             if (!was_up)
                 p->stats.connect_failures++;
-            delay_ms = delay_ms ? delay_ms * 2 : p->cfg.reconnect_min_ms;
-            if (delay_ms > p->cfg.reconnect_max_ms)
-                delay_ms = p->cfg.reconnect_max_ms;
+            delay_ms = (int)eds_backoff_next(&bo);
         }
         p->state = CONN_IDLE;
         old = c;

@@ -83,20 +83,9 @@ size_t gw_reject_line_doc(char *buf, size_t cap, eds_proto_error code, const cha
     if (len > GW_REJECTED_LINE_MAX)
         len = GW_REJECTED_LINE_MAX;
     size_t n =
-        (size_t)snprintf(buf, cap, "{\"error\":\"%s\",\"line\":\"", eds_proto_error_name(code));
-    bool utf8 = eds_utf8_valid(line, len);
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)line[i];
-        if (ch == '"' || ch == '\\') {
-            buf[n++] = '\\';
-            buf[n++] = (char)ch;
-        } else if (ch < 0x20 || (ch >= 0x80 && !utf8)) {
-            n += (size_t)snprintf(buf + n, cap - n, "\\u%04x", ch);
-        } else {
-            buf[n++] = (char)ch;
-        }
-    }
-    n += (size_t)snprintf(buf + n, cap - n, "\",\"reason\":");
+        (size_t)snprintf(buf, cap, "{\"error\":\"%s\",\"line\":", eds_proto_error_name(code));
+    eds_json_append_text(buf, cap, &n, line, len);
+    n += (size_t)snprintf(buf + n, cap - n, ",\"reason\":");
     eds_json_append_string(buf, cap, &n, reason);
     buf[n++] = '}';
     return n;

@@ -298,20 +298,6 @@ static void end_batch(gw_server *s)
 
 /* ---- setup and run ------------------------------------------------------ */
 
-static int read_secret(const char *path, char **out, eds_error *err)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return eds_error_set(err, EDS_ERR_IO, "%s: %s", path, strerror(errno));
-    char buf[256];
-    if (!fgets(buf, sizeof(buf), f))
-        buf[0] = '\0';
-    fclose(f);
-    buf[strcspn(buf, "\r\n")] = '\0';
-    *out = strdup(buf);
-    return *out ? EDS_OK : EDS_ERR_NOMEM;
-}
-
 /* Signals through a signalfd so handlers never run inside the loop. */
 static int open_signals(gw_server *s, eds_error *err)
 {
@@ -344,8 +330,14 @@ static int open_publisher(gw_server *s, eds_error *err)
     snprintf(online, sizeof(online), "{\"online\":true,\"since\":\"%s\"}", since);
     char *broker_pw = NULL;
     int rc;
-    if (cfg->broker_password_file && (rc = read_secret(cfg->broker_password_file, &broker_pw, err)))
+    bool exposed = false;
+    if (cfg->broker_password_file &&
+        (rc = eds_secret_read("broker_password_file", cfg->broker_password_file, &broker_pw,
+                              &exposed, err)))
         return rc;
+    if (exposed)
+        eds_log_warning("broker_password_file %s can be read by other users (chmod 600 it)",
+                        cfg->broker_password_file);
     gw_publisher_config pc = {
         .host = cfg->broker_host,
         .port = cfg->broker_port,

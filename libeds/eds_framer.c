@@ -33,6 +33,25 @@ static void consumed_all(eds_framer *f)
     }
 }
 
+/* Only an unfinished line is held: if it sits in a big read buffer, move it
+ * to one of its own size, so a connection that waits for the rest of a line
+ * pins the line, not a whole read (the copy is what a push framer did on
+ * every feed that ended inside a line). */
+static void keep_partial(eds_framer *f, size_t held)
+{
+    f->scanned = held;
+    if (f->cap <= FRAMER_KEEP_CAP || held > f->cap / 4)
+        return;
+    char *nb = malloc(held);
+    if (!nb)
+        return; /* keep the big one */
+    memcpy(nb, f->buf + f->start, held);
+    free(f->buf);
+    f->buf = nb;
+    f->cap = f->end = held;
+    f->start = 0;
+}
+
 size_t eds_framer_space(eds_framer *f, size_t want, char **p)
 {
     size_t held = f->end - f->start;
@@ -93,7 +112,7 @@ int eds_framer_next(eds_framer *f, const char **line, size_t *len)
             if (held == 0)
                 consumed_all(f);
             else
-                f->scanned = held;
+                keep_partial(f, held);
             return EDS_FRAMER_MORE;
         }
         f->start += n + 1;

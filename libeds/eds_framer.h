@@ -20,7 +20,9 @@
  * with EDS_ERR_TOOLONG as soon as that is known, and the framer stays
  * failed. The buffer holds at most max_line - 1 + want bytes (want as given
  * to eds_framer_space); it is released once all input is consumed if it had
- * grown past a few KiB, so an idle connection costs almost nothing.
+ * grown past a few KiB, and an unfinished line alone is moved out of a big
+ * buffer into one of its own size, so an idle connection costs almost
+ * nothing and a waiting one no more than its partial line.
  */
 #ifndef EDS_FRAMER_H
 #define EDS_FRAMER_H

@@ -743,3 +743,40 @@ size_t eds_json_minify(const char *in, size_t len, char *out)
     }
     return n;
 }
+
+bool eds_json_append_text(char *buf, size_t cap, size_t *len, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    bool utf8 = eds_utf8_valid(s, n);
+    size_t o = *len;
+    if (o >= cap || cap - o < 2)
+        return false;
+    buf[o++] = '"';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        char esc = ch == '"'    ? '"'
+                   : ch == '\\' ? '\\'
+                   : ch == '\n' ? 'n'
+                   : ch == '\r' ? 'r'
+                   : ch == '\t' ? 't'
+                                : 0;
+        bool hexed = !esc && (ch < 0x20 || (ch >= 0x80 && !utf8));
+        size_t need = esc ? 2 : hexed ? 6 : 1;
+        if (cap - o < need + 1) /* and the closing quote */
+            return false;
+        if (esc) {
+            buf[o++] = '\\';
+            buf[o++] = esc;
+        } else if (hexed) {
+            memcpy(buf + o, "\\u00", 4);
+            buf[o + 4] = hex[ch >> 4];
+            buf[o + 5] = hex[ch & 15];
+            o += 6;
+        } else {
+            buf[o++] = (char)ch;
+        }
+    }
+    buf[o++] = '"';
+    *len = o;
+    return true;
+}

@@ -69,6 +69,13 @@ bool eds_json_is_value(const char *text, size_t len);
  * least len bytes); returns the length written. Strings are copied as they are. */
 size_t eds_json_minify(const char *in, size_t len, char *out);
 
+/* Appends s[0..n) as a JSON string literal, quotes included, at buf+*len, bounded by
+ * cap: '"', '\\' and control characters escaped (\n, \r, \t, else \u00XX). Bytes
+ * from 0x80 up are copied when s is valid UTF-8, else each is written as \u00XX (the
+ * text is then read as Latin-1), so the result is always valid JSON in UTF-8. Returns
+ * false (and leaves *len) when it does not fit; at most 6 * n + 2 bytes are needed. */
+bool eds_json_append_text(char *buf, size_t cap, size_t *len, const char *s, size_t n);
+
 /* True when s[0..len) is well-formed UTF-8 (no overlongs, no surrogates). */
 bool eds_utf8_valid(const char *s, size_t len);
 

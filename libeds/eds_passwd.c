@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -332,6 +334,33 @@ int eds_passwd_check(const eds_passwd *p, const char *user, const char *password
     bool same = CRYPTO_memcmp(got, e->hash, HASH_LEN) == 0;
     OPENSSL_cleanse(got, sizeof(got));
     return (found && password && computed && same) ? EDS_OK : EDS_ERR_AUTH;
+}
+
+int eds_secret_read(const char *what, const char *path, char **out, bool *exposed, eds_error *err)
+{
+    *out = NULL;
+    if (exposed)
+        *exposed = false;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return eds_error_set(err, EDS_ERR_IO, "%s %s: %s", what, path, strerror(errno));
+    struct stat st;
+    if (exposed && fstat(fd, &st) == 0 && (st.st_mode & 0077))
+        *exposed = true;
+    char buf[1024];
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    int e = errno;
+    close(fd);
+    if (n < 0)
+        return eds_error_set(err, EDS_ERR_IO, "%s %s: %s", what, path, strerror(e));
+    buf[n] = '\0';
+    size_t len = strcspn(buf, "\r\n");
+    buf[len] = '\0';
+    if (len == 0)
+        return eds_error_set(err, EDS_ERR_CONFIG, "%s %s: the first line is empty", what, path);
+    *out = strdup(buf);
+    OPENSSL_cleanse(buf, sizeof(buf));
+    return *out ? EDS_OK : eds_error_set(err, EDS_ERR_NOMEM, "out of memory");
 }
 
 bool eds_passwd_world_readable(const char *path)

@@ -67,6 +67,17 @@ int eds_passwd_check(const eds_passwd *p, const char *user, const char *password
 bool eds_passwd_world_readable(const char *path);
 
 /*
+ * Reads a secret (a password) from the first line of the file at path, without
+ * its line end, into *out (malloc'd; the caller frees it, ideally after
+ * overwriting it). *exposed (if not NULL) is set when others than the owner may
+ * read the file (mode & 077), for the caller to warn. what names the option in
+ * messages, e.g. "password_file /etc/eds/agent.pw: the first line is empty".
+ * Returns EDS_OK, EDS_ERR_IO (cannot open or read), EDS_ERR_CONFIG (empty first
+ * line) or EDS_ERR_NOMEM.
+ */
+int eds_secret_read(const char *what, const char *path, char **out, bool *exposed, eds_error *err);
+
+/*
  * Writes a new "$7$ITERATIONS$SALT$HASH" string (12-byte random salt, as
  * mosquitto_passwd does) for password into buf, to build `user:` lines in
  * tests and tools. iterations 0 means EDS_PASSWD_DEFAULT_ITERATIONS.

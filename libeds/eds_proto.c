@@ -263,40 +263,7 @@ static bool appendf(char *buf, size_t cap, size_t *len, const char *fmt, ...)
 
 bool eds_json_append_string(char *buf, size_t cap, size_t *len, const char *s)
 {
-    size_t n = *len;
-    if (!append(buf, cap, &n, "\"", 1))
-        return false;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        bool ok;
-        switch (*p) {
-        case '"':
-            ok = append(buf, cap, &n, "\\\"", 2);
-            break;
-        case '\\':
-            ok = append(buf, cap, &n, "\\\\", 2);
-            break;
-        case '\n':
-            ok = append(buf, cap, &n, "\\n", 2);
-            break;
-        case '\r':
-            ok = append(buf, cap, &n, "\\r", 2);
-            break;
-        case '\t':
-            ok = append(buf, cap, &n, "\\t", 2);
-            break;
-        default:
-            if (*p < 0x20)
-                ok = appendf(buf, cap, &n, "\\u%04x", *p);
-            else
-                ok = append(buf, cap, &n, (const char *)p, 1);
-        }
-        if (!ok)
-            return false;
-    }
-    if (!append(buf, cap, &n, "\"", 1))
-        return false;
-    *len = n;
-    return true;
+    return eds_json_append_text(buf, cap, len, s, strlen(s));
 }
 
 /* Ends a line: appends the LF, returns the length or 0 if it did not fit. */

@@ -150,8 +150,7 @@ size_t eds_fmt_add_cmd_results(char *buf, size_t cap, size_t n);
 bool eds_cmd_line_id(const char *line, size_t len, int64_t *id);
 size_t eds_fmt_error(char *buf, size_t cap, eds_proto_error code, const char *message);
 
-/* Appends s as a JSON string literal (quotes included) at buf+*len, bounded
- * by cap; returns false (and leaves *len) when it does not fit. */
+/* eds_json_append_text() of the NUL-terminated s. */
 bool eds_json_append_string(char *buf, size_t cap, size_t *len, const char *s);
 
 #endif

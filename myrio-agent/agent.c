@@ -14,13 +14,14 @@
 #include "edsagent.h"
 
 #include "eds_clock.h"
-#include "agent_backoff.h"
+#include "eds_backoff.h"
 #include "agent_input.h"
 #include "agent_queue.h"
 #include "agent_spool.h"
 #include "agent_transport.h"
 #include "eds_framer.h"
 #include "eds_log.h"
+#include "eds_passwd.h"
 #include "eds_proto.h"
 #include "eds_schema.h"
 #include "eds_tls.h"
@@ -87,7 +88,7 @@ struct eds_agent {
     const char *drop_reason;
     int backoff_hint; /* 0 normal, 1 fatal refusal, 2 replaced */
     uint64_t reconnect_at_ms;
-    agent_backoff bo;
+    eds_backoff bo;
     unsigned fail_streak;
 
     pending_cmd cmds[CMDQ_CAP];
@@ -303,7 +304,7 @@ static void disconnect(eds_agent *a, enum eds_log_level level, const char *why)
     else if (a->backoff_hint == 2)
         delay = secs_ms(a->cfg.reconnect_max);
     else
-        delay = agent_backoff_next(&a->bo);
+        delay = eds_backoff_next(&a->bo);
     a->backoff_hint = 0;
     eds_log(level, "%s; %" PRIu64 " records waiting, reconnecting in %.1f s", why,
             pending_records(a), (double)delay / 1000.0);
@@ -396,7 +397,7 @@ static void on_welcome(eds_agent *a, const eds_msg *m)
     a->ready_since_ms = eds_monotonic_ms();
     a->stats.connects++;
     a->gw_cmd_results = m->cmd_results;
-    agent_backoff_reset(&a->bo);
+    eds_backoff_reset(&a->bo);
     uint64_t last = m->last_seq;
     if (!a->spool && last > a->sent_max) {
         /* Without a spool the records this process has not sent yet (seq > sent_max)
@@ -1032,26 +1033,11 @@ const char *eds_agent_stream(const eds_agent *a)
 
 static int read_password(const char *path, char **out, eds_error *err)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return eds_error_set(err, EDS_ERR_IO, "password_file %s: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) == 0 && (st.st_mode & 0077))
+    bool exposed;
+    int rc = eds_secret_read("password_file", path, out, &exposed, err);
+    if (rc == EDS_OK && exposed)
         eds_log_warning("password_file %s can be read by other users (chmod 600 it)", path);
-    char buf[1024];
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n < 0)
-        return eds_error_set(err, EDS_ERR_IO, "password_file %s: %s", path, strerror(errno));
-    buf[n] = '\0';
-    size_t len = strcspn(buf, "\r\n");
-    buf[len] = '\0';
-    if (len == 0)
-        return eds_error_set(err, EDS_ERR_CONFIG, "password_file %s: the first line is empty",
-                             path);
-    *out = strdup(buf);
-    memset(buf, 0, sizeof(buf));
-    return *out ? EDS_OK : EDS_ERR_NOMEM;
+    return rc;
 }
 
 #define AGENT_CONFIG_STRINGS 12
@@ -1200,8 +1186,8 @@ int eds_agent_create(const eds_agent_config *cfg, eds_agent **out, eds_error *er
             goto fail;
         }
     }
-    agent_backoff_init(&a->bo, (uint32_t)secs_ms(a->cfg.reconnect_min),
-                       (uint32_t)secs_ms(a->cfg.reconnect_max), seed);
+    eds_backoff_init(&a->bo, (uint32_t)secs_ms(a->cfg.reconnect_min),
+                     (uint32_t)secs_ms(a->cfg.reconnect_max), seed);
     if (a->cfg.read_stdin || a->cfg.tcp_port > 0 || a->cfg.udp_port > 0 || a->cfg.simulate > 0) {
         agent_inputs_config ic = {
             .read_stdin = a->cfg.read_stdin,

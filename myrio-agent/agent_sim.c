@@ -1,13 +1,13 @@
 #include "agent_sim.h"
 
-#include "agent_backoff.h"
+#include "eds_backoff.h"
 
 #include <stdio.h>
 
 /* Uniform in [lo, hi). */
 static double uniform(agent_sim *s, double lo, double hi)
 {
-    double u = (double)(agent_rand64(&s->rng) >> 11) / 9007199254740992.0;
+    double u = (double)(eds_rand64(&s->rng) >> 11) / 9007199254740992.0;
     return lo + (hi - lo) * u;
 }
 

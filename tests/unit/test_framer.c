@@ -229,6 +229,36 @@ static void test_big_line_memory_released(void **state)
     eds_framer_free(&f);
 }
 
+/* A read that ends inside a line leaves only that partial line held, in a
+ * buffer of its size rather than the whole read's. */
+static void test_partial_tail_not_pinning_the_read_buffer(void **state)
+{
+    eds_framer f;
+    collected c = {0};
+    eds_framer_init(&f, 65536);
+    char *chunk = malloc(16384);
+    memset(chunk, 'z', 16384);
+    for (size_t i = 99; i < 16384 - 100; i += 100)
+        chunk[i] = '\n';
+    char *p;
+    assert_int_equal(eds_framer_space(&f, 16384, &p), 16384);
+    memcpy(p, chunk, 16384);
+    eds_framer_commit(&f, 16384);
+    const char *line;
+    size_t len;
+    while (eds_framer_next(&f, &line, &len) == EDS_FRAMER_LINE)
+        c.n++;
+    assert_int_equal(c.n, 162);
+    size_t held = eds_framer_pending(&f);
+    assert_int_equal(held, 16384 - 162 * 100);
+    assert_true(f.cap == held);
+    put(&f, "\n", 1);
+    assert_int_equal(eds_framer_next(&f, &line, &len), EDS_FRAMER_LINE);
+    assert_int_equal(len, held);
+    free(chunk);
+    eds_framer_free(&f);
+}
+
 /* Pausing is not asking: the unread lines stay where they are (no copy, the
  * span handed out later points into the same buffer) and come out in order
  * whenever the caller asks again, also after more input arrived. */
@@ -285,6 +315,7 @@ int main(void)
         cmocka_unit_test(test_unterminated_line_is_bounded),
         cmocka_unit_test(test_cr_counts_toward_limit),
         cmocka_unit_test(test_big_line_memory_released),
+        cmocka_unit_test(test_partial_tail_not_pinning_the_read_buffer),
         cmocka_unit_test(test_pause_is_not_asking),
         cmocka_unit_test(test_space_refused_when_full),
     };

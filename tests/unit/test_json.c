@@ -365,6 +365,44 @@ static void test_proto_lenient_is_bad_json(void **state)
     eds_msg_free(&m);
 }
 
+static void expect_text(const char *in, size_t n, const char *want)
+{
+    char buf[128];
+    size_t len = 3;
+    memcpy(buf, "x: ", 3);
+    assert_true(eds_json_append_text(buf, sizeof(buf), &len, in, n));
+    assert_int_equal(len, 3 + strlen(want));
+    assert_memory_equal(buf + 3, want, strlen(want));
+    /* What it writes is valid JSON that reads back as the text (UTF-8 input). */
+    eds_json_doc doc;
+    eds_error err;
+    assert_int_equal(eds_json_parse(buf + 3, len - 3, NULL, &doc, &err), EDS_OK);
+    assert_true(cJSON_IsString(doc.root));
+    eds_json_doc_free(&doc);
+}
+
+static void test_append_text(void **state)
+{
+    (void)state;
+    expect_text("plain", 5, "\"plain\"");
+    expect_text("q\"b\\n\nr\rt\t\x01\x1f", 12, "\"q\\\"b\\\\n\\nr\\rt\\t\\u0001\\u001f\"");
+    expect_text("caf\xc3\xa9", 5, "\"caf\xc3\xa9\""); /* valid UTF-8 stays */
+    expect_text("caf\xe9", 4, "\"caf\\u00e9\"");      /* Latin-1 byte escaped */
+    expect_text("\xc3", 1, "\"\\u00c3\"");            /* a character cut short */
+    /* Exactly the room it needs, and one byte less. */
+    char buf[8];
+    size_t len = 0;
+    assert_true(eds_json_append_text(buf, 8, &len, "a\"b\n", 4)); /* "a\"b\n" */
+    assert_int_equal(len, 8);
+    len = 0;
+    assert_false(eds_json_append_text(buf, 7, &len, "a\"b\n", 4));
+    assert_int_equal(len, 0);
+    len = 0;
+    assert_false(eds_json_append_text(buf, 1, &len, "", 0));
+    assert_true(eds_json_append_text(buf, 2, &len, "", 0));
+    assert_int_equal(len, 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -376,6 +414,7 @@ int main(void)
         cmocka_unit_test(test_depth),
         cmocka_unit_test(test_many_nodes),
         cmocka_unit_test(test_proto_lenient_is_bad_json),
+        cmocka_unit_test(test_append_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

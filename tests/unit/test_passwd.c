@@ -413,10 +413,51 @@ static void test_many_users(void **state)
     eds_passwd_destroy(p);
 }
 
+static void write_secret(const char *path, const char *text, mode_t mode)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    assert_int_equal(chmod(path, mode), 0);
+}
+
+static void test_secret_read(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/eds-test-secret-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    char *pw = NULL;
+    bool exposed = true;
+    eds_error err;
+    write_secret(path, "s3cret\r\nsecond line\n", 0600);
+    assert_int_equal(eds_secret_read("password_file", path, &pw, &exposed, &err), EDS_OK);
+    assert_string_equal(pw, "s3cret");
+    assert_false(exposed);
+    free(pw);
+    write_secret(path, "no newline", 0644);
+    assert_int_equal(eds_secret_read("password_file", path, &pw, &exposed, &err), EDS_OK);
+    assert_string_equal(pw, "no newline");
+    assert_true(exposed);
+    free(pw);
+    write_secret(path, "\nsecond", 0600);
+    assert_int_equal(eds_secret_read("password_file", path, &pw, NULL, &err), EDS_ERR_CONFIG);
+    assert_null(pw);
+    assert_non_null(strstr(err.msg, "password_file /tmp/eds-test-secret-"));
+    assert_non_null(strstr(err.msg, "the first line is empty"));
+    unlink(path);
+    assert_int_equal(eds_secret_read("broker_password_file", path, &pw, NULL, &err), EDS_ERR_IO);
+    assert_non_null(strstr(err.msg, "broker_password_file"));
+    assert_non_null(strstr(err.msg, "No such file"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mosquitto_passwd_file),
+        cmocka_unit_test(test_secret_read),
         cmocka_unit_test(test_hand_made_entries),
         cmocka_unit_test(test_hash_round_trip),
         cmocka_unit_test(test_malformed_lines),
