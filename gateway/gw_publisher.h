@@ -27,18 +27,13 @@
  *    at-least-once.
  *  - Events are dispatched in the order they were produced.
  *
- * Why not Paho's own machinery: with cleansession=1, no persistence and automatic
- * reconnect, Paho 1.3.12 on connection loss calls onFailure(MQTTASYNC_OPERATION_INCOMPLETE,
- * -11) only for publishes already written and awaiting their ack (cleanSession ->
- * MQTTAsync_freeResponses); publishes still in its command queue (held back by
- * maxInflight) stay there and are sent after the automatic reconnect. Measured here with
- * maxInflight 10: 30 QoS 1 publishes, broker stopped then killed, restarted: tokens 0-9
- * FAILED, 10-29 succeeded after the reconnect, so resending 0-9 would land after 10-29.
- * Its maxBufferedMessages (100 by default) also limits queued publishes while connected,
- * and the connect options' maxInflight defaults to 65535. The publisher therefore sets
- * Paho's maxInflight above max_inflight, disables automatic reconnect, keeps its own table
- * of outstanding publishes, and replaces the Paho client on every reconnect (destroying
- * the old one drops its queue).
+ * Why not Paho's own machinery: after a connection loss Paho 1.3 fails only the
+ * publishes it had written, and sends the ones still in its command queue after an
+ * automatic reconnect, ahead of their resent predecessors (docs/performance.md, "Paho
+ * behaviour the publisher works around"). The publisher therefore sets Paho's
+ * maxInflight above max_inflight, disables automatic reconnect, keeps its own table
+ * of outstanding publishes (gw_pubq.h), and replaces the Paho client on every
+ * reconnect (destroying the old one drops its queue).
  *
  * Exactly once (persistent = true, used with QoS 2): the publisher keeps one
  * MQTT session (cleansession 0, same client id) for its whole life, with
@@ -91,8 +86,7 @@ typedef struct gw_publisher_config {
     const char *online_payload;      /* published retained (QoS 1) to will_topic on every connect */
     const char *subscribe_topic;     /* e.g. "energy/+/cmd" (QoS 1); re-subscribed on every
                                         connect; NULL = none */
-    size_t max_inflight; /* bound on outstanding publishes (<= 65000); 0 = 64. bench_paho: 16..256
-                            are about equally fast, 1024 is slower (Paho scans lists) */
+    size_t max_inflight; /* bound on outstanding publishes (<= 65000); 0 = 64 */
     /* TLS to the broker (optional): cafile set = connect with ssl://; certfile/keyfile for a
      * client certificate. */
     const char *cafile, *certfile, *keyfile;

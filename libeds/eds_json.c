@@ -69,23 +69,30 @@ static void block_release(struct eds_json_block *b)
     free(b);
 }
 
-static void *arena_alloc(eds_json_doc *doc, size_t n)
+/* Adds a block of at least n bytes to doc's arena; NULL when out of memory. */
+static __attribute__((noinline)) struct eds_json_block *arena_grow(eds_json_doc *doc, size_t n)
+{
+    struct eds_json_block *b = doc->arena;
+    size_t cap = b ? b->cap * 2 : BLOCK_MIN;
+    if (cap > BLOCK_MAX)
+        cap = BLOCK_MAX;
+    if (cap < n)
+        cap = n;
+    struct eds_json_block *nb = block_new(cap);
+    if (!nb)
+        return NULL;
+    nb->next = b;
+    nb->used = 0;
+    doc->arena = nb;
+    return nb;
+}
+
+static inline void *arena_alloc(eds_json_doc *doc, size_t n)
 {
     n = (n + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
     struct eds_json_block *b = doc->arena;
-    if (!b || b->cap - b->used < n) {
-        size_t cap = b ? b->cap * 2 : BLOCK_MIN;
-        if (cap > BLOCK_MAX)
-            cap = BLOCK_MAX;
-        if (cap < n)
-            cap = n;
-        struct eds_json_block *nb = block_new(cap);
-        if (!nb)
-            return NULL;
-        nb->next = b;
-        nb->used = 0;
-        doc->arena = b = nb;
-    }
+    if (__builtin_expect(!b || b->cap - b->used < n, 0) && !(b = arena_grow(doc, n)))
+        return NULL;
     void *p = (char *)b->mem + b->used;
     b->used += n;
     return p;
@@ -141,7 +148,7 @@ static inline void skip_ws(parser *ps)
     }
 }
 
-static cJSON *new_node(parser *ps, int type)
+static inline cJSON *new_node(parser *ps, int type)
 {
     cJSON *n = arena_alloc(ps->doc, sizeof(*n));
     if (!n)
