@@ -1,5 +1,7 @@
 #include "gw_cmdpark.h"
 
+#include "eds_bytes.h"
+
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,10 +10,7 @@
  * of a table whose size the byte budget bounds anyway. */
 static size_t hash(const char *s)
 {
-    uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return (size_t)h;
+    return eds_fnv1a(s, strlen(s));
 }
 
 int gw_cmdpark_init(gw_cmdpark *p, unsigned bits)

@@ -39,6 +39,8 @@ int gw_downlink_init(gw_downlink *dl, const gw_config *cfg, gw_window *w, gw_con
 
 void gw_downlink_free(gw_downlink *dl)
 {
+    gw_cmdstore_close(dl->store);
+    dl->store = NULL;
     gw_cmdpark_free(&dl->park, &dl->held_bytes);
     for (size_t i = 0; i < dl->w->n_devices; i++)
         gw_cmdq_clear(&dl->w->devices[i]->held, &dl->held_bytes);
@@ -117,13 +119,22 @@ static void result(gw_downlink *dl, const char *device, const gw_cmd_parts *p, c
     gw_relay_publish_untracked(dl->relay, topic, b, len, qos, false);
 }
 
+/* cmd's result is out: off the store, freed. */
+static void release(gw_downlink *dl, gw_cmd *cmd)
+{
+    eds_error err;
+    if (gw_cmdstore_del(dl->store, cmd, &err) != EDS_OK)
+        warn(dl, "command store: %s", err.msg);
+    gw_cmd_free(cmd, &dl->held_bytes);
+}
+
 /* Frees cmd after publishing its result. */
 static void finish(gw_downlink *dl, const char *device, gw_cmd *cmd, const char *status,
                    const char *reason)
 {
     gw_cmd_parts p = parts_of(cmd);
     result(dl, device, &p, status, reason, NULL);
-    gw_cmd_free(cmd, &dl->held_bytes);
+    release(dl, cmd);
 }
 
 static void dropped(gw_downlink *dl, const char *device, gw_cmd *cmd, const char *why)
@@ -372,6 +383,9 @@ void gw_downlink_message(gw_downlink *dl, const gw_pub_event *ev)
             gw_cmdpark_remove(&dl->park, e, &dl->held_bytes);
         return;
     }
+    eds_error err;
+    if (gw_cmdstore_add(dl->store, id, cmd, &err) != EDS_OK)
+        warn(dl, "command store (the command lives in memory only): %s", err.msg);
     hold(dl, id, d ? &d->held : &e->q, cmd);
     if (d && gw_ready_conn(d))
         gw_downlink_deliver(dl, d->conn);
@@ -404,7 +418,7 @@ void gw_downlink_nack(gw_downlink *dl, gw_conn *c, int64_t id, const cJSON *erro
     gw_cmd_parts p = parts_of(cmd);
     result(dl, device, &p, "rejected", "refused by the agent", errs);
     free(errs);
-    gw_cmd_free(cmd, &dl->held_bytes);
+    release(dl, cmd);
     if (c->dev)
         gw_downlink_deliver(dl, c);
 }
@@ -436,8 +450,57 @@ static void expire_queue(gw_downlink *dl, const char *device, gw_cmdq *q, int64_
     *q = keep;
 }
 
+/* A command from the store: back where it was waiting. */
+static void restored(void *ctx, const char *device, gw_cmd *cmd)
+{
+    gw_downlink *dl = ctx;
+    gw_device *d = gw_window_find(dl->w, device);
+    gw_park_entry *e = d ? NULL : gw_cmdpark_get(&dl->park, device, &dl->held_bytes);
+    if (!d && !e) {
+        gw_cmd_free(cmd, &dl->held_bytes); /* out of memory: it stays on disk */
+        return;
+    }
+    gw_cmdq_push(d ? &d->held : &e->q, cmd);
+}
+
+int gw_downlink_open_store(gw_downlink *dl, const char *dir, eds_error *err)
+{
+    int rc = gw_cmdstore_open(dir, restored, dl, &dl->held_bytes, &dl->store, err);
+    if (rc == EDS_OK && dl->held_bytes)
+        eds_log_notice("%zu bytes of downlink commands taken back from the command store",
+                       dl->held_bytes);
+    return rc;
+}
+
+static void rewrite_queue(gw_downlink *dl, const char *device, const gw_cmdq *q)
+{
+    for (const gw_cmd *c = q->head; c; c = c->next)
+        gw_cmdstore_rewrite_put(dl->store, device, c);
+}
+
+/* Rewrites the store from the commands alive, in the order they go out. */
+static void compact(gw_downlink *dl)
+{
+    eds_error err;
+    if (gw_cmdstore_rewrite_begin(dl->store, &err) == EDS_OK) {
+        for (size_t i = 0; i < dl->w->n_devices; i++) {
+            gw_device *d = dl->w->devices[i];
+            if (d->conn)
+                rewrite_queue(dl, d->id, &d->conn->unacked);
+            rewrite_queue(dl, d->id, &d->held);
+        }
+        for (const gw_park_entry *e = dl->park.oldest; e; e = e->newer)
+            rewrite_queue(dl, e->id, &e->q);
+        if (gw_cmdstore_rewrite_end(dl->store, &err) == EDS_OK)
+            return;
+    }
+    eds_log_error("command store compaction: %s", err.msg);
+}
+
 void gw_downlink_tick(gw_downlink *dl)
 {
+    if (gw_cmdstore_wants_compaction(dl->store))
+        compact(dl);
     int64_t now = wall_ms();
     for (size_t i = 0; i < dl->w->n_devices; i++) {
         gw_device *d = dl->w->devices[i];

@@ -15,6 +15,10 @@
  * member when it has one. A command published with an MQTT 5 response
  * topic gets its result there too, with the same correlation data.
  *
+ * Every command is in the command store (gw_cmdstore.h) from its arrival to
+ * its result, so held and unacked commands survive a restart, kill -9
+ * included.
+ *
  * Owns every command alive (held on a device, parked for an id never seen,
  * or unacked on a connection) and their byte budget (max_held_bytes, all
  * devices together, parked entries included: any local reader may write
@@ -29,6 +33,7 @@
 #include <stdint.h>
 
 #include "gw_cmdpark.h"
+#include "gw_cmdstore.h"
 #include "gw_config.h"
 #include "gw_conn.h"
 #include "gw_publisher.h"
@@ -47,6 +52,7 @@ typedef struct gw_downlink {
     gw_stats *st;
     const gw_schemas *schemas; /* borrowed; the server swaps it on reload */
     gw_cmdpark park;           /* commands for ids never seen connect */
+    gw_cmdstore *store;        /* NULL until gw_downlink_open_store; owned */
     size_t held_bytes;         /* commands owned by the gateway (held, parked or unacked) */
     int64_t next_warn_ms;      /* warnings are logged at most every 10 s */
     uint64_t warns_unlogged;
@@ -59,8 +65,13 @@ typedef struct gw_downlink {
 int gw_downlink_init(gw_downlink *dl, const gw_config *cfg, gw_window *w, gw_conns *conns,
                      gw_relay *relay, gw_stats *st);
 
-/* Frees every command held or parked (not those on connections). */
+/* Frees every command held or parked (not those on connections) and closes the
+ * store; the stored commands stay on disk for the next start. */
 void gw_downlink_free(gw_downlink *dl);
+
+/* Opens the command store in dir and takes back the commands a previous run left
+ * (after the devices are loaded from the journal). EDS_OK or EDS_ERR_IO/NOMEM (err). */
+int gw_downlink_open_store(gw_downlink *dl, const char *dir, eds_error *err);
 
 /* A message from the broker: a command if its topic is P/DEVICE/cmd; checked,
  * held, and delivered if the device is online. */
@@ -82,7 +93,8 @@ void gw_downlink_detach(gw_downlink *dl, gw_conn *c, gw_device *d);
 /* Frees what c still holds (before gw_conn_destroy). */
 void gw_downlink_conn_gone(gw_downlink *dl, gw_conn *c);
 
-/* Timer: commands past their expiry get their result and are freed. */
+/* Timer: commands past their expiry get their result and are freed; the store is
+ * compacted when it has grown enough. */
 void gw_downlink_tick(gw_downlink *dl);
 
 #endif

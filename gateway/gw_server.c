@@ -408,7 +408,8 @@ int gw_server_create(const gw_config *cfg, gw_server **out, eds_error *err)
             eds_log_warning("%s is readable by every user: chmod 600 it (or 640 with a group)",
                             cfg->password_file);
     }
-    if ((rc = gw_state_open(cfg->state_dir, state_loaded, s, &s->state, err)) != EDS_OK)
+    if ((rc = gw_state_open(cfg->state_dir, state_loaded, s, &s->state, err)) != EDS_OK ||
+        (rc = gw_downlink_open_store(&s->downlink, cfg->state_dir, err)) != EDS_OK)
         goto err;
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         if (cfg->listeners[i].tls && !s->tls_ctx &&

@@ -146,6 +146,34 @@ class LimitsTest(ResultCase):
         self.assertEqual(st["cmds_dropped"], 1)
 
 
+class DurableTest(ResultCase):
+    def test_held_and_unacked_commands_survive_kill_9(self):
+        c, _ = self.session(DEV)
+        self.send(b'{"id":"sent-not-acked"}')
+        self.assertEqual(c.recv_line(), b'{"type":"cmd","id":1,"data":{"id":"sent-not-acked"}}')
+        c.close()
+        self.stats(lambda d: d["devices_online"] == 0, "device offline")
+        self.send(b'{"id":"held-1","p":77.0}')
+        self.send(b'{"id":"held-2"}')
+        self.stats(lambda d: d["cmds_in"] >= 3, "cmds_in 3")
+        self.gw.restart(kill=True)
+        self.sub.wait_for_message("energy/_gateway/status", match=lambda m: m.json()["online"])
+        c, _ = self.session(DEV)
+        got = [c.recv_line() for _ in range(3)]
+        self.assertEqual(got, [b'{"type":"cmd","id":1,"data":{"id":"sent-not-acked"}}',
+                               b'{"type":"cmd","id":2,"data":{"id":"held-1","p":77.0}}',
+                               b'{"type":"cmd","id":3,"data":{"id":"held-2"}}'])
+        for i in (1, 2, 3):
+            c.send_json({"type": "ack", "id": i})
+        self.assertEqual([r["ref"] for r in self.results(3)],
+                         ["sent-not-acked", "held-1", "held-2"])
+        # Acked means finished: another restart brings none of them back.
+        self.gw.restart(kill=True)
+        self.sub.wait_for_message("energy/_gateway/status", match=lambda m: m.json()["online"])
+        c, _ = self.session(DEV)
+        self.barrier(c)
+
+
 class RetainedTest(ResultCase):
     def test_retained_cmd_not_delivered_after_restart(self):
         self.send(b'{"id":"r"}', retain=True)
