@@ -82,6 +82,19 @@ static int opt_cmd_schema_for(void *target, const char *value, eds_error *err)
     return add_schema_rule(c->cmd_schema_rules, &c->n_cmd_schema_rules, value, err);
 }
 
+/* `mqtt_version 5` or `mqtt_version 3.1.1`. */
+static int opt_mqtt_version(void *target, const char *value, eds_error *err)
+{
+    gw_config *c = target;
+    if (strcmp(value, "5") == 0)
+        c->mqtt_version = 5;
+    else if (strcmp(value, "3.1.1") == 0)
+        c->mqtt_version = 4;
+    else
+        return eds_error_set(err, EDS_ERR_CONFIG, "mqtt_version: '%s' is not 5 or 3.1.1", value);
+    return EDS_OK;
+}
+
 #define OFF(f) offsetof(gw_config, f)
 static const eds_conf_opt options[] = {
     {"listener", EDS_CONF_CUSTOM, 0, 0, 0, opt_listener, "PORT [ADDRESS]",
@@ -119,6 +132,9 @@ static const eds_conf_opt options[] = {
      "Device credentials, as written by mosquitto_passwd."},
     {"allow_anonymous", EDS_CONF_BOOL, OFF(allow_anonymous), 0, 0, NULL, NULL,
      "Accept devices without a password when there is no password_file."},
+    {"mqtt_version", EDS_CONF_CUSTOM, 0, 0, 0, opt_mqtt_version, "5|3.1.1",
+     "MQTT version to the broker; at 5 data publishes carry the user properties device, "
+     "stream, seq and received_at, and the broker's receive maximum is used (default 5)."},
     {"qos", EDS_CONF_INT, OFF(qos), 0, 2, NULL, "0|1|2",
      "QoS of data publishes; acks wait for the broker's confirmation at 1 and 2."},
     {"max_clients", EDS_CONF_INT, OFF(max_clients), 1, 1000000, NULL, "N",
@@ -188,7 +204,8 @@ void gw_config_init(gw_config *c)
     c->max_pending_bytes = 64 * 1024 * 1024;
     c->max_held_cmds = 100;
     c->max_held_bytes = 16 * 1024 * 1024;
-    c->cmd_expiry = 86400; /* a day-ahead price a day late is wrong */
+    c->cmd_expiry = 86400;
+    c->mqtt_version = 5; /* a day-ahead price a day late is wrong */
     c->max_devices = 100000;
     c->stats_interval = 10;
     c->shutdown_timeout = 5;

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "eds_clock.h"
 #include "eds_log.h"
 #include "eds_proto.h"
 #include "gw_now.h"
@@ -17,13 +18,6 @@
 /* The cmd line's head with the largest id: a command that fits after it fits always. */
 static const char CMD_HEAD[] = "{\"type\":\"cmd\",\"id\":9007199254740991,\"data\":";
 #define CMD_HEAD_LEN (sizeof(CMD_HEAD) - 1)
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 int gw_downlink_init(gw_downlink *dl, const gw_config *cfg, gw_window *w, gw_conns *conns,
                      gw_relay *relay, gw_stats *st)
@@ -79,8 +73,9 @@ static gw_cmd_parts parts_of(const gw_cmd *c)
                           .corr_len = c->corr_len};
 }
 
-/* Publishes {"status":S[,"ref":R][,"reason":..][,"errors":{..}]} to P/device/cmd/result.
- * Best effort: skipped (debug log) while the broker is away or the publisher is full. */
+/* Publishes {"status":S[,"ref":R][,"reason":..][,"errors":{..}]} to P/device/cmd/result
+ * and, for an MQTT 5 request, to its response topic with its correlation data. Best
+ * effort: skipped (debug log) while the broker is away or the publisher is full. */
 static void result(gw_downlink *dl, const char *device, const gw_cmd_parts *p, const char *status,
                    const char *reason, const char *errors)
 {
@@ -117,6 +112,8 @@ static void result(gw_downlink *dl, const char *device, const gw_cmd_parts *p, c
     gw_relay_topic(dl->relay, device, "cmd/result", topic);
     int qos = dl->cfg->qos ? 1 : 0;
     gw_relay_publish_untracked(dl->relay, topic, b, len, qos, false);
+    if (p->rt_len)
+        gw_relay_publish_response(dl->relay, p->rt, b, len, qos, p->corr, p->corr_len);
 }
 
 /* cmd's result is out: off the store, freed. */
@@ -164,7 +161,7 @@ void gw_downlink_deliver(gw_downlink *dl, gw_conn *c)
 {
     gw_device *d = c->dev;
     adopt(dl, d);
-    int64_t now = wall_ms();
+    int64_t now = eds_wall_ms();
     while (d->held.head && c->unacked.n < GW_MAX_UNACKED_CMDS) {
         gw_cmd *cmd = gw_cmdq_pop(&d->held);
         if (expired(cmd, now)) {
@@ -363,7 +360,7 @@ void gw_downlink_message(gw_downlink *dl, const gw_pub_event *ev)
     }
     parts.json = ck.line + CMD_HEAD_LEN;
     parts.len = ck.len;
-    int64_t now = wall_ms();
+    int64_t now = eds_wall_ms();
     if (ev->expiry_s >= 0)
         parts.expires_at = now + ev->expiry_s * 1000;
     else if (dl->cfg->cmd_expiry > 0)
@@ -501,7 +498,7 @@ void gw_downlink_tick(gw_downlink *dl)
 {
     if (gw_cmdstore_wants_compaction(dl->store))
         compact(dl);
-    int64_t now = wall_ms();
+    int64_t now = eds_wall_ms();
     for (size_t i = 0; i < dl->w->n_devices; i++) {
         gw_device *d = dl->w->devices[i];
         if (d->held.head)

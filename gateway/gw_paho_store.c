@@ -9,8 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define COMMAND_PREFIX "c-" /* Paho's key of a queued command */
-
 static int ps_open(void **handle, const char *client_id, const char *uri, void *ctx)
 {
     (void)client_id;
@@ -30,7 +28,7 @@ static int ps_put(void *handle, char *key, int n, char *bufs[], int lens[])
     gw_paho_store *ps = handle;
     gw_mark mark;
     bool marked = false;
-    if (strncmp(key, COMMAND_PREFIX, strlen(COMMAND_PREFIX)) == 0) {
+    if (gw_pubstore_is_command(key)) {
         pthread_mutex_lock(&ps->lock);
         if (ps->mark_set && pthread_equal(ps->mark_thread, pthread_self())) {
             mark = ps->mark;

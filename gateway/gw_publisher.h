@@ -86,7 +86,7 @@ typedef struct gw_publisher_config {
     const char *online_payload;      /* published retained (QoS 1) to will_topic on every connect */
     const char *subscribe_topic;     /* e.g. "energy/+/cmd" (QoS 1); re-subscribed on every
                                         connect; NULL = none */
-    size_t max_inflight; /* bound on outstanding publishes (<= 65000); 0 = 64 */
+    size_t max_inflight;             /* bound on outstanding publishes (<= 65000); 0 = 64 */
     /* TLS to the broker (optional): cafile set = connect with ssl://; certfile/keyfile for a
      * client certificate. */
     const char *cafile, *certfile, *keyfile;
@@ -107,7 +107,23 @@ typedef struct gw_publisher_config {
      * delivering them (seen with 2.0.11: lost records). Lowers max_inflight to
      * receive_maximum - 2 (room for the SUBSCRIBE and online status of a connect). */
     int receive_maximum;
+    /* 5: MQTT 5 (user properties on publishes, correlation data on responses, the
+     * properties of arrived messages, and the receive maximum from the broker's CONNACK
+     * instead of receive_maximum); 4 or 0: MQTT 3.1.1. */
+    int mqtt_version;
 } gw_publisher_config;
+
+/* MQTT 5 properties of one publish (ignored at 3.1.1). */
+typedef struct gw_pub_props {
+    /* data: the user properties device, stream, seq and received_at (RFC 3339 UTC, ms),
+     * so that a reader past the Pi can drop duplicates; device NULL: none */
+    const char *device, *stream;
+    uint64_t seq;
+    int64_t received_ms; /* wall clock */
+    /* a response: the request's correlation data (corr_len bytes); NULL: none */
+    const void *corr;
+    size_t corr_len;
+} gw_pub_props;
 
 /* Validates cfg and allocates the publisher (no connection yet; see start).
  * Returns EDS_OK, EDS_ERR_INVAL (bad config, details in err), EDS_ERR_NOMEM or
@@ -163,9 +179,17 @@ int gw_publisher_publish(gw_publisher *p, const char *topic, const void *payload
                          int qos, bool retain, uint64_t token);
 
 /* gw_publisher_publish() that also records mark (copied; NULL = none) with the publish
- * in the session store (persistent mode; ignored otherwise). */
-int gw_publisher_publish_marked(gw_publisher *p, const char *topic, const void *payload, size_t len,
-                                int qos, bool retain, uint64_t token, const gw_mark *mark);
+ * in the session store (persistent mode; ignored otherwise), and carries props (MQTT 5
+ * properties, copied; NULL = none; ignored at 3.1.1). */
+int gw_publisher_publish_props(gw_publisher *p, const char *topic, const void *payload, size_t len,
+                               int qos, bool retain, uint64_t token, const gw_mark *mark,
+                               const struct gw_pub_props *props);
+static inline int gw_publisher_publish_marked(gw_publisher *p, const char *topic,
+                                              const void *payload, size_t len, int qos, bool retain,
+                                              uint64_t token, const gw_mark *mark)
+{
+    return gw_publisher_publish_props(p, topic, payload, len, qos, retain, token, mark, NULL);
+}
 
 typedef enum {
     GW_PUB_DONE,         /* token: the broker confirmed it */

@@ -31,7 +31,7 @@ int gw_pubq_init(gw_pubq *q, size_t max_inflight, size_t max_messages, size_t ma
     memset(q, 0, sizeof(*q));
     if (max_inflight < 1 || max_inflight >= GW_PUBQ_NIL)
         return EDS_ERR_INVAL;
-    q->max_inflight = max_inflight;
+    q->max_inflight = q->limit = max_inflight;
     q->max_messages = max_messages;
     q->max_control = max_control;
     q->ev_cap = max_inflight + max_messages + max_control;
@@ -84,9 +84,20 @@ static void release(gw_pubq *q, uint32_t i)
     q->free_head = i;
 }
 
+void gw_pubq_set_limit(gw_pubq *q, size_t limit)
+{
+    q->limit = limit < 1 ? 1 : limit > q->max_inflight ? q->max_inflight : limit;
+}
+
+size_t gw_pubq_set_receive_maximum(gw_pubq *q, int receive_max)
+{
+    gw_pubq_set_limit(q, receive_max > 3 ? (size_t)receive_max - 2 : 1);
+    return q->limit;
+}
+
 uint32_t gw_pubq_begin(gw_pubq *q, uint64_t token)
 {
-    if (q->inflight + q->undispatched >= q->max_inflight || q->free_head == GW_PUBQ_NIL)
+    if (q->inflight + q->undispatched >= q->limit || q->free_head == GW_PUBQ_NIL)
         return GW_PUBQ_NIL;
     uint32_t i = q->free_head;
     struct gw_pubq_slot *s = &q->slots[i];

@@ -47,12 +47,24 @@ typedef struct gw_pubq {
     struct gw_pubq_slot *slots;
     uint32_t free_head, pend_head, pend_tail;
     size_t max_inflight, max_messages, max_control;
+    size_t limit;          /* outstanding publishes allowed now, <= max_inflight (the broker's
+                              receive maximum at MQTT 5) */
     size_t inflight;       /* slots not free: accepted or being submitted, not yet reported */
     size_t undispatched;   /* DONE/FAILED queued, not yet popped */
     gw_pubq_event *events; /* ring */
     size_t ev_cap, ev_head, ev_count;
     size_t ev_messages, ev_control;
 } gw_pubq;
+
+/* Lowers (or restores) the outstanding publishes allowed to limit, within
+ * 1..max_inflight. Those outstanding already stay; new ones wait below it. */
+void gw_pubq_set_limit(gw_pubq *q, size_t limit);
+
+/* MQTT 5: the broker's receive maximum from its CONNACK. Paho holds a publish past it in
+ * its queue and sends it late (docs/performance.md, "Paho"), so the cap is ours: the
+ * limit becomes receive_max - 2 (room for the SUBSCRIBE and the online status of a
+ * connect), at least 1. Returns the limit. */
+size_t gw_pubq_set_receive_maximum(gw_pubq *q, int receive_max);
 
 /* EDS_OK or EDS_ERR_NOMEM (q is then empty; gw_pubq_free is harmless). max_inflight >= 1. */
 int gw_pubq_init(gw_pubq *q, size_t max_inflight, size_t max_messages, size_t max_control);

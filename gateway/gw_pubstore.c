@@ -32,7 +32,6 @@
 #define NBUCKETS 1024
 #define HDR 8 /* u32 len, u32 crc */
 #define MAX_DOOMED 4
-#define COMMAND_PREFIX "c-" /* Paho's key of a queued command */
 
 typedef struct entry {
     struct entry *hnext;       /* bucket chain */
@@ -758,8 +757,7 @@ int gw_pubstore_remove(gw_pubstore *st, const char *key)
         entry *prev = take_doomed(st);
         if (prev)
             rc = remove_now(st, prev);
-        if (st->fd >= 0 && strncmp(key, COMMAND_PREFIX, strlen(COMMAND_PREFIX)) == 0 &&
-            doom(st, e)) {
+        if (st->fd >= 0 && gw_pubstore_is_command(key) && doom(st, e)) {
             fire = st->count == 0;
         } else {
             int rc2 = remove_now(st, e);
@@ -878,4 +876,23 @@ size_t gw_pubstore_log_bytes(gw_pubstore *st)
     size_t n = st->log_bytes;
     pthread_mutex_unlock(&st->lock);
     return n;
+}
+
+bool gw_pubstore_is_command(const char *key)
+{
+    /* "c-N" at MQTT 3.1.1, "c5-N" at MQTT 5 */
+    return strncmp(key, "c-", 2) == 0 || strncmp(key, "c5-", 3) == 0;
+}
+
+void gw_pubstore_discard_logged(const char *dir)
+{
+    eds_error err;
+    eds_error_clear(&err);
+    int rc = gw_pubstore_discard(dir, &err);
+    if (rc == EDS_OK)
+        eds_log_notice("mqtt: clean session (qos is not 2): deleted the session store of an "
+                       "earlier qos 2 run in %s; agents resend what it held",
+                       dir);
+    else if (rc != EDS_ERR_NOTFOUND)
+        eds_log_warning("mqtt: %s", err.msg);
 }

@@ -117,7 +117,15 @@ int gw_pubstore_forget_marks(gw_pubstore *st, eds_error *err);
  * EDS_ERR_NOTFOUND when there was none, EDS_ERR_IO (err) when it could not be removed. */
 int gw_pubstore_discard(const char *dir, eds_error *err);
 
+/* gw_pubstore_discard() for a publisher in clean mode, saying what it did in the log:
+ * a store left by a run with qos 2 (the broker drops that session at the clean connect,
+ * and resending it in some later qos 2 run would duplicate old records). */
+void gw_pubstore_discard_logged(const char *dir);
+
 /* Bytes in the log file now (0 in memory mode); for tests and stats. */
 size_t gw_pubstore_log_bytes(gw_pubstore *st);
+
+/* True for Paho's key of a queued command ("c-N"; "c5-N" at MQTT 5). */
+bool gw_pubstore_is_command(const char *key);
 
 #endif

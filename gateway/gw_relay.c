@@ -40,6 +40,18 @@ void gw_relay_publish_untracked(gw_relay *r, const char *topic, const char *payl
         eds_log_debug("publish to %s skipped: %s", topic, eds_strerror(rc));
 }
 
+void gw_relay_publish_response(gw_relay *r, const char *topic, const char *payload, size_t len,
+                               int qos, const void *corr, size_t corr_len)
+{
+    if (!r->broker_up || r->restoring)
+        return;
+    gw_pub_props props = {.corr = corr, .corr_len = corr_len};
+    int rc = gw_publisher_publish_props(r->pub, topic, payload, len, qos, false, GW_TOKEN_UNTRACKED,
+                                        NULL, &props);
+    if (rc != EDS_OK)
+        eds_log_debug("publish to %s skipped: %s", topic, eds_strerror(rc));
+}
+
 void gw_relay_status(gw_relay *r, gw_device *d)
 {
     if (d->status_queued)
@@ -107,8 +119,11 @@ static int publish_record(gw_relay *r, gw_device *d, gw_record *rec)
         snprintf(mark.stream, sizeof(mark.stream), "%s", d->stream);
         mark.seq = rec->seq;
     }
-    int rc = gw_publisher_publish_marked(r->pub, topic, rec->payload, rec->len, r->cfg->qos, false,
-                                         token, raise ? &mark : NULL);
+    /* MQTT 5: device, stream and seq let a reader past the Pi drop duplicates. */
+    gw_pub_props props = {
+        .device = d->id, .stream = d->stream, .seq = rec->seq, .received_ms = rec->received_ms};
+    int rc = gw_publisher_publish_props(r->pub, topic, rec->payload, rec->len, r->cfg->qos, false,
+                                        token, raise ? &mark : NULL, &props);
     if (rc == EDS_OK && raise)
         d->marked_seq = rec->seq;
     return rc;

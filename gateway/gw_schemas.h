@@ -2,8 +2,8 @@
  * gw_schemas.h - which schema validates which device's records, and which
  * its downlink commands: a default schema plus `schema_for PATTERN FILE`
  * rules (fnmatch on the device id, first match wins); the same again for
- * commands with `cmd_schema` and `cmd_schema_for`. Loaded as one immutable set, so SIGHUP can build a new set and
- * swap it in whole, or keep the old one if any file is bad.
+ * commands with `cmd_schema` and `cmd_schema_for`. Loaded as one immutable set, so SIGHUP can build
+ * a new set and swap it in whole, or keep the old one if any file is bad.
  */
 #ifndef GW_SCHEMAS_H
 #define GW_SCHEMAS_H

@@ -355,7 +355,8 @@ static int open_publisher(gw_server *s, eds_error *err)
         /* qos 2: exactly once, with the MQTT session persisted beside the journal */
         .persistent = cfg->qos == 2,
         .session_dir = cfg->state_dir,
-        .receive_maximum = cfg->broker_receive_maximum,
+        .receive_maximum = cfg->broker_receive_maximum, /* 3.1.1 only: 5 takes the broker's */
+        .mqtt_version = cfg->mqtt_version,
     };
     rc = gw_publisher_create(&pc, &s->pub, err);
     free(broker_pw);

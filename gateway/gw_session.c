@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "eds_clock.h"
 #include "eds_log.h"
 #include "eds_proto.h"
 #include "gw_now.h"
@@ -220,7 +221,8 @@ static void handle_data(gw_session *ss, gw_conn *c, const eds_msg *m)
         send_error(ss, c, EDS_PE_BAD_MESSAGE, "window full: wait for acks before sending more");
         return;
     }
-    gw_record r = {.seq = m->seq, .kind = GW_REC_DATA, .state = GW_REC_WAITING};
+    gw_record r = {
+        .seq = m->seq, .kind = GW_REC_DATA, .state = GW_REC_WAITING, .received_ms = eds_wall_ms()};
     if (m->seq <= d->last_accepted) {
         r.kind = GW_REC_DUP;
         r.state = GW_REC_DONE;
