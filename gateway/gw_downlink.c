@@ -312,6 +312,16 @@ static bool topic_device(const gw_downlink *dl, const char *t, char *id)
     return true;
 }
 
+/* An MQTT 5 response topic the gateway will publish to: P/device/cmd/result or below
+ * only, so that no reader can make the gateway write to a data or status topic. */
+static bool response_topic_ok(const gw_downlink *dl, const char *device, const char *rt)
+{
+    char base[GW_TOPIC_MAX];
+    gw_relay_topic(dl->relay, device, "cmd/result", base);
+    size_t n = strlen(base);
+    return strncmp(rt, base, n) == 0 && (rt[n] == '\0' || rt[n] == '/') && !strpbrk(rt, "+#");
+}
+
 /* Queues cmd on q (the device's or its parked entry), dropping the oldest past
  * max_held_cmds. */
 static void hold(gw_downlink *dl, const char *device, gw_cmdq *q, gw_cmd *cmd)
@@ -339,10 +349,16 @@ void gw_downlink_message(gw_downlink *dl, const gw_pub_event *ev)
         return;
     }
     dl->st->cmds_in++;
-    gw_cmd_parts parts = {.rt = ev->response_topic,
-                          .rt_len = ev->response_topic ? strlen(ev->response_topic) : 0,
-                          .corr = ev->corr,
-                          .corr_len = ev->corr_len};
+    gw_cmd_parts parts = {.corr = ev->corr, .corr_len = ev->corr_len};
+    if (ev->response_topic && response_topic_ok(dl, id, ev->response_topic)) {
+        parts.rt = ev->response_topic;
+        parts.rt_len = strlen(ev->response_topic);
+    } else if (ev->response_topic) {
+        warn(dl,
+             "command for %s: response topic %.200s ignored (only %s/%s/cmd/result and "
+             "below)",
+             id, ev->response_topic, dl->cfg->topic_prefix, id);
+    }
     checked ck;
     check(dl, id, ev->payload, ev->len, &ck);
     parts.ref = ck.ref;
