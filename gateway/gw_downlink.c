@@ -16,7 +16,8 @@
 #define WARN_EVERY_MS 10000
 
 /* The cmd line's head with the largest id: a command that fits after it fits always. */
-static const char CMD_HEAD[] = "{\"type\":\"cmd\",\"id\":9007199254740991,\"data\":";
+static const char CMD_HEAD[] =
+    "{\"type\":\"cmd\",\"id\":9007199254740991,\"uid\":9007199254740991,\"data\":";
 #define CMD_HEAD_LEN (sizeof(CMD_HEAD) - 1)
 
 int gw_downlink_init(gw_downlink *dl, const gw_config *cfg, gw_window *w, gw_conns *conns,
@@ -170,9 +171,12 @@ void gw_downlink_deliver(gw_downlink *dl, gw_conn *c)
             continue;
         }
         cmd->id = ++c->next_cmd_id;
-        size_t cap = cmd->len + 64;
+        size_t cap = cmd->len + 96;
         char *p = gw_conn_out_reserve(c, cap);
-        size_t n = p ? eds_fmt_cmd(p, cap, cmd->id, cmd->json, cmd->len) : 0;
+        /* An agent that speaks command results gets the uid: it recognises a command
+         * sent again after a reconnect or its own power cycle. */
+        uint64_t uid = c->cmd_results ? cmd->uid : 0;
+        size_t n = p ? eds_fmt_cmd_uid(p, cap, cmd->id, uid, cmd->json, cmd->len) : 0;
         if (n)
             gw_conn_out_commit(dl->conns, c, n);
         gw_cmdq_push(&c->unacked, cmd);

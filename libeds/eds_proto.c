@@ -123,6 +123,8 @@ static int parse_to_agent(eds_msg *m, const char *type, eds_error *err)
         if (!get_int(m->root, "id", 0, (double)EDS_SEQ_MAX, &d))
             return eds_error_set(err, EDS_ERR_PROTO, "cmd needs an integer \"id\"");
         m->id = (int64_t)d;
+        if (get_int(m->root, "uid", 1, (double)EDS_SEQ_MAX, &d))
+            m->uid = (uint64_t)d;
         m->data = cJSON_GetObjectItemCaseSensitive(m->root, "data");
         if (!m->data)
             return eds_error_set(err, EDS_ERR_PROTO, "cmd needs \"data\"");
@@ -356,9 +358,17 @@ size_t eds_fmt_nack(char *buf, size_t cap, uint64_t seq, const char *errors_json
 
 size_t eds_fmt_cmd(char *buf, size_t cap, int64_t id, const char *data_json, size_t data_len)
 {
+    return eds_fmt_cmd_uid(buf, cap, id, 0, data_json, data_len);
+}
+
+size_t eds_fmt_cmd_uid(char *buf, size_t cap, int64_t id, uint64_t uid, const char *data_json,
+                       size_t data_len)
+{
     size_t n = 0;
-    bool ok = appendf(buf, cap, &n, "{\"type\":\"cmd\",\"id\":%lld,\"data\":", (long long)id) &&
-              append(buf, cap, &n, data_json, data_len) && append(buf, cap, &n, "}", 1);
+    bool ok = appendf(buf, cap, &n, "{\"type\":\"cmd\",\"id\":%lld,", (long long)id) &&
+              (!uid || appendf(buf, cap, &n, "\"uid\":%llu,", (unsigned long long)uid)) &&
+              append(buf, cap, &n, "\"data\":", 7) && append(buf, cap, &n, data_json, data_len) &&
+              append(buf, cap, &n, "}", 1);
     return finish(buf, cap, n, ok);
 }
 

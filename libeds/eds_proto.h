@@ -68,6 +68,7 @@ typedef struct eds_msg {
     uint64_t seq;          /* data, ack, nack */
     uint64_t last_seq;     /* welcome */
     int64_t id;            /* cmd, cmd ack */
+    uint64_t uid;          /* cmd: the gateway's uid of the command (cmd_results); 0: none */
     bool duplicate;        /* ack */
     cJSON *data;           /* data: the record object; cmd: any JSON value */
     const char *data_json; /* data, cmd: the member's text in the line (not NUL-terminated) */
@@ -135,6 +136,10 @@ size_t eds_fmt_ack(char *buf, size_t cap, uint64_t seq, bool duplicate);
 size_t eds_fmt_nack(char *buf, size_t cap, uint64_t seq, const char *errors_json,
                     size_t errors_len);
 size_t eds_fmt_cmd(char *buf, size_t cap, int64_t id, const char *data_json, size_t data_len);
+/* {"type":"cmd","id":N,"uid":U,"data":...}: with the command's uid (a cmd_results agent;
+ * uid 0 writes the plain eds_fmt_cmd line). */
+size_t eds_fmt_cmd_uid(char *buf, size_t cap, int64_t id, uint64_t uid, const char *data_json,
+                       size_t data_len);
 size_t eds_fmt_pong(char *buf, size_t cap);
 /* {"type":"nack","id":N,"errors":ERRORS}: the agent refuses command id (cmd_results). */
 size_t eds_fmt_cmd_nack(char *buf, size_t cap, int64_t id, const char *errors_json,

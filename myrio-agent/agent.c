@@ -15,6 +15,7 @@
 
 #include "eds_clock.h"
 #include "eds_backoff.h"
+#include "agent_cmds.h"
 #include "agent_input.h"
 #include "agent_queue.h"
 #include "agent_spool.h"
@@ -42,7 +43,6 @@
 #include <unistd.h>
 
 #define RX_CHUNK 16384
-#define CMDQ_CAP 256
 #define CMDQ_PAUSE 128          /* stop reading the gateway while this many commands wait */
 #define OUT_SLACK 1024          /* room kept free in the output buffer for acks and pings */
 #define OUT_CTRL_MAX (1u << 20) /* growth allowed beyond that for acks and pings */
@@ -51,13 +51,6 @@
     30000 /* persist the acked marker this often (flash wear; welcome corrects) */
 
 enum conn_state { ST_IDLE, ST_CONNECTING, ST_HELLO, ST_READY };
-
-typedef struct pending_cmd {
-    int64_t id;
-    uint64_t gen; /* the connection it came on: acks go only there */
-    char *json;
-    size_t len;
-} pending_cmd;
 
 struct eds_agent {
     eds_agent_config cfg; /* strings owned (copied) */
@@ -91,8 +84,7 @@ struct eds_agent {
     eds_backoff bo;
     unsigned fail_streak;
 
-    pending_cmd cmds[CMDQ_CAP];
-    size_t cmd_head, cmd_count;
+    agent_cmds cmdq; /* waiting for eds_agent_next_cmd or the tcp client (cmd_tcp) */
     int cmd_udp_fd;
 
     /* what eds_agent_pollfds handed out, for eds_agent_dispatch */
@@ -500,6 +492,47 @@ static bool cmd_valid(eds_agent *a, const eds_msg *m)
     return false;
 }
 
+static void flush_output(eds_agent *a);
+
+/* The head of the queue was taken by a consumer: acked if its connection is this one
+ * (otherwise the gateway sends it again, and its uid gets the ack then). */
+static void cmd_taken(eds_agent *a)
+{
+    const agent_cmd *c = agent_cmds_head(&a->cmdq);
+    if (c->gen == a->gen && a->st == ST_READY) {
+        send_cmd_ack(a, c->id);
+        flush_output(a);
+    }
+    agent_cmds_taken(&a->cmdq);
+    a->stats.cmds++;
+}
+
+/* cmd_tcp: writes waiting commands to the local tcp client while it takes them. */
+static void pump_cmds(eds_agent *a)
+{
+    const agent_cmd *c;
+    while (a->cfg.cmd_tcp && a->in && (c = agent_cmds_head(&a->cmdq)) != NULL &&
+           inputs_send_line(a->in, c->json, c->len) == EDS_OK)
+        cmd_taken(a);
+}
+
+/* A command for a local consumer: it waits (in the spool with one) until taken. */
+static void queue_cmd(eds_agent *a, const eds_msg *m, const char *json, size_t len)
+{
+    switch (agent_cmds_offer(&a->cmdq, m->id, a->gen, m->uid, json, len)) {
+    case AGENT_CMD_TAKEN_BEFORE:
+        send_cmd_ack(a, m->id); /* taken before its ack could go: ack it now */
+        break;
+    case AGENT_CMD_FULL:
+        eds_log_error("command %" PRId64 " not taken: %d commands (or 1 MiB) wait for the "
+                      "application; the gateway keeps it and sends it again after a reconnect",
+                      m->id, AGENT_CMDS_MAX);
+        break;
+    default:
+        pump_cmds(a);
+    }
+}
+
 static void deliver_cmd(eds_agent *a, const eds_msg *m)
 {
     if (!cmd_valid(a, m))
@@ -548,19 +581,8 @@ static void deliver_cmd(eds_agent *a, const eds_msg *m)
                           a->cfg.cmd_udp, strerror(errno));
     }
     if (!a->cfg.cmd_stdout && a->cfg.cmd_udp <= 0) {
-        if (a->cmd_count >= CMDQ_CAP) {
-            eds_log_error("command %" PRId64 " dropped: %d commands wait for "
-                          "eds_agent_next_cmd",
-                          m->id, CMDQ_CAP);
-            free(json);
-            return;
-        }
-        pending_cmd *c = &a->cmds[(a->cmd_head + a->cmd_count) % CMDQ_CAP];
-        c->id = m->id;
-        c->gen = a->gen;
-        c->json = json;
-        c->len = len;
-        a->cmd_count++;
+        queue_cmd(a, m, json, len);
+        free(json);
         return;
     }
     free(json);
@@ -678,7 +700,7 @@ static void conn_readable(eds_agent *a)
             disconnect(a, EDS_LOG_WARNING, a->drop_reason);
             return;
         }
-        if (a->cmd_count >= CMDQ_PAUSE)
+        if (a->cmdq.n >= CMDQ_PAUSE)
             return;
     }
 }
@@ -852,7 +874,7 @@ int eds_agent_pollfds(eds_agent *a, struct pollfd *fds, size_t cap, int *timeout
     size_t n = 0;
     a->polled_conn = -1;
     if (a->conn && cap > 0) {
-        bool reading = a->st >= ST_HELLO && a->cmd_count < CMDQ_PAUSE;
+        bool reading = a->st >= ST_HELLO && a->cmdq.n < CMDQ_PAUSE;
         bool writing = a->out_len > 0;
         fds[n].fd = conn_fd(a->conn);
         fds[n].events = conn_poll_events(a->conn, reading, writing);
@@ -876,7 +898,7 @@ int eds_agent_pollfds(eds_agent *a, struct pollfd *fds, size_t cap, int *timeout
     }
     if (wait > 60000)
         wait = 60000;
-    if (a->conn && conn_pending(a->conn) && a->cmd_count < CMDQ_PAUSE)
+    if (a->conn && conn_pending(a->conn) && a->cmdq.n < CMDQ_PAUSE)
         wait = 0;
     *timeout_ms = (int)wait;
     return (int)n;
@@ -900,14 +922,16 @@ int eds_agent_dispatch(eds_agent *a, const struct pollfd *fds, size_t n)
             }
         } else {
             /* Either readiness may be what TLS waits for: try both directions. */
-            if (a->cmd_count < CMDQ_PAUSE)
+            if (a->cmdq.n < CMDQ_PAUSE)
                 conn_readable(a);
             if (a->conn)
                 flush_output(a);
         }
     }
-    if (a->in)
+    if (a->in) {
         inputs_handle(a->in, fds + a->polled_in, n - a->polled_in, t);
+        pump_cmds(a); /* a tcp client may have connected, or made room */
+    }
     a->polled_n = 0;
     a->polled_conn = -1;
     run_timers(a, t);
@@ -983,24 +1007,16 @@ void eds_agent_stop(eds_agent *a)
 
 int eds_agent_next_cmd(eds_agent *a, char *buf, size_t cap, int64_t *id)
 {
-    if (a->cmd_count == 0)
+    const agent_cmd *c = agent_cmds_head(&a->cmdq);
+    if (!c)
         return 0;
-    pending_cmd *c = &a->cmds[a->cmd_head];
     if (c->len + 1 > cap || c->len > 0x7fffffff)
         return EDS_ERR_TOOLONG;
     memcpy(buf, c->json, c->len);
     buf[c->len] = '\0';
     *id = c->id;
     int len = (int)c->len;
-    if (c->gen == a->gen && a->st == ST_READY) {
-        send_cmd_ack(a, c->id);
-        flush_output(a);
-    }
-    free(c->json);
-    memset(c, 0, sizeof(*c));
-    a->cmd_head = (a->cmd_head + 1) % CMDQ_CAP;
-    a->cmd_count--;
-    a->stats.cmds++;
+    cmd_taken(a);
     return len;
 }
 
@@ -1162,6 +1178,9 @@ int eds_agent_create(const eds_agent_config *cfg, eds_agent **out, eds_error *er
             goto fail;
         snprintf(a->stream, sizeof(a->stream), "%s", spool_stream(a->spool));
         a->next_seq = spool_last_seq(a->spool) + 1;
+        /* Commands waiting for the application survive a power cycle with the spool. */
+        if ((rc = agent_cmds_open(&a->cmdq, a->cfg.spool, err)) != EDS_OK)
+            goto fail;
     } else {
         snprintf(a->stream, sizeof(a->stream), "%016" PRIx64, seed_from_urandom());
         a->next_seq = 1;
@@ -1227,11 +1246,7 @@ void eds_agent_destroy(eds_agent *a)
     agq_free(&a->q);
     eds_schema_destroy(a->schema);
     eds_schema_destroy(a->cmd_schema);
-    while (a->cmd_count) {
-        free(a->cmds[a->cmd_head].json);
-        a->cmd_head = (a->cmd_head + 1) % CMDQ_CAP;
-        a->cmd_count--;
-    }
+    agent_cmds_close(&a->cmdq);
     if (a->cmd_udp_fd >= 0)
         close(a->cmd_udp_fd);
     if (a->password) {

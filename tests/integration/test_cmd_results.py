@@ -114,7 +114,9 @@ class AgentResultsTest(ResultCase):
         self.assertEqual(c.recv_line(),
                          b'{"type":"welcome","proto":1,"last_seq":0,"cmd_results":true}')
         self.send(b'{"id":7,"valve":"open"}')
-        self.assertEqual(c.recv_line(), b'{"type":"cmd","id":1,"data":{"id":7,"valve":"open"}}')
+        # Such an agent also gets the command's uid, to recognise it if it comes again.
+        self.assertRegex(c.recv_line(),
+                         rb'^\{"type":"cmd","id":1,"uid":[1-9][0-9]*,"data":\{"id":7,"valve":"open"\}\}$')
         c.send_json({"type": "nack", "id": 1, "errors": {"valve": ["unallowed value open"]}})
         got = self.results(1)
         self.assertEqual(got, [{"status": "rejected", "ref": 7, "reason": "refused by the agent",
