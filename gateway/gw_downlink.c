@@ -14,6 +14,8 @@
 
 #define PARK_BITS 14 /* hash buckets for parked ids: 128 KiB */
 #define WARN_EVERY_MS 10000
+#define RESULTS_MAX 4096                /* results waiting for the broker at most... */
+#define RESULTS_BYTES (4 * 1024 * 1024) /* ...and their bytes */
 
 /* The cmd line's head with the largest id: a command that fits after it fits always. */
 static const char CMD_HEAD[] =
@@ -29,6 +31,7 @@ int gw_downlink_init(gw_downlink *dl, const gw_config *cfg, gw_window *w, gw_con
     dl->conns = conns;
     dl->relay = relay;
     dl->st = st;
+    gw_outbox_init(&dl->results, RESULTS_MAX, RESULTS_BYTES);
     return gw_cmdpark_init(&dl->park, PARK_BITS);
 }
 
@@ -39,6 +42,7 @@ void gw_downlink_free(gw_downlink *dl)
     gw_cmdpark_free(&dl->park, &dl->held_bytes);
     for (size_t i = 0; i < dl->w->n_devices; i++)
         gw_cmdq_clear(&dl->w->devices[i]->held, &dl->held_bytes);
+    gw_outbox_free(&dl->results);
     free(dl->buf);
     dl->buf = NULL;
 }
@@ -74,9 +78,32 @@ static gw_cmd_parts parts_of(const gw_cmd *c)
                           .corr_len = c->corr_len};
 }
 
+/* Publishes a result now, or keeps it (in order) until the broker takes it. */
+static void send_result(gw_downlink *dl, const char *topic, const char *b, size_t len,
+                        const void *corr, size_t corr_len)
+{
+    int qos = dl->cfg->qos ? 1 : 0;
+    if (!gw_outbox_head(&dl->results) &&
+        gw_relay_try_publish(dl->relay, topic, b, len, qos, corr, corr_len) == EDS_OK)
+        return;
+    if (!gw_outbox_push(&dl->results, topic, b, len, corr, corr_len))
+        warn(dl, "command result for %s dropped: %d results wait for the broker", topic,
+             RESULTS_MAX);
+}
+
+void gw_downlink_flush(gw_downlink *dl)
+{
+    const gw_outmsg *m;
+    int qos = dl->cfg->qos ? 1 : 0;
+    while ((m = gw_outbox_head(&dl->results)) != NULL &&
+           gw_relay_try_publish(dl->relay, m->topic, m->payload, m->len, qos, m->corr,
+                                m->corr_len) == EDS_OK)
+        gw_outbox_pop(&dl->results);
+}
+
 /* Publishes {"status":S[,"ref":R][,"reason":..][,"errors":{..}]} to P/device/cmd/result
- * and, for an MQTT 5 request, to its response topic with its correlation data. Best
- * effort: skipped (debug log) while the broker is away or the publisher is full. */
+ * and, for an MQTT 5 request, to its response topic with its correlation data; kept
+ * while the broker is away or the publisher is full (gw_outbox.h). */
 static void result(gw_downlink *dl, const char *device, const gw_cmd_parts *p, const char *status,
                    const char *reason, const char *errors)
 {
@@ -111,10 +138,9 @@ static void result(gw_downlink *dl, const char *device, const gw_cmd_parts *p, c
     b[len++] = '}';
     char topic[GW_TOPIC_MAX];
     gw_relay_topic(dl->relay, device, "cmd/result", topic);
-    int qos = dl->cfg->qos ? 1 : 0;
-    gw_relay_publish_untracked(dl->relay, topic, b, len, qos, false);
+    send_result(dl, topic, b, len, NULL, 0);
     if (p->rt_len)
-        gw_relay_publish_response(dl->relay, p->rt, b, len, qos, p->corr, p->corr_len);
+        send_result(dl, p->rt, b, len, p->corr, p->corr_len);
 }
 
 /* cmd's result is out: off the store, freed. */

@@ -36,6 +36,7 @@
 #include "gw_cmdstore.h"
 #include "gw_config.h"
 #include "gw_conn.h"
+#include "gw_outbox.h"
 #include "gw_publisher.h"
 #include "gw_relay.h"
 #include "gw_schemas.h"
@@ -57,7 +58,8 @@ typedef struct gw_downlink {
     int64_t next_warn_ms;      /* warnings are logged at most every 10 s */
     uint64_t warns_unlogged;
     bool retained_logged;
-    char *buf; /* result documents; owned */
+    gw_outbox results; /* results waiting for the broker (or for room at the publisher) */
+    char *buf;         /* result documents; owned */
     size_t buf_cap;
 } gw_downlink;
 
@@ -92,6 +94,10 @@ void gw_downlink_detach(gw_downlink *dl, gw_conn *c, gw_device *d);
 
 /* Frees what c still holds (before gw_conn_destroy). */
 void gw_downlink_conn_gone(gw_downlink *dl, gw_conn *c);
+
+/* Publishes the results that wait for the broker, while the publisher takes them (once
+ * per batch, after the records). */
+void gw_downlink_flush(gw_downlink *dl);
 
 /* Timer: commands past their expiry get their result and are freed; the store is
  * compacted when it has grown enough. */

@@ -40,16 +40,14 @@ void gw_relay_publish_untracked(gw_relay *r, const char *topic, const char *payl
         eds_log_debug("publish to %s skipped: %s", topic, eds_strerror(rc));
 }
 
-void gw_relay_publish_response(gw_relay *r, const char *topic, const char *payload, size_t len,
-                               int qos, const void *corr, size_t corr_len)
+int gw_relay_try_publish(gw_relay *r, const char *topic, const char *payload, size_t len, int qos,
+                         const void *corr, size_t corr_len)
 {
     if (!r->broker_up || r->restoring)
-        return;
+        return EDS_ERR_BROKER;
     gw_pub_props props = {.corr = corr, .corr_len = corr_len};
-    int rc = gw_publisher_publish_props(r->pub, topic, payload, len, qos, false, GW_TOKEN_UNTRACKED,
-                                        NULL, &props);
-    if (rc != EDS_OK)
-        eds_log_debug("publish to %s skipped: %s", topic, eds_strerror(rc));
+    return gw_publisher_publish_props(r->pub, topic, payload, len, qos, false, GW_TOKEN_UNTRACKED,
+                                      NULL, &props);
 }
 
 void gw_relay_status(gw_relay *r, gw_device *d)

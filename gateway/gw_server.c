@@ -283,6 +283,7 @@ static void tick(gw_server *s)
 static void end_batch(gw_server *s)
 {
     gw_relay_pump(&s->relay);
+    gw_downlink_flush(&s->downlink);
     write_journal(s);
     eds_error err;
     int64_t now = gw_now_ms();
