@@ -169,6 +169,23 @@ static void test_messages_and_control_have_own_bounds(void **state)
     gw_pubq_free(&q); /* a zeroed queue is fine */
 }
 
+/* MQTT 5: the broker's receive maximum lowers what may be outstanding (never above
+ * max_inflight, never below 1); publishes past it wait. */
+static void test_receive_maximum_limits_outstanding(void **state)
+{
+    (void)state;
+    gw_pubq q;
+    assert_int_equal(gw_pubq_init(&q, 10, 4, 4), EDS_OK);
+    assert_int_equal(gw_pubq_set_receive_maximum(&q, 5), 3);
+    for (int i = 0; i < 3; i++)
+        publish(&q, (uint64_t)i);
+    assert_int_equal(gw_pubq_begin(&q, 99), GW_PUBQ_NIL);
+    assert_int_equal(gw_pubq_set_receive_maximum(&q, 65535), 10);
+    assert_int_not_equal(gw_pubq_begin(&q, 99), GW_PUBQ_NIL);
+    assert_int_equal(gw_pubq_set_receive_maximum(&q, 1), 1);
+    gw_pubq_free(&q);
+}
+
 static void test_ring_wraps_many_times(void **state)
 {
     (void)state;
@@ -259,6 +276,7 @@ int main(void)
         cmocka_unit_test(test_refused_hand_over_leaves_nothing),
         cmocka_unit_test(test_messages_and_control_have_own_bounds),
         cmocka_unit_test(test_ring_wraps_many_times),
+        cmocka_unit_test(test_receive_maximum_limits_outstanding),
         cmocka_unit_test(test_pubconf_checks_and_defaults),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
