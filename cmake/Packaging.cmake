@@ -144,7 +144,12 @@ if(EDS_DPKG_SHLIBDEPS AND NOT CMAKE_CROSSCOMPILING)
     set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 else()
     set(CPACK_DEBIAN_GATEWAY_PACKAGE_DEPENDS "libc6, libcjson1, libpaho-mqtt1.3, libssl3")
-    set(CPACK_DEBIAN_AGENT_PACKAGE_DEPENDS "libc6, libcjson1, libssl3")
+    if(EDS_SELF_CONTAINED)
+        # OpenSSL and cJSON are linked in (cmake/SelfContained.cmake).
+        set(CPACK_DEBIAN_AGENT_PACKAGE_DEPENDS "libc6")
+    else()
+        set(CPACK_DEBIAN_AGENT_PACKAGE_DEPENDS "libc6, libcjson1, libssl3")
+    endif()
 endif()
 
 set(EDS_DEB_CONTROL ${CMAKE_BINARY_DIR}/deb-control)

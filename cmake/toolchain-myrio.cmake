@@ -3,11 +3,15 @@
 # -mfpu=vfpv3 -mfloat-abi=softfp: the armel ABI (floats passed in integer
 # registers), not armhf. This file builds the same ABI with Debian's
 # gcc-arm-linux-gnueabi, against:
-#   - cJSON and cmocka installed as armel multiarch packages
-#     (/usr/lib/arm-linux-gnueabi, /usr/include),
 #   - OpenSSL unpacked from libssl-dev:armel + libssl3:armel into a sysroot
-#     folder (it cannot be co-installed next to the host's libssl3),
-# all of which scripts/install-cross.sh puts in place. Tests run under
+#     folder (it cannot be co-installed next to the host's libssl3), linked
+#     statically,
+#   - cJSON built from Debian's source package (static; Debian has no armel
+#     libcjson.a),
+#   - cmocka (tests only) as an armel multiarch package,
+# all of which scripts/install-cross.sh puts in place. The binaries are
+# self-contained for NI Linux RT's glibc 2.24 (EDS_SELF_CONTAINED, see
+# cmake/SelfContained.cmake). Tests run under
 # qemu-arm through CMAKE_CROSSCOMPILING_EMULATOR, so a plain `ctest` in the
 # build folder runs them emulated.
 #
@@ -50,13 +54,16 @@ if(NOT EXISTS "${EDS_ARM_SYSROOT}/usr/lib/${EDS_ARM_TRIPLET}/libcrypto.so")
                         "run scripts/install-cross.sh (or set EDS_ARM_SYSROOT)")
 endif()
 
-# Installed binaries find their libraries next to them (bin/../lib), so a
-# copied tree (scripts/build-arm.sh --bundle) runs wherever it is unpacked
-# without ldconfig. DT_RPATH rather than DT_RUNPATH: it also serves the
-# libraries' own dependencies (libcrypto.so.3 needs libatomic.so.1).
-set(CMAKE_INSTALL_RPATH "$ORIGIN/../lib")
-set(CMAKE_EXE_LINKER_FLAGS_INIT "-Wl,--disable-new-dtags")
-set(CMAKE_SHARED_LINKER_FLAGS_INIT "-Wl,--disable-new-dtags")
+# NI Linux RT has glibc 2.24 and no OpenSSL 3: OpenSSL and cJSON linked in,
+# eds-agent static, libedsagent.so pinned to old glibc symbol versions
+# (cmake/SelfContained.cmake). cJSON's source sits next to the sysroot
+# (scripts/install-cross.sh --print-cjson-source).
+set(EDS_SELF_CONTAINED ON CACHE BOOL "myRIO: self-contained binaries")
+get_filename_component(_eds_cache "${EDS_ARM_SYSROOT}" DIRECTORY)
+set(EDS_CJSON_SOURCE_DIR "${_eds_cache}/cjson-src/source" CACHE PATH "cJSON source")
+
+# No install RPATH: eds-agent is static and libedsagent.so needs nothing
+# beyond glibc (cmake/SelfContained.cmake).
 
 # Libraries, headers and CMake packages: the OpenSSL sysroot first, then the
 # host's multiarch folders (CMAKE_LIBRARY_ARCHITECTURE makes find_library
@@ -79,13 +86,13 @@ unset(ENV{PKG_CONFIG_SYSROOT_DIR})
 
 # ctest runs every test executable under qemu-arm, with the guest's paths
 # unchanged (-L /): its loader /lib/ld-linux.so.3 and libc are then the
-# armel multiarch libc6:armel (a dependency of libcjson1:armel, and kept at
-# the host libc6's version), so loader and libc always come from the same
+# armel multiarch libc6:armel (kept at the host libc6's version), so loader
+# and libc always come from the same
 # build. (-L /usr/arm-linux-gnueabi would take the loader from the
 # libc6-armel-cross package but libc.so.6 from /lib/arm-linux-gnueabi, which
 # that prefix does not shadow: two different glibc builds in one process.)
-# cJSON and cmocka come from /usr/lib/arm-linux-gnueabi, OpenSSL from the
-# sysroot through the build tree's RUNPATH.
+# cmocka comes from /usr/lib/arm-linux-gnueabi; OpenSSL and cJSON are linked
+# in. eds-agent itself is static and needs no -L at all.
 find_program(EDS_QEMU_ARM qemu-arm)
 if(EDS_QEMU_ARM)
     set(CMAKE_CROSSCOMPILING_EMULATOR "${EDS_QEMU_ARM};-L;/")

@@ -35,6 +35,7 @@ void gw_conns_free(gw_conns *t)
                 gw_conn_destroy(t, t->by_fd[fd]);
     free(t->by_fd);
     free(t->scratch);
+    free(t->spare);
     memset(t, 0, sizeof(*t));
 }
 
@@ -254,6 +255,12 @@ void gw_conn_send(gw_conns *t, gw_conn *c, const char *line, size_t n)
 
 ssize_t gw_conn_read(gw_conns *t, gw_conn *c, eds_error *err)
 {
+    if (!c->framer.buf) {
+        if (!t->spare)
+            t->spare = malloc(GW_READ_CHUNK);
+        if (t->spare && eds_framer_lend(&c->framer, t->spare, GW_READ_CHUNK))
+            t->spare = NULL;
+    }
     char *p;
     if (eds_framer_space(&c->framer, GW_READ_CHUNK, &p) == 0)
         return eds_error_set(err, EDS_ERR_NOMEM, "out of memory");
@@ -277,6 +284,16 @@ ssize_t gw_conn_read(gw_conns *t, gw_conn *c, eds_error *err)
         c->last_rx_ms = gw_now_ms();
     }
     return n;
+}
+
+void gw_conn_reclaim(gw_conns *t, gw_conn *c)
+{
+    size_t cap;
+    char *b = eds_framer_reclaim(&c->framer, &cap);
+    if (b && !t->spare && cap == GW_READ_CHUNK)
+        t->spare = b;
+    else
+        free(b);
 }
 
 /* Like send: bytes taken, EDS_ERR_AGAIN, or another negative code. */

@@ -89,6 +89,7 @@ typedef struct gw_conns {
     size_t cap, n;
     gw_conn *dirty, *closing;
     char *scratch; /* GW_READ_CHUNK, for what a lingering close discards */
+    char *spare;   /* GW_READ_CHUNK read buffer lent to the framer of the connection read next */
 } gw_conns;
 
 /* The device's connection if it is past welcome, else NULL. */
@@ -133,6 +134,10 @@ static inline size_t gw_conn_out_pending(const gw_conn *c)
 /* Reads once into the framer: > 0 bytes, 0 when the peer closed,
  * EDS_ERR_AGAIN, or another negative code with the reason in err. */
 ssize_t gw_conn_read(gw_conns *t, gw_conn *c, eds_error *err);
+
+/* Takes back the read buffer lent to c's framer once c holds no input, for
+ * the next connection to read into (one buffer, not a malloc per read). */
+void gw_conn_reclaim(gw_conns *t, gw_conn *c);
 
 /* Sends what the output holds. EDS_OK (sent, or the rest waits for the
  * socket), or an error with the reason in err: the output is dropped and the

@@ -12,10 +12,13 @@
  *    inside MQTTAsync_send(): the connection thread takes it to destroy a
  *    client. Order: handle_lock -> Paho -> p->lock.
  *
- * Outstanding publishes live in a fixed slot table (max_inflight slots, the
- * Paho callback context is the slot), linked in call order. A slot is
- * released when its DONE/FAILED event is queued; the event itself counts
- * against max_inflight until dispatched, so the event queue cannot overflow.
+ * Outstanding publishes and the events for the loop are kept by gw_pubq
+ * (pure, under p->lock); Paho's callback context is the slot's slot_ctx.
+ * Condition variables: p->cond wakes the connection thread (connection
+ * state, room for control events), p->idle wakes gw_publisher_flush (nothing
+ * outstanding); a completion wakes neither unless it empties the table.
+ * Other files of the publisher: gw_pubconf (configuration), gw_paho_client
+ * (Paho's options), gw_paho_store (Paho's persistence on gw_pubstore).
  *
  * Each connection gets a new Paho client (generation counter). When the
  * connection is lost or any publish fails, every outstanding slot is failed
@@ -27,9 +30,7 @@
  * fails nothing: slots stay pending, the old client is destroyed first, and
  * the new one restores what was in flight from the session store (gw_pubstore)
  * and resends it; restore_done_locked() settles the slots once the store has
- * emptied. Buffers handed to Paho come from its allocator (MQTTAsync_malloc),
- * because Paho frees them with its own heap tracking (a plain malloc'd buffer
- * would be silently leaked).
+ * emptied.
  */
 #include "gw_publisher.h"
 

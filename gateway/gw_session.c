@@ -357,8 +357,10 @@ static bool take_lines(gw_session *ss, gw_conn *c)
         const char *line;
         size_t len;
         int rc = eds_framer_next(&c->framer, &line, &len);
-        if (rc == EDS_FRAMER_MORE)
+        if (rc == EDS_FRAMER_MORE) {
+            gw_conn_reclaim(ss->conns, c);
             return true;
+        }
         if (rc != EDS_FRAMER_LINE) {
             framer_failed(ss, c, rc);
             return false;

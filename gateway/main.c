@@ -131,35 +131,22 @@ int main(int argc, char **argv)
         gw_config_free(&cfg);
         return 2;
     }
-    for (int i = 1; i < argc; i++) {
+    /* The program's own flags, then the option table's (eds_conf_set_arg). */
+    for (int i = 1; i < argc;) {
         const char *a = argv[i];
         if (!strcmp(a, "-c") || !strcmp(a, "--config")) {
-            i++;
+            i += 2;
         } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
             verbose++;
+            i++;
         } else if (!strcmp(a, "-vv")) {
             verbose += 2;
+            i++;
         } else if (!strcmp(a, "--check")) {
             check = 1;
-        } else if (!strncmp(a, "--", 2) && eds_conf_find(gw_config_options(), a)) {
-            const eds_conf_opt *o = eds_conf_find(gw_config_options(), a);
-            const char *value = NULL;
-            if (o->type != EDS_CONF_BOOL ||
-                (i + 1 < argc && (!strcmp(argv[i + 1], "true") || !strcmp(argv[i + 1], "false")))) {
-                if (++i >= argc) {
-                    fprintf(stderr, "eds-gateway: %s needs a value (see --help)\n", a);
-                    gw_config_free(&cfg);
-                    return 2;
-                }
-                value = argv[i];
-            }
-            if (eds_conf_set(gw_config_options(), &cfg, a, value, "command line", &err) != EDS_OK) {
-                fprintf(stderr, "eds-gateway: %s\n", err.msg);
-                gw_config_free(&cfg);
-                return 2;
-            }
-        } else {
-            fprintf(stderr, "eds-gateway: unknown argument '%s' (see --help)\n", a);
+            i++;
+        } else if (eds_conf_set_arg(gw_config_options(), &cfg, argc, argv, &i, &err) != EDS_OK) {
+            fprintf(stderr, "eds-gateway: %s (see --help)\n", err.msg);
             gw_config_free(&cfg);
             return 2;
         }

@@ -479,7 +479,9 @@ int eds_conf_set_arg(const eds_conf_opt *opts, void *target, int argc, char *con
     const char *value = eq ? eq + 1 : NULL;
     int used = 1;
     const eds_conf_opt *o = eds_conf_find(opts, name);
-    if (o && !eq && o->type != EDS_CONF_BOOL && i + 1 < argc) {
+    if (o && !eq && i + 1 < argc &&
+        (o->type != EDS_CONF_BOOL || strcmp(argv[i + 1], "true") == 0 ||
+         strcmp(argv[i + 1], "false") == 0)) {
         value = argv[i + 1];
         used = 2;
     }

@@ -97,8 +97,9 @@ int eds_conf_set(const eds_conf_opt *opts, void *target, const char *name, const
 /*
  * Applies the command-line flag at argv[*index] and advances *index past
  * what it used: `--name VALUE` (two arguments), `--name=VALUE` (one), and
- * for EDS_CONF_BOOL options `--name` (true) or `--name=false`; a BOOL never
- * takes the next argument. Errors (source "command line"): an argument that
+ * for EDS_CONF_BOOL options `--name` (true), `--name=false`, or `--name true`
+ * / `--name false` (a BOOL takes the next argument only when it is one of
+ * those two words). Errors (source "command line"): an argument that
  * is not a `--` flag, an unknown flag, a missing or bad value. A program
  * handles its own flags (-c FILE, --help) first and hands the rest here,
  * after loading the file, so command-line values win.

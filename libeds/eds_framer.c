@@ -18,15 +18,17 @@ void eds_framer_init(eds_framer *f, size_t max_line)
 void eds_framer_free(eds_framer *f)
 {
     free(f->buf);
-    f->buf = NULL;
-    f->cap = f->start = f->end = f->scanned = 0;
+    free(f->back);
+    f->buf = f->back = NULL;
+    f->cap = f->start = f->end = f->scanned = f->back_cap = 0;
+    f->lent = false;
 }
 
 /* Everything held was handed out: start over at the front. */
 static void consumed_all(eds_framer *f)
 {
     f->start = f->end = f->scanned = 0;
-    if (f->cap > FRAMER_KEEP_CAP) {
+    if (f->cap > FRAMER_KEEP_CAP && !f->lent) {
         free(f->buf);
         f->buf = NULL;
         f->cap = 0;
@@ -46,7 +48,13 @@ static void keep_partial(eds_framer *f, size_t held)
     if (!nb)
         return; /* keep the big one */
     memcpy(nb, f->buf + f->start, held);
-    free(f->buf);
+    if (f->lent && !f->back) {
+        f->back = f->buf; /* for eds_framer_reclaim */
+        f->back_cap = f->cap;
+    } else {
+        free(f->buf);
+    }
+    f->lent = false;
     f->buf = nb;
     f->cap = f->end = held;
     f->start = 0;
@@ -78,6 +86,35 @@ size_t eds_framer_space(eds_framer *f, size_t want, char **p)
 void eds_framer_commit(eds_framer *f, size_t n)
 {
     f->end += n;
+}
+
+bool eds_framer_lend(eds_framer *f, char *buf, size_t cap)
+{
+    if (f->buf || f->back)
+        return false;
+    f->buf = buf;
+    f->cap = cap;
+    f->start = f->end = f->scanned = 0;
+    f->lent = true;
+    return true;
+}
+
+char *eds_framer_reclaim(eds_framer *f, size_t *cap)
+{
+    char *b = NULL;
+    if (f->back) {
+        b = f->back;
+        *cap = f->back_cap;
+        f->back = NULL;
+        f->back_cap = 0;
+    } else if (f->lent && f->start == f->end) {
+        b = f->buf;
+        *cap = f->cap;
+        f->buf = NULL;
+        f->cap = f->start = f->end = f->scanned = 0;
+        f->lent = false;
+    }
+    return b;
 }
 
 int eds_framer_feed(eds_framer *f, const char *data, size_t len)

@@ -43,6 +43,9 @@ typedef struct eds_framer {
     size_t scanned;  /* bytes from start known to hold no LF */
     size_t max_line; /* longest accepted line, LF included */
     bool failed;     /* a line was too long; every later call fails */
+    bool lent;       /* buf came from eds_framer_lend: kept when empty, for eds_framer_reclaim */
+    char *back;      /* a lent buffer the framer is done with (an unfinished line moved out) */
+    size_t back_cap;
 } eds_framer;
 
 /* Prepares f for lines of at most max_line bytes (LF included, >= 2). Allocates nothing. */
@@ -61,6 +64,20 @@ size_t eds_framer_space(eds_framer *f, size_t want, char **p);
 
 /* Records that n bytes (<= the room just given) were written at *p. */
 void eds_framer_commit(eds_framer *f, size_t n);
+
+/*
+ * Lending a read buffer, so that many connections can read through one
+ * buffer in turn instead of each allocating and freeing its own per read:
+ * eds_framer_lend hands the framer buf (malloc'd, cap bytes) when it holds
+ * no buffer (true; the framer owns buf now) and does nothing otherwise
+ * (false). The framer reads into it and hands out lines from it like from
+ * its own; it does not free it when the input is consumed, and it moves an
+ * unfinished line out of it into a buffer of the line's size. Then
+ * eds_framer_reclaim gives it back (with its size, which grows if a line
+ * needed more), or NULL while input is still held in it.
+ */
+bool eds_framer_lend(eds_framer *f, char *buf, size_t cap);
+char *eds_framer_reclaim(eds_framer *f, size_t *cap);
 
 /*
  * Copies len bytes of input in (for callers whose bytes are already in a

@@ -191,6 +191,13 @@ static int ctx_new(bool server, eds_tls_ctx **out, eds_error *err)
     if (!ctx)
         return eds_error_set(err, EDS_ERR_NOMEM, "out of memory");
     ctx->server = server;
+#ifdef EDS_TLS_NO_SYSTEM_CONFIG
+    /* Self-contained builds (the myRIO's, cmake/SelfContained.cmake) carry their own
+     * OpenSSL 3: the device's openssl.cnf belongs to its own OpenSSL, and an engine or
+     * provider module it names must not be loaded into this one. Every setting here is
+     * made in code, so the file is not read at all (the first init decides). */
+    OPENSSL_init_ssl(OPENSSL_INIT_NO_LOAD_CONFIG, NULL);
+#endif
     ERR_clear_error();
     ctx->ssl = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
     if (!ctx->ssl) {

@@ -64,6 +64,7 @@ struct eds_agent {
     char stream[EDS_STREAM_MAX + 1];
     uint64_t next_seq;
     char *scratch; /* max_line + 64: strict re-parse of incoming records */
+    char *rx;      /* RX_CHUNK: lent to the framer for each read, taken back once consumed */
 
     enum conn_state st;
     agent_conn *conn;
@@ -676,6 +677,9 @@ static void conn_readable(eds_agent *a)
         size_t n;
         eds_error err;
         char *p;
+        if (!a->fr.buf && (a->rx || (a->rx = malloc(RX_CHUNK)) != NULL) &&
+            eds_framer_lend(&a->fr, a->rx, RX_CHUNK))
+            a->rx = NULL;
         if (eds_framer_space(&a->fr, RX_CHUNK, &p) == 0) {
             disconnect(a, EDS_LOG_ERROR, "out of memory");
             return;
@@ -692,6 +696,12 @@ static void conn_readable(eds_agent *a)
         size_t len;
         while (!a->drop_conn && (rc = eds_framer_next(&a->fr, &line, &len)) == EDS_FRAMER_LINE)
             on_line(a, line, len);
+        size_t cap;
+        char *back = eds_framer_reclaim(&a->fr, &cap); /* no malloc and free per read */
+        if (back && !a->rx && cap == RX_CHUNK)
+            a->rx = back;
+        else
+            free(back);
         if (rc == EDS_ERR_TOOLONG) {
             disconnect(a, EDS_LOG_ERROR, "gateway sent a line longer than max_line");
             return;
@@ -1045,6 +1055,11 @@ const char *eds_agent_stream(const eds_agent *a)
     return a->stream;
 }
 
+const char *eds_agent_strerror(int code)
+{
+    return eds_strerror(code);
+}
+
 /* ---- create / destroy ------------------------------------------------ */
 
 static int read_password(const char *path, char **out, eds_error *err)
@@ -1258,6 +1273,7 @@ void eds_agent_destroy(eds_agent *a)
     for (size_t i = 0; i < AGENT_CONFIG_STRINGS; i++)
         free(*strs[i]);
     free(a->scratch);
+    free(a->rx);
     free(a->out);
     free(a);
 }

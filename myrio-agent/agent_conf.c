@@ -214,6 +214,12 @@ int eds_agent_config_load(eds_agent_config *cfg, const char *path, eds_error *er
     return eds_conf_load_file(path, agent_opts, cfg, err);
 }
 
+int eds_agent_config_set_arg(eds_agent_config *cfg, int argc, char *const argv[], int *index,
+                             eds_error *err)
+{
+    return eds_conf_set_arg(agent_opts, cfg, argc, argv, index, err);
+}
+
 bool eds_agent_config_is_flag(const char *name)
 {
     const eds_conf_opt *o = eds_conf_find(agent_opts, name);

@@ -1,8 +1,10 @@
 #include "agent_transport.h"
 
+#include "agent_resolve.h"
+
 #include <errno.h>
 #include <fcntl.h>
-#include <netdb.h>
+#include <arpa/inet.h>
 #include <poll.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -20,24 +22,24 @@ struct agent_conn {
     eds_tls_conn *tls;
     char *server_name;
     int want; /* EDS_TLS_WANT_* of the last TLS call that returned EDS_ERR_AGAIN, or 0 */
-    struct addrinfo *addrs; /* all candidates */
-    struct addrinfo *cur;   /* the one being tried */
+    agent_addr addrs[AGENT_MAX_ADDRS]; /* the candidates */
+    size_t naddrs;
+    size_t cur; /* the one being tried */
     char peer[80];
     char last_error[128];
 };
 
-static void describe(agent_conn *c, const struct addrinfo *ai)
+static void describe(agent_conn *c, const agent_addr *a)
 {
-    char host[48], port[8];
-    if (getnameinfo(ai->ai_addr, ai->ai_addrlen, host, sizeof(host), port, sizeof(port),
-                    NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
-        snprintf(c->peer, sizeof(c->peer), "?");
-        return;
-    }
-    if (ai->ai_family == AF_INET6)
-        snprintf(c->peer, sizeof(c->peer), "[%s]:%s", host, port);
+    char host[INET6_ADDRSTRLEN];
+    const struct sockaddr_in *v4 = (const struct sockaddr_in *)&a->sa;
+    const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)&a->sa;
+    if (a->sa.ss_family == AF_INET6 && inet_ntop(AF_INET6, &v6->sin6_addr, host, sizeof(host)))
+        snprintf(c->peer, sizeof(c->peer), "[%s]:%u", host, ntohs(v6->sin6_port));
+    else if (a->sa.ss_family == AF_INET && inet_ntop(AF_INET, &v4->sin_addr, host, sizeof(host)))
+        snprintf(c->peer, sizeof(c->peer), "%s:%u", host, ntohs(v4->sin_port));
     else
-        snprintf(c->peer, sizeof(c->peer), "%s:%s", host, port);
+        snprintf(c->peer, sizeof(c->peer), "?");
 }
 
 static void set_keepalive(int fd)
@@ -56,18 +58,18 @@ static void set_keepalive(int fd)
 /* Starts a connect to c->cur or the next address that accepts one. */
 static int try_from_current(agent_conn *c)
 {
-    for (; c->cur; c->cur = c->cur->ai_next) {
+    for (; c->cur < c->naddrs; c->cur++) {
+        const agent_addr *a = &c->addrs[c->cur];
         if (c->fd >= 0)
             close(c->fd);
-        describe(c, c->cur);
-        c->fd = socket(c->cur->ai_family, c->cur->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                       c->cur->ai_protocol);
+        describe(c, a);
+        c->fd = socket(a->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (c->fd < 0) {
             snprintf(c->last_error, sizeof(c->last_error), "socket: %s", strerror(errno));
             continue;
         }
         set_keepalive(c->fd);
-        if (connect(c->fd, c->cur->ai_addr, c->cur->ai_addrlen) == 0) {
+        if (connect(c->fd, (const struct sockaddr *)&a->sa, a->len) == 0) {
             c->tcp_connecting = false;
             c->connecting = c->tls_ctx != NULL;
             return c->connecting ? EDS_ERR_AGAIN : EDS_OK;
@@ -100,18 +102,11 @@ int conn_start(const char *host, int port, eds_tls_ctx *tls, const char *server_
             return EDS_ERR_NOMEM;
         }
     }
-    char portstr[16];
-    snprintf(portstr, sizeof(portstr), "%d", port);
-    struct addrinfo hints;
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    int gai = getaddrinfo(host, portstr, &hints, &c->addrs);
-    if (gai != 0) {
+    if (agent_resolve(host, port, c->addrs, AGENT_MAX_ADDRS, &c->naddrs, err) != EDS_OK) {
         conn_close(c);
-        return eds_error_set(err, EDS_ERR_IO, "gateway %s:%d: %s", host, port, gai_strerror(gai));
+        return EDS_ERR_IO;
     }
-    c->cur = c->addrs;
+    c->cur = 0;
     int rc = try_from_current(c);
     if (rc == EDS_ERR_IO) {
         eds_error_set(err, EDS_ERR_IO, "gateway %s:%d: %s", host, port, c->last_error);
@@ -174,7 +169,7 @@ int conn_finish(agent_conn *c, eds_error *err)
             snprintf(c->last_error, sizeof(c->last_error), "%s", strerror(soerr));
             char failed[80];
             snprintf(failed, sizeof(failed), "%s", c->peer);
-            c->cur = c->cur->ai_next;
+            c->cur++;
             int rc = try_from_current(c);
             if (rc == EDS_ERR_IO)
                 return eds_error_set(err, EDS_ERR_IO, "connect to %s: %s", failed, c->last_error);
@@ -288,7 +283,5 @@ void conn_close(agent_conn *c)
     free(c->server_name);
     if (c->fd >= 0)
         close(c->fd);
-    if (c->addrs)
-        freeaddrinfo(c->addrs);
     free(c);
 }

@@ -2,7 +2,7 @@
  * agent_transport.h - the agent's connection to the gateway: connect, read,
  * write, close. The only file that touches the gateway socket.
  *
- * Everything is non-blocking. conn_start resolves the host (getaddrinfo,
+ * Everything is non-blocking. conn_start resolves the host (agent_resolve.h,
  * which may block briefly for a name; use an IP address on a myRIO) and
  * starts a connect to the first address; when the socket turns writable,
  * conn_finish completes it or moves on to the next address. TCP keepalive

@@ -33,7 +33,7 @@
  *     eds_agent_destroy(handle)
  *
  * Errors: every int-returning call returns EDS_OK (0) or a negative
- * EDS_ERR_* code (eds_err.h); eds_strerror() names it.
+ * EDS_ERR_* code (eds_err.h); eds_agent_strerror() names it.
  */
 #ifndef EDSAGENT_H
 #define EDSAGENT_H
@@ -48,6 +48,17 @@
 
 #ifdef __cplusplus
 extern "C" {
+#endif
+
+/* Marks the library's API: libedsagent.so is built with -fvisibility=hidden
+ * and a version script (edsagent.map), so exactly the functions declared
+ * with EDS_AGENT_API in this header are exported, nothing of libeds, OpenSSL
+ * or cJSON inside it (scripts/check-abi.sh checks this list against the
+ * built library). */
+#if defined(__GNUC__)
+#define EDS_AGENT_API __attribute__((visibility("default")))
+#else
+#define EDS_AGENT_API
 #endif
 
 /* What to do when a record arrives while the queue (and spool) are full. */
@@ -152,26 +163,32 @@ typedef struct eds_agent_stats {
 typedef struct eds_agent eds_agent;
 
 /* Fills cfg with the defaults above (all strings NULL). */
-void eds_agent_config_init(eds_agent_config *cfg);
+EDS_AGENT_API void eds_agent_config_init(eds_agent_config *cfg);
 
 /* Frees the strings of a config filled by eds_agent_config_load/set. */
-void eds_agent_config_free(eds_agent_config *cfg);
+EDS_AGENT_API void eds_agent_config_free(eds_agent_config *cfg);
 
 /* Applies one option, as in the config file (`name value`) or as a flag
  * ("--spool-max", "spool_max"). The strings set are owned by cfg. */
-int eds_agent_config_set(eds_agent_config *cfg, const char *name, const char *value,
-                         const char *source, eds_error *err);
+EDS_AGENT_API int eds_agent_config_set(eds_agent_config *cfg, const char *name, const char *value,
+                                       const char *source, eds_error *err);
 
 /* Reads a config file (`key value` lines, docs/agent.md) into cfg. */
-int eds_agent_config_load(eds_agent_config *cfg, const char *path, eds_error *err);
+EDS_AGENT_API int eds_agent_config_load(eds_agent_config *cfg, const char *path, eds_error *err);
 
 /* Prints every option with its default (for --help). */
-void eds_agent_config_help(FILE *out);
+EDS_AGENT_API void eds_agent_config_help(FILE *out);
 
 /* For command-line parsers: whether name ("--spool-max", "spool_max") is an
  * option, and whether it is a bare flag (a boolean that takes no value). */
-bool eds_agent_config_known(const char *name);
-bool eds_agent_config_is_flag(const char *name);
+EDS_AGENT_API bool eds_agent_config_known(const char *name);
+EDS_AGENT_API bool eds_agent_config_is_flag(const char *name);
+
+/* Applies the command-line option at argv[*index] (`--name VALUE`, `--name=VALUE`, a
+ * flag `--name`, `--name true|false`) and advances *index past what it used; the
+ * table's rules, as eds_conf_set_arg() in libeds. EDS_OK or EDS_ERR_CONFIG (err). */
+int eds_agent_config_set_arg(eds_agent_config *cfg, int argc, char *const argv[], int *index,
+                             eds_error *err);
 
 /*
  * Creates an agent: loads the schema, opens (and recovers) the spool,
@@ -179,11 +196,11 @@ bool eds_agent_config_is_flag(const char *name);
  * Returns EDS_OK and *out, or EDS_ERR_CONFIG / EDS_ERR_IO / EDS_ERR_SCHEMA /
  * EDS_ERR_NOMEM with err->msg.
  */
-int eds_agent_create(const eds_agent_config *cfg, eds_agent **out, eds_error *err);
+EDS_AGENT_API int eds_agent_create(const eds_agent_config *cfg, eds_agent **out, eds_error *err);
 
 /* Stops and frees; records still queued stay in the spool (without a spool
  * they are lost). Also flushes the spool's state. NULL is fine. */
-void eds_agent_destroy(eds_agent *a);
+EDS_AGENT_API void eds_agent_destroy(eds_agent *a);
 
 /*
  * Validates one record (a JSON object, len bytes, no NUL needed) and queues
@@ -194,10 +211,10 @@ void eds_agent_destroy(eds_agent *a);
  * the queue/spool is full: try again after a poll; EDS_ERR_IO when the
  * spool cannot be written.
  */
-int eds_agent_send(eds_agent *a, const char *json, size_t len, eds_error *err);
+EDS_AGENT_API int eds_agent_send(eds_agent *a, const char *json, size_t len, eds_error *err);
 
 /* eds_agent_send for a NUL-terminated string, without details (LabVIEW). */
-int eds_agent_send_str(eds_agent *a, const char *json);
+EDS_AGENT_API int eds_agent_send_str(eds_agent *a, const char *json);
 
 /*
  * Runs the engine once: waits at most timeout_ms (0: do not wait) for
@@ -205,7 +222,7 @@ int eds_agent_send_str(eds_agent *a, const char *json);
  * negative code when the agent cannot go on (spool write failure).
  * Connection problems are not errors here: the agent reconnects by itself.
  */
-int eds_agent_poll(eds_agent *a, int timeout_ms);
+EDS_AGENT_API int eds_agent_poll(eds_agent *a, int timeout_ms);
 
 /*
  * The same in two halves, for a program with its own poll(2) loop:
@@ -217,8 +234,8 @@ int eds_agent_poll(eds_agent *a, int timeout_ms);
  * EDS_ERR_INVAL if n differs, or a code as eds_agent_poll).
  */
 #define EDS_AGENT_MAX_FDS 16
-int eds_agent_pollfds(eds_agent *a, struct pollfd *fds, size_t cap, int *timeout_ms);
-int eds_agent_dispatch(eds_agent *a, const struct pollfd *fds, size_t n);
+EDS_AGENT_API int eds_agent_pollfds(eds_agent *a, struct pollfd *fds, size_t cap, int *timeout_ms);
+EDS_AGENT_API int eds_agent_dispatch(eds_agent *a, const struct pollfd *fds, size_t n);
 
 /*
  * Runs until the built-in inputs have ended and every record is acked
@@ -226,10 +243,10 @@ int eds_agent_dispatch(eds_agent *a, const struct pollfd *fds, size_t n);
  * drains first), or until drain_timeout after the inputs ended
  * (EDS_ERR_TIMEOUT: the rest stays in the spool). Other codes as poll.
  */
-int eds_agent_run(eds_agent *a);
+EDS_AGENT_API int eds_agent_run(eds_agent *a);
 
 /* Asks eds_agent_run to finish. Async-signal-safe. */
-void eds_agent_stop(eds_agent *a);
+EDS_AGENT_API void eds_agent_stop(eds_agent *a);
 
 /*
  * Takes the oldest downlink command waiting (only when neither cmd_stdout
@@ -241,26 +258,29 @@ void eds_agent_stop(eds_agent *a);
  * Returns 0 when none is waiting, EDS_ERR_TOOLONG when cap is too small (the
  * command stays queued).
  */
-int eds_agent_next_cmd(eds_agent *a, char *buf, size_t cap, int64_t *id);
+EDS_AGENT_API int eds_agent_next_cmd(eds_agent *a, char *buf, size_t cap, int64_t *id);
+
+/* The text for an EDS_OK / EDS_ERR_* code (static; never NULL). */
+EDS_AGENT_API const char *eds_agent_strerror(int code);
 
 /* Current counters. */
-void eds_agent_get_stats(const eds_agent *a, eds_agent_stats *out);
+EDS_AGENT_API void eds_agent_get_stats(const eds_agent *a, eds_agent_stats *out);
 
 /* True while a connection is authenticated (welcome received). */
-bool eds_agent_connected(const eds_agent *a);
+EDS_AGENT_API bool eds_agent_connected(const eds_agent *a);
 
 /* Records accepted but not yet acked or dropped (memory + spool). */
-uint64_t eds_agent_pending(const eds_agent *a);
+EDS_AGENT_API uint64_t eds_agent_pending(const eds_agent *a);
 
 /* The stream id in use (NUL-terminated, owned by a). */
-const char *eds_agent_stream(const eds_agent *a);
+EDS_AGENT_API const char *eds_agent_stream(const eds_agent *a);
 
 /*
  * LabVIEW-friendly create: reads the config file at conf_path (same keys as
  * eds-agent) and creates the agent. Returns NULL on error with a message in
  * errbuf (errcap bytes, may be 0). Log lines go to stderr.
  */
-eds_agent *eds_agent_open(const char *conf_path, char *errbuf, size_t errcap);
+EDS_AGENT_API eds_agent *eds_agent_open(const char *conf_path, char *errbuf, size_t errcap);
 
 #ifdef __cplusplus
 }

@@ -9,6 +9,7 @@
 #include "eds_log.h"
 
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -16,6 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#ifndef EDS_VERSION
+#define EDS_VERSION "dev"
+#endif
 
 static eds_agent *running;
 
@@ -47,6 +52,7 @@ static void usage(FILE *out)
           "  --log-level error|warning|notice|info|debug\n"
           "      Same as the log_level option below.\n"
           "  -h, --help     This text.\n"
+          "  -V, --version  The version (and the OpenSSL it was built with).\n"
           "  -              Read NDJSON records from stdin (also with other inputs).\n"
           "\n"
           "Options (flag form; in the config file write the name with '_' and no '--'):\n",
@@ -133,61 +139,37 @@ int main(int argc, char **argv)
             usage(stdout);
             return 0;
         }
+        if (strcmp(argv[i], "-V") == 0 || strcmp(argv[i], "--version") == 0) {
+            printf("eds-agent %s (%s)\n", EDS_VERSION, OpenSSL_version(OPENSSL_VERSION));
+            return 0;
+        }
     }
     if (load_config_files(argc, argv, &cfg) != 0)
         goto out;
-    for (int i = 1; i < argc; i++) {
+    /* The program's own flags, then the option table's (eds_agent_config_set_arg). */
+    for (int i = 1; i < argc;) {
         const char *arg = argv[i];
         if (strcmp(arg, "-c") == 0 || strcmp(arg, "--config") == 0) {
+            i += 2;
+        } else if (strncmp(arg, "--config=", 9) == 0) {
             i++;
-            continue;
-        }
-        if (strncmp(arg, "--config=", 9) == 0)
-            continue;
-        if (strcmp(arg, "-") == 0) {
+        } else if (strcmp(arg, "-") == 0) {
             cfg.read_stdin = true;
-            continue;
-        }
-        if (strcmp(arg, "-v") == 0 || strcmp(arg, "--verbose") == 0) {
+            i++;
+        } else if (strcmp(arg, "-v") == 0 || strcmp(arg, "--verbose") == 0) {
             level = level < EDS_LOG_INFO ? EDS_LOG_INFO : EDS_LOG_DEBUG;
             level_given = true;
-            continue;
-        }
-        if (strcmp(arg, "-vv") == 0) {
+            i++;
+        } else if (strcmp(arg, "-vv") == 0) {
             level = EDS_LOG_DEBUG;
             level_given = true;
-            continue;
-        }
-        if (strncmp(arg, "--", 2) != 0) {
-            fprintf(stderr, "eds-agent: unexpected argument '%s' (try --help)\n", arg);
-            goto out;
-        }
-        char name[64];
-        const char *eq = strchr(arg, '=');
-        const char *value = NULL;
-        size_t nlen = eq ? (size_t)(eq - arg) : strlen(arg);
-        if (nlen >= sizeof(name)) {
-            fprintf(stderr, "eds-agent: unknown option '%s' (try --help)\n", arg);
-            goto out;
-        }
-        memcpy(name, arg, nlen);
-        name[nlen] = '\0';
-        if (strcmp(name, "--password") == 0) {
+            i++;
+        } else if (strcmp(arg, "--password") == 0 || strncmp(arg, "--password=", 11) == 0) {
             fprintf(stderr, "eds-agent: a password is never given on the command line (other "
                             "users can read it there): use --password-file FILE\n");
             goto out;
-        }
-        if (eq) {
-            value = eq + 1;
-        } else if (eds_agent_config_known(name) && !eds_agent_config_is_flag(name)) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "eds-agent: %s needs a value (try --help)\n", name);
-                goto out;
-            }
-            value = argv[++i];
-        }
-        if (eds_agent_config_set(&cfg, name, value, "command line", &err) != EDS_OK) {
-            fprintf(stderr, "eds-agent: %s\n", err.msg);
+        } else if (eds_agent_config_set_arg(&cfg, argc, argv, &i, &err) != EDS_OK) {
+            fprintf(stderr, "eds-agent: %s (try --help)\n", err.msg);
             goto out;
         }
     }

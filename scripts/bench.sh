@@ -210,6 +210,8 @@ for s in "${scenarios[@]}"; do
         done
         per=$(((IR[$big] - IR[$small]) / (big - small)))
         echo "  => $(printf "%'d" $per) instructions per record (difference of the two runs / $((big - small)))"
+        $PY bench/cpu_split.py "$OUT/callgrind.$small.out" "$OUT/callgrind.$big.out" $((big - small)) ||
+            echo "bench: the Paho/own split failed"
         echo "  where they go (self cost, $big-record run, top 15 of all threads; ??? = no symbols):"
         top_functions "$OUT/callgrind.$big.out"
         echo "  inclusive (a function and what it calls), top 15:"

@@ -8,12 +8,13 @@
 #
 # --bundle  also writes $BUILD_DIR/eds-agent-myrio.tar.gz, the files to copy
 #           to a myRIO (docs/myrio.md): the agent's install tree under
-#           /usr/local (stripped eds-agent, libedsagent.so, edsagent.h, the
-#           schema), /etc/init.d/eds-agent, /etc/eds/eds-agent.conf.example
-#           (never the live eds-agent.conf, so unpacking it again for an
-#           upgrade keeps the configuration), and the shared libraries the
-#           binaries need beyond glibc (libcjson, OpenSSL, libatomic) in
-#           /usr/local/lib, which they search first (RPATH $ORIGIN/../lib).
+#           /usr/local (stripped static eds-agent, libedsagent.so with
+#           OpenSSL and cJSON inside, edsagent.h + eds_err.h, the schema,
+#           share/eds-agent/uninstall.sh and the list of files it removes),
+#           /etc/init.d/eds-agent, /etc/eds/eds-agent.conf.example (never the
+#           live eds-agent.conf, so unpacking it again for an upgrade keeps
+#           the configuration). Files and symlinks only: no directory
+#           entries, so unpacking at / leaves /, /etc, /usr as they were.
 # Other arguments go to cmake's configure step.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +29,6 @@ done
 scripts/install-cross.sh
 BUILD_DIR=${BUILD_DIR:-build-arm}
 JOBS=${JOBS:-$(nproc)}
-TRIPLET=arm-linux-gnueabi
 export EDS_ARM_SYSROOT=${EDS_ARM_SYSROOT:-$(scripts/install-cross.sh --print-sysroot)}
 # The toolchain file's *_INIT flags only reach a new cache: start afresh
 # when it changed since the last configure.
@@ -48,40 +48,12 @@ stage="$BUILD_DIR/myrio-bundle"
 rm -rf "$stage"
 DESTDIR="$PWD/$stage" cmake --install "$BUILD_DIR" --prefix /usr/local --component agent \
     --strip >/dev/null
-lib="$stage/usr/local/lib"
 [ -x "$stage/usr/local/bin/eds-agent" ] || {
     echo "build-arm: the install left no usr/local/bin/eds-agent in $stage" >&2
     exit 1
 }
-mkdir -p "$lib"
-
-# The shared libraries the binaries need, other than glibc's and libgcc's
-# (every NI Linux RT image has those), found where the build took them.
-glibc='^(ld-linux\.so\.3|libc\.so\.6|libm\.so\.6|libpthread\.so\.0|libdl\.so\.2|librt\.so\.1|libresolv\.so\.2|libgcc_s\.so\.1)$'
-needed() { readelf -d "$1" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'; }
-queue=("$stage/usr/local/bin/eds-agent" "$lib"/libedsagent.so.*.*)
-while [ ${#queue[@]} -gt 0 ]; do
-    obj=${queue[0]}
-    queue=("${queue[@]:1}")
-    for so in $(needed "$obj"); do
-        [[ $so =~ $glibc ]] && continue
-        [ -e "$lib/$so" ] && continue
-        src=""
-        for dir in "$EDS_ARM_SYSROOT/usr/lib/$TRIPLET" "/usr/lib/$TRIPLET" "/lib/$TRIPLET"; do
-            if [ -e "$dir/$so" ]; then
-                src=$dir/$so
-                break
-            fi
-        done
-        [ -n "$src" ] || {
-            echo "build-arm: $obj needs $so, found nowhere" >&2
-            exit 1
-        }
-        cp -L "$src" "$lib/$so"
-        chmod 0644 "$lib/$so"
-        queue+=("$lib/$so")
-    done
-done
+# eds-agent is static and libedsagent.so carries OpenSSL and cJSON: nothing
+# else to bundle (scripts/check-abi.sh, run by scripts/test-arm.sh, checks).
 
 # Unpacking over a configured myRIO must not replace its configuration:
 # the bundle carries the example only.
@@ -89,7 +61,22 @@ if [ -e "$stage/etc/eds/eds-agent.conf" ]; then
     mv "$stage/etc/eds/eds-agent.conf" "$stage/etc/eds/eds-agent.conf.example"
     chmod 0644 "$stage/etc/eds/eds-agent.conf.example"
 fi
+# The docs belong on the PC, not in the myRIO's flash.
+rm -rf "$stage/usr/local/share/doc"
 
+# The uninstall script and the list of files it removes (itself included).
+share="$stage/usr/local/share/eds-agent"
+mkdir -p "$share"
+install -m 0755 deploy/eds-agent-uninstall.sh "$share/uninstall.sh"
+(cd "$stage" && find . \( -type f -o -type l \) | sed 's|^\./|/|' | sort) >"$share/files"
+echo /usr/local/share/eds-agent/files >>"$share/files"
+sort -u -o "$share/files" "$share/files"
+
+# Files and symlinks only, named without "./": no entry for /, /etc, /usr
+# or any other directory, so unpacking at / changes no existing directory's
+# mode, owner or time (tar makes missing ones with the usual 0755).
 tarball="$BUILD_DIR/eds-agent-myrio.tar.gz"
-tar -C "$stage" --owner=0 --group=0 -czf "$tarball" .
-echo "build-arm: $tarball ($(du -h "$tarball" | cut -f1)): $(cd "$stage" && find . -type f | sort | tr '\n' ' ')"
+(cd "$stage" && find . \( -type f -o -type l \) | sed 's|^\./||' | LC_ALL=C sort) >"$BUILD_DIR/bundle.list"
+tar -C "$stage" --owner=0 --group=0 --numeric-owner --no-recursion -czf "$tarball" \
+    -T "$BUILD_DIR/bundle.list"
+echo "build-arm: $tarball ($(du -h "$tarball" | cut -f1)): $(tr '\n' ' ' <"$BUILD_DIR/bundle.list")"

@@ -10,12 +10,16 @@
 #
 # The sysroot is $EDS_ARM_SYSROOT, else ${XDG_CACHE_HOME:-$HOME/.cache}/eds/
 # armel-sysroot, else (no HOME) /var/cache/eds/armel-sysroot;
-# cmake/toolchain-myrio.cmake uses the same rule.
-# Usage: scripts/install-cross.sh [--print-sysroot]
+# cmake/toolchain-myrio.cmake uses the same rule. Debian has no static
+# armel cJSON: its source package (apt-get source cjson; the deb-src lines
+# are added to /etc/apt/sources.list.d/eds-deb-src.sources when apt has
+# none) is unpacked, Debian's patches applied, next to the sysroot in
+# .../eds/cjson-src, and built by the myRIO build (cmake/SelfContained.cmake).
+# Usage: scripts/install-cross.sh [--print-sysroot | --print-cjson-source]
 set -euo pipefail
 
 TRIPLET=arm-linux-gnueabi
-PKGS=(gcc-arm-linux-gnueabi libc6-dev-armel-cross qemu-user pkg-config libc6:armel
+PKGS=(gcc-arm-linux-gnueabi libc6-dev-armel-cross qemu-user pkg-config file dpkg-dev libc6:armel
       libatomic1:armel libcjson-dev:armel libcmocka-dev:armel)
 if [ -n "${EDS_ARM_SYSROOT:-}" ]; then
     SYSROOT=$EDS_ARM_SYSROOT
@@ -27,13 +31,19 @@ else
     SYSROOT=/var/cache/eds/armel-sysroot
 fi
 
+CJSON_SRC=$(dirname "$SYSROOT")/cjson-src
+
 case "${1:-}" in
 --print-sysroot)
     echo "$SYSROOT"
     exit 0
     ;;
+--print-cjson-source)
+    echo "$CJSON_SRC/source"
+    exit 0
+    ;;
 -h | --help)
-    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
     ;;
 "") ;;
@@ -59,8 +69,10 @@ installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install o
 missing=()
 for p in "${PKGS[@]}"; do installed "$p" || missing+=("$p"); done
 have_sysroot=0
-[ -e "$SYSROOT/usr/lib/$TRIPLET/libcrypto.so.3" ] && [ -f "$SYSROOT/.eds-sysroot" ] && have_sysroot=1
-[ ${#missing[@]} -eq 0 ] && [ "$have_sysroot" = 1 ] && exit 0
+[ -e "$SYSROOT/usr/lib/$TRIPLET/libcrypto.a" ] && [ -f "$SYSROOT/.eds-sysroot" ] && have_sysroot=1
+have_cjson=0
+[ -f "$CJSON_SRC/source/cJSON.c" ] && have_cjson=1
+[ ${#missing[@]} -eq 0 ] && [ "$have_sysroot" = 1 ] && [ "$have_cjson" = 1 ] && exit 0
 
 updated=0
 if [ ${#missing[@]} -gt 0 ]; then
@@ -106,4 +118,41 @@ if [ "$have_sysroot" = 0 ]; then
     for deb in "${debs[@]}"; do basename "$deb"; done >"$SYSROOT.new/.eds-sysroot"
     rm -rf "$SYSROOT"
     mv "$SYSROOT.new" "$SYSROOT"
+fi
+
+if [ "$have_cjson" = 0 ]; then
+    # apt-get source needs deb-src lines; Debian 12's default sources have none.
+    if ! apt-get source --print-uris -qq cjson </dev/null >/dev/null 2>&1; then
+        need_root "deb-src lines for apt-get source cjson"
+        echo "install-cross: adding /etc/apt/sources.list.d/eds-deb-src.sources (deb-src)" >&2
+        printf '%s\n' "# Added by EDS scripts/install-cross.sh: apt-get source cjson for the myRIO build." \
+            "Types: deb-src" "URIs: http://deb.debian.org/debian" \
+            "Suites: bookworm bookworm-updates" "Components: main" \
+            "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg" "" \
+            "Types: deb-src" "URIs: http://deb.debian.org/debian-security" \
+            "Suites: bookworm-security" "Components: main" \
+            "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg" |
+            $SUDO tee /etc/apt/sources.list.d/eds-deb-src.sources >/dev/null
+        $SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq </dev/null >/dev/null
+    fi
+    echo "install-cross: apt-get source cjson into $CJSON_SRC" >&2
+    rm -rf "$CJSON_SRC.new"
+    mkdir -p "$CJSON_SRC.new"
+    (
+        cd "$CJSON_SRC.new"
+        apt-get source --download-only -qq cjson </dev/null 2>&1 |
+            { grep -v 'couldn.t be accessed by user' >&2 || true; }
+        dsc=$(ls cjson_*.dsc)
+        # apt checked the files against the signed Sources index.
+        dpkg-source --no-check -x "$dsc" source >/dev/null
+    ) || {
+        echo "install-cross: apt-get source cjson failed" >&2
+        exit 1
+    }
+    [ -f "$CJSON_SRC.new/source/cJSON.c" ] || {
+        echo "install-cross: no cJSON.c in the cjson source package" >&2
+        exit 1
+    }
+    rm -rf "$CJSON_SRC"
+    mv "$CJSON_SRC.new" "$CJSON_SRC"
 fi

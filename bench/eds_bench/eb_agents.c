@@ -52,6 +52,7 @@ typedef struct run {
     size_t handshaking, ready, finished; /* finished: DONE or DEAD */
     uint64_t now;
     char scratch[1 << 16];
+    char *rx; /* 64 KiB read buffer lent to the framer of each connection read in turn */
 } run;
 
 #define MAX_RECORD 1024
@@ -290,6 +291,9 @@ static void conn_read(run *u, conn *c)
     const size_t want = 1 << 16;
     for (int rounds = 0; rounds < 16 && c->state != C_DEAD; rounds++) {
         char *buf;
+        if (!c->fr.buf && (u->rx || (u->rx = malloc(want)) != NULL) &&
+            eds_framer_lend(&c->fr, u->rx, want))
+            u->rx = NULL;
         if (eds_framer_space(&c->fr, want, &buf) == 0) {
             conn_kill(u, c, "out of memory");
             return;
@@ -312,6 +316,12 @@ static void conn_read(run *u, conn *c)
         while ((rc = eds_framer_next(&c->fr, &line, &len)) == EDS_FRAMER_LINE)
             if (on_line(&lc, line, len) != 0)
                 break;
+        size_t cap;
+        char *back = eds_framer_reclaim(&c->fr, &cap); /* no malloc and free per read */
+        if (back && !u->rx && cap == want)
+            u->rx = back;
+        else
+            free(back);
         if (lc.why[0] != '\0') {
             conn_kill(u, c, lc.why);
             return;
@@ -536,6 +546,7 @@ out:
         close(u->epfd);
     free(u->c);
     free(u->sent_ns);
+    free(u->rx);
     free(u);
     return ret;
 }

@@ -294,8 +294,9 @@ class CmdTest(AgentTestCase):
         self.assertEqual(p2.lines("stdout"), ['{"second":true}'])
 
 
-class TlsTest(AgentTestCase):
-    """The agent over TLS to the gateway's tls_listener, with mutual TLS (CN = device id)."""
+class TlsAgentTestCase(AgentTestCase):
+    """A rig whose gateway also has a tls_listener (self.tls_port) that requires client
+    certificates, made by scripts/make-certs.sh in self.certs (CN = device id)."""
     auto_rig = False
 
     def setUp(self):
@@ -315,6 +316,10 @@ class TlsTest(AgentTestCase):
         return ["--tls", "--cafile", cafile or os.path.join(self.certs, "ca.crt"),
                 "--cert", os.path.join(self.certs, "devices", DEV + ".crt"),
                 "--key", os.path.join(self.certs, "devices", DEV + ".key")]
+
+
+class TlsTest(TlsAgentTestCase):
+    """The agent over TLS to the gateway's tls_listener, with mutual TLS (CN = device id)."""
 
     def test_records_over_mutual_tls(self):
         rc, p = self.run_agent(*self.tls_args(), input_bytes=ndjson(1, 200), port=self.tls_port)

@@ -455,6 +455,22 @@ static void test_argv(void **state)
     assert_int_equal(c.n_listeners, 1);
     assert_int_equal(c.listeners[0].port, 1885);
     assert_true(c.timeout == 7.0);
+    /* A BOOL takes the next argument only when it is "true" or "false". */
+    char *bools[] = {"prog",  "--verbose", "true",      "--verbose",
+                     "false", "--verbose", "--timeout", "3"};
+    int j = 1;
+    assert_int_equal(eds_conf_set_arg(opts, &c, 8, bools, &j, &err), EDS_OK);
+    assert_int_equal(j, 3);
+    assert_true(c.verbose);
+    assert_int_equal(eds_conf_set_arg(opts, &c, 8, bools, &j, &err), EDS_OK);
+    assert_int_equal(j, 5);
+    assert_false(c.verbose);
+    assert_int_equal(eds_conf_set_arg(opts, &c, 8, bools, &j, &err), EDS_OK);
+    assert_int_equal(j, 6); /* "--timeout" is not a value of --verbose */
+    assert_true(c.verbose);
+    assert_int_equal(eds_conf_set_arg(opts, &c, 8, bools, &j, &err), EDS_OK);
+    assert_int_equal(j, 8);
+    assert_true(c.timeout == 3.0);
     /* "--ratio" is last: its value is missing; the index does not move. */
     assert_int_equal(eds_conf_set_arg(opts, &c, argc, argv, &i, &err), EDS_ERR_CONFIG);
     assert_string_equal(err.msg, "command line: ratio: missing value");

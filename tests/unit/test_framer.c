@@ -286,6 +286,44 @@ static void test_pause_is_not_asking(void **state)
     eds_framer_free(&f);
 }
 
+/* A lent buffer is read into without an allocation, kept while it holds
+ * input (a pause), given back once consumed, and given back too when an
+ * unfinished line moves out of it. */
+static void test_lend_and_reclaim(void **state)
+{
+    eds_framer f;
+    collected c = {0};
+    eds_framer_init(&f, 1024);
+    char *lent = malloc(8192), *other = malloc(16);
+    assert_true(eds_framer_lend(&f, lent, 8192));
+    assert_false(eds_framer_lend(&f, other, 16)); /* it has one */
+    free(other);
+    size_t cap = 0;
+    put(&f, "one\ntwo\n", 8);
+    assert_ptr_equal(f.buf, lent);
+    const char *line;
+    size_t len;
+    assert_int_equal(eds_framer_next(&f, &line, &len), EDS_FRAMER_LINE);
+    assert_null(eds_framer_reclaim(&f, &cap)); /* paused: "two" is still in it */
+    assert_int_equal(drain(&f, &c), EDS_FRAMER_MORE);
+    assert_ptr_equal(eds_framer_reclaim(&f, &cap), lent);
+    assert_int_equal(cap, 8192);
+    assert_null(f.buf);
+    assert_null(eds_framer_reclaim(&f, &cap));
+    /* An unfinished line moves out; the lent buffer comes back. */
+    assert_true(eds_framer_lend(&f, lent, 8192));
+    put(&f, "three\nfo", 8);
+    assert_int_equal(drain(&f, &c), EDS_FRAMER_MORE);
+    assert_ptr_equal(eds_framer_reclaim(&f, &cap), lent);
+    assert_ptr_not_equal(f.buf, lent);
+    put(&f, "ur\n", 3);
+    assert_int_equal(drain(&f, &c), EDS_FRAMER_MORE);
+    assert_int_equal(c.n, 3);
+    assert_string_equal(c.lines[2], "four");
+    free(lent);
+    eds_framer_free(&f);
+}
+
 /* Room is refused while max_line bytes are held: the caller must ask for
  * lines first, so the buffer stays bounded however the caller reads. */
 static void test_space_refused_when_full(void **state)
@@ -318,6 +356,7 @@ int main(void)
         cmocka_unit_test(test_partial_tail_not_pinning_the_read_buffer),
         cmocka_unit_test(test_pause_is_not_asking),
         cmocka_unit_test(test_space_refused_when_full),
+        cmocka_unit_test(test_lend_and_reclaim),
     };
     return cmocka_run_group_tests_name("framer", tests, NULL, NULL);
 }

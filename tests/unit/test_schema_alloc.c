@@ -26,34 +26,37 @@ static volatile bool counting;
 static volatile size_t allocations;
 
 #ifndef UNDER_ASAN
+/* The wrappers replace malloc for the whole process (cJSON's shared library
+ * too), so they must be exported although the build hides symbols by default. */
+#define INTERPOSE __attribute__((visibility("default")))
 /* glibc's own entry points, so these wrappers can count and forward. */
 void *__libc_malloc(size_t size);
 void *__libc_calloc(size_t n, size_t size);
 void *__libc_realloc(void *p, size_t size);
 void __libc_free(void *p);
 
-void *malloc(size_t size)
+INTERPOSE void *malloc(size_t size)
 {
     if (counting)
         allocations++;
     return __libc_malloc(size);
 }
 
-void *calloc(size_t n, size_t size)
+INTERPOSE void *calloc(size_t n, size_t size)
 {
     if (counting)
         allocations++;
     return __libc_calloc(n, size);
 }
 
-void *realloc(void *p, size_t size)
+INTERPOSE void *realloc(void *p, size_t size)
 {
     if (counting)
         allocations++;
     return __libc_realloc(p, size);
 }
 
-void free(void *p)
+INTERPOSE void free(void *p)
 {
     __libc_free(p);
 }
