@@ -272,17 +272,20 @@ ssize_t gw_conn_read(gw_conns *t, gw_conn *c, eds_error *err)
             n = 0;
     } else {
         n = recv(c->fd, p, GW_READ_CHUNK, 0);
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-                return EDS_ERR_AGAIN;
-            return eds_error_set(err, EDS_ERR_IO, "%s", strerror(errno));
-        }
+        if (n < 0)
+            n = errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR
+                    ? EDS_ERR_AGAIN
+                    : eds_error_set(err, EDS_ERR_IO, "%s", strerror(errno));
     }
-    if (n > 0) {
-        eds_framer_commit(&c->framer, (size_t)n);
-        t->st->bytes_in += (uint64_t)n;
-        c->last_rx_ms = gw_now_ms();
+    if (n <= 0) {
+        /* Nothing came (a partial TLS record, a spurious wake-up): the buffer
+         * lent for this read goes back rather than idling here. */
+        gw_conn_reclaim(t, c);
+        return n;
     }
+    eds_framer_commit(&c->framer, (size_t)n);
+    t->st->bytes_in += (uint64_t)n;
+    c->last_rx_ms = gw_now_ms();
     return n;
 }
 

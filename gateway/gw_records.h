@@ -32,9 +32,11 @@ size_t gw_reject_line_cap(size_t len, const char *reason);
 
 /*
  * Writes {"error":CODE,"line":"...","reason":"..."} for a refused line into
- * buf (cap from gw_reject_line_cap): the line cut at GW_REJECTED_LINE_MAX,
- * bytes that are not valid UTF-8 (also a character cut by the limit) as
- * \u00XX escapes, so the document stays valid JSON. Returns its length.
+ * buf (cap from gw_reject_line_cap): the line cut at GW_REJECTED_LINE_MAX
+ * and written with eds_json_append_text (control characters escaped; if the
+ * cut line is not valid UTF-8, also a character cut by the limit, its bytes
+ * from 0x80 up as \u00XX), so the document stays valid JSON. Returns its
+ * length.
  */
 size_t gw_reject_line_doc(char *buf, size_t cap, eds_proto_error code, const char *line, size_t len,
                           const char *reason);

@@ -286,6 +286,18 @@ static int on_line(line_ctx *lc, const char *line, size_t len)
     return ret;
 }
 
+/* Takes the read buffer back from c's framer once it holds no input, for the
+ * next connection (no malloc and free per read). */
+static void reclaim_rx(run *u, conn *c, size_t want)
+{
+    size_t cap;
+    char *back = eds_framer_reclaim(&c->fr, &cap);
+    if (back && !u->rx && cap == want)
+        u->rx = back;
+    else
+        free(back);
+}
+
 static void conn_read(run *u, conn *c)
 {
     const size_t want = 1 << 16;
@@ -299,6 +311,8 @@ static void conn_read(run *u, conn *c)
             return;
         }
         ssize_t n = recv(c->fd, buf, want, 0);
+        if (n <= 0)
+            reclaim_rx(u, c, want);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -316,12 +330,7 @@ static void conn_read(run *u, conn *c)
         while ((rc = eds_framer_next(&c->fr, &line, &len)) == EDS_FRAMER_LINE)
             if (on_line(&lc, line, len) != 0)
                 break;
-        size_t cap;
-        char *back = eds_framer_reclaim(&c->fr, &cap); /* no malloc and free per read */
-        if (back && !u->rx && cap == want)
-            u->rx = back;
-        else
-            free(back);
+        reclaim_rx(u, c, want);
         if (lc.why[0] != '\0') {
             conn_kill(u, c, lc.why);
             return;
