@@ -96,13 +96,10 @@ int gw_paho_client_connect(MQTTAsync client, const gw_pubconf *cfg, bool persist
                                .value.integer4 = persistent ? 0xFFFFFFFFu : 0};
         MQTTProperties_add(&props, &expiry);
         o.connectProperties = &props;
-        o.onSuccess5 = ok5;
-        o.onFailure5 = failed5;
     } else {
         o.MQTTVersion = MQTTVERSION_3_1_1;
-        o.onSuccess = ok;
-        o.onFailure = failed;
     }
+    GW_PAHO_CALLBACKS(o, cfg, ok, failed, ok5, failed5);
     if (cfg->will_topic && cfg->will_payload) {
         will.topicName = cfg->will_topic;
         will.message = cfg->will_payload;
@@ -125,19 +122,6 @@ int gw_paho_client_connect(MQTTAsync client, const gw_pubconf *cfg, bool persist
     int rc = MQTTAsync_connect(client, &o); /* Paho copies the properties */
     MQTTProperties_free(&props);
     return rc;
-}
-
-void gw_paho_response_set(MQTTAsync_responseOptions *ro, const gw_pubconf *cfg,
-                          MQTTAsync_onSuccess *ok, MQTTAsync_onFailure *failed,
-                          MQTTAsync_onSuccess5 *ok5, MQTTAsync_onFailure5 *failed5)
-{
-    if (cfg->mqtt_version == 5) {
-        ro->onSuccess5 = ok5;
-        ro->onFailure5 = failed5;
-    } else {
-        ro->onSuccess = ok;
-        ro->onFailure = failed;
-    }
 }
 
 static void add_user(MQTTProperties *out, const char *name, const char *value)

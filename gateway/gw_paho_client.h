@@ -28,11 +28,18 @@ int gw_paho_client_connect(MQTTAsync client, const gw_pubconf *cfg, bool persist
                            MQTTAsync_onSuccess *ok, MQTTAsync_onFailure *failed,
                            MQTTAsync_onSuccess5 *ok5, MQTTAsync_onFailure5 *failed5);
 
-/* Sets the callbacks of ro (or of a disconnect's options) for cfg's MQTT version: Paho
- * refuses the other version's pair. */
-void gw_paho_response_set(MQTTAsync_responseOptions *ro, const gw_pubconf *cfg,
-                          MQTTAsync_onSuccess *ok, MQTTAsync_onFailure *failed,
-                          MQTTAsync_onSuccess5 *ok5, MQTTAsync_onFailure5 *failed5);
+/* Sets the callbacks of Paho's options opts (response, connect or disconnect options)
+ * for cfg's MQTT version: Paho refuses the other version's pair. */
+#define GW_PAHO_CALLBACKS(opts, cfg, ok, failed, ok5, failed5)                                     \
+    do {                                                                                           \
+        if ((cfg)->mqtt_version == 5) {                                                            \
+            (opts).onSuccess5 = (ok5);                                                             \
+            (opts).onFailure5 = (failed5);                                                         \
+        } else {                                                                                   \
+            (opts).onSuccess = (ok);                                                               \
+            (opts).onFailure = (failed);                                                           \
+        }                                                                                          \
+    } while (0)
 
 /* MQTT 5 properties of a publish from props (user properties and correlation data),
  * into *out (initialised here; free with MQTTProperties_free). */

@@ -257,7 +257,7 @@ static void connected(conn_ctx *c, bool session_present, int receive_max)
      * publish, so they precede any data. */
     if (p->cfg.subscribe_topic) {
         MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
-        gw_paho_response_set(&ro, &p->cfg, NULL, on_subscribe_failure, NULL, on_subscribe_failure5);
+        GW_PAHO_CALLBACKS(ro, &p->cfg, NULL, on_subscribe_failure, NULL, on_subscribe_failure5);
         ro.context = c;
         int rc = MQTTAsync_subscribe(c->client, p->cfg.subscribe_topic, 1, &ro);
         if (rc != MQTTASYNC_SUCCESS)
@@ -464,8 +464,8 @@ static void graceful_disconnect_locked(gw_publisher *p, conn_ctx *c)
     unlock(p);
     if (up && p->cfg.will_topic && p->cfg.will_payload) {
         MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
-        gw_paho_response_set(&ro, &p->cfg, on_graceful_done, on_graceful_failed, on_graceful_done5,
-                             on_graceful_failed5);
+        GW_PAHO_CALLBACKS(ro, &p->cfg, on_graceful_done, on_graceful_failed, on_graceful_done5,
+                          on_graceful_failed5);
         ro.context = p;
         if (MQTTAsync_send(c->client, p->cfg.will_topic, (int)strlen(p->cfg.will_payload),
                            p->cfg.will_payload, 1, 1, &ro) == MQTTASYNC_SUCCESS)
@@ -481,13 +481,8 @@ static void graceful_disconnect_locked(gw_publisher *p, conn_ctx *c)
     if (up) {
         MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer;
         d.timeout = GRACEFUL_TIMEOUT_MS;
-        if (p->cfg.mqtt_version == 5) {
-            d.onSuccess5 = on_graceful_done5;
-            d.onFailure5 = on_graceful_failed5;
-        } else {
-            d.onSuccess = on_graceful_done;
-            d.onFailure = on_graceful_failed;
-        }
+        GW_PAHO_CALLBACKS(d, &p->cfg, on_graceful_done, on_graceful_failed, on_graceful_done5,
+                          on_graceful_failed5);
         d.context = p;
         if (MQTTAsync_disconnect(c->client, &d) == MQTTASYNC_SUCCESS)
             expected++;
@@ -803,8 +798,8 @@ int gw_publisher_publish_props(gw_publisher *p, const char *topic, const void *p
     unlock(p);
 
     MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
-    gw_paho_response_set(&ro, &p->cfg, on_publish_success, on_publish_failure, on_publish_success5,
-                         on_publish_failure5);
+    GW_PAHO_CALLBACKS(ro, &p->cfg, on_publish_success, on_publish_failure, on_publish_success5,
+                      on_publish_failure5);
     ro.context = &p->slot_ctxs[idx];
     if (props && p->cfg.mqtt_version == 5)
         gw_paho_props(&ro.properties, props);
