@@ -173,13 +173,26 @@ static bool expired(const gw_cmd *cmd, int64_t now)
     return cmd->expires_at && cmd->expires_at <= now;
 }
 
+/* Writes cmd to the command store (it then survives a restart until its result). */
+static void store(gw_downlink *dl, const char *device, gw_cmd *cmd)
+{
+    eds_error err;
+    if (gw_cmdstore_add(dl->store, device, cmd, &err) != EDS_OK)
+        warn(dl, "command store (the command lives in memory only): %s", err.msg);
+}
+
 /* Moves the commands parked under d's id (the device has connected) to the front of
- * its queue: they came first. */
+ * its queue: they came first. Parked commands live in memory only (an id that never
+ * connected is not trusted with writes to the Pi's SD card); from now on they are
+ * stored like the device's own. */
 static void adopt(gw_downlink *dl, gw_device *d)
 {
     gw_park_entry *e = gw_cmdpark_find(&dl->park, d->id);
     if (!e)
         return;
+    for (gw_cmd *c = e->q.head; c; c = c->next)
+        if (!c->uid)
+            store(dl, d->id, c);
     gw_cmdq_prepend(&d->held, &e->q);
     gw_cmdpark_remove(&dl->park, e, &dl->held_bytes);
 }
@@ -426,9 +439,8 @@ void gw_downlink_message(gw_downlink *dl, const gw_pub_event *ev)
             gw_cmdpark_remove(&dl->park, e, &dl->held_bytes);
         return;
     }
-    eds_error err;
-    if (gw_cmdstore_add(dl->store, id, cmd, &err) != EDS_OK)
-        warn(dl, "command store (the command lives in memory only): %s", err.msg);
+    if (d)
+        store(dl, id, cmd); /* parked ones go to disk once their device connects */
     hold(dl, id, d ? &d->held : &e->q, cmd);
     if (d && gw_ready_conn(d))
         gw_downlink_deliver(dl, d->conn);

@@ -15,9 +15,11 @@
  * member when it has one. A command published with an MQTT 5 response
  * topic gets its result there too, with the same correlation data.
  *
- * Every command is in the command store (gw_cmdstore.h) from its arrival to
- * its result, so held and unacked commands survive a restart, kill -9
- * included.
+ * Every command for a known device (one that has connected) is in the
+ * command store (gw_cmdstore.h) from its arrival to its result, so held and
+ * unacked commands survive a restart, kill -9 included. Commands parked for
+ * an id never seen stay in memory until it connects: a flood of made-up ids
+ * costs no writes to the Pi's SD card.
  *
  * Owns every command alive (held on a device, parked for an id never seen,
  * or unacked on a connection) and their byte budget (max_held_bytes, all
