@@ -8,6 +8,7 @@ spoken byte for byte."""
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 import unittest
@@ -87,11 +88,22 @@ class SchemaTest(ResultCase):
 
     def setUp(self):
         d = tempfile.mkdtemp(prefix="eds-cmd-schema-")
-        path = os.path.join(d, "cmd.json")
-        with open(path, "w") as f:
+        self.addCleanup(shutil.rmtree, d, True)
+        self.path = os.path.join(d, "cmd.json")
+        with open(self.path, "w") as f:
             json.dump(CMD_SCHEMA, f)
-        self.start_rig({"cmd_schema": path, "stats_interval": 0.3})
+        self.start_rig({"cmd_schema": self.path, "stats_interval": 0.3})
         super().setUp()
+
+    def test_cmd_schema_reloaded_on_sighup(self):
+        c, _ = self.session(DEV)
+        with open(self.path, "w") as f:
+            json.dump({"day-ahead-price": {"type": "float", "max": 50.0}}, f)
+        self.gw.sighup()
+        self.send(b'{"day-ahead-price":81.5}')
+        self.send(b'{"day-ahead-price":41.5}')
+        self.assertEqual(c.recv_line(), b'{"type":"cmd","id":1,"data":{"day-ahead-price":41.5}}')
+        self.assertEqual(self.results(1)[0]["errors"], {"day-ahead-price": ["max value is 50.0"]})
 
     def test_gateway_schema_rejects_with_errors_and_sends_only_valid(self):
         c, _ = self.session(DEV)
