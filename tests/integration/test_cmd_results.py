@@ -16,6 +16,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import edsrig  # noqa: E402
 from gwrig import GatewayTestCase, hello  # noqa: E402
+from hostile import ASAN, RSS_BOUND_KB  # noqa: E402  (also caps ASan's quarantine)
 
 DEV = "myrio-01"
 CMD_SCHEMA = {"day-ahead-price": {"type": "float", "required": True, "min": -500.0},
@@ -229,7 +230,9 @@ class GhostFloodTest(ResultCase):
         self.assertLessEqual(st["cmds_held_bytes"], 2 * 1024 * 1024)
         self.assertGreater(st["cmds_dropped"], 0)
         self.assertEqual(st["devices_known"], 1)  # myrio-01 only
-        self.assertLess(grew, 40 * 1024)
+        # ASan adds redzones and keeps freed blocks in its quarantine: the sanitizer
+        # builds' bound of the hostile tests.
+        self.assertLess(grew, RSS_BOUND_KB if ASAN else 40 * 1024)
         c, welcome = self.session("myrio-02")  # a real device is still welcomed
         self.assertEqual(welcome["last_seq"], 0)
 
