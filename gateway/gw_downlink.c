@@ -250,9 +250,9 @@ static bool make_room(gw_downlink *dl, size_t size, const gw_park_entry *keep)
 /* The payload, checked as the agent will parse it, minified into a cmd line; the
  * verdict when it cannot be sent. */
 typedef struct checked {
-    char *line; /* CMD_HEAD + minified payload + "}" + the minified ref; owned */
+    char *line; /* CMD_HEAD + the minified payload; owned */
     size_t len; /* of the minified payload (at line + CMD_HEAD_LEN) */
-    char *ref;  /* in line */
+    char *ref;  /* the payload's "id" member as JSON text; owned */
     size_t ref_len;
     const char *status; /* NULL: fine */
     char reason[600];   /* room for err.msg (512) and the words around it */
@@ -280,48 +280,61 @@ static void check_schema(gw_downlink *dl, const char *device, const eds_msg *m, 
     cJSON_Delete(errors);
 }
 
+/* True when text[0..len) holds only JSON white space. */
+static bool blank(const char *text, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (!strchr(" \t\r\n", text[i]) || !text[i])
+            return false;
+    return true;
+}
+
+/* One strict parse of the cmd line as the agent will get it (nesting counts with the
+ * line around the payload), then the payload minified in place for sending. */
 static void check(gw_downlink *dl, const char *device, const char *payload, size_t len, checked *ck)
 {
     memset(ck, 0, sizeof(*ck));
-    eds_json_doc doc;
-    eds_error err;
-    eds_error_clear(&err);
-    if (eds_json_parse(payload, len, "id", &doc, &err) != EDS_OK) {
-        ck->status = "rejected";
-        snprintf(ck->reason, sizeof(ck->reason), "not valid JSON: %s", err.msg);
-        return;
-    }
-    ck->line = malloc(CMD_HEAD_LEN + 2 * len + 2);
+    ck->line = malloc(CMD_HEAD_LEN + len + 2);
     if (!ck->line) {
-        eds_json_doc_free(&doc);
         ck->status = "dropped";
         snprintf(ck->reason, sizeof(ck->reason), "out of memory");
         return;
     }
+    char *body = ck->line + CMD_HEAD_LEN;
     memcpy(ck->line, CMD_HEAD, CMD_HEAD_LEN);
-    ck->len = eds_json_minify(payload, len, ck->line + CMD_HEAD_LEN);
-    size_t line_len = CMD_HEAD_LEN + ck->len + 1;
-    ck->line[line_len - 1] = '}';
-    ck->ref = ck->line + line_len;
-    if (doc.span)
-        ck->ref_len = eds_json_minify(doc.span, doc.span_len, ck->ref);
-    eds_json_doc_free(&doc);
-    if (line_len + 1 > dl->cfg->max_line) {
+    memcpy(body, payload, len);
+    body[len] = '}';
+    eds_msg m;
+    eds_error err;
+    eds_error_clear(&err);
+    int rc = eds_msg_parse(ck->line, CMD_HEAD_LEN + len + 1, EDS_TO_AGENT, &m, &err);
+    /* The data member must be the whole payload: "1,\"x\":2" parses as a line too. */
+    if (rc == EDS_OK &&
+        (m.data_json < body || !blank(body, (size_t)(m.data_json - body)) ||
+         !blank(m.data_json + m.data_len, (size_t)(body + len - (m.data_json + m.data_len))))) {
+        eds_msg_free(&m);
+        rc = EDS_ERR_PARSE;
+        snprintf(err.msg, sizeof(err.msg), "not exactly one JSON value");
+    }
+    if (rc != EDS_OK) {
+        ck->status = "rejected";
+        snprintf(ck->reason, sizeof(ck->reason), "not valid JSON: %s", err.msg);
+        return;
+    }
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(m.data, "id");
+    ck->ref = id ? cJSON_PrintUnformatted(id) : NULL;
+    ck->ref_len = ck->ref ? strlen(ck->ref) : 0;
+    check_schema(dl, device, &m, ck);
+    /* Minified in place (never longer, and never ahead of what it reads). */
+    ck->len = m.data_ws ? eds_json_minify(m.data_json, m.data_len, body)
+                        : (memmove(body, m.data_json, m.data_len), m.data_len);
+    eds_msg_free(&m);
+    if (!ck->status && CMD_HEAD_LEN + ck->len + 2 > dl->cfg->max_line) {
         /* The agent could never take it (its line limit is the gateway's). */
         ck->status = "dropped";
         snprintf(ck->reason, sizeof(ck->reason), "%zu bytes do not fit a max_line cmd line",
                  ck->len);
-        return;
     }
-    /* The line as the agent gets it: nesting counts with the line around it. */
-    eds_msg m;
-    if (eds_msg_parse(ck->line, line_len, EDS_TO_AGENT, &m, &err) != EDS_OK) {
-        ck->status = "rejected";
-        snprintf(ck->reason, sizeof(ck->reason), "not valid as a cmd line: %s", err.msg);
-        return;
-    }
-    check_schema(dl, device, &m, ck);
-    eds_msg_free(&m);
 }
 
 /* Counts and logs a retained command once: the broker sends it again on every
@@ -415,6 +428,7 @@ void gw_downlink_message(gw_downlink *dl, const gw_pub_event *ev)
         result(dl, id, &parts, ck.status, ck.reason, ck.errors);
         free(ck.errors);
         free(ck.line);
+        free(ck.ref);
         return;
     }
     parts.json = ck.line + CMD_HEAD_LEN;
@@ -429,16 +443,18 @@ void gw_downlink_message(gw_downlink *dl, const gw_pub_event *ev)
     gw_cmd *cmd = NULL;
     if ((d || e) && make_room(dl, gw_cmd_size(&parts), e))
         cmd = gw_cmd_create(&parts, &dl->held_bytes);
-    free(ck.line);
     if (!cmd) {
-        gw_cmd_parts gone = parts;
         dl->st->cmds_dropped++;
         warn(dl, "command for %s dropped: max_held_bytes reached", id);
-        result(dl, id, &gone, "dropped", "max_held_bytes reached", NULL);
+        result(dl, id, &parts, "dropped", "max_held_bytes reached", NULL);
         if (e && !e->q.head)
             gw_cmdpark_remove(&dl->park, e, &dl->held_bytes);
+        free(ck.line);
+        free(ck.ref);
         return;
     }
+    free(ck.line); /* the command has its own copy */
+    free(ck.ref);
     if (d)
         store(dl, id, cmd); /* parked ones go to disk once their device connects */
     hold(dl, id, d ? &d->held : &e->q, cmd);
