@@ -178,6 +178,15 @@ static const eds_conf_opt options[] = {
      "TLS clients must present a certificate whose CN equals their device id."},
     {"max_conn_per_ip", EDS_CONF_INT, OFF(max_conn_per_ip), 0, 1000000, NULL, "N",
      "Connections from one address at once (0 = no limit)."},
+    {"max_unauthenticated", EDS_CONF_INT, OFF(max_unauthenticated), 0, 1000000, NULL, "N",
+     "Connections that have not said hello yet, all addresses (0 = a quarter of max_clients); "
+     "past it the oldest is closed."},
+    {"max_auth_failures", EDS_CONF_DOUBLE, OFF(max_auth_failures), 0, 1e6, NULL, "PER_SECOND",
+     "Failed logins per second answered at once, all addresses (0 = no limit); past it each "
+     "waits 10 s."},
+    {"broker_keepalive", EDS_CONF_INT, OFF(broker_keepalive), 1, 3600, NULL, "SECONDS",
+     "MQTT keepalive with the broker: a broker that stops answering is noticed within 2 to 3 "
+     "times this."},
     {"max_rate", EDS_CONF_DOUBLE, OFF(max_rate), 0, 1e9, NULL, "PER_SECOND",
      "Records per second per device (0 = no limit); past it the gateway reads slower."},
     {NULL, 0, 0, 0, 0, NULL, NULL, NULL},
@@ -195,6 +204,9 @@ void gw_config_init(gw_config *c)
     c->broker_port = 1883;
     c->qos = 1;
     c->max_clients = 1024;
+    c->max_conn_per_ip = 32;
+    c->max_auth_failures = 20;
+    c->broker_keepalive = 4;
     c->max_line = EDS_DEFAULT_MAX_LINE;
     c->auth_timeout = 5;
     c->idle_timeout = 300;

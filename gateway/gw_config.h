@@ -69,7 +69,10 @@ typedef struct gw_config {
     char *certfile, *keyfile, *cafile;
     bool require_certificate;
     int max_conn_per_ip;
-    double max_rate; /* records per second per device; 0 = unlimited */
+    int max_unauthenticated;  /* connections before hello; 0 = max_clients / 4 */
+    double max_auth_failures; /* failed logins per second, all addresses; 0 = no limit */
+    int broker_keepalive;     /* seconds: a hung broker is noticed in 2-3x this */
+    double max_rate;          /* records per second per device; 0 = unlimited */
 } gw_config;
 
 /* Fills c with the defaults. */

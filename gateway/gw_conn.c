@@ -22,6 +22,10 @@ int gw_conns_init(gw_conns *t, gw_loop *loop, const gw_config *cfg, gw_stats *st
     t->cfg = cfg;
     t->st = st;
     t->cap = (size_t)cfg->max_clients + 64;
+    t->max_preauth = cfg->max_unauthenticated > 0 ? (size_t)cfg->max_unauthenticated
+                                                  : (size_t)cfg->max_clients / 4;
+    if (t->max_preauth == 0)
+        t->max_preauth = 1;
     t->by_fd = calloc(t->cap, sizeof(*t->by_fd));
     t->scratch = malloc(GW_READ_CHUNK);
     return t->by_fd && t->scratch ? EDS_OK : EDS_ERR_NOMEM;
@@ -127,13 +131,36 @@ static void refuse(int fd, const gw_listener *l, const char *why)
     close(fd);
 }
 
+/* Makes room for one more connection without a hello: closes the oldest. */
+static void evict_oldest_preauth(gw_conns *t)
+{
+    gw_conn *old = NULL;
+    for (size_t fd = 0; fd < t->cap; fd++) {
+        gw_conn *c = t->by_fd[fd];
+        if (c && c->preauth && (!old || c->created_ms < old->created_ms))
+            old = c;
+    }
+    if (!old)
+        return;
+    char line[128];
+    size_t n = eds_fmt_error(line, sizeof(line), EDS_PE_SERVER_BUSY,
+                             "too many connections without hello, try again later");
+    if (!old->handshaking)
+        gw_conn_send(t, old, line, n);
+    t->st->preauth_evicted++;
+    eds_log_debug("%s: closed: max_unauthenticated reached", old->peer);
+    gw_conns_close(t, old);
+}
+
 void gw_conns_accept(gw_conns *t, gw_listener *l, gw_guard *g, eds_tls_ctx *tls_ctx)
 {
     for (int i = 0; i < 64; i++) {
         int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
+            static eds_log_limit lim = EDS_LOG_LIMIT_INIT(10000); /* EMFILE repeats */
             if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-                eds_log_warning("accept on port %d: %s", l->port, strerror(errno));
+                eds_log_limited(&lim, EDS_LOG_WARNING, "accept on port %d: %s", l->port,
+                                strerror(errno));
             return;
         }
         if (t->n >= (size_t)t->cfg->max_clients || (size_t)fd >= t->cap) {
@@ -149,6 +176,8 @@ void gw_conns_accept(gw_conns *t, gw_listener *l, gw_guard *g, eds_tls_ctx *tls_
             t->st->per_ip_refused++;
             continue;
         }
+        if (t->n_preauth >= t->max_preauth)
+            evict_oldest_preauth(t);
         gw_conn *c = calloc(1, sizeof(*c));
         eds_error err;
         if (!c || (l->tls && eds_tls_conn_create(tls_ctx, fd, true, NULL, &c->tls, &err))) {
@@ -179,6 +208,8 @@ void gw_conns_accept(gw_conns *t, gw_listener *l, gw_guard *g, eds_tls_ctx *tls_
         }
         t->by_fd[fd] = c;
         t->n++;
+        c->preauth = true;
+        t->n_preauth++;
         t->st->connections_total++;
         eds_log_debug("%s: connected", c->peer);
     }
@@ -246,7 +277,8 @@ void gw_conn_send(gw_conns *t, gw_conn *c, const char *line, size_t n)
 {
     char *p = gw_conn_out_reserve(c, n);
     if (!p) {
-        eds_log_error("%s: out of memory for output", c->peer);
+        static eds_log_limit lim = EDS_LOG_LIMIT_INIT(10000);
+        eds_log_limited(&lim, EDS_LOG_ERROR, "%s: out of memory for output", c->peer);
         return;
     }
     memcpy(p, line, n);
@@ -362,6 +394,14 @@ int gw_conn_tls_step(gw_conns *t, gw_conn *c, eds_error *err)
     return EDS_OK;
 }
 
+void gw_conn_authenticated(gw_conns *t, gw_conn *c)
+{
+    if (c->preauth) {
+        c->preauth = false;
+        t->n_preauth--;
+    }
+}
+
 void gw_conn_pause(gw_conns *t, gw_conn *c)
 {
     if (c->reading) {
@@ -374,6 +414,7 @@ void gw_conns_close(gw_conns *t, gw_conn *c)
 {
     if (c->state == GW_C_CLOSING)
         return;
+    gw_conn_authenticated(t, c); /* its slot is free from now on */
     c->state = GW_C_CLOSING;
     c->reading = false;
     c->next_closing = t->closing;

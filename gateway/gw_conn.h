@@ -61,6 +61,7 @@ typedef struct gw_conn {
     enum gw_conn_state state;
     char peer[64]; /* "ip:port" */
     gw_ip *ip;     /* guard entry of the address; NULL if untracked */
+    bool preauth;  /* counted in gw_conns.n_preauth: no successful hello yet */
     /* I/O */
     eds_framer framer;
     gw_out out;
@@ -87,6 +88,7 @@ typedef struct gw_conns {
     gw_stats *st;
     gw_conn **by_fd;
     size_t cap, n;
+    size_t n_preauth, max_preauth; /* connections before their hello; its cap */
     gw_conn *dirty, *closing;
     char *scratch; /* GW_READ_CHUNK, for what a lingering close discards */
     char *spare;   /* GW_READ_CHUNK read buffer lent to the framer of the connection read next */
@@ -108,7 +110,9 @@ void gw_conns_free(gw_conns *t);
 int gw_listener_open(gw_listener *l, gw_loop *loop, const gw_listener_conf *lc, eds_error *err);
 
 /* Accepts what waits on l (at most 64): refuses past max_clients or
- * max_conn_per_ip with server_busy; tls_ctx for a TLS listener. */
+ * max_conn_per_ip with server_busy; tls_ctx for a TLS listener. Past
+ * max_unauthenticated connections without a hello, the oldest of them is
+ * closed (server_busy), so squatters cannot keep a device from logging in. */
 void gw_conns_accept(gw_conns *t, gw_listener *l, gw_guard *g, eds_tls_ctx *tls_ctx);
 
 /* Tells the loop what c waits for (reading, writing, or the handshake). */
@@ -146,6 +150,9 @@ int gw_conn_flush(gw_conns *t, gw_conn *c, eds_error *err);
 
 /* Advances c's TLS handshake: EDS_OK once done, EDS_ERR_AGAIN, or an error. */
 int gw_conn_tls_step(gw_conns *t, gw_conn *c, eds_error *err);
+
+/* c said a good hello: it no longer counts against max_unauthenticated. */
+void gw_conn_authenticated(gw_conns *t, gw_conn *c);
 
 /* Stops reading c (a pause). */
 void gw_conn_pause(gw_conns *t, gw_conn *c);

@@ -32,6 +32,7 @@ int gw_downlink_init(gw_downlink *dl, const gw_config *cfg, gw_window *w, gw_con
     dl->relay = relay;
     dl->st = st;
     gw_outbox_init(&dl->results, RESULTS_MAX, RESULTS_BYTES);
+    dl->warn_limit = (eds_log_limit)EDS_LOG_LIMIT_INIT(WARN_EVERY_MS);
     return gw_cmdpark_init(&dl->park, PARK_BITS);
 }
 
@@ -47,25 +48,8 @@ void gw_downlink_free(gw_downlink *dl)
     dl->buf = NULL;
 }
 
-/* A warning, at most every WARN_EVERY_MS: a flood of bad commands cannot flood the log. */
-static void warn(gw_downlink *dl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void warn(gw_downlink *dl, const char *fmt, ...)
-{
-    int64_t now = gw_now_ms();
-    if (now < dl->next_warn_ms) {
-        dl->warns_unlogged++;
-        return;
-    }
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    eds_log_warning("%s (%" PRIu64 " more command warnings since the last)", msg,
-                    dl->warns_unlogged);
-    dl->warns_unlogged = 0;
-    dl->next_warn_ms = now + WARN_EVERY_MS;
-}
+/* A warning, rate-limited (eds_log.h): a flood of bad commands cannot flood the log. */
+#define warn(dl, ...) eds_log_limited(&(dl)->warn_limit, EDS_LOG_WARNING, __VA_ARGS__)
 
 /* The parts of a command that a result needs. */
 static gw_cmd_parts parts_of(const gw_cmd *c)
@@ -570,6 +554,7 @@ static void compact(gw_downlink *dl)
 
 void gw_downlink_tick(gw_downlink *dl)
 {
+    eds_log_limit_flush(&dl->warn_limit); /* the summary of a burst that has stopped */
     if (gw_cmdstore_wants_compaction(dl->store))
         compact(dl);
     int64_t now = eds_wall_ms();

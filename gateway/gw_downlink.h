@@ -34,6 +34,7 @@
 
 #include <stdint.h>
 
+#include "eds_log.h"
 #include "gw_cmdpark.h"
 #include "gw_cmdstore.h"
 #include "gw_config.h"
@@ -57,8 +58,7 @@ typedef struct gw_downlink {
     gw_cmdpark park;           /* commands for ids never seen connect */
     gw_cmdstore *store;        /* NULL until gw_downlink_open_store; owned */
     size_t held_bytes;         /* commands owned by the gateway (held, parked or unacked) */
-    int64_t next_warn_ms;      /* warnings are logged at most every 10 s */
-    uint64_t warns_unlogged;
+    eds_log_limit warn_limit;  /* warnings: at most one every 10 s, then a summary */
     bool retained_logged;
     gw_outbox results; /* results waiting for the broker (or for room at the publisher) */
     char *buf;         /* result documents; owned */

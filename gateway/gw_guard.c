@@ -12,6 +12,7 @@
 int gw_guard_init(gw_guard *g)
 {
     g->n = 0;
+    g->fails = (gw_bucket){0};
     g->tab = calloc(GUARD_BUCKETS, sizeof(*g->tab));
     return g->tab ? EDS_OK : EDS_ERR_NOMEM;
 }
@@ -64,6 +65,14 @@ int64_t gw_guard_login_failed(gw_ip *ip, int64_t now)
         return 0;
     int64_t delay = (int64_t)GW_LOGIN_DELAY_BASE_MS << (ip->fails > 7 ? 6 : ip->fails - 2);
     return delay > GW_LOGIN_DELAY_MAX_MS ? GW_LOGIN_DELAY_MAX_MS : delay;
+}
+
+bool gw_guard_fail_budget(gw_guard *g, double rate, int64_t now)
+{
+    if (gw_bucket_empty(&g->fails, rate, now))
+        return false;
+    gw_bucket_take(&g->fails, rate, now);
+    return true;
 }
 
 void gw_guard_login_ok(gw_ip *ip)

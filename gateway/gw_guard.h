@@ -40,6 +40,7 @@ typedef struct gw_ip {
 typedef struct gw_guard {
     gw_ip **tab; /* GUARD_BUCKETS chains */
     size_t n;
+    gw_bucket fails; /* failed logins of all addresses together (max_auth_failures) */
 } gw_guard;
 
 /* EDS_OK or EDS_ERR_NOMEM. */
@@ -57,6 +58,13 @@ bool gw_guard_conn_allowed(const gw_ip *ip, uint32_t max_per_ip);
 /* A failed login from ip at now: the delay before answering it, in ms
  * (0 for the first failure; then 200 ms doubling up to 10 s). */
 int64_t gw_guard_login_failed(gw_ip *ip, int64_t now);
+
+/* A failed login against the global budget of rate per second (<= 0: none):
+ * true when it is within it (it takes a token), false when it is over (the
+ * caller answers it after GW_LOGIN_DELAY_MAX_MS). So addresses that rotate
+ * (each one's first failure is not delayed) cannot have thousands of
+ * passwords a second checked and answered. */
+bool gw_guard_fail_budget(gw_guard *g, double rate, int64_t now);
 
 /* A successful login: the address's failures are forgotten. */
 void gw_guard_login_ok(gw_ip *ip);

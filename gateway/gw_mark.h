@@ -8,7 +8,9 @@
 #ifndef GW_MARK_H
 #define GW_MARK_H
 
+#include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "eds_proto.h"
 
@@ -17,5 +19,13 @@ typedef struct gw_mark {
     char stream[EDS_STREAM_MAX + 1]; /* a valid stream id (eds_stream_id_valid) */
     uint64_t seq;
 } gw_mark;
+
+/* Both ids terminated and valid. */
+static inline bool gw_mark_valid(const gw_mark *m)
+{
+    return memchr(m->device, '\0', sizeof(m->device)) &&
+           memchr(m->stream, '\0', sizeof(m->stream)) && eds_device_id_valid(m->device) &&
+           eds_stream_id_valid(m->stream);
+}
 
 #endif

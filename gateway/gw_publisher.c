@@ -39,7 +39,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -661,7 +660,7 @@ int gw_publisher_create(const gw_publisher_config *cfg, gw_publisher **out, eds_
         p->slot_ctxs[i] = (slot_ctx){.p = p, .idx = (uint32_t)i};
 
     if (!cfg->persistent && cfg->session_dir)
-        gw_pubstore_discard_logged(cfg->session_dir);
+        gw_paho_store_discard_logged(cfg->session_dir);
     if (cfg->persistent) {
         rc = gw_pubstore_open(cfg->session_dir, &p->store, err);
         if (rc != EDS_OK) {
@@ -780,7 +779,8 @@ int gw_publisher_publish_props(gw_publisher *p, const char *topic, const void *p
      * connection, the publish would FAIL and be resent, forever. */
     if (strpbrk(topic, "+#") || strlen(topic) > 65535)
         return EDS_ERR_INVAL;
-
+    if (mark && p->store && gw_pubstore_failed(p->store))
+        return EDS_ERR_IO; /* Paho would send it without its mark in the file */
     pthread_mutex_lock(&p->handle_lock);
     lock(p);
     if (p->state != CONN_UP || !p->conn || p->restoring) {

@@ -180,7 +180,9 @@ int gw_publisher_publish(gw_publisher *p, const char *topic, const void *payload
 
 /* gw_publisher_publish() that also records mark (copied; NULL = none) with the publish
  * in the session store (persistent mode; ignored otherwise), and carries props (MQTT 5
- * properties, copied; NULL = none; ignored at 3.1.1). */
+ * properties, copied; NULL = none; ignored at 3.1.1). Persistent mode with a mark:
+ * EDS_ERR_IO, nothing queued, while the store cannot be written (a full disk; each call
+ * tries again, see gw_pubstore_failed). */
 int gw_publisher_publish_props(gw_publisher *p, const char *topic, const void *payload, size_t len,
                                int qos, bool retain, uint64_t token, const gw_mark *mark,
                                const struct gw_pub_props *props);

@@ -18,7 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "eds_bytes.h"
@@ -53,8 +52,9 @@ struct gw_pubstore {
     pthread_mutex_t lock;
     char *path; /* NULL in memory mode */
     int fd;
-    size_t log_bytes, live_bytes;
-    size_t compact_at; /* log size that triggers compaction */
+    size_t log_bytes, live_bytes, reserved; /* reserved: end of the space allocated ahead */
+    size_t compact_at;                      /* log size that triggers compaction */
+    bool failed;       /* a write failed: the file lags memory until a rewrite succeeds */
     gw_syncer *syncer; /* NULL in memory mode */
     entry *buckets[NBUCKETS];
     entry *first, *last;
@@ -154,13 +154,6 @@ static void set_mark(gw_pubstore *st, const gw_mark *gm)
     m->m = *gm;
 }
 
-static bool mark_valid(const gw_mark *m)
-{
-    return memchr(m->device, '\0', sizeof(m->device)) &&
-           memchr(m->stream, '\0', sizeof(m->stream)) && eds_device_id_valid(m->device) &&
-           eds_stream_id_valid(m->stream);
-}
-
 static void free_marks(gw_pubstore *st)
 {
     while (st->marks) {
@@ -211,12 +204,41 @@ static int write_record(gw_pubstore *st, int fd, size_t blen, size_t *written)
     return EDS_OK;
 }
 
+static int compact(gw_pubstore *st, bool with_marks, eds_error *err);
+
+/* After a failed write the file misses records (a removal: Paho would resend a finished
+ * flow after a crash): a rewrite of all memory holds, in the scratch buffer (kept). */
+static int resync(gw_pubstore *st, size_t blen, eds_error *err)
+{
+    if (!st->failed)
+        return EDS_OK;
+    unsigned char *keep = malloc(blen + 1);
+    if (!keep)
+        return eds_error_set(err, EDS_ERR_NOMEM, "out of memory");
+    memcpy(keep, st->buf + HDR, blen); /* (a failed write left st->buf allocated) */
+    int rc = compact(st, true, err);
+    memcpy(st->buf + HDR, keep, blen); /* the buffer only grew */
+    free(keep);
+    if (rc == EDS_OK)
+        eds_log_notice("mqtt session store %s: writable again", st->path);
+    st->failed = rc != EDS_OK;
+    return rc;
+}
+
 static int append(gw_pubstore *st, size_t blen)
 {
+    static eds_log_limit lim = EDS_LOG_LIMIT_INIT(10000);
+    eds_error err;
     if (st->fd < 0)
         return EDS_OK;
+    if (resync(st, blen, &err) != EDS_OK) {
+        eds_log_limited(&lim, EDS_LOG_ERROR, "mqtt session store %s: %s", st->path, err.msg);
+        return EDS_ERR_IO;
+    }
     if (write_record(st, st->fd, blen, &st->log_bytes) != EDS_OK) {
-        eds_log_error("mqtt session store %s: write failed: %s", st->path, strerror(errno));
+        st->failed = true;
+        eds_log_limited(&lim, EDS_LOG_ERROR, "mqtt session store %s: write failed: %s", st->path,
+                        strerror(errno));
         /* A partial record would end the replay there and hide every later one. */
         if (ftruncate(st->fd, (off_t)st->log_bytes) != 0)
             eds_log_error("mqtt session store %s: truncate: %s", st->path, strerror(errno));
@@ -313,7 +335,7 @@ static bool get_mark(const unsigned char **p, const unsigned char *end, gw_mark 
     m->seq = eds_get_le64(*p);
     *p += 8;
     *present = dl > 0;
-    return !*present || mark_valid(m);
+    return !*present || gw_mark_valid(m);
 }
 
 /* A mark as files written before typed marks hold it: u16 device, u16 "STREAM SEQ".
@@ -341,7 +363,7 @@ static bool get_legacy_mark(const unsigned char **p, const unsigned char *end, g
     memcpy(m->device, name, nl);
     memcpy(m->stream, value, (size_t)(sp - value));
     m->seq = seq;
-    *present = mark_valid(m);
+    *present = gw_mark_valid(m);
     return true;
 }
 
@@ -465,21 +487,6 @@ static int replay(gw_pubstore *st, eds_error *err)
     return EDS_OK;
 }
 
-static void sync_dir(const char *path)
-{
-    char *dir = strdup(path);
-    char *slash = dir ? strrchr(dir, '/') : NULL;
-    if (slash) {
-        *slash = '\0';
-        int dfd = open(dir[0] ? dir : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-            fsync(dfd);
-            close(dfd);
-        }
-    }
-    free(dir);
-}
-
 /* Rewrites the log as the live entries plus (with_marks) the marks. Lock held. */
 static int compact(gw_pubstore *st, bool with_marks, eds_error *err)
 {
@@ -520,11 +527,12 @@ static int compact(gw_pubstore *st, bool with_marks, eds_error *err)
         unlink(tmp);
         goto out;
     }
-    sync_dir(st->path); /* the rename itself survives a power cut */
+    gw_sync_dir(st->path); /* the rename itself survives a power cut */
     gw_syncer_set_fd(st->syncer, fd);
     close(st->fd);
     st->fd = fd;
     st->log_bytes = written;
+    st->reserved = 0;
     if (lseek(st->fd, 0, SEEK_END) < 0)
         rc = eds_error_set(err, EDS_ERR_IO, "%s: %s", st->path, strerror(errno));
 out:
@@ -670,7 +678,7 @@ int gw_pubstore_put(gw_pubstore *st, const char *key, int n, char *const bufs[],
                     const gw_mark *gm)
 {
     size_t klen = key ? strlen(key) : 0;
-    if (!klen || klen > GW_PUBSTORE_KEY_MAX || n < 0 || (gm && !mark_valid(gm)))
+    if (!klen || klen > GW_PUBSTORE_KEY_MAX || n < 0 || (gm && !gw_mark_valid(gm)))
         return EDS_ERR_INVAL;
     size_t total = 0;
     for (int i = 0; i < n; i++) {
@@ -870,29 +878,20 @@ int gw_pubstore_discard(const char *dir, eds_error *err)
     return eds_error_set(err, EDS_ERR_IO, "%s: %s", path, strerror(errno));
 }
 
+bool gw_pubstore_failed(gw_pubstore *st)
+{
+    eds_error err;
+    pthread_mutex_lock(&st->lock);
+    bool failed = st->fd >= 0 && resync(st, 0, &err) != EDS_OK;
+    bool low = st->fd >= 0 && !failed && !gw_reserve_ahead(st->fd, st->log_bytes, &st->reserved);
+    pthread_mutex_unlock(&st->lock);
+    return failed || low;
+}
+
 size_t gw_pubstore_log_bytes(gw_pubstore *st)
 {
     pthread_mutex_lock(&st->lock);
     size_t n = st->log_bytes;
     pthread_mutex_unlock(&st->lock);
     return n;
-}
-
-bool gw_pubstore_is_command(const char *key)
-{
-    /* "c-N" at MQTT 3.1.1, "c5-N" at MQTT 5 */
-    return strncmp(key, "c-", 2) == 0 || strncmp(key, "c5-", 3) == 0;
-}
-
-void gw_pubstore_discard_logged(const char *dir)
-{
-    eds_error err;
-    eds_error_clear(&err);
-    int rc = gw_pubstore_discard(dir, &err);
-    if (rc == EDS_OK)
-        eds_log_notice("mqtt: clean session (qos is not 2): deleted the session store of an "
-                       "earlier qos 2 run in %s; agents resend what it held",
-                       dir);
-    else if (rc != EDS_ERR_NOTFOUND)
-        eds_log_warning("mqtt: %s", err.msg);
 }

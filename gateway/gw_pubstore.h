@@ -45,14 +45,18 @@
  * Threads: every function may be called from any thread; one mutex inside.
  * Paho calls put/get/remove on its own threads.
  *
- * Errors: EDS_OK or a negative EDS_ERR_* (eds_err.h). Write failures are
- * logged and returned as EDS_ERR_IO; the in-memory state still changes, so
- * the running gateway keeps working and only crash recovery is weakened.
+ * Errors: EDS_OK or a negative EDS_ERR_* (eds_err.h). Write failures (a full
+ * disk) are logged (rate-limited) and returned as EDS_ERR_IO; the in-memory
+ * state still changes (Paho goes on either way), the store is "failed" and
+ * the file lags memory until a rewrite of everything succeeds (at the next
+ * write or gw_pubstore_failed). The gateway hands no new record to Paho and
+ * acks none while the store has failed.
  */
 #ifndef GW_PUBSTORE_H
 #define GW_PUBSTORE_H
 
 #include <stdbool.h>
+#include <string.h>
 #include <stddef.h>
 
 #include "eds_err.h"
@@ -117,15 +121,19 @@ int gw_pubstore_forget_marks(gw_pubstore *st, eds_error *err);
  * EDS_ERR_NOTFOUND when there was none, EDS_ERR_IO (err) when it could not be removed. */
 int gw_pubstore_discard(const char *dir, eds_error *err);
 
-/* gw_pubstore_discard() for a publisher in clean mode, saying what it did in the log:
- * a store left by a run with qos 2 (the broker drops that session at the clean connect,
- * and resending it in some later qos 2 run would duplicate old records). */
-void gw_pubstore_discard_logged(const char *dir);
+/* True while the file lags memory after a failed write (first tries the
+ * rewrite that would end that), or while the disk has no room for the space
+ * kept ahead of the log (gw_reserve_ahead) for the flows already handed:
+ * then hand the store nothing new. */
+bool gw_pubstore_failed(gw_pubstore *st);
 
 /* Bytes in the log file now (0 in memory mode); for tests and stats. */
 size_t gw_pubstore_log_bytes(gw_pubstore *st);
 
 /* True for Paho's key of a queued command ("c-N"; "c5-N" at MQTT 5). */
-bool gw_pubstore_is_command(const char *key);
+static inline bool gw_pubstore_is_command(const char *key)
+{
+    return strncmp(key, "c-", 2) == 0 || strncmp(key, "c5-", 3) == 0;
+}
 
 #endif

@@ -6,8 +6,10 @@
 
 #include "eds_log.h"
 #include "eds_proto.h"
+#include "gw_now.h"
 
-#define PUMP_BATCH 32 /* records one device publishes before the next gets a turn */
+#define PUMP_BATCH 32       /* records one device publishes before the next gets a turn */
+#define STORE_RETRY_MS 1000 /* qos 2: a session store that could not be written */
 
 void gw_relay_init(gw_relay *r, const gw_config *cfg, gw_window *w, gw_conns *conns, gw_stats *st)
 {
@@ -30,14 +32,15 @@ void gw_rfc3339(time_t t, char *buf, size_t cap)
     strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-void gw_relay_publish_untracked(gw_relay *r, const char *topic, const char *payload, size_t len,
-                                int qos, bool retain)
+int gw_relay_publish_untracked(gw_relay *r, const char *topic, const char *payload, size_t len,
+                               int qos, bool retain)
 {
-    if (!r->broker_up || r->restoring)
-        return;
-    int rc = gw_publisher_publish(r->pub, topic, payload, len, qos, retain, GW_TOKEN_UNTRACKED);
+    int rc = EDS_ERR_BROKER;
+    if (r->broker_up && !r->restoring)
+        rc = gw_publisher_publish(r->pub, topic, payload, len, qos, retain, GW_TOKEN_UNTRACKED);
     if (rc != EDS_OK)
         eds_log_debug("publish to %s skipped: %s", topic, eds_strerror(rc));
+    return rc;
 }
 
 int gw_relay_try_publish(gw_relay *r, const char *topic, const char *payload, size_t len, int qos,
@@ -124,12 +127,19 @@ static int publish_record(gw_relay *r, gw_device *d, gw_record *rec)
                                         token, raise ? &mark : NULL, &props);
     if (rc == EDS_OK && raise)
         d->marked_seq = rec->seq;
+    /* qos 2: the session store cannot take the mark (a full disk): a record handed now
+     * could be published twice after a crash. Try again in a second. */
+    r->store_failed = rc == EDS_ERR_IO;
+    if (r->store_failed)
+        r->store_retry_ms = gw_now_ms() + STORE_RETRY_MS;
     return rc;
 }
 
 void gw_relay_pump(gw_relay *r)
 {
-    if (!r->broker_up || r->restoring)
+    if (!r->broker_up || r->restoring || r->held)
+        return;
+    if (r->store_failed && gw_now_ms() < r->store_retry_ms)
         return;
     flush_statuses(r);
     while (r->ready) {
@@ -157,9 +167,32 @@ void gw_relay_pump(gw_relay *r)
 
 void gw_relay_drain(gw_relay *r, gw_device *d)
 {
-    gw_conn *c = gw_ready_conn(d);
+    /* Settle: last_seq moves over the complete records at the head now (the journal
+     * takes it at the end of the batch); they are answered only after that write. */
     bool advanced = false;
-    while (d->ring.count && gw_ring_at(d, 0)->state == GW_REC_DONE) {
+    while (d->ring.settled < d->ring.count &&
+           gw_ring_at(d, d->ring.settled)->state == GW_REC_DONE) {
+        gw_record *rec = gw_ring_at(d, d->ring.settled++);
+        if (rec->kind != GW_REC_DUP && rec->seq > d->last_seq) {
+            d->last_seq = rec->seq;
+            advanced = true;
+        }
+    }
+    if (advanced)
+        gw_window_journal(r->w, d);
+    if (!d->in_answer) {
+        d->in_answer = true;
+        d->answer_next = r->answer;
+        r->answer = d;
+    }
+}
+
+/* Answers d's settled records in order and pops them. Without a connection,
+ * drops what was never published. */
+static void answer(gw_relay *r, gw_device *d)
+{
+    gw_conn *c = gw_ready_conn(d);
+    while (d->ring.settled) {
         gw_record *rec = gw_ring_at(d, 0);
         if (c) {
             char line[96];
@@ -176,16 +209,23 @@ void gw_relay_drain(gw_relay *r, gw_device *d)
             r->st->rejected++;
         else
             r->st->duplicates++;
-        if (rec->kind != GW_REC_DUP && rec->seq > d->last_seq) {
-            d->last_seq = rec->seq;
-            advanced = true;
-        }
         gw_ring_pop(r->w, d);
     }
-    if (advanced)
-        gw_window_journal(r->w, d);
     if (!c) /* no connection to answer: the agent resends after its next welcome */
         gw_ring_trim(r->w, d);
+}
+
+gw_device *gw_relay_answer_next(gw_relay *r)
+{
+    if (r->held)
+        return NULL;
+    gw_device *d = r->answer;
+    if (!d)
+        return NULL;
+    r->answer = d->answer_next;
+    d->in_answer = false;
+    answer(r, d);
+    return d;
 }
 
 gw_device *gw_relay_result(gw_relay *r, uint64_t token, bool ok)

@@ -35,9 +35,13 @@ typedef struct gw_relay {
     gw_stats *st;
     gw_device *ready, *ready_tail;        /* devices with WAITING records, in turn order */
     gw_device *status_head, *status_tail; /* statuses to publish, oldest first */
+    gw_device *answer;                    /* devices with settled records to answer */
     bool broker_up;
-    bool restoring; /* qos 2 after a crash: publishes restored from the session store are
-                       not all confirmed yet; no welcome, no publish until they are */
+    bool restoring;    /* qos 2 after a crash: publishes restored from the session store are
+                          not all confirmed yet; no welcome, no publish until they are */
+    bool held;         /* the journal cannot be written: no new publish, no answer */
+    bool store_failed; /* qos 2: the session store cannot be written: no new record */
+    int64_t store_retry_ms;
 } gw_relay;
 
 void gw_relay_init(gw_relay *r, const gw_config *cfg, gw_window *w, gw_conns *conns, gw_stats *st);
@@ -49,9 +53,10 @@ void gw_relay_topic(const gw_relay *r, const char *device, const char *leaf, cha
 void gw_rfc3339(time_t t, char *buf, size_t cap);
 
 /* Publishes something no one waits for (stats, rejected lines) if the broker
- * is there; skipped otherwise. */
-void gw_relay_publish_untracked(gw_relay *r, const char *topic, const char *payload, size_t len,
-                                int qos, bool retain);
+ * is there and the publisher has room: EDS_OK, or the reason it was skipped
+ * (the caller counts it). */
+int gw_relay_publish_untracked(gw_relay *r, const char *topic, const char *payload, size_t len,
+                               int qos, bool retain);
 
 /* Publishes something untracked now if the publisher takes it, with MQTT 5 correlation
  * data (corr_len bytes; NULL: none): EDS_OK, EDS_ERR_BROKER (not connected, or restoring)
@@ -70,12 +75,17 @@ void gw_relay_ready(gw_relay *r, gw_device *d);
  * room, device by device in turns, each device's in ring order. */
 void gw_relay_pump(gw_relay *r);
 
-/* Answers the complete records at the head of d's ring in order and pops
- * them, advancing last_seq (journaled). Without a connection, drops what
- * was never published. */
+/* Settles the complete records at the head of d's ring: last_seq moves over
+ * them (marked for the journal) and d waits for gw_relay_answer_next. */
 void gw_relay_drain(gw_relay *r, gw_device *d);
 
-/* A publish result: the device whose record it completed (now drained), or
+/* Once the journal has what was settled (and while not held): answers the
+ * next waiting device's settled records in order (ack, duplicate ack or
+ * nack) and pops them; without a connection, drops what was never
+ * published. Returns that device (for gw_session_progress), or NULL. */
+gw_device *gw_relay_answer_next(gw_relay *r);
+
+/* A publish result: the device whose record it completed (now settled), or
  * NULL when the token names no record in flight. */
 gw_device *gw_relay_result(gw_relay *r, uint64_t token, bool ok);
 

@@ -4,7 +4,8 @@
  * gw_conn/gw_session, publisher events to gw_relay/gw_downlink, signals to
  * reload or stop), then ends each batch in the order the delivery rule
  * needs: publish, journal, then the acks the journal covers, then closes.
- * Also owns the journal (gw_state), the counters on the stats topic, and
+ * Also owns the journal (gw_journal: acks wait while state_dir cannot be
+ * written), the gateway's retained status, the counters on the stats topic, and
  * the files a reload swaps (schemas, passwords, certificates).
  */
 #include "gw_server.h"
@@ -26,13 +27,13 @@
 #include "gw_conn.h"
 #include "gw_downlink.h"
 #include "gw_guard.h"
+#include "gw_journal.h"
 #include "gw_loop.h"
 #include "gw_now.h"
 #include "gw_publisher.h"
 #include "gw_relay.h"
 #include "gw_schemas.h"
 #include "gw_session.h"
-#include "gw_state.h"
 #include "gw_window.h"
 
 #define TICK_MS 200
@@ -54,49 +55,14 @@ struct gw_server {
     gw_schemas *schemas;
     eds_passwd *passwd;
     eds_tls_ctx *tls_ctx;
-    gw_state *state;
-    bool stopping;
-    int64_t stop_deadline_ms, next_stats_ms, started_ms, next_compact_ms, next_ip_sweep_ms,
-        next_expiry_ms;
+    gw_journal journal;
+    bool stopping, status_blocked;
+    int64_t stop_deadline_ms, next_stats_ms, started_ms, next_ip_sweep_ms, next_expiry_ms;
+    char online[128]; /* the gateway's retained status while all is well */
     gw_stats st;
 };
 
 /* ---- journal ------------------------------------------------------------ */
-
-typedef struct state_iter {
-    gw_server *s;
-    size_t i;
-} state_iter;
-
-static int state_next(void *ctx, const char **device, const char **stream, uint64_t *last_seq)
-{
-    state_iter *it = ctx;
-    gw_window *w = &it->s->window;
-    if (it->i >= w->n_devices)
-        return 0;
-    gw_device *d = w->devices[it->i++];
-    while (!d->journaled) { /* ids known only from a command get no entry */
-        if (it->i >= w->n_devices)
-            return 0;
-        d = w->devices[it->i++];
-    }
-    *device = d->id;
-    *stream = d->stream;
-    *last_seq = d->last_seq;
-    return 1;
-}
-
-/* Writes the devices marked by gw_window_journal() with one write. */
-static void write_journal(gw_server *s)
-{
-    gw_device *d;
-    while ((d = gw_window_journal_pop(&s->window)) != NULL)
-        if (gw_state_append(s->state, d->id, d->stream, d->last_seq) != EDS_OK)
-            eds_log_error("state journal: buffer full or out of memory");
-    eds_error err;
-    if (gw_state_flush(s->state, &err) != EDS_OK)
-        eds_log_error("%s", err.msg); /* acks still go: the broker has the records */
-}
 
 /* With qos 2, every record handed to Paho is in the session store with a mark until
  * the journal covers it. A record whose PUBCOMP came just before a crash is gone from
@@ -106,24 +72,13 @@ static void write_journal(gw_server *s)
 static void apply_session_marks(gw_server *s, bool confirmed)
 {
     gw_relay_apply_marks(&s->relay, confirmed);
-    write_journal(s);
-    gw_state_sync(s->state); /* durable before the marks are gone */
+    if (!gw_journal_write(&s->journal, gw_now_ms(), false))
+        return;                   /* the marks stay in the store until the journal has them */
+    gw_journal_sync(&s->journal); /* durable before the marks are gone */
     eds_error err;
     eds_error_clear(&err);
     if (gw_publisher_forget_marks(s->pub, &err) != EDS_OK)
         eds_log_error("mqtt session store: %s", err.msg);
-}
-
-static void state_loaded(void *ctx, const char *device, const char *stream, uint64_t last_seq)
-{
-    gw_server *s = ctx;
-    gw_device *d = gw_window_get(&s->window, device);
-    if (!d)
-        return;
-    snprintf(d->stream, sizeof(d->stream), "%s", stream);
-    d->last_seq = d->last_accepted = last_seq;
-    d->journaled = true;
-    d->since = time(NULL);
 }
 
 /* ---- broker events ------------------------------------------------------ */
@@ -141,6 +96,7 @@ static void on_pub_event(void *ctx, const gw_pub_event *ev)
         break;
     case GW_PUB_CONNECTED:
         gw_relay_connected(&s->relay);
+        s->status_blocked = false; /* the connect published the plain online status */
         break;
     case GW_PUB_DISCONNECTED:
         if (s->relay.broker_up)
@@ -231,7 +187,7 @@ static void on_signal(gw_server *s)
 
 static void publish_stats(gw_server *s)
 {
-    char topic[GW_TOPIC_MAX], body[1024];
+    char topic[GW_TOPIC_MAX], body[1536];
     snprintf(topic, sizeof(topic), "%s/_gateway/stats", s->cfg->topic_prefix);
     size_t online = 0;
     for (size_t i = 0; i < s->window.n_devices; i++)
@@ -249,16 +205,22 @@ static void publish_stats(gw_server *s)
         ",\"rate_limited\":%" PRIu64 ",\"login_delays\":%" PRIu64 ",\"lines_too_long\":%" PRIu64
         ",\"cmds_sent\":%" PRIu64 ",\"cmds_rejected\":%" PRIu64 ",\"cmds_expired\":%" PRIu64
         ",\"cmds_retained\":%" PRIu64 ",\"cmds_held_bytes\":%zu"
-        ",\"pending_bytes\":%zu,\"inflight\":%zu,\"broker\":\"%s\"}",
+        ",\"preauth_evicted\":%" PRIu64 ",\"logins_throttled\":%" PRIu64
+        ",\"journal_failures\":%" PRIu64 ",\"store_failures\":%" PRIu64
+        ",\"rejected_skipped\":%" PRIu64 ",\"stats_skipped\":%" PRIu64
+        ",\"state_dir\":\"%s\",\"pending_bytes\":%zu,\"inflight\":%zu,\"broker\":\"%s\"}",
         (gw_now_ms() - s->started_ms) / 1000, s->conns.n, st->connections_total, online,
         s->window.n_devices, st->messages_in, st->acked, st->duplicates, st->rejected,
         st->bad_lines, st->auth_failures, st->timeouts, st->server_busy, st->replaced, st->cmds_in,
         st->cmds_delivered, st->cmds_dropped, st->bytes_in, st->bytes_out, st->tls_failures,
         st->per_ip_refused, st->rate_limited, st->login_delays, st->lines_too_long, st->cmds_sent,
         st->cmds_rejected, st->cmds_expired, st->cmds_retained, s->downlink.held_bytes,
+        st->preauth_evicted, st->logins_throttled, st->journal_failures, st->store_failures,
+        st->rejected_skipped, st->stats_skipped, gw_journal_blocked(&s->journal) ? "full" : "ok",
         s->window.pending_bytes, gw_publisher_inflight(s->pub),
         s->relay.broker_up ? "connected" : "disconnected");
-    gw_relay_publish_untracked(&s->relay, topic, body, (size_t)n, 0, false);
+    if (gw_relay_publish_untracked(&s->relay, topic, body, (size_t)n, 0, false) != EDS_OK)
+        s->st.stats_skipped++;
 }
 
 static void tick(gw_server *s)
@@ -279,21 +241,36 @@ static void tick(gw_server *s)
     }
 }
 
+/* The gateway's retained status: online, and whether state_dir holds the acks. */
+static void publish_gateway_status(gw_server *s, bool blocked)
+{
+    char topic[GW_TOPIC_MAX], body[512];
+    snprintf(topic, sizeof(topic), "%s/_gateway/status", s->cfg->topic_prefix);
+    int n = snprintf(body, sizeof(body), "%s", s->online);
+    if (blocked && n > 1) /* {"online":true,...} + the reason */
+        n = snprintf(body + n - 1, sizeof(body) - (size_t)n + 1,
+                     ",\"state_dir\":\"cannot be written: acks held\"}") +
+            n - 1;
+    if (gw_relay_publish_untracked(&s->relay, topic, body, (size_t)n, 1, true) == EDS_OK)
+        s->status_blocked = blocked;
+}
+
 /* End of an iteration: journal first, then the acks it covers, then closes. */
 static void end_batch(gw_server *s)
 {
     gw_relay_pump(&s->relay);
     gw_downlink_flush(&s->downlink);
-    write_journal(s);
-    eds_error err;
     int64_t now = gw_now_ms();
-    if (now >= s->next_compact_ms && gw_state_wants_compaction(s->state, s->window.n_devices)) {
-        state_iter it = {s, 0};
-        if (gw_state_compact(s->state, state_next, &it, &err) != EDS_OK) {
-            eds_log_error("state compaction (retried in 60 s): %s", err.msg);
-            s->next_compact_ms = now + 60000;
-        }
-    }
+    s->relay.held = !gw_journal_write(&s->journal, now, s->relay.store_failed);
+    gw_device *d;
+    while ((d = gw_relay_answer_next(&s->relay)) != NULL)
+        gw_session_progress(&s->session, d);
+    /* Welcomes just given may have marked devices; nothing is held back for them. */
+    if (!s->relay.held)
+        s->relay.held = !gw_journal_write(&s->journal, now, s->relay.store_failed);
+    bool blocked = gw_journal_blocked(&s->journal);
+    if (blocked != s->status_blocked && s->relay.broker_up)
+        publish_gateway_status(s, blocked);
     gw_session_end_batch(&s->session);
 }
 
@@ -329,6 +306,7 @@ static int open_publisher(gw_server *s, eds_error *err)
     snprintf(sub, sizeof(sub), "%s/+/cmd", cfg->topic_prefix);
     gw_rfc3339(time(NULL), since, sizeof(since));
     snprintf(online, sizeof(online), "{\"online\":true,\"since\":\"%s\"}", since);
+    snprintf(s->online, sizeof(s->online), "%s", online);
     char *broker_pw = NULL;
     int rc;
     bool exposed = false;
@@ -350,6 +328,7 @@ static int open_publisher(gw_server *s, eds_error *err)
         .online_payload = online,
         .subscribe_topic = sub,
         .max_inflight = cfg->max_inflight,
+        .keepalive = cfg->broker_keepalive, /* a hung broker: noticed in 2-3x this */
         .cafile = cfg->broker_cafile,
         .certfile = cfg->broker_certfile,
         .keyfile = cfg->broker_keyfile,
@@ -410,7 +389,7 @@ int gw_server_create(const gw_config *cfg, gw_server **out, eds_error *err)
             eds_log_warning("%s is readable by every user: chmod 600 it (or 640 with a group)",
                             cfg->password_file);
     }
-    if ((rc = gw_state_open(cfg->state_dir, state_loaded, s, &s->state, err)) != EDS_OK ||
+    if ((rc = gw_journal_open(&s->journal, cfg->state_dir, &s->window, &s->st, err)) != EDS_OK ||
         (rc = gw_downlink_open_store(&s->downlink, cfg->state_dir, err)) != EDS_OK)
         goto err;
     for (size_t i = 0; i < cfg->n_listeners; i++) {
@@ -514,7 +493,7 @@ void gw_server_destroy(gw_server *s)
             close(s->listeners[i].fd);
     gw_downlink_free(&s->downlink);
     gw_window_free(&s->window);
-    gw_state_close(s->state);
+    gw_journal_close(&s->journal);
     gw_schemas_destroy(s->schemas);
     eds_passwd_destroy(s->passwd);
     eds_tls_ctx_destroy(s->tls_ctx);

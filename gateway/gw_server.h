@@ -2,13 +2,14 @@
  * gw_server.h - eds-gateway's engine. The server creates and glues the
  * modules that do the work: gw_conn (connections and I/O), gw_session (the
  * protocol per connection), gw_window (per-device records), gw_guard
- * (per-address limits), gw_relay (publishing and acks), gw_downlink
- * (commands), gw_publisher (MQTT) and gw_state (the journal).
+ * (per-address and login limits), gw_relay (publishing and acks),
+ * gw_downlink (commands), gw_publisher (MQTT) and gw_journal (the journal,
+ * gw_state, as the gate of the acks: none while state_dir cannot be written).
  *
  * Delivery rule (docs/gateway.md): a record is acked only after the broker
  * confirmed it (QoS >= 1); records of one device are published in seq
  * order; last_seq advances only over a contiguous prefix of handled
- * records and is journaled (gw_state.h) before the ack leaves.
+ * records and is journaled (gw_journal.h) before the ack leaves.
  *
  * One thread runs everything except Paho's internals; signals arrive
  * through a signalfd: SIGTERM/SIGINT drain and stop, SIGHUP reloads the

@@ -157,12 +157,18 @@ static void handle_hello(gw_session *ss, gw_conn *c, const eds_msg *m)
     }
     bool cert_mismatch;
     if (!authenticated(ss, c, m, &cert_mismatch)) {
+        static eds_log_limit lim = EDS_LOG_LIMIT_INIT(10000);
         ss->st->auth_failures++;
-        eds_log_notice("%s: authentication failed for device %s%s", c->peer, m->device,
-                       cert_mismatch ? " (certificate CN does not match)" : "");
-        /* A growing delay per address slows password guessing. */
+        eds_log_limited(&lim, EDS_LOG_NOTICE, "%s: authentication failed for device %s%s", c->peer,
+                        m->device, cert_mismatch ? " (certificate CN does not match)" : "");
+        /* A growing delay per address slows password guessing; a budget for all
+         * addresses together slows guessing from many. */
         int64_t now = gw_now_ms();
         int64_t delay = gw_guard_login_failed(c->ip, now);
+        if (!gw_guard_fail_budget(ss->guard, ss->cfg->max_auth_failures, now)) {
+            ss->st->logins_throttled++;
+            delay = GW_LOGIN_DELAY_MAX_MS;
+        }
         if (delay > 0) {
             ss->st->login_delays++;
             c->fail_at_ms = now + delay;
@@ -172,6 +178,7 @@ static void handle_hello(gw_session *ss, gw_conn *c, const eds_msg *m)
         return;
     }
     gw_guard_login_ok(c->ip);
+    gw_conn_authenticated(ss->conns, c);
     gw_device *d = gw_window_get(ss->w, m->device);
     if (!d) {
         send_error(ss, c, EDS_PE_SERVER_BUSY, "too many devices");
@@ -179,8 +186,9 @@ static void handle_hello(gw_session *ss, gw_conn *c, const eds_msg *m)
     }
     if (d->conn) {
         ss->st->replaced++;
-        eds_log_notice("device %s: new connection from %s replaces %s", d->id, c->peer,
-                       d->conn->peer);
+        static eds_log_limit lim = EDS_LOG_LIMIT_INIT(10000); /* two devices, one id */
+        eds_log_limited(&lim, EDS_LOG_NOTICE, "device %s: new connection from %s replaces %s",
+                        d->id, c->peer, d->conn->peer);
         send_error(ss, d->conn, EDS_PE_REPLACED, "a newer connection authenticated as this device");
     }
     /* Records of an earlier connection still in flight finish first:
@@ -201,15 +209,19 @@ static void reject_line(gw_session *ss, gw_conn *c, eds_proto_error code, const 
     size_t cap = gw_reject_line_cap(len, reason);
     if (ss->line_cap < cap) {
         char *nb = realloc(ss->line_buf, cap);
-        if (!nb)
+        if (!nb) {
+            ss->st->rejected_skipped++;
             return;
+        }
         ss->line_buf = nb;
         ss->line_cap = cap;
     }
     size_t n = gw_reject_line_doc(ss->line_buf, cap, code, line, len, reason);
     char topic[GW_TOPIC_MAX];
     gw_relay_topic(ss->relay, c->dev->id, "rejected", topic);
-    gw_relay_publish_untracked(ss->relay, topic, ss->line_buf, n, ss->cfg->qos, false);
+    if (gw_relay_publish_untracked(ss->relay, topic, ss->line_buf, n, ss->cfg->qos, false) !=
+        EDS_OK)
+        ss->st->rejected_skipped++;
 }
 
 static void handle_data(gw_session *ss, gw_conn *c, const eds_msg *m)
@@ -227,7 +239,8 @@ static void handle_data(gw_session *ss, gw_conn *c, const eds_msg *m)
         r.kind = GW_REC_DUP;
         r.state = GW_REC_DONE;
     } else if (gw_record_build(&r, d->schema, m) != EDS_OK) {
-        eds_log_error("%s: out of memory for a record", d->id);
+        static eds_log_limit lim = EDS_LOG_LIMIT_INIT(10000);
+        eds_log_limited(&lim, EDS_LOG_ERROR, "%s: out of memory for a record", d->id);
         send_error(ss, c, EDS_PE_SERVER_BUSY, "out of memory");
         return;
     }
@@ -427,8 +440,9 @@ static void tls_step(gw_session *ss, gw_conn *c)
         return;
     if (rc != EDS_OK) {
         ss->st->tls_failures++;
-        eds_log_notice("%s: TLS handshake failed: %s", c->peer,
-                       rc == EDS_ERR_CLOSED ? "peer closed" : err.msg);
+        static eds_log_limit lim = EDS_LOG_LIMIT_INIT(10000); /* junk on the TLS port */
+        eds_log_limited(&lim, EDS_LOG_NOTICE, "%s: TLS handshake failed: %s", c->peer,
+                        rc == EDS_ERR_CLOSED ? "peer closed" : err.msg);
         close_conn(ss, c, "TLS handshake failed");
         return;
     }
@@ -480,6 +494,14 @@ void gw_session_tick(gw_session *ss, int64_t now)
         } else if (c->state == GW_C_NEW && !c->fail_at_ms && now - c->created_ms >= auth_ms) {
             ss->st->timeouts++;
             send_error(ss, c, EDS_PE_TIMEOUT, "no hello within auth_timeout");
+        } else if (c->state == GW_C_WAIT_WELCOME && now - c->created_ms >= auth_ms) {
+            /* Its welcome waits for records still in flight (a hung broker, a full
+             * state_dir): say so rather than leave the agent guessing. */
+            ss->st->server_busy++;
+            send_error(ss, c, EDS_PE_SERVER_BUSY,
+                       ss->relay->held || ss->relay->store_failed
+                           ? "state_dir is full: try again later"
+                           : "waiting for the broker: try again later");
         } else if (c->state == GW_C_READY && c->reading && idle_ms > 0 &&
                    now - c->last_rx_ms >= idle_ms) {
             ss->st->timeouts++;

@@ -14,6 +14,9 @@ typedef struct gw_stats {
     /* commands: cmds_in = delivered + rejected + expired + dropped + still held; sent counts
      * cmd lines written (a command sent again after a reconnect counts again) */
     uint64_t cmds_sent, cmds_rejected, cmds_expired, cmds_retained;
+    /* issue 15: floods, squatters, a full state_dir, what was skipped */
+    uint64_t preauth_evicted, logins_throttled, journal_failures, store_failures, rejected_skipped,
+        stats_skipped;
 } gw_stats;
 
 #endif

@@ -9,6 +9,7 @@
 #include "gw_syncer.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -129,4 +130,30 @@ void gw_syncer_stop(gw_syncer *s)
     pthread_mutex_destroy(&s->lock);
     pthread_mutex_destroy(&s->sync_lock);
     free(s);
+}
+
+void gw_sync_dir(const char *path)
+{
+    char *dir = strdup(path);
+    char *slash = dir ? strrchr(dir, '/') : NULL;
+    if (slash) {
+        *slash = '\0';
+        int dfd = open(dir[0] ? dir : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            fsync(dfd);
+            close(dfd);
+        }
+    }
+    free(dir);
+}
+
+bool gw_reserve_ahead(int fd, size_t end, size_t *reserved)
+{
+    if (end + GW_RESERVE_BYTES / 2 <= *reserved)
+        return true;
+    if (fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)end, GW_RESERVE_BYTES) == 0) {
+        *reserved = end + GW_RESERVE_BYTES;
+        return true;
+    }
+    return errno == EOPNOTSUPP || errno == ENOSYS;
 }

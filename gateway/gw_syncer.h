@@ -20,6 +20,8 @@
 #ifndef GW_SYNCER_H
 #define GW_SYNCER_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "eds_err.h"
@@ -39,5 +41,17 @@ void gw_syncer_set_fd(gw_syncer *s, int fd);
 
 /* Syncs once more if dirty, stops the thread and frees it; NULL ok. */
 void gw_syncer_stop(gw_syncer *s);
+
+/* fsync of the directory that holds path, so that a rename into it survives a
+ * power cut (best effort: errors are ignored). */
+void gw_sync_dir(const char *path);
+
+/* Keeps GW_RESERVE_BYTES of disk allocated past `end` of an append-only file
+ * (fallocate with FALLOC_FL_KEEP_SIZE; *reserved is the end of that
+ * allocation), so that writes already promised can finish when the disk
+ * fills. False when the disk has no room for the reserve: the caller should
+ * take on no new work. True where the file system cannot preallocate. */
+#define GW_RESERVE_BYTES (64 * 1024)
+bool gw_reserve_ahead(int fd, size_t end, size_t *reserved);
 
 #endif

@@ -156,6 +156,8 @@ void gw_ring_pop(gw_window *w, gw_device *d)
     r->count--;
     if (r->unsent)
         r->unsent--;
+    if (r->settled)
+        r->settled--;
 }
 
 void gw_ring_trim(gw_window *w, gw_device *d)
@@ -167,6 +169,8 @@ void gw_ring_trim(gw_window *w, gw_device *d)
     }
     if (r->unsent > r->count)
         r->unsent = r->count;
+    if (r->settled > r->count)
+        r->settled = r->count;
     d->last_accepted = d->last_seq;
     for (uint32_t i = 0; i < r->count; i++)
         if (gw_ring_at(d, i)->seq > d->last_accepted)

@@ -50,6 +50,8 @@ typedef struct gw_ring {
     uint32_t cap, head, count;
     uint32_t unsent;   /* offset of the first WAITING record (== count: none) */
     uint32_t head_abs; /* absolute position of slot[head], for publish tokens */
+    uint32_t settled;  /* relay: DONE records at the head that last_seq covers, waiting for
+                          the journal before they are answered */
 } gw_ring;
 
 struct gw_conn;
@@ -71,9 +73,11 @@ typedef struct gw_device {
     const eds_schema *schema; /* session: borrowed from gw_schemas */
     gw_cmdq held;             /* downlink: commands waiting for a connection */
     gw_bucket rate;           /* guard */
-    /* relay: turn in the publish queue, retained status */
+    /* relay: turn in the publish queue, answers waiting for the journal, retained status */
     bool in_ready;
     struct gw_device *ready_next;
+    bool in_answer;
+    struct gw_device *answer_next;
     bool online;
     bool status_queued; /* its retained status waits for room at the publisher */
     struct gw_device *status_next;

@@ -34,15 +34,19 @@ static void usage(FILE *out, const gw_config *defaults)
             "      --version      print the version\n"
             "\n"
             "Every option below can be given in the file or as --option VALUE (flags win).\n"
-            "Example:\n"
-            "  eds-gateway --listener 5883 --schema /etc/eds/schemas/energy.json \\\n"
-            "              --password-file /etc/eds/passwd --state-dir /var/lib/eds-gateway\n"
+            "Examples (the paths the eds-gateway package installs):\n"
+            "  eds-gateway -c /etc/eds/eds-gateway.conf --check\n"
+            "  eds-gateway --listener 5883 127.0.0.1 --state-dir /var/lib/eds-gateway \\\n"
+            "              --schema /usr/share/eds/schemas/energy.json \\\n"
+            "              --password-file /etc/eds/devices.passwd\n"
             "\n"
             "Options:\n");
     eds_conf_print_help(out, gw_config_options(), defaults);
-    fprintf(out, "\nExit status: 0 after a clean stop (SIGTERM/SIGINT), 2 on a configuration "
-                 "error, 1 on other errors.\nSIGHUP reloads the schemas, the password file\nand "
-                 "the TLS certificates.\n");
+    fprintf(out,
+            "\nExit status: 0 after a clean stop (SIGTERM/SIGINT); 2 on a configuration error,\n"
+            "which includes a file the configuration names that is missing or unreadable\n"
+            "(every start checks what --check checks); 1 on other errors.\n"
+            "SIGHUP reloads the schemas, the password file and the TLS certificates.\n");
 }
 
 /* --check: every file the configuration names must load. */
@@ -170,10 +174,17 @@ int main(int argc, char **argv)
         level = verbose > 1 ? EDS_LOG_DEBUG : EDS_LOG_INFO;
     eds_log_init("eds-gateway", level);
 
-    if (check) {
-        int rc = check_files(&cfg, &err);
-        if (rc != EDS_OK)
+    /* The start-up guard: a start runs the same checks as --check, and a
+     * failure is a configuration error (exit 2), which the systemd unit's
+     * RestartPreventExitStatus=2 does not restart. (An ExecStartPre=
+     * --check cannot do this: systemd restarts a unit whose ExecStartPre
+     * failed whatever its status.) */
+    int rc = check_files(&cfg, &err);
+    if (check || rc != EDS_OK) {
+        if (rc != EDS_OK && check)
             fprintf(stderr, "eds-gateway: %s\n", err.msg);
+        else if (rc != EDS_OK)
+            eds_log_error("%s (exit 2: configuration error, see --check)", err.msg);
         else
             printf("eds-gateway: configuration OK\n");
         gw_config_free(&cfg);
@@ -181,7 +192,7 @@ int main(int argc, char **argv)
     }
 
     gw_server *server = NULL;
-    int rc = gw_server_create(&cfg, &server, &err);
+    rc = gw_server_create(&cfg, &server, &err);
     if (rc != EDS_OK) {
         eds_log_error("%s", err.msg[0] ? err.msg : eds_strerror(rc));
         gw_config_free(&cfg);

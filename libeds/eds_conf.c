@@ -458,6 +458,68 @@ int eds_conf_set(const eds_conf_opt *opts, void *target, const char *name, const
     return rc;
 }
 
+/* Words in o's placeholder: *required plain ones, *optional [bracketed] ones. */
+static void count_words(const eds_conf_opt *o, int *required, int *optional)
+{
+    *required = 1;
+    *optional = 0;
+    if (o->type != EDS_CONF_CUSTOM || !o->arg)
+        return; /* one value, even if its placeholder has spaces */
+    *required = 0;
+    for (const char *p = o->arg; *p;) {
+        p += strspn(p, " ");
+        if (!*p)
+            break;
+        if (*p == '[')
+            (*optional)++;
+        else
+            (*required)++;
+        p += strcspn(p, " ");
+    }
+    if (*required == 0) { /* "[X]" alone: the value itself is not optional */
+        *required = 1;
+        (*optional)--;
+    }
+}
+
+/*
+ * Applies option name with its value taken from argv[first] on: one argument,
+ * or for an EDS_CONF_CUSTOM option whose placeholder has several words
+ * ("PORT [ADDRESS]", "PATTERN FILE") one argument per word, joined by a
+ * space, so `--listener 5883 127.0.0.1` works unquoted as --help shows it. A
+ * [bracketed] word takes the next argument only when it does not start with
+ * '-' (the next flag). *used: the arguments taken.
+ */
+static int set_words(const eds_conf_opt *opts, void *target, const char *name, int argc,
+                     char *const argv[], int first, int *used, eds_error *err)
+{
+    const eds_conf_opt *o = eds_conf_find(opts, name);
+    int required = 1, optional = 0;
+    if (o)
+        count_words(o, &required, &optional);
+    char value[EDS_CONF_MAX_LINE + 1];
+    size_t len = 0;
+    int n = 0;
+    while (first + n < argc &&
+           (n < required || (n < required + optional && argv[first + n][0] != '-'))) {
+        const char *word = argv[first + n];
+        size_t wlen = strlen(word);
+        if (len + (n > 0) + wlen > EDS_CONF_MAX_LINE)
+            return eds_error_set(err, EDS_ERR_CONFIG, "command line: %.*s: value too long",
+                                 NAME_MAX_LEN, name);
+        if (n > 0)
+            value[len++] = ' ';
+        memcpy(value + len, word, wlen);
+        len += wlen;
+        n++;
+    }
+    value[len] = '\0';
+    int rc = eds_conf_set(opts, target, name, n > 0 ? value : NULL, NULL, err);
+    if (rc == EDS_OK)
+        *used = n;
+    return rc;
+}
+
 int eds_conf_set_arg(const eds_conf_opt *opts, void *target, int argc, char *const argv[],
                      int *index, eds_error *err)
 {
@@ -476,18 +538,19 @@ int eds_conf_set_arg(const eds_conf_opt *opts, void *target, int argc, char *con
     memcpy(name, arg, name_len);
     name[name_len] = '\0';
 
-    const char *value = eq ? eq + 1 : NULL;
-    int used = 1;
     const eds_conf_opt *o = eds_conf_find(opts, name);
     if (o && !eq && i + 1 < argc &&
         (o->type != EDS_CONF_BOOL || strcmp(argv[i + 1], "true") == 0 ||
          strcmp(argv[i + 1], "false") == 0)) {
-        value = argv[i + 1];
-        used = 2;
+        int used = 0;
+        int rc = set_words(opts, target, name, argc, argv, i + 1, &used, err);
+        if (rc == EDS_OK)
+            *index = i + 1 + used;
+        return rc;
     }
-    int rc = eds_conf_set(opts, target, name, value, NULL, err);
+    int rc = eds_conf_set(opts, target, name, eq ? eq + 1 : NULL, NULL, err);
     if (rc == EDS_OK)
-        *index = i + used;
+        *index = i + 1;
     return rc;
 }
 

@@ -99,7 +99,12 @@ int eds_conf_set(const eds_conf_opt *opts, void *target, const char *name, const
  * what it used: `--name VALUE` (two arguments), `--name=VALUE` (one), and
  * for EDS_CONF_BOOL options `--name` (true), `--name=false`, or `--name true`
  * / `--name false` (a BOOL takes the next argument only when it is one of
- * those two words). Errors (source "command line"): an argument that
+ * those two words). An EDS_CONF_CUSTOM option whose placeholder has several
+ * words ("PORT [ADDRESS]", "PATTERN FILE") takes one argument per word, joined
+ * by a space, so `--listener 5883 127.0.0.1` works unquoted as --help shows
+ * it; a [bracketed] word takes the next argument only when that does not
+ * start with '-' (the next flag), and one quoted argument "5883 127.0.0.1"
+ * works too. Errors (source "command line"): an argument that
  * is not a `--` flag, an unknown flag, a missing or bad value. A program
  * handles its own flags (-c FILE, --help) first and hands the rest here,
  * after loading the file, so command-line values win.

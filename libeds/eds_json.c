@@ -45,6 +45,19 @@ static void spare_init(void)
     spare_ok = pthread_key_create(&spare_key, spare_destroy) == 0;
 }
 
+/* When libeds goes away with its host library (libedsagent.so unloaded by LabVIEW), the
+ * key must not outlive the destructor's code: the calling thread's block is freed and
+ * the key deleted (other threads' spare blocks are then left to the process). */
+__attribute__((destructor)) static void spare_fini(void)
+{
+    if (!spare_ok)
+        return;
+    free(pthread_getspecific(spare_key));
+    pthread_setspecific(spare_key, NULL);
+    pthread_key_delete(spare_key);
+    spare_ok = false;
+}
+
 static struct eds_json_block *block_new(size_t cap)
 {
     if (cap == BLOCK_MIN) {

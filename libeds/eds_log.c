@@ -1,5 +1,7 @@
 #include "eds_log.h"
 
+#include "eds_clock.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,10 +40,8 @@ enum eds_log_level eds_log_get_level(void)
     return log_level;
 }
 
-void eds_log(enum eds_log_level level, const char *fmt, ...)
+static void log_v(enum eds_log_level level, const char *suffix, const char *fmt, va_list ap)
 {
-    if (level > log_level)
-        return;
     char line[1024];
     size_t n;
     int k;
@@ -51,16 +51,113 @@ void eds_log(enum eds_log_level level, const char *fmt, ...)
         k = snprintf(line, sizeof(line), "%s[%ld]: %s: ", log_progname, (long)getpid(),
                      level_names[level]);
     n = k > 0 ? (size_t)k : 0;
-    va_list ap;
-    va_start(ap, fmt);
     k = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
-    va_end(ap);
     if (k > 0)
         n += (size_t)k;
+    if (n < sizeof(line) && suffix) {
+        k = snprintf(line + n, sizeof(line) - n, "%s", suffix);
+        if (k > 0)
+            n += (size_t)k;
+    }
     if (n > sizeof(line) - 2)
         n = sizeof(line) - 2; /* truncated: keep the newline */
     line[n++] = '\n';
     /* One write per line so lines from threads never interleave. */
     ssize_t w = write(STDERR_FILENO, line, n);
     (void)w;
+}
+
+void eds_log(enum eds_log_level level, const char *fmt, ...)
+{
+    if (level > log_level)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    log_v(level, NULL, fmt, ap);
+    va_end(ap);
+}
+
+static void log_s(enum eds_log_level level, const char *suffix, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void log_s(enum eds_log_level level, const char *suffix, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_v(level, suffix, fmt, ap);
+    va_end(ap);
+}
+
+bool eds_log_limit_check(eds_log_limit *l, int64_t now, uint64_t *repeated, int64_t *span_ms)
+{
+    if (now < l->next_ms) {
+        if (l->held++ == 0)
+            l->since_ms = now;
+        return false;
+    }
+    *repeated = l->held;
+    *span_ms = l->held ? now - l->since_ms : 0;
+    l->held = 0;
+    l->next_ms = now + l->interval_ms;
+    return true;
+}
+
+/* " (repeated N times in the last S s)" into buf, or "" when n is 0. */
+static void repeated_suffix(char *buf, size_t cap, uint64_t n, int64_t span_ms)
+{
+    buf[0] = '\0';
+    if (n)
+        snprintf(buf, cap, " (repeated %llu times in the last %lld s)", (unsigned long long)n,
+                 (long long)((span_ms + 999) / 1000));
+}
+
+bool eds_log_limited(eds_log_limit *l, enum eds_log_level level, const char *fmt, ...)
+{
+    if (level > log_level)
+        return false;
+    char msg[sizeof(l->last)];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    uint64_t repeated = 0;
+    int64_t span = 0;
+    pthread_mutex_lock(&l->lock);
+    bool write_now = eds_log_limit_check(l, (int64_t)eds_monotonic_ms(), &repeated, &span);
+    if (!write_now) {
+        memcpy(l->last, msg, sizeof(l->last));
+        l->level = level;
+    }
+    pthread_mutex_unlock(&l->lock);
+    if (write_now) {
+        char suffix[96];
+        repeated_suffix(suffix, sizeof(suffix), repeated, span);
+        log_s(level, suffix, "%s", msg);
+    }
+    return write_now;
+}
+
+uint64_t eds_log_limit_flush(eds_log_limit *l)
+{
+    int64_t now = (int64_t)eds_monotonic_ms();
+    char msg[sizeof(l->last)];
+    enum eds_log_level level;
+    uint64_t repeated = 0;
+    int64_t span = 0;
+    pthread_mutex_lock(&l->lock);
+    bool due = l->held && now >= l->next_ms;
+    if (due) {
+        repeated = l->held;
+        span = now - l->since_ms;
+        l->held = 0;
+        l->next_ms = now + l->interval_ms;
+        memcpy(msg, l->last, sizeof(msg));
+        level = l->level;
+    }
+    pthread_mutex_unlock(&l->lock);
+    if (!due)
+        return 0;
+    char suffix[96];
+    repeated_suffix(suffix, sizeof(suffix), repeated, span);
+    log_s(level, suffix, "%s", msg);
+    return repeated;
 }

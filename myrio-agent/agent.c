@@ -149,6 +149,13 @@ static int enqueue(eds_agent *a, const char *data, size_t len, eds_error *err)
             break;
         if (rc != EDS_ERR_FULL)
             return rc == EDS_ERR_NOMEM ? eds_error_set(err, rc, "out of memory") : rc;
+        if (tries == 0 && a->spool) { /* the spool (or its disk) is full: say so */
+            static eds_log_limit lim = EDS_LOG_LIMIT_INIT(60000);
+            bool drop = a->cfg.full_policy == EDS_AGENT_FULL_DROP_OLDEST;
+            eds_log_limited(&lim, EDS_LOG_WARNING, "%s: %s", err->msg,
+                            drop ? "dropping the oldest records (full_policy drop-oldest)"
+                                 : "inputs wait for acks (full_policy block)");
+        }
         if (a->cfg.full_policy != EDS_AGENT_FULL_DROP_OLDEST || tries > 1000)
             return eds_error_set(err, EDS_ERR_FULL, "queue full");
         rc = drop_oldest(a, err);
@@ -299,8 +306,9 @@ static void disconnect(eds_agent *a, enum eds_log_level level, const char *why)
     else
         delay = eds_backoff_next(&a->bo);
     a->backoff_hint = 0;
-    eds_log(level, "%s; %" PRIu64 " records waiting, reconnecting in %.1f s", why,
-            pending_records(a), (double)delay / 1000.0);
+    uint64_t waiting = pending_records(a);
+    eds_log(level, "%s; %" PRIu64 " record%s waiting, reconnecting in %.1f s", why, waiting,
+            eds_plural(waiting), (double)delay / 1000.0);
     conn_close(a->conn);
     a->conn = NULL;
     eds_framer_free(&a->fr);
@@ -426,10 +434,11 @@ static void on_welcome(eds_agent *a, const eds_msg *m)
         skipped += before - spool_unread(a->spool);
     }
     a->stats.welcome_skipped += skipped;
+    uint64_t to_send = pending_records(a);
     eds_log_notice("connected to gateway %s as %s (stream %s); gateway has up to seq %" PRIu64
-                   "%s; %" PRIu64 " records to send",
+                   "%s; %" PRIu64 " record%s to send",
                    conn_peer(a->conn), a->cfg.device, a->stream, last,
-                   skipped ? " (dropped those from the queue)" : "", pending_records(a));
+                   skipped ? " (dropped those from the queue)" : "", to_send, eds_plural(to_send));
 }
 
 static void send_cmd_ack(eds_agent *a, int64_t id)
@@ -991,12 +1000,14 @@ int eds_agent_run(eds_agent *a)
         }
         if (!inputs && drain_deadline == 0) {
             drain_deadline = t + secs_ms(a->cfg.drain_timeout);
-            eds_log_info("inputs ended; delivering the %" PRIu64 " queued records",
-                         pending_records(a));
+            uint64_t queued = pending_records(a);
+            eds_log_info("inputs ended; delivering the %" PRIu64 " queued record%s", queued,
+                         eds_plural(queued));
         }
         if (drain_deadline && t >= drain_deadline) {
-            eds_log_error("%" PRIu64 " records not delivered within drain_timeout (%g s); %s",
-                          pending_records(a), a->cfg.drain_timeout,
+            uint64_t left = pending_records(a);
+            eds_log_error("%" PRIu64 " record%s not delivered within drain_timeout (%g s); %s",
+                          left, eds_plural(left), a->cfg.drain_timeout,
                           a->spool ? "they stay in the spool for the next start"
                                    : "they are lost (no spool)");
             return EDS_ERR_TIMEOUT;

@@ -56,9 +56,14 @@ int agent_hosts_lookup(const char *path, const char *name, int port, agent_addr 
     }
     char line[1024];
     bool skipping = false; /* inside an over-long line */
-    while (*n < cap && fgets(line, sizeof(line), f)) {
-        size_t len = strlen(line);
-        bool complete = len > 0 && line[len - 1] == '\n';
+    /* A NUL byte in the file ends the string fgets returns early, so whether the
+     * line's newline was read is looked up in the whole buffer, filled beforehand
+     * with a byte that is not one (else the next line would count as the rest). */
+    while (*n < cap) {
+        memset(line, ' ', sizeof(line));
+        if (!fgets(line, sizeof(line), f))
+            break;
+        bool complete = memchr(line, '\n', sizeof(line)) != NULL;
         bool was_skipping = skipping;
         skipping = !complete && !feof(f);
         if (was_skipping || skipping)

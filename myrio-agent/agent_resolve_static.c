@@ -24,6 +24,11 @@ static void dns_query(const char *host, ns_type type, int port, agent_addr *out,
 {
     unsigned char answer[4096];
     int len = res_search(host, ns_c_in, type, answer, sizeof(answer));
+    /* An answer that did not fit (a large one over TCP) is cut to the buffer, but
+     * res_search returns its full length: parse only what is in the buffer (a cut
+     * message then fails to parse, and the name is reported as not found). */
+    if (len > (int)sizeof(answer))
+        len = (int)sizeof(answer);
     ns_msg msg;
     if (len < 0 || ns_initparse(answer, len, &msg) < 0)
         return;

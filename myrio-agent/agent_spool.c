@@ -442,9 +442,10 @@ int spool_open(const char *dir, size_t max_bytes, int sync_policy, agent_spool *
     if (sp->nsegs > 0 && sp->segs[sp->nsegs - 1].size < sp->seg_max)
         sp->writer_open = true;
     if (sp->nsegs || sp->acked)
-        eds_log_notice("spool %s: stream %s, %" PRIu64 " records to deliver (%zu bytes in %zu "
-                       "segments), acked up to seq %" PRIu64,
-                       dir, sp->stream, sp->unread, sp->bytes, sp->nsegs, sp->acked);
+        eds_log_notice("spool %s: stream %s, %" PRIu64 " record%s to deliver (%zu bytes in %zu "
+                       "segment%s), acked up to seq %" PRIu64,
+                       dir, sp->stream, sp->unread, eds_plural(sp->unread), sp->bytes, sp->nsegs,
+                       eds_plural(sp->nsegs), sp->acked);
     *out = sp;
     return EDS_OK;
 fail:
@@ -567,7 +568,13 @@ int spool_append(agent_spool *sp, uint64_t seq, const char *data, size_t len, ed
     char name[64];
     seg_name(name, sizeof(name), s->first_seq);
     if (write_all(s->fd, h, sizeof(h)) != 0 || write_all(s->fd, data, len) != 0) {
-        rc = io_err(err, "write", sp, name);
+        int e = errno;
+        /* No room on the disk (or past RLIMIT_FSIZE) is a full spool: full_policy applies. */
+        if (e == ENOSPC || e == EDQUOT || e == EFBIG)
+            rc = eds_error_set(err, EDS_ERR_FULL, "spool %s: the disk is full (%s)", sp->dir,
+                               strerror(e));
+        else
+            rc = io_err(err, "write", sp, name);
         /* Cut what was half-written so the next append starts clean. */
         if (ftruncate(s->fd, (off_t)s->size) != 0)
             sp->writer_open = false;
@@ -639,8 +646,8 @@ int spool_read_next(agent_spool *sp, uint64_t *seq, char **data, size_t *len, ed
             free(buf);
             uint64_t lost = s->count - sp->ridx;
             eds_log_error("spool %s/%s: record at offset %zu fails its checksum: skipping the "
-                          "rest of this segment (%" PRIu64 " records lost)",
-                          sp->dir, name, sp->roff, lost);
+                          "rest of this segment (%" PRIu64 " record%s lost)",
+                          sp->dir, name, sp->roff, lost, eds_plural(lost));
             sp->unread = sp->unread >= lost ? sp->unread - lost : 0;
             sp->ridx = s->count;
             sp->roff = s->synced;

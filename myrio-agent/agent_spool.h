@@ -63,7 +63,9 @@ uint64_t spool_unread(const agent_spool *sp);
 size_t spool_segments(const agent_spool *sp);
 
 /* Appends one record (seq > spool_last_seq). EDS_OK, EDS_ERR_FULL when it
- * would exceed max_bytes, EDS_ERR_IO (nothing of it is kept). */
+ * would exceed max_bytes or the disk has no room for it (ENOSPC, EDQUOT,
+ * EFBIG), EDS_ERR_IO; on an error nothing of it is kept (a half-written
+ * record is cut off again). */
 int spool_append(agent_spool *sp, uint64_t seq, const char *data, size_t len, eds_error *err);
 
 /* Makes appended records durable (fdatasync, per the policy) and thus

@@ -121,6 +121,8 @@ wait_port "$BROKER_PORT" 10 mosquitto
 # ---- gateway ----
 GW_PID=""
 GW_PORT=""
+# Every bench client comes from 127.0.0.1 and they connect at once: no per-address cap,
+# and all of them may wait for their hello together.
 start_gateway() { # name max_clients [prefix command...]; QoS from $GW_QOS (default 1)
     local name=$1 max_clients=$2
     shift 2
@@ -131,6 +133,7 @@ start_gateway() { # name max_clients [prefix command...]; QoS from $GW_QOS (defa
         --broker-password-file "$WORK/broker/gw.pw" --client-id "eds-gateway-bench-$name" \
         --allow-anonymous true --schema "$ROOT/schemas/energy.json" \
         --state-dir "$WORK/state-$name" --max-clients "$max_clients" --qos "${GW_QOS:-1}" \
+        --max-conn-per-ip 0 --max-unauthenticated "$max_clients" \
         --stats-interval 0 $GATEWAY_OPTS >"$OUT/gateway-$name.log" 2>&1 &
     GW_PID=$!
     STARTED+=("$GW_PID")

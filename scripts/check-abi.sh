@@ -133,8 +133,9 @@ for elf in "${elfs[@]}"; do
         continue
     fi
     # glibc versions: the version-needs section lists every one referenced.
-    floor=$(readelf -V -W "$elf" | grep -o 'Name: GLIBC_[0-9.]*' | sed 's/Name: GLIBC_//' |
-        sort -uV | tail -n1)
+    # (none at all is fine: grep's status must not end the script under pipefail)
+    floor=$(readelf -V -W "$elf" | { grep -o 'Name: GLIBC_[0-9.]*' || true; } |
+        sed 's/Name: GLIBC_//' | sort -uV | tail -n1)
     if [ -n "$floor" ] && newer "$floor"; then
         syms=$(readelf --dyn-syms -W "$elf" | awk '$7 == "UND" {print $8}' |
             grep -E '@GLIBC_[0-9.]+' | while IFS= read -r s; do

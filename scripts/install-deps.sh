@@ -8,7 +8,8 @@ set -euo pipefail
 PKGS=(cmake gcc make pkg-config clang mosquitto mosquitto-clients libpaho-mqtt-dev
       libcjson-dev libssl-dev libcmocka-dev python3 python3-paho-mqtt openssl
       valgrind iproute2 nftables libclang-rt-14-dev python3-cerberus
-      dpkg-dev python3-yaml docker-compose help2man)
+      dpkg-dev python3-yaml docker-compose help2man lintian debootstrap file binutils
+      systemd-container)
 
 want_cross=0
 for arg in "$@"; do

@@ -14,7 +14,7 @@
 # Files written (keys 0600, certificates 0644):
 #   OUTDIR/ca.crt  ca.key                 the CA: ca.crt goes to the gateway
 #                                         (cafile) and every agent (--cafile);
-#                                         keep ca.key offline
+#                                         ca.key stays here, never on the Pi
 #   OUTDIR/gateway.crt  gateway.key       the gateway (certfile, keyfile)
 #   OUTDIR/devices/ID.crt  ID.key         one per device, CN = device id
 #                                         (agent --cert, --key)
@@ -22,9 +22,12 @@
 # run it again with a new device id to add a device. The gateway
 # certificate is re-issued when --host is given.
 #
+# Run it on an admin machine, not on the Pi: whoever holds ca.key can make
+# device certificates. Then copy ca.crt, gateway.crt and gateway.key to the
+# Pi's /etc/eds/tls/ and each device's files to it (docs/getting-started.md).
 # Example (Pi reachable as eds-pi.local and 192.168.1.10, three myRIOs):
 #   scripts/make-certs.sh --host eds-pi.local --host 192.168.1.10 \
-#       /etc/eds/tls myrio-01 myrio-02 myrio-03
+#       ~/eds-tls myrio-01 myrio-02 myrio-03
 set -euo pipefail
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }

@@ -306,7 +306,9 @@ for ((i = 1; i <= agents; i++)); do
     dev=$(printf 'myrio-%02d' "$i")
     n=$(grep -c "^energy/$dev/data " "$WORK/sub.log" || true)
     r=$(grep -c "^energy/$dev/rejected " "$WORK/sub.log" || true)
-    echo "   $dev: $n records on energy/$dev/data, $r rejected"
+    s=s
+    [ "$n" = 1 ] && s=
+    echo "   $dev: $n record$s on energy/$dev/data, $r rejected"
     [ "$n" -gt 0 ] || missing=1
 done
 [ "$missing" = 0 ] || { status=1; echo "run.sh: some agent delivered no record (logs in $WORK; use --keep)" >&2; }

@@ -2,7 +2,9 @@
 # Runs every EDS test: installs missing packages, builds the normal and the
 # sanitizer (ASan+UBSan) builds, and runs ctest (unit + integration) in both;
 # then the myRIO (armel) cross build's unit tests under qemu-arm
-# (scripts/test-arm.sh; EDS_SKIP_ARM=1 skips it).
+# (scripts/test-arm.sh; EDS_SKIP_ARM=1 skips it) and the Raspberry Pi builds
+# (arm64, armhf: scripts/test-pi.sh; EDS_SKIP_PI=1 skips them, and so do
+# ctest arguments).
 # Usage: scripts/test.sh [ctest args...]   e.g. scripts/test.sh -L unit
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +28,13 @@ if [ "${EDS_SKIP_ARM:-0}" != 1 ]; then
     # packages if missing, builds build-arm/, runs its unit tests under qemu.
     echo "== ARM (qemu) unit tests"
     scripts/test-arm.sh "$@" || status=1
+fi
+if [ "${EDS_SKIP_PI:-0}" != 1 ] && [ $# -eq 0 ]; then
+    # The Raspberry Pi builds (arm64, armhf; scripts/test-pi.sh): the gateway
+    # and its unit tests cross-built, run under qemu-user, its delivery tests
+    # with the ARM gateway against the host's broker, and the Pi's packages.
+    echo "== Raspberry Pi (arm64, armhf under qemu)"
+    JOBS="$JOBS" scripts/test-pi.sh || status=1
 fi
 echo "== fuzzing (libFuzzer, ASan + UBSan, about 30 s) in build-fuzz/"
 JOBS="$JOBS" scripts/fuzz.sh || status=1

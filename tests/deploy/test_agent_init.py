@@ -216,6 +216,38 @@ class InitScriptTest(unittest.TestCase):
         self.assertEqual((rc, out.strip()), (0, "eds-agent: stopped"), out)
         wait_until(lambda: not self.ours(), what="agent and supervisor gone")
 
+    def test_stop_through_another_path_stops_for_good(self):
+        # sysvinit starts the script as /etc/rcN.d/S99eds-agent, the admin stops it as
+        # /etc/init.d/eds-agent: stop must find the supervisor, or it restarts the agent.
+        link = self.path("S99eds-agent")
+        os.symlink(self.script, link)
+        started, self.script = self.script, link
+        pid = self.start_ok()
+        self.script = started
+        rc, out = self.init("stop")
+        self.assertEqual((rc, out.strip()), (0, "eds-agent: stopped"))
+        # The supervisor would restart the agent 5 s after it ended.
+        wait_until(lambda: not self.ours(), timeout=10, what="agent and supervisor gone")
+        self.assertFalse(alive(pid))
+
+    def test_start_does_not_follow_links_runas_put_in_the_pid_folder(self):
+        # RUNAS owns the pid folder: a pid file swapped for a link to a root file must not
+        # make root's start chown or empty that file.
+        os.makedirs(self.path("run"))
+        os.chown(self.path("run"), pwd.getpwnam(RUNAS).pw_uid, -1)
+        victim = self.path("root-owned")
+        with open(victim, "w") as f:
+            f.write("root's data\n")
+        os.symlink(victim, self.defaults["PIDFILE"])
+        os.symlink(victim, self.defaults["PIDFILE"] + ".supervisor")
+        self.start_ok()
+        st = os.lstat(victim)
+        self.assertEqual(st.st_uid, 0, "start gave a root file to RUNAS through a link")
+        with open(victim) as f:
+            self.assertEqual(f.read(), "root's data\n")
+        rc, out = self.init("stop")
+        self.assertEqual((rc, out.strip()), (0, "eds-agent: stopped"))
+
     def test_log_is_rotated(self):
         limit = 4000
         log = self.defaults["LOGFILE"]

@@ -64,7 +64,7 @@ class RunSh(unittest.TestCase):
             self.assertRegex(out, r'(?m)^energy/%s/status \{"online":true' % dev)
             self.assertRegex(out, r'(?m)^energy/%s/data \{"timestamp":"' % dev)
             self.assertRegex(out, r'(?m)^energy/%s/status \{"online":false' % dev)
-            m = re.search(r"(?m)^   %s: (\d+) records on energy/%s/data, 0 rejected$" % (
+            m = re.search(r"(?m)^   %s: (\d+) records? on energy/%s/data, 0 rejected$" % (
                 dev, dev), out)
             self.assertTrue(m, out)
             self.assertGreater(int(m.group(1)), 0)

@@ -192,12 +192,16 @@ class Process:
             os.kill(self.pid, sig)
 
     def wait(self, timeout=DEFAULT_TIMEOUT):
-        """Waits for exit; returns the return code (negative: killed by that signal)."""
+        """Waits for exit; returns the return code (negative: killed by that signal). Its
+        output is then complete: the readers have seen both pipes close (a child that
+        inherited them may hold them open; then after 5 s at most)."""
         try:
-            return self.proc.wait(timeout)
+            rc = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             raise RigTimeout("%s (pid %d) did not exit within %.1f s" % (
                 self.name, self.pid, timeout)) from None
+        self._join()
+        return rc
 
     def stop(self, timeout=DEFAULT_TIMEOUT):
         """SIGTERM, then SIGKILL if it has not exited after timeout s. Returns the return code."""

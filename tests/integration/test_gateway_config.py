@@ -68,6 +68,11 @@ class CommandLineTest(unittest.TestCase):
                            "--check"])
         self.assertEqual(bad.returncode, 2)
         self.assertIn("/nonexistent.json", bad.stderr)
+        # A start checks the same and exits 2 (which systemd does not restart).
+        start = run_gateway(["--allow-anonymous", "true", "--schema", "/nonexistent.json",
+                             "--listener", str(edsrig.free_port()), "127.0.0.1"])
+        self.assertEqual(start.returncode, 2, start.stderr)
+        self.assertIn("/nonexistent.json", start.stderr)
 
 
 class FlagsTest(unittest.TestCase):
@@ -76,7 +81,8 @@ class FlagsTest(unittest.TestCase):
         self.addCleanup(broker.close)
         gw = Gateway(broker, start=False)
         self.addCleanup(gw.close)
-        argv = [edsrig.bin_path("eds-gateway"), "--listener", "%d 127.0.0.1" % gw.port,
+        # `--listener PORT ADDRESS` unquoted, as --help writes it.
+        argv = [edsrig.bin_path("eds-gateway"), "--listener", str(gw.port), "127.0.0.1",
                 "--broker-host", "127.0.0.1", "--broker-port", str(broker.port),
                 "--broker-username", edsrig.GATEWAY_USER,
                 "--broker-password-file", gw.broker_pw_file,

@@ -17,6 +17,7 @@ is sampled (default 8)."""
 
 import os
 import re
+import select
 import socket
 import struct
 import subprocess
@@ -77,49 +78,82 @@ DNS_ADDR = "127.0.0.2"
 
 
 class TinyDns(threading.Thread):
-    """A DNS server on DNS_ADDR:53 (UDP) for the qemu root's resolv.conf: A queries for the
-    names given get 127.0.0.1, AAAA queries for them an empty answer, anything else
-    NXDOMAIN. self.queries lists (name, type) as asked."""
+    """A DNS server on DNS_ADDR:53 for the qemu root's resolv.conf: A queries for the names
+    given get 127.0.0.1, AAAA queries for them an empty answer, anything else NXDOMAIN.
+    self.queries lists (name, type) as asked. With big=N, an A answer is N records (over
+    TCP, after a truncated UDP reply, as a large answer comes)."""
 
-    def __init__(self, names):
+    def __init__(self, names, big=0):
         super().__init__(daemon=True)
         self.names = {n.lower() for n in names}
         self.queries = []
+        self.big = big
+        self.tcp_answers = 0
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind((DNS_ADDR, 53))
-        self.sock.settimeout(0.1)
+        self.tcp = socket.socket()
+        try:
+            self.sock.bind((DNS_ADDR, 53))
+            self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.tcp.bind((DNS_ADDR, 53))
+            self.tcp.listen(4)
+        except OSError:
+            self.sock.close()
+            self.tcp.close()
+            raise
         self.stopping = False
 
     def stop(self):
         self.stopping = True
         self.join(5)
         self.sock.close()
+        self.tcp.close()
+
+    def reply(self, data, tcp):
+        if len(data) < 17:
+            return None
+        qid = data[:2]
+        pos, labels = 12, []
+        while pos < len(data) and data[pos] != 0 and len(labels) < 64:
+            labels.append(data[pos + 1:pos + 1 + data[pos]].decode("ascii", "replace"))
+            pos += 1 + data[pos]
+        question = data[12:pos + 5]
+        qtype = struct.unpack(">H", data[pos + 1:pos + 3])[0]
+        name = ".".join(labels).lower()
+        self.queries.append((name, qtype))
+        if name not in self.names:
+            return qid + struct.pack(">HHHHH", 0x8183, 1, 0, 0, 0) + question
+        if qtype != 1:
+            return qid + struct.pack(">HHHHH", 0x8180, 1, 0, 0, 0) + question
+        count = self.big or 1
+        if count > 1 and not tcp:  # too large for UDP: truncated, ask again over TCP
+            return qid + struct.pack(">HHHHH", 0x8380, 1, 0, 0, 0) + question
+        record = struct.pack(">HHHIH", 0xC00C, 1, 1, 60, 4) + socket.inet_aton("127.0.0.1")
+        return (qid + struct.pack(">HHHHH", 0x8180, 1, count, 0, 0) + question +
+                record * count)
+
+    def serve_tcp(self):
+        conn, _ = self.tcp.accept()
+        with conn:
+            conn.settimeout(5)
+            head = conn.recv(2, socket.MSG_WAITALL)
+            if len(head) < 2:
+                return
+            data = conn.recv(struct.unpack(">H", head)[0], socket.MSG_WAITALL)
+            answer = self.reply(data, True)
+            if answer:
+                conn.sendall(struct.pack(">H", len(answer)) + answer)
+                self.tcp_answers += 1
 
     def run(self):
         while not self.stopping:
-            try:
+            ready, _, _ = select.select([self.sock, self.tcp], [], [], 0.1)
+            if self.tcp in ready:
+                self.serve_tcp()
+            if self.sock in ready:
                 data, peer = self.sock.recvfrom(512)
-            except socket.timeout:
-                continue
-            if len(data) < 17:
-                continue
-            qid = data[:2]
-            pos, labels = 12, []
-            while pos < len(data) and data[pos] != 0 and len(labels) < 64:
-                labels.append(data[pos + 1:pos + 1 + data[pos]].decode("ascii", "replace"))
-                pos += 1 + data[pos]
-            question = data[12:pos + 5]
-            qtype = struct.unpack(">H", data[pos + 1:pos + 3])[0]
-            name = ".".join(labels).lower()
-            self.queries.append((name, qtype))
-            if name not in self.names:
-                reply = qid + struct.pack(">HHHHH", 0x8183, 1, 0, 0, 0) + question
-            elif qtype == 1:
-                reply = (qid + struct.pack(">HHHHH", 0x8180, 1, 1, 0, 0) + question +
-                         struct.pack(">HHHIH", 0xC00C, 1, 1, 60, 4) + socket.inet_aton("127.0.0.1"))
-            else:
-                reply = qid + struct.pack(">HHHHH", 0x8180, 1, 0, 0, 0) + question
-            self.sock.sendto(reply, peer)
+                answer = self.reply(data, False)
+                if answer:
+                    self.sock.sendto(answer, peer)
 
 
 class StaticAgentTest(TlsAgentTestCase):
@@ -226,6 +260,26 @@ class StaticAgentTest(TlsAgentTestCase):
         p = self.agent("nosuch.eds-test.example:%d" % self.gw.port, "--simulate", 5)
         p.wait_for_line(r"nosuch\.eds-test\.example:%d: not in /etc/hosts nor in DNS"
                         % self.gw.port, timeout=60)
+        p.kill()
+
+    def test_dns_answer_larger_than_the_buffer(self):
+        """res_search() returns the full length of an answer that did not fit (here 4000
+        records, 64 KiB over TCP): the resolver must not parse past its buffer (it crashed
+        the agent with SIGSEGV), but report the name and keep running."""
+        if os.geteuid() != 0:
+            self.skipTest("a DNS server on port 53 needs root")
+        try:
+            dns = TinyDns(["big.eds-test.example"], big=4000)
+        except OSError as e:
+            self.skipTest("cannot serve DNS on %s:53: %s" % (DNS_ADDR, e))
+        dns.start()
+        self.addCleanup(dns.stop)
+        p = self.agent("big.eds-test.example:%d" % self.gw.port, "--simulate", 5)
+        wait_until(lambda: dns.tcp_answers >= 3 or p.proc.poll() is not None, timeout=60,
+                   what="three large answers over TCP")
+        p.wait_for_line(r"big\.eds-test\.example:%d: not in /etc/hosts nor in DNS"
+                        % self.gw.port, timeout=30)
+        self.assertIsNone(p.proc.poll(), p.output()[-2000:])
         p.kill()
 
     def test_mdns_name_is_refused_clearly(self):

@@ -493,6 +493,55 @@ static void test_argv(void **state)
     eds_conf_free_strings(opts, &c);
 }
 
+/* `--listener 5883 127.0.0.1` unquoted, as --help writes it: one argument per
+ * word of the placeholder, the [optional] one only if it is not the next flag. */
+static void test_argv_multi_word(void **state)
+{
+    char *argv[] = {"prog", "--listener", "5883",       "127.0.0.1", "--listener",
+                    "5884", "--verbose",  "--listener", "5885 ::1",  "--max-clients",
+                    "7",    "--listener", "5886"};
+    int argc = (int)(sizeof(argv) / sizeof(argv[0]));
+    test_cfg c = defaults;
+    eds_error err;
+    eds_error_clear(&err);
+    int i = 1;
+    static const int stops[] = {4, 6, 7, 9, 11, 13};
+    for (size_t k = 0; k < sizeof(stops) / sizeof(stops[0]); k++) {
+        assert_int_equal(eds_conf_set_arg(opts, &c, argc, argv, &i, &err), EDS_OK);
+        assert_int_equal(i, stops[k]);
+    }
+    assert_int_equal(c.n_listeners, 4);
+    assert_int_equal(c.listeners[0].port, 5883);
+    assert_string_equal(c.listeners[0].addr, "127.0.0.1");
+    assert_int_equal(c.listeners[1].port, 5884);
+    assert_string_equal(c.listeners[1].addr, "any"); /* --verbose is not its address */
+    assert_true(c.verbose);
+    assert_string_equal(c.listeners[2].addr, "::1"); /* quoted as one: still fine */
+    assert_int_equal(c.max_clients, 7);
+    assert_string_equal(c.listeners[3].addr, "any"); /* last argument: nothing follows */
+
+    /* The table is full now: the parser's own error comes through. */
+    char *five[] = {"prog", "--listener", "5888", "::1"};
+    i = 1;
+    assert_int_equal(eds_conf_set_arg(opts, &c, 4, five, &i, &err), EDS_ERR_CONFIG);
+    assert_string_equal(err.msg, "command line: listener: at most 4 listeners");
+    assert_int_equal(i, 1);
+    eds_conf_free_strings(opts, &c);
+
+    test_cfg d = defaults;
+    char *more[] = {"prog", "--listener", "5887", "10.0.0.1", "extra", "--offset", "-3"};
+    i = 1;
+    assert_int_equal(eds_conf_set_arg(opts, &d, 7, more, &i, &err), EDS_OK);
+    assert_int_equal(i, 4); /* PORT [ADDRESS]: "extra" is not taken */
+    assert_string_equal(d.listeners[0].addr, "10.0.0.1");
+    /* A single-word option takes one argument, even one that starts with '-'. */
+    i = 5;
+    assert_int_equal(eds_conf_set_arg(opts, &d, 7, more, &i, &err), EDS_OK);
+    assert_int_equal(i, 7);
+    assert_int_equal(d.offset, -3);
+    eds_conf_free_strings(opts, &d);
+}
+
 static void test_help_lists_every_option(void **state)
 {
     char *text = NULL;
@@ -549,6 +598,7 @@ int main(void)
         cmocka_unit_test(test_good_edge_values),
         cmocka_unit_test(test_command_line),
         cmocka_unit_test(test_argv),
+        cmocka_unit_test(test_argv_multi_word),
         cmocka_unit_test(test_help_lists_every_option),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

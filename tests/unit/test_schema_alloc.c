@@ -1,6 +1,7 @@
-/* The validator's promise that a valid document costs no allocation:
- * every malloc of the process is counted while a valid document is
- * validated. (Skipped under AddressSanitizer, which owns malloc.) */
+/* The validator's promise that a valid document costs no allocation, and
+ * the parser's that a data line costs none once its thread has parsed one:
+ * every malloc of the process is counted meanwhile. (Skipped under
+ * AddressSanitizer, which owns malloc.) */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,9 +10,11 @@
 
 #include <stdbool.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "eds_err.h"
+#include "eds_proto.h"
 #include "eds_schema.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -109,10 +112,36 @@ static void test_valid_document_allocates_nothing(void **state)
     eds_schema_destroy(s);
 }
 
+static void test_data_line_parse_allocates_nothing(void **state)
+{
+#ifdef UNDER_ASAN
+    skip();
+#endif
+    char line[512];
+    int n = snprintf(line, sizeof(line), "{\"type\":\"data\",\"seq\":7,\"data\":%s}", valid_doc);
+    assert_true(n > 0 && (size_t)n < sizeof(line));
+    eds_msg m;
+    eds_error err;
+    assert_int_equal(eds_msg_parse(line, (size_t)n, EDS_TO_GATEWAY, &m, &err), EDS_OK);
+    eds_msg_free(&m); /* the thread keeps the arena's first block from here */
+
+    allocations = 0;
+    counting = true;
+    int rc = EDS_OK;
+    for (int i = 0; i < 100 && rc == EDS_OK; i++) {
+        rc = eds_msg_parse(line, (size_t)n, EDS_TO_GATEWAY, &m, &err);
+        eds_msg_free(&m);
+    }
+    counting = false;
+    assert_int_equal(rc, EDS_OK);
+    assert_int_equal(allocations, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid_document_allocates_nothing),
+        cmocka_unit_test(test_data_line_parse_allocates_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,7 +18,9 @@
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -690,6 +692,49 @@ static void test_full_block_and_drop_oldest(void **state)
     }
 }
 
+/* A spool whose disk is full follows full_policy like a spool at spool_max: block keeps
+ * every record and refuses the new one (EDS_ERR_FULL, not an I/O error); drop-oldest
+ * drops the oldest segment and takes it. RLIMIT_FSIZE stands in for the full disk. */
+static void test_full_disk_follows_full_policy(void **state)
+{
+    fixture *f = *state;
+    static char spool[128]; /* outlives the loop: the fixture keeps the pointer */
+    snprintf(spool, sizeof(spool), "%s/spool", f->dir);
+    f->cfg.spool = spool;
+    for (int policy = 0; policy < 2; policy++) {
+        f->cfg.full_policy = policy ? EDS_AGENT_FULL_DROP_OLDEST : EDS_AGENT_FULL_BLOCK;
+        create_agent(f);
+        uint64_t before = eds_agent_pending(f->a);
+        for (int i = 1; i <= 5; i++) /* about 110 bytes each on disk */
+            send_record(f, i);
+        struct rlimit saved, lim;
+        struct sigaction ign = {.sa_handler = SIG_IGN}, old_act;
+        assert_int_equal(getrlimit(RLIMIT_FSIZE, &saved), 0);
+        lim = saved;
+        lim.rlim_cur = 300; /* the open segment is past it; a new one has room */
+        assert_int_equal(sigaction(SIGXFSZ, &ign, &old_act), 0);
+        assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+        const char *rec = "{\"timestamp\":\"2026-11-24T10:00:06Z\",\"sample\":6}";
+        eds_error err;
+        int rc = eds_agent_send(f->a, rec, strlen(rec), &err);
+        assert_int_equal(setrlimit(RLIMIT_FSIZE, &saved), 0);
+        assert_int_equal(sigaction(SIGXFSZ, &old_act, NULL), 0);
+        eds_agent_stats st;
+        eds_agent_get_stats(f->a, &st);
+        if (policy == 0) {
+            assert_int_equal(rc, EDS_ERR_FULL);
+            assert_int_equal(eds_agent_pending(f->a), before + 5);
+            assert_int_equal(st.dropped, 0);
+        } else {
+            assert_int_equal(rc, EDS_OK);
+            assert_int_equal(st.dropped, before + 5);
+            assert_int_equal(eds_agent_pending(f->a), 1);
+        }
+        eds_agent_destroy(f->a);
+        f->a = NULL;
+    }
+}
+
 static void test_restart_on_spool(void **state)
 {
     fixture *f = *state;
@@ -878,6 +923,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_full_block_and_drop_oldest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_on_spool, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_checks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_disk_follows_full_policy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_caller_owned_poll_loop, setup, teardown),
         cmocka_unit_test(test_example_configs_load),
     };

@@ -19,13 +19,18 @@
 
 static char path[64];
 
-static void write_hosts(const char *text)
+static void write_hosts_n(const char *text, size_t len)
 {
     snprintf(path, sizeof(path), "/tmp/eds-hosts-test-XXXXXX");
     int fd = mkstemp(path);
     assert_true(fd >= 0);
-    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    assert_int_equal(write(fd, text, len), (ssize_t)len);
     close(fd);
+}
+
+static void write_hosts(const char *text)
+{
+    write_hosts_n(text, strlen(text));
 }
 
 static int teardown(void **state)
@@ -122,6 +127,21 @@ static void test_hosts_cap_and_long_lines(void **state)
     assert_string_equal(show(&out[2]), "10.0.0.3:1");
 }
 
+static void test_hosts_nul_byte_and_last_line(void **state)
+{
+    /* A NUL byte cuts its own line short but must not hide the next one; the last
+     * line counts without a newline. */
+    static const char text[] = "10.0.0.9 junk\0 gw\n10.0.0.1 gw\n10.0.0.2 gw";
+    write_hosts_n(text, sizeof(text) - 1);
+    agent_addr out[AGENT_MAX_ADDRS];
+    size_t n = 0;
+    eds_error err;
+    assert_int_equal(agent_hosts_lookup(path, "gw", 1, out, AGENT_MAX_ADDRS, &n, &err), EDS_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(show(&out[0]), "10.0.0.1:1");
+    assert_string_equal(show(&out[1]), "10.0.0.2:1");
+}
+
 static void test_hosts_missing_or_unreadable(void **state)
 {
     agent_addr out[2];
@@ -143,6 +163,7 @@ int main(void)
         cmocka_unit_test(test_numeric),
         cmocka_unit_test_teardown(test_hosts_names_aliases_comments, teardown),
         cmocka_unit_test_teardown(test_hosts_cap_and_long_lines, teardown),
+        cmocka_unit_test_teardown(test_hosts_nul_byte_and_last_line, teardown),
         cmocka_unit_test(test_hosts_missing_or_unreadable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

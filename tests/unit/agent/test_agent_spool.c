@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -345,6 +347,45 @@ static void test_batch_sync_gates_reading(void **state)
     spool_close(sp);
 }
 
+/* A disk with no room (RLIMIT_FSIZE stands in for a full file system: EFBIG) is a full
+ * spool, EDS_ERR_FULL, so full_policy applies; the half-written record is cut off and
+ * the spool stays readable, with every record appended before. */
+static void test_full_disk_is_full_not_corrupt(void **state)
+{
+    fixture *f = *state;
+    agent_spool *sp = open_spool(f, 1 << 20, EDS_AGENT_SYNC_ALWAYS);
+    append_range(sp, 1, 10);
+    char path[512];
+    segment_path(f, path, sizeof(path), 0);
+    off_t good = file_size(path);
+
+    struct rlimit saved, lim;
+    struct sigaction ign = {.sa_handler = SIG_IGN}, old_act;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &saved), 0);
+    lim = saved;
+    lim.rlim_cur = (rlim_t)good + 20; /* the header fits, the payload does not */
+    assert_int_equal(sigaction(SIGXFSZ, &ign, &old_act), 0);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    char rec[128];
+    size_t n = rec_text(rec, sizeof(rec), 11);
+    eds_error err;
+    int rc = spool_append(sp, 11, rec, n, &err);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &saved), 0);
+    assert_int_equal(sigaction(SIGXFSZ, &old_act, NULL), 0);
+    assert_int_equal(rc, EDS_ERR_FULL);
+    assert_non_null(strstr(err.msg, "the disk is full"));
+    assert_int_equal(file_size(path), good);
+
+    append_range(sp, 11, 12); /* room again: the same seq goes in */
+    spool_close(sp);
+    sp = open_spool(f, 1 << 20, EDS_AGENT_SYNC_ALWAYS);
+    uint64_t seqs[16];
+    assert_int_equal(read_all(sp, seqs, 16), 12);
+    for (uint64_t i = 0; i < 12; i++)
+        assert_int_equal(seqs[i], i + 1);
+    spool_close(sp);
+}
+
 static void test_one_agent_per_folder(void **state)
 {
     fixture *f = *state;
@@ -371,6 +412,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bound_and_drop_oldest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batch_sync_gates_reading, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_agent_per_folder, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_disk_is_full_not_corrupt, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

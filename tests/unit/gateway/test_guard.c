@@ -49,6 +49,26 @@ static void test_login_delay(void **state)
     gw_guard_free(&g);
 }
 
+/* The global budget of failed logins: a burst of `rate`, then `rate` a second, whatever
+ * the addresses; no limit at rate 0. */
+static void test_fail_budget(void **state)
+{
+    (void)state;
+    gw_guard g;
+    assert_int_equal(gw_guard_init(&g), EDS_OK);
+    int within = 0;
+    for (int i = 0; i < 1000; i++) /* 1000 failures in 100 ms */
+        within += gw_guard_fail_budget(&g, 20, 5000 + i / 10);
+    assert_int_equal(within, 21); /* the burst of 20, plus 1 earned in the 99 ms */
+    assert_true(gw_guard_fail_budget(&g, 20, 5100)); /* 20 a second: 1 every 50 ms */
+    assert_true(gw_guard_fail_budget(&g, 20, 5200));
+    assert_true(gw_guard_fail_budget(&g, 20, 5200));
+    assert_false(gw_guard_fail_budget(&g, 20, 5200));
+    for (int i = 0; i < 1000; i++)
+        assert_true(gw_guard_fail_budget(&g, 0, 6000));
+    gw_guard_free(&g);
+}
+
 static void test_sweep(void **state)
 {
     gw_guard g;
@@ -112,7 +132,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conn_cap), cmocka_unit_test(test_login_delay),
         cmocka_unit_test(test_sweep),    cmocka_unit_test(test_addresses_bounded),
-        cmocka_unit_test(test_bucket),
+        cmocka_unit_test(test_bucket),   cmocka_unit_test(test_fail_budget),
     };
     return cmocka_run_group_tests_name("gw_guard", tests, NULL, NULL);
 }

@@ -1,0 +1,197 @@
+#!/usr/bin/python3
+"""Squatters and password storms with the default limits, while a well-behaved agent
+(myrio-01 from 127.0.0.2) sends records and must lose nothing (hostile.HostileTestCase):
+
+- a squatter that keeps opening connections that never say hello, from one address and
+  then from many: max_conn_per_ip (32) and max_unauthenticated (a quarter of max_clients;
+  past it the oldest is closed) keep the door open, so a device with the right password
+  logs in every time;
+- wrong passwords from rotating loopback addresses (127.0.0.x), as fast as the test can
+  send them: the global budget (max_auth_failures, 20 a second) bounds how many are
+  answered at once, the rest wait 10 s; the log says it once, not once per attempt."""
+
+import os
+import select
+import socket
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from hostile import (SLOW, HostileTestCase, connect, error_codes,  # noqa: E402
+                     hello_line)
+
+LOGIN_SOURCE = "127.0.0.3"
+
+
+def addr(i):
+    """Rotating attacker addresses: 127.0.1.1 .. 127.0.1.250."""
+    return "127.0.1.%d" % (1 + i % 250)
+
+
+class Squatters:
+    """Connections that never say hello, opened `per_round` at a time; the oldest are
+    closed beyond `keep` (the test process has few file descriptors)."""
+
+    def __init__(self, port, keep=400):
+        self.port = port
+        self.keep = keep
+        self.socks = []
+        self.opened = 0
+        self.refused = 0  # connect itself failed (backlog)
+
+    def round(self, per_round, source_of):
+        for _ in range(per_round):
+            try:
+                self.socks.append(connect(self.port, source_of(self.opened), timeout=2.0))
+            except OSError:
+                self.refused += 1
+            self.opened += 1
+        while len(self.socks) > self.keep:
+            self.socks.pop(0).close()
+
+    def close(self):
+        for s in self.socks:
+            s.close()
+        self.socks = []
+
+
+class SquatterTest(HostileTestCase):
+    gw_options = {"stats_interval": 1, "max_clients": 128}  # max_unauthenticated: 32
+
+    def login(self):
+        """One login of myrio-03 with the right password: the welcome, or what came."""
+        s = connect(self.gw.port, LOGIN_SOURCE, timeout=5 * SLOW)
+        try:
+            s.sendall(hello_line("myrio-03", "pw-03", "squat"))
+            s.settimeout(5 * SLOW)
+            data = b""
+            while b"\n" not in data:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            return data
+        finally:
+            s.close()
+
+    def squat_and_login(self, source_of, attempts=30):
+        sq = Squatters(self.gw.port)
+        self.addCleanup(sq.close)
+        sq.round(200, source_of)  # the slots are taken before the first login
+        ok = 0
+        failures = []
+        t0 = time.monotonic()
+        for _ in range(attempts):
+            sq.round(20, source_of)  # and keep being taken between logins
+            reply = self.login()
+            if reply.startswith(b'{"type":"welcome"'):
+                ok += 1
+            else:
+                failures.append(reply[:120])
+        took = time.monotonic() - t0
+        sq.close()
+        return ok, failures, sq.opened, took
+
+    def test_one_address_cannot_keep_a_device_out(self):
+        ok, failures, opened, took = self.squat_and_login(lambda i: "127.0.0.1")
+        self.assertEqual(ok, 30, "logins refused: %r" % failures[:5])
+        st = self.stats(lambda d: d["per_ip_refused"] > 0, "per_ip_refused")
+        self.figure("squatter from one address opened %d connections in %.1f s: 30 of 30 "
+                    "logins with the right password got in; per_ip_refused %d "
+                    "preauth_evicted %d" % (opened, took, st["per_ip_refused"],
+                                            st["preauth_evicted"]))
+        self.settle()
+
+    def test_many_addresses_cannot_keep_a_device_out(self):
+        ok, failures, opened, took = self.squat_and_login(addr)
+        self.assertEqual(ok, 30, "logins refused: %r" % failures[:5])
+        st = self.stats(lambda d: d["preauth_evicted"] > 0, "preauth_evicted")
+        self.figure("squatters from 250 addresses opened %d connections in %.1f s: 30 of 30 "
+                    "logins with the right password got in; preauth_evicted %d "
+                    "connections %d" % (opened, took, st["preauth_evicted"], st["connections"]))
+        self.settle()
+
+
+class PasswordStormTest(HostileTestCase):
+    gw_options = {"stats_interval": 1}  # max_auth_failures: the default, 20 a second
+
+    STORM_S = 3.0
+    MAX_ATTEMPTS = 3000
+    KEEP_OPEN = 400  # the test's own file descriptors
+
+    def test_wrong_passwords_from_rotating_addresses(self):
+        sent_at = {}  # socket -> time its hello went
+        quick = 0  # auth_failed within 0.5 s of the hello
+        codes = {}
+        attempts = 0
+        t0 = time.monotonic()
+
+        def collect(timeout):
+            nonlocal quick
+            socks = list(sent_at)
+            if not socks:
+                return
+            readable, _, _ = select.select(socks, [], [], timeout)
+            for s in readable:
+                try:
+                    data = s.recv(4096)
+                except OSError:
+                    data = b""
+                got = error_codes(data) or ["closed"]
+                codes[got[0]] = codes.get(got[0], 0) + 1
+                if got[0] == "auth_failed" and time.monotonic() - sent_at[s] < 0.5:
+                    quick += 1
+                del sent_at[s]
+                s.close()
+
+        while time.monotonic() - t0 < self.STORM_S and attempts < self.MAX_ATTEMPTS:
+            try:
+                s = connect(self.gw.port, addr(attempts), timeout=2.0)
+                s.sendall(hello_line("myrio-01", "guess-%d" % attempts, "storm"))
+                sent_at[s] = time.monotonic()
+            except OSError:
+                codes["connect_failed"] = codes.get("connect_failed", 0) + 1
+            attempts += 1
+            collect(0)
+            while len(sent_at) > self.KEEP_OPEN:  # give up on the oldest
+                old = min(sent_at, key=sent_at.get)
+                del sent_at[old]
+                old.close()
+        storm = time.monotonic() - t0
+        # A correct login from another address during the storm is not delayed.
+        t1 = time.monotonic()
+        good = connect(self.gw.port, "127.0.0.3", timeout=5 * SLOW)
+        self.addCleanup(good.close)
+        good.sendall(hello_line("myrio-03", "pw-03", "ok"))
+        good.settimeout(5 * SLOW)
+        self.assertTrue(good.recv(200).startswith(b'{"type":"welcome"'))
+        login_s = time.monotonic() - t1
+        collect(0.5)
+        for s in list(sent_at):
+            s.close()
+        sent_at.clear()
+
+        # Answered at once: within the budget (20 a second, a burst of 20), not thousands.
+        budget = 20 * (storm + 0.5) + 20
+        self.assertLessEqual(quick, budget * 1.5 + 10,
+                             "%d wrong passwords answered at once in %.1f s" % (quick, storm))
+        self.assertLess(login_s, 1.0 * SLOW)
+        st = self.stats(lambda d: d["logins_throttled"] > 0 and d["auth_failures"] >= quick,
+                        "logins_throttled")
+        # Said once, not once per attempt: the rest is a "repeated N times" summary.
+        lines = [line for line in self.gw.output().splitlines()
+                 if "authentication failed" in line]
+        self.assertLessEqual(len(lines), 5, "a log line per failed login: %d" % len(lines))
+        self.figure("%d wrong passwords from 250 addresses in %.1f s: %d answered auth_failed "
+                    "within 0.5 s (budget about %.0f), replies %r; auth_failures %d "
+                    "logins_throttled %d login_delays %d preauth_evicted %d; %d log lines; a "
+                    "good login took %.3f s" % (
+                        attempts, storm, quick, budget, codes, st["auth_failures"],
+                        st["logins_throttled"], st["login_delays"], st["preauth_evicted"],
+                        len(lines), login_s))
+        self.settle()
+
+
+if __name__ == "__main__":
+    unittest.main()
