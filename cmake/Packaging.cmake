@@ -49,8 +49,13 @@ if(EDS_BUILD_GATEWAY)
     install(FILES ${PROJECT_SOURCE_DIR}/broker-config/mosquitto.conf
                   ${PROJECT_SOURCE_DIR}/broker-config/acl
                   ${PROJECT_SOURCE_DIR}/broker-config/bridge.conf.example
+                  ${PROJECT_SOURCE_DIR}/broker-config/dashboard.conf
                   ${PROJECT_SOURCE_DIR}/broker-config/README.md
             DESTINATION ${CMAKE_INSTALL_DATADIR}/eds/broker-config COMPONENT gateway)
+    # The live dashboard, where scripts/build.sh assembled it (needs npm): the page
+    # broker-config/dashboard.conf's http_dir serves.
+    install(DIRECTORY ${CMAKE_BINARY_DIR}/dashboard/ DESTINATION ${CMAKE_INSTALL_DATADIR}/eds/dashboard
+            COMPONENT gateway OPTIONAL)
     install(PROGRAMS ${PROJECT_SOURCE_DIR}/broker-config/make-users.sh
             DESTINATION ${CMAKE_INSTALL_DATADIR}/eds/broker-config COMPONENT gateway)
     foreach(script make-certs.sh)

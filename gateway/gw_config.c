@@ -1,5 +1,6 @@
 #include "gw_config.h"
 
+#include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,20 +23,37 @@ static int parse_port(const char *s, int *out)
     return 0;
 }
 
+/* `PORT [ADDRESS]` into *l. */
+static int parse_listener(const char *value, gw_listener_conf *l, eds_error *err)
+{
+    char port[16] = "", addr[64] = "", extra[2] = "";
+    int n = sscanf(value, "%15s %63s %1s", port, addr, extra);
+    if (n < 1 || n > 2 || parse_port(port, &l->port) != 0)
+        return eds_error_set(err, EDS_ERR_CONFIG, "expected PORT [ADDRESS], got '%s'", value);
+    memcpy(l->address, addr, sizeof(l->address));
+    return EDS_OK;
+}
+
 /* `listener PORT [ADDRESS]`, repeatable. */
 static int add_listener(gw_config *c, const char *value, bool tls, eds_error *err)
 {
     if (c->n_listeners >= GW_MAX_LISTENERS)
         return eds_error_set(err, EDS_ERR_CONFIG, "at most %d listeners", GW_MAX_LISTENERS);
-    char port[16] = "", addr[64] = "", extra[2] = "";
-    int n = sscanf(value, "%15s %63s %1s", port, addr, extra);
     gw_listener_conf *l = &c->listeners[c->n_listeners];
-    if (n < 1 || n > 2 || parse_port(port, &l->port) != 0)
-        return eds_error_set(err, EDS_ERR_CONFIG, "expected PORT [ADDRESS], got '%s'", value);
-    memcpy(l->address, addr, sizeof(l->address));
+    int rc = parse_listener(value, l, err);
+    if (rc != EDS_OK)
+        return rc;
     l->tls = tls;
     c->n_listeners++;
     return EDS_OK;
+}
+
+/* `metrics_listener PORT [ADDRESS]`: one; the address defaults to 127.0.0.1
+ * (gw_metrics.c), unlike the agent listeners. */
+static int opt_metrics_listener(void *target, const char *value, eds_error *err)
+{
+    gw_config *c = target;
+    return parse_listener(value, &c->metrics, err);
 }
 
 static int opt_listener(void *target, const char *value, eds_error *err)
@@ -101,6 +119,9 @@ static const eds_conf_opt options[] = {
      "Plain TCP listener for agents (repeatable). Default: 5883 on all addresses."},
     {"tls_listener", EDS_CONF_CUSTOM, 0, 0, 0, opt_tls_listener, "PORT [ADDRESS]",
      "TLS listener for agents (repeatable; needs certfile and keyfile). Usual port: 5884."},
+    {"metrics_listener", EDS_CONF_CUSTOM, 0, 0, 0, opt_metrics_listener, "PORT [ADDRESS]",
+     "Serve Prometheus metrics at http://ADDRESS:PORT/metrics. Off by default; ADDRESS "
+     "defaults to 127.0.0.1."},
     {"broker_host", EDS_CONF_STRING, OFF(broker_host), 0, 0, NULL, "HOST",
      "MQTT broker to publish to."},
     {"broker_port", EDS_CONF_INT, OFF(broker_port), 1, 65535, NULL, "PORT", "MQTT broker port."},
@@ -284,5 +305,11 @@ int gw_config_finish(gw_config *c, eds_error *err)
                                  c->listeners[i].port);
     if (c->require_certificate && !c->cafile)
         return eds_error_set(err, EDS_ERR_CONFIG, "require_certificate needs cafile");
+    unsigned char ip[16];
+    const char *ma = c->metrics.address;
+    if (c->metrics.port && *ma && inet_pton(AF_INET, ma, ip) != 1 &&
+        inet_pton(AF_INET6, ma, ip) != 1)
+        return eds_error_set(err, EDS_ERR_CONFIG,
+                             "metrics_listener: '%s' is not a numeric IPv4 or IPv6 address", ma);
     return EDS_OK;
 }

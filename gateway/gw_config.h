@@ -32,6 +32,7 @@ typedef struct gw_schema_rule {
 typedef struct gw_config {
     gw_listener_conf listeners[GW_MAX_LISTENERS];
     size_t n_listeners;
+    gw_listener_conf metrics; /* metrics_listener; port 0 = off */
     char *broker_host;
     int broker_port;
     char *broker_username;

@@ -35,7 +35,7 @@
 #define GW_OUT_SOFT (64 * 1024) /* past this much unsent output, stop reading */
 
 /* What a pointer registered with the loop is. */
-enum gw_handle_kind { GW_H_LISTENER, GW_H_CONN, GW_H_PUBLISHER, GW_H_SIGNAL };
+enum gw_handle_kind { GW_H_LISTENER, GW_H_CONN, GW_H_PUBLISHER, GW_H_SIGNAL, GW_H_METRICS };
 
 typedef struct gw_handle {
     enum gw_handle_kind kind;

@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "eds_bytes.h"
 #include "eds_err.h"
-#include "gw_hash.h"
 
 #define GUARD_BUCKETS 4096
 
@@ -34,7 +34,7 @@ void gw_guard_free(gw_guard *g)
 
 gw_ip *gw_guard_ip(gw_guard *g, const char *addr)
 {
-    gw_ip **b = &g->tab[gw_hash_str(addr) & (GUARD_BUCKETS - 1)];
+    gw_ip **b = &g->tab[eds_fnv1a(addr, strlen(addr)) & (GUARD_BUCKETS - 1)];
     for (gw_ip *ip = *b; ip; ip = ip->next)
         if (strcmp(ip->addr, addr) == 0)
             return ip;

@@ -203,12 +203,16 @@ static void answer(gw_relay *r, gw_device *d)
                 gw_conn_send(r->conns, c, line, n);
             }
         }
-        if (rec->kind == GW_REC_DATA)
+        if (rec->kind == GW_REC_DATA) {
             r->st->acked++;
-        else if (rec->kind == GW_REC_REJECT)
+            d->ctr.acked++;
+        } else if (rec->kind == GW_REC_REJECT) {
             r->st->rejected++;
-        else
+            d->ctr.rejected++;
+        } else {
             r->st->duplicates++;
+            d->ctr.duplicates++;
+        }
         gw_ring_pop(r->w, d);
     }
     if (!c) /* no connection to answer: the agent resends after its next welcome */

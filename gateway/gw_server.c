@@ -29,6 +29,7 @@
 #include "gw_guard.h"
 #include "gw_journal.h"
 #include "gw_loop.h"
+#include "gw_metrics.h"
 #include "gw_now.h"
 #include "gw_publisher.h"
 #include "gw_relay.h"
@@ -42,8 +43,9 @@ struct gw_server {
     const gw_config *cfg;
     gw_loop *loop;
     gw_publisher *pub;
-    gw_handle pub_h, sig_h;
+    gw_handle pub_h, sig_h, metrics_h;
     int sig_fd;
+    gw_metrics *metrics; /* NULL unless metrics_listener */
     gw_listener listeners[GW_MAX_LISTENERS];
     size_t n_listeners;
     gw_window window;
@@ -185,13 +187,57 @@ static void on_signal(gw_server *s)
     }
 }
 
+static size_t devices_online(const gw_server *s)
+{
+    size_t online = 0;
+    for (size_t i = 0; i < s->window.n_devices; i++)
+        online += s->window.devices[i]->online;
+    return online;
+}
+
+static void metrics_device(void *ctx, size_t i, gw_metrics_device *out)
+{
+    const gw_device *d = ((const gw_server *)ctx)->window.devices[i];
+    *out = (gw_metrics_device){.id = d->id, .c = &d->ctr, .online = d->online};
+}
+
+/* A scrape of /metrics waits: render what the loop knows now (gw_metrics.h). */
+static void serve_metrics(gw_server *s)
+{
+    if (!gw_metrics_wanted(s->metrics))
+        return;
+    gw_metrics_snapshot snap = {
+        .stats = &s->st,
+        .uptime_s = (gw_now_ms() - s->started_ms) / 1000,
+        .connections = s->conns.n,
+        .devices_online = devices_online(s),
+        .devices_known = s->window.n_devices,
+        .pending_bytes = s->window.pending_bytes,
+        .inflight = gw_publisher_inflight(s->pub),
+        .broker_connected = s->relay.broker_up,
+        .device = metrics_device,
+        .ctx = s,
+    };
+    gw_metrics_publish(s->metrics, &snap);
+}
+
+/* metrics_listener: the HTTP thread's eventfd in the loop. */
+static int open_metrics(gw_server *s, eds_error *err)
+{
+    int rc = gw_metrics_create(s->cfg->metrics.address, s->cfg->metrics.port, &s->metrics, err);
+    if (rc != EDS_OK)
+        return rc;
+    s->metrics_h.kind = GW_H_METRICS;
+    if (gw_loop_add(s->loop, gw_metrics_fd(s->metrics), GW_EV_READ, &s->metrics_h) != EDS_OK)
+        return eds_error_set(err, EDS_ERR_IO, "metrics: cannot watch its eventfd");
+    return EDS_OK;
+}
+
 static void publish_stats(gw_server *s)
 {
     char topic[GW_TOPIC_MAX], body[1536];
     snprintf(topic, sizeof(topic), "%s/_gateway/stats", s->cfg->topic_prefix);
-    size_t online = 0;
-    for (size_t i = 0; i < s->window.n_devices; i++)
-        online += s->window.devices[i]->online;
+    size_t online = devices_online(s);
     const gw_stats *st = &s->st;
     int n = snprintf(
         body, sizeof(body),
@@ -401,7 +447,9 @@ int gw_server_create(const gw_config *cfg, gw_server **out, eds_error *err)
         if ((rc = gw_listener_open(l, s->loop, &cfg->listeners[i], err)) != EDS_OK)
             goto err;
     }
-    if ((rc = open_signals(s, err)) != EDS_OK || (rc = open_publisher(s, err)) != EDS_OK)
+    if ((rc = open_signals(s, err)) != EDS_OK ||
+        (cfg->metrics.port && (rc = open_metrics(s, err)) != EDS_OK) ||
+        (rc = open_publisher(s, err)) != EDS_OK)
         goto err;
     *out = s;
     return EDS_OK;
@@ -424,6 +472,9 @@ static void on_ready(void *ctx, void *ptr, uint32_t events)
         break;
     case GW_H_SIGNAL:
         on_signal(s);
+        break;
+    case GW_H_METRICS:
+        serve_metrics(s);
         break;
     case GW_H_CONN:
         gw_session_event(&s->session, (gw_conn *)h, events);
@@ -499,6 +550,7 @@ void gw_server_destroy(gw_server *s)
     eds_tls_ctx_destroy(s->tls_ctx);
     gw_guard_free(&s->guard);
     gw_session_free(&s->session);
+    gw_metrics_destroy(s->metrics);
     gw_loop_destroy(s->loop);
     if (s->sig_fd >= 0)
         close(s->sig_fd);

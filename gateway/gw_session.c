@@ -228,6 +228,8 @@ static void handle_data(gw_session *ss, gw_conn *c, const eds_msg *m)
 {
     gw_device *d = c->dev;
     ss->st->messages_in++;
+    d->ctr.records_in++;
+    d->ctr.last_seen = time(NULL);
     if (gw_ring_reserve(ss->w, d) != EDS_OK) {
         /* Cannot happen while must_pause() is honoured; refuse rather than grow. */
         send_error(ss, c, EDS_PE_BAD_MESSAGE, "window full: wait for acks before sending more");

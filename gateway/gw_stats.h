@@ -1,6 +1,9 @@
 /*
- * gw_stats.h - the gateway's counters, published on P/_gateway/stats. One
- * struct owned by the server; each module counts its own events in it.
+ * gw_stats.h - the gateway's counters, published on P/_gateway/stats and
+ * served on /metrics (gw_metrics.c). One gw_stats owned by the server; each
+ * module counts its own events in it. gw_device_counters sit inside each
+ * device. Written only by the event loop's thread; never reset (a SIGHUP
+ * reload keeps them).
  */
 #ifndef GW_STATS_H
 #define GW_STATS_H
@@ -18,5 +21,11 @@ typedef struct gw_stats {
     uint64_t preauth_evicted, logins_throttled, journal_failures, store_failures, rejected_skipped,
         stats_skipped;
 } gw_stats;
+
+/* One device's share of messages_in, acked, rejected and duplicates. */
+typedef struct gw_device_counters {
+    uint64_t records_in, acked, rejected, duplicates;
+    int64_t last_seen; /* Unix time (s) of its last data message; 0 = none yet */
+} gw_device_counters;
 
 #endif

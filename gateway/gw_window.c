@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "eds_bytes.h"
 #include "eds_err.h"
-#include "gw_hash.h"
 
 #define RING_MIN 16
 
@@ -17,7 +17,7 @@ static int htab_grow(gw_window *w)
         return EDS_ERR_NOMEM;
     for (size_t i = 0; i < w->n_devices; i++) {
         gw_device *d = w->devices[i];
-        size_t b = gw_hash_str(d->id) & (nsize - 1);
+        size_t b = eds_fnv1a(d->id, strlen(d->id)) & (nsize - 1);
         d->hnext = nt[b];
         nt[b] = d;
     }
@@ -62,7 +62,7 @@ void gw_window_free(gw_window *w)
 
 gw_device *gw_window_find(const gw_window *w, const char *id)
 {
-    for (gw_device *d = w->htab[gw_hash_str(id) & (w->hsize - 1)]; d; d = d->hnext)
+    for (gw_device *d = w->htab[eds_fnv1a(id, strlen(id)) & (w->hsize - 1)]; d; d = d->hnext)
         if (strcmp(d->id, id) == 0)
             return d;
     return NULL;
@@ -92,7 +92,7 @@ gw_device *gw_window_get(gw_window *w, const char *id)
     strcpy(d->stream, "0");
     d->index = (uint32_t)w->n_devices;
     w->devices[w->n_devices++] = d;
-    size_t b = gw_hash_str(id) & (w->hsize - 1);
+    size_t b = eds_fnv1a(id, strlen(id)) & (w->hsize - 1);
     d->hnext = w->htab[b];
     w->htab[b] = d;
     return d;

@@ -27,6 +27,7 @@
 #include "eds_schema.h"
 #include "gw_cmdq.h"
 #include "gw_guard.h"
+#include "gw_stats.h"
 
 /* Tokens with this bit are not records (statuses, stats, rejected lines). */
 #define GW_TOKEN_UNTRACKED (1ULL << 63)
@@ -83,6 +84,7 @@ typedef struct gw_device {
     struct gw_device *status_next;
     time_t since;
     char peer[64];
+    gw_device_counters ctr; /* session and relay count; gw_metrics reads */
 } gw_device;
 
 typedef struct gw_window {

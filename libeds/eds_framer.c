@@ -135,8 +135,12 @@ int eds_framer_next(eds_framer *f, const char **line, size_t *len)
 {
     const size_t limit = f->max_line - 1; /* content bytes allowed before the LF */
     while (!f->failed) {
-        const char *from = f->buf + f->start;
         size_t held = f->end - f->start;
+        if (held == 0) { /* also when no buffer is held (lent back): no pointer arithmetic */
+            consumed_all(f);
+            return EDS_FRAMER_MORE;
+        }
+        const char *from = f->buf + f->start;
         const char *nl =
             held > f->scanned ? memchr(from + f->scanned, '\n', held - f->scanned) : NULL;
         size_t n = nl ? (size_t)(nl - from) : held;

@@ -469,8 +469,12 @@ static cJSON *parse_number(parser *ps)
                 if (mant || *p != '0')
                     digits++;
                 mant = mant * 10 + (uint64_t)(*p - '0');
-                if (exp10 > -100000) /* leading zeros of a fraction: far past the fast path */
+                /* Leading zeros of a fraction: far past the fast path. Once the count
+                 * stops, exp10 no longer says where the digits stand: strtod decides. */
+                if (exp10 > -100000)
                     exp10--;
+                else
+                    exact = false;
             } else {
                 exact = false;
             }

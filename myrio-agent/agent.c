@@ -131,9 +131,9 @@ static int drop_oldest(eds_agent *a, eds_error *err)
     bool first = a->stats.dropped == 0;
     a->stats.dropped += n;
     if (first || a->stats.dropped % 1000 < n)
-        eds_log_warning("queue full: dropped the %" PRIu64 " oldest undelivered records "
+        eds_log_warning("queue full: dropped the %" PRIu64 " oldest undelivered record%s "
                         "(full_policy drop-oldest; %" PRIu64 " dropped so far)",
-                        n, a->stats.dropped);
+                        n, eds_plural(n), a->stats.dropped);
     return EDS_OK;
 }
 
@@ -985,12 +985,14 @@ int eds_agent_run(eds_agent *a)
             if (a->in)
                 inputs_stop(a->in);
             if (a->spool) {
-                eds_log_notice("stopping; %" PRIu64 " undelivered records stay in the spool",
-                               pending_records(a));
+                uint64_t left = pending_records(a);
+                eds_log_notice("stopping; %" PRIu64 " undelivered record%s in the spool", left,
+                               left == 1 ? " stays" : "s stay");
                 return EDS_OK;
             }
-            eds_log_notice("stopping; delivering the %" PRIu64 " queued records first",
-                           pending_records(a));
+            uint64_t queued_now = pending_records(a);
+            eds_log_notice("stopping; delivering the %" PRIu64 " queued record%s first", queued_now,
+                           eds_plural(queued_now));
         }
         bool inputs = a->in && inputs_active(a->in);
         uint64_t t = eds_monotonic_ms();

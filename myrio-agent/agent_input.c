@@ -220,7 +220,8 @@ static void count_one(agent_inputs *in)
 {
     in->accepted++;
     if (in->cfg.count > 0 && in->accepted >= (uint64_t)in->cfg.count) {
-        eds_log_info("%llu records read (--count): closing the inputs", in->cfg.count);
+        eds_log_info("%llu record%s read (--count): closing the inputs", in->cfg.count,
+                     eds_plural(in->cfg.count));
         inputs_stop(in);
     }
 }

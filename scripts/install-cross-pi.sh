@@ -59,7 +59,9 @@ HOST_PKGS=("gcc-$TRIPLET" "libc6-dev-$arch-cross" qemu-user dpkg-dev file)
 # The target's runtime and development packages (the runtime ones also give
 # qemu-user the loader and libraries to run the binaries and tests).
 TARGET_PKGS=(libc6 libgcc-s1 libssl3 libssl-dev libcjson1 libcjson-dev libpaho-mqtt1.3
-             libpaho-mqtt-dev libcmocka0 libcmocka-dev)
+             libpaho-mqtt-dev libcmocka0 libcmocka-dev libmicrohttpd12 libmicrohttpd-dev
+             libgnutls30 libgmp10 libhogweed6 libnettle8 libidn2-0 libunistring2 libtasn1-6
+             libp11-kit0 libffi8)
 
 SUDO=""
 need_root() {
@@ -137,6 +139,10 @@ done
 # cJSON's CMake package names /usr/include and /usr/lib/TRIPLET literally:
 # point them at the sysroot (where it will be after the rename below).
 sed -i "s|\"/usr|\"$SYSROOT/root/usr|g" "$new/root/usr/lib/$TRIPLET/cmake/cJSON/"*.cmake
+# libmicrohttpd.pc names gnutls as a private requirement for static links only;
+# the gateway links it dynamically (libgnutls30 is unpacked for the linker and
+# qemu), so the sysroot needs no gnutls development package.
+sed -i '/^Requires.private:/d' "$new/root/usr/lib/$TRIPLET/pkgconfig/libmicrohttpd.pc"
 [ -e "$new/root/usr/lib/$TRIPLET/libpaho-mqtt3as.so" ] || {
     echo "install-cross-pi: no libpaho-mqtt3as.so in the unpacked packages" >&2
     exit 1

@@ -9,7 +9,7 @@ PKGS=(cmake gcc make pkg-config clang mosquitto mosquitto-clients libpaho-mqtt-d
       libcjson-dev libssl-dev libcmocka-dev python3 python3-paho-mqtt openssl
       valgrind iproute2 nftables libclang-rt-14-dev python3-cerberus
       dpkg-dev python3-yaml docker-compose help2man lintian debootstrap file binutils
-      systemd-container)
+      systemd-container docker.io chromium python3-websocket libmicrohttpd-dev prometheus)
 
 want_cross=0
 for arg in "$@"; do
@@ -29,6 +29,9 @@ done
 missing=()
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 for p in "${PKGS[@]}"; do installed "$p" || missing+=("$p"); done
+# The dashboard's npm packages (scripts/build-dashboard.sh): any node with npm
+# will do (some machines bring their own); else Debian's.
+command -v npm >/dev/null || missing+=(nodejs npm)
 # The cross toolchain, armel libraries and OpenSSL sysroot: install-cross.sh.
 [ "$want_cross" = 1 ] && "$(dirname "$0")/install-cross.sh"
 [ ${#missing[@]} -eq 0 ] && exit 0

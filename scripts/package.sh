@@ -102,6 +102,9 @@ cmake -S . -B "$BUILD_DIR" ${cross[@]+"${cross[@]}"} -DCMAKE_BUILD_TYPE=RelWithD
     -DCMAKE_C_FLAGS="$cflags" -DCMAKE_EXE_LINKER_FLAGS="$ldflags" \
     -DCMAKE_SHARED_LINKER_FLAGS="$ldflags" >/dev/null
 cmake --build "$BUILD_DIR" -j "$JOBS" -- --no-print-directory >/dev/null
+# The live dashboard (architecture-independent files; its install rule takes it
+# from BUILD_DIR/dashboard).
+scripts/build-dashboard.sh "$BUILD_DIR/dashboard" >/dev/null
 
 # ---- stage ------------------------------------------------------------------
 version=$(sed -n 's/^project(eds VERSION \([0-9.]*\).*/\1/p' CMakeLists.txt)

@@ -10,7 +10,10 @@
 #     device password file for myrio-01..myrio-03;
 #   - three simulated agents: eds-agent --simulate 2 as myrio-01..myrio-03;
 #   - mosquitto_sub -v -t 'energy/#' as user reader, whose output you see:
-#     device status changes (retained), records, gateway stats.
+#     device status changes (retained), records, gateway stats;
+#   - the live dashboard (dashboard/, scripts/build-dashboard.sh), served by
+#     the same mosquitto on port 9001 (or a free one): open the URL it prints;
+#   - the gateway's Prometheus metrics on port 9883 (or a free one).
 # Runs until Ctrl-C (or --duration), then stops everything it started, by pid.
 #
 # Usage: scripts/run.sh [OPTIONS]
@@ -19,6 +22,7 @@
 #   --rate R            records per second per agent (default 2)
 #   --broker-port PORT  mosquitto port (default 1883 if free, else a free one)
 #   --gateway-port PORT gateway port (default 5883 if free, else a free one)
+#   --dashboard-port PORT  dashboard port (default 9001 if free, else a free one)
 #   --tls               agents connect over TLS with client certificates
 #                       (scripts/make-certs.sh; gateway TLS port 5884 or free)
 #   --no-build          skip install-deps and build; use the binaries as built
@@ -33,7 +37,7 @@ ROOT=$PWD
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 
-duration="" agents=3 rate=2 broker_port="" gateway_port="" build=1 keep=0 tls=0
+duration="" agents=3 rate=2 broker_port="" gateway_port="" dashboard_port="" build=1 keep=0 tls=0
 need_value() { [ $# -ge 2 ] || {
     echo "run.sh: $1 needs a value" >&2
     exit 2
@@ -45,6 +49,7 @@ while [ $# -gt 0 ]; do
     --rate) need_value "$@"; rate=$2; shift ;;
     --broker-port) need_value "$@"; broker_port=$2; shift ;;
     --gateway-port) need_value "$@"; gateway_port=$2; shift ;;
+    --dashboard-port) need_value "$@"; dashboard_port=$2; shift ;;
     --no-build) build=0 ;;
     --tls) tls=1 ;;
     --keep) keep=1 ;;
@@ -71,9 +76,12 @@ if [ "$build" = 1 ]; then
     scripts/install-deps.sh
     echo "== building eds-gateway and eds-agent into $BUILD_DIR/ (scripts/build.sh)"
     BUILD_DIR=$BUILD_DIR TARGETS="eds-gateway eds-agent" scripts/build.sh
+    echo "== assembling the dashboard into $BUILD_DIR/dashboard/ (scripts/build-dashboard.sh)"
+    scripts/build-dashboard.sh "$BUILD_DIR/dashboard"
 fi
 BIN=$ROOT/$BUILD_DIR/bin
 case "$BUILD_DIR" in /*) BIN=$BUILD_DIR/bin ;; esac
+DASHBOARD_DIR=${BIN%/bin}/dashboard
 for b in eds-gateway eds-agent; do
     [ -x "$BIN/$b" ] || { echo "run.sh: $BIN/$b not built (drop --no-build)" >&2; exit 1; }
 done
@@ -169,14 +177,22 @@ tls_port=""
 [ "$tls" = 1 ] && tls_port=$(pick_port 5884)
 port_free "$broker_port" || fail "port $broker_port is taken"
 port_free "$gateway_port" || fail "port $gateway_port is taken"
+metrics_port=$(pick_port 9883)
+dashboard=0
+if [ -f "$DASHBOARD_DIR/index.html" ]; then
+    dashboard=1
+    dashboard_port=${dashboard_port:-$(pick_port 9001)}
+    port_free "$dashboard_port" || fail "port $dashboard_port is taken"
+fi
 
 secret() { od -An -N12 -tx1 /dev/urandom | tr -d ' \n'; }
-gw_pw=$(secret) reader_pw=$(secret)
+gw_pw=$(secret) reader_pw=$(secret) dashboard_pw=$(secret)
 umask 077
 mkdir -p "$WORK/persist" "$WORK/state"
 : >"$WORK/mosquitto.passwd"
 mosquitto_passwd -b "$WORK/mosquitto.passwd" eds-gateway "$gw_pw"
 mosquitto_passwd -b "$WORK/mosquitto.passwd" reader "$reader_pw"
+mosquitto_passwd -b "$WORK/mosquitto.passwd" dashboard "$dashboard_pw"
 printf '%s\n' "$gw_pw" >"$WORK/broker.pw"
 
 # The project's mosquitto.conf with only the listener, file paths, persistence
@@ -191,6 +207,13 @@ printf '%s\n' "$gw_pw" >"$WORK/broker.pw"
     echo "persistence_location $WORK/persist/"
     echo "log_dest stderr" # into mosquitto.log, unbuffered
     echo "log_type subscribe" # so we know when the viewer has subscribed
+    if [ "$dashboard" = 1 ]; then
+        # broker-config/dashboard.conf with our port and folder.
+        echo "listener $dashboard_port 127.0.0.1"
+        grep -Ev '^[[:space:]]*(#|$)' broker-config/dashboard.conf |
+            grep -Ev '^[[:space:]]*(listener|http_dir)([[:space:]]|$)'
+        echo "http_dir $DASHBOARD_DIR"
+    fi
     # As root, mosquitto would switch to user mosquitto, who cannot read $WORK.
     [ "$(id -u)" = 0 ] && echo "user root"
 } >"$WORK/mosquitto.conf"
@@ -203,6 +226,12 @@ wait_for "mosquitto on port $broker_port" 10 listening "$broker_port" ||
 echo "== mosquitto on 127.0.0.1:$broker_port (users eds-gateway, reader), eds-gateway on 127.0.0.1:$gateway_port"
 [ "$tls" = 1 ] && echo "== TLS: agents connect to 127.0.0.1:$tls_port with client certificates (CN = device id)"
 echo "== temp folder $WORK (configs, passwords, logs: mosquitto.log gateway.log myrio-NN.log)"
+if [ "$dashboard" = 1 ]; then
+    echo "== dashboard: http://127.0.0.1:$dashboard_port/#user=dashboard&password=$dashboard_pw (read-only; to send commands connect as reader, password $reader_pw)"
+else
+    echo "== no dashboard: $DASHBOARD_DIR not built (scripts/build-dashboard.sh; needs npm)"
+fi
+echo "== metrics: http://127.0.0.1:$metrics_port/metrics (Prometheus)"
 echo "== try in another terminal: mosquitto_pub -h 127.0.0.1 -p $broker_port -u reader -P $reader_pw -t energy/myrio-01/cmd -m '{\"relay\":1}'"
 if [ -n "$duration" ]; then
     echo "== live messages (mosquitto_sub -v -t 'energy/#'), stopping after ${duration} s:"
@@ -249,7 +278,7 @@ setsid "$BIN/eds-gateway" --listener "$gateway_port 127.0.0.1" "${gw_tls[@]}" \
     --broker-host 127.0.0.1 --broker-port "$broker_port" \
     --broker-username eds-gateway --broker-password-file "$WORK/broker.pw" \
     --schema "$ROOT/schemas/energy.json" --password-file "$WORK/devices.passwd" \
-    --state-dir "$WORK/state" --stats-interval 10 -v >"$WORK/gateway.log" 2>&1 &
+    --state-dir "$WORK/state" --stats-interval 5 --metrics-listener "$metrics_port 127.0.0.1" -v >"$WORK/gateway.log" 2>&1 &
 started $! eds-gateway
 wait_for "eds-gateway on port $gateway_port" 10 listening "$gateway_port" ||
     fail "eds-gateway did not start" "$WORK/gateway.log"

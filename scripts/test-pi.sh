@@ -77,7 +77,9 @@ for arch in "${arches[@]}"; do
     fi
 
     echo "== tests: $build/ (unit tests under $qemu)"
-    ctest --test-dir "$build" --output-on-failure -j "$JOBS" -R "$unit_re" || status=1
+    # --no-tests=error: a regex that matches nothing must not pass.
+    ctest --test-dir "$build" --output-on-failure --no-tests=error -j "$JOBS" -R "$unit_re" ||
+        status=1
 
     echo "== tests: the $arch eds-gateway ($qemu) with the host's mosquitto"
     mixbin=$(mktemp -d)
@@ -90,7 +92,9 @@ for arch in "${arches[@]}"; do
         echo "-- $t"
         # shellcheck disable=SC2086
         if EDS_BIN_DIR=$mixbin EDS_SOURCE_DIR=$PWD PYTHONDONTWRITEBYTECODE=1 \
-            /usr/bin/python3 $t </dev/null >"$mixbin/log" 2>&1; then
+            /usr/bin/python3 $t </dev/null >"$mixbin/log" 2>&1 &&
+            # Python 3.11's unittest passes when -k matches no test.
+            grep -q '^Ran [1-9]' "$mixbin/log"; then
             tail -n 3 "$mixbin/log"
         else
             cat "$mixbin/log"
@@ -101,9 +105,9 @@ for arch in "${arches[@]}"; do
 
     if [ "${EDS_PI_PACKAGES:-1}" != 0 ]; then
         echo "== packages for $arch (scripts/package.sh --arch $arch --lintian)"
+        # pipefail: the pipeline's status is package.sh's (grep's is made 0).
         JOBS=$JOBS scripts/package.sh --arch "$arch" --lintian 2>&1 |
-            grep -v 'running with root privileges' || true
-        [ "${PIPESTATUS[0]}" = 0 ] || status=1
+            { grep -v 'running with root privileges' || true; } || status=1
     fi
 done
 exit "$status"

@@ -135,6 +135,14 @@ class Packages(unittest.TestCase):
             self.assertEqual([p for p in entries if re.search(r"/man/.*\.\d$", p)], [],
                              "uncompressed man pages")
         self.assertTrue(contents("eds-gateway")["/usr/sbin/eds-gateway"].startswith("-rwxr-xr-x"))
+        # The live dashboard (scripts/build-dashboard.sh), where broker-config/dashboard.conf's
+        # http_dir looks.
+        gw = contents("eds-gateway")
+        for f in ["index.html", "dashboard.js", "vendor/mqtt.min.js", "vendor/uPlot.iife.min.js"]:
+            self.assertIn("/usr/share/eds/dashboard/" + f, gw)
+        with open(os.path.join(TREES["eds-gateway"],
+                               "usr/share/eds/broker-config/dashboard.conf")) as f:
+            self.assertIn("http_dir /usr/share/eds/dashboard", f.read())
         # The myRIO's sysvinit script is not in the Debian package (systemd unit instead).
         self.assertNotIn("/etc/init.d/eds-agent", every)
         # The packaged agent config names the schema where the package puts it.

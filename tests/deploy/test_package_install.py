@@ -91,10 +91,11 @@ class InstallUsePurge(unittest.TestCase):
                              name="eds-gateway (chroot)")
                 with gw:
                     gw.wait_for_line(r"connected to the broker", timeout=15)
-                    agent = Process(r.chroot_argv(["/usr/bin/eds-agent", "-c", aconf,
-                                                   "--count", "10"], "eds-agent"),
-                                    name="eds-agent (chroot)")
-                    self.assertEqual(agent.wait(timeout=60), 0, agent.output())
+                    # In a with: a failed wait must not leave it running in the root.
+                    with Process(r.chroot_argv(["/usr/bin/eds-agent", "-c", aconf,
+                                                "--count", "10"], "eds-agent"),
+                                 name="eds-agent (chroot)") as agent:
+                        self.assertEqual(agent.wait(timeout=60), 0, agent.output())
                     sub.wait_for_count("energy/myrio-01/data", 10, timeout=20)
                     self.assertEqual(gw.stop(timeout=15), 0, gw.output())
             self.assertTrue(os.path.exists(r.host_path("/var/lib/eds-gateway/state.log")))
@@ -131,6 +132,21 @@ class InstallUsePurge(unittest.TestCase):
         self.assertFalse(os.path.exists(r.host_path("/etc/eds/eds-agent.conf")))
         self.assertFalse(os.path.exists(r.host_path("/var/lib/eds-agent")))
         self.assertNotIn("eds-agent.conf", r.chroot(["dpkg-statoverride", "--list"]).stdout)
+
+    def test_purge_keeps_an_account_it_did_not_make(self):
+        """An eds-agent account the admin made before installing is used, and purge
+        leaves it (and its group) alone: the package removes only what it made."""
+        r = self.root
+        r.chroot(["groupadd", "--system", "eds-agent"])
+        r.chroot(["useradd", "--system", "-g", "eds-agent", "-c", "made by the admin",
+                  "-d", "/nonexistent", "-s", "/usr/sbin/nologin", "eds-agent"])
+        before = r.chroot(["getent", "passwd", "eds-agent"]).stdout
+        self.install(["eds-agent"])
+        self.assertEqual(r.stat("/var/lib/eds-agent"), ("eds-agent", "eds-agent", 0o750))
+        r.chroot(["dpkg", "--purge", "eds-agent"])
+        self.assertEqual(r.chroot(["getent", "passwd", "eds-agent"]).stdout, before)
+        self.assertEqual(r.chroot(["getent", "group", "eds-agent"], check=False).returncode, 0)
+        self.assertFalse(os.path.exists(r.host_path("/var/lib/eds-agent")))
 
     def test_dev_package_builds_a_program(self):
         """libedsagent-dev's header and -ledsagent link a C program that runs against

@@ -78,6 +78,8 @@ class RunSh(unittest.TestCase):
         documented = set(re.findall(r"(?m)^\| `([a-z_]+)` \|", section))
         self.assertEqual(published - documented, set(), "stats fields not in docs/operations.md")
         self.assertEqual(documented - published, set(), "documented fields not published")
+        # It prints the metrics URL (test_dashboard.py reads it while run.sh runs).
+        self.assertRegex(out, r"(?m)^== metrics: http://127\.0\.0\.1:\d+/metrics ")
         pids = pids_started(out)
         self.assertEqual(len(pids), 7, out)  # mosquitto, gateway, viewer, tail, 3 agents
         self.assertEqual([pid for pid in pids if alive(pid)], [])

@@ -18,7 +18,7 @@ from edsrig import (GATEWAY_PASSWORD, GATEWAY_USER, READER_PASSWORD, READER_USER
 class BrokerConfigTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.broker = Broker()
+        cls.broker = Broker(users={"dashboard": "dashboard-test-secret"})
 
     @classmethod
     def tearDownClass(cls):
@@ -89,6 +89,30 @@ class BrokerConfigTest(unittest.TestCase):
         rd.publish("energy/dev2/cmd", b'{"ok":1}', qos=1)
         gw_sub.wait_for_message("energy/dev2/cmd")
         self.assertEqual({m.topic for m in gw_sub.messages()}, {"energy/dev2/cmd"})
+
+    def test_dashboard_reads_everything_and_writes_nothing(self):
+        dash = self.subscriber("energy/#", username="dashboard",
+                               password="dashboard-test-secret")
+        gw_cmd = self.subscriber("energy/+/cmd", username=GATEWAY_USER,
+                                 password=GATEWAY_PASSWORD)
+        gw = self.gateway()
+        gw.publish("energy/dev6/data", b'{"p":6}', qos=1)
+        gw.publish("energy/_gateway/stats", b'{"n":6}', qos=0)
+        self.assertEqual(dash.wait_for_message("energy/dev6/data").payload, b'{"p":6}')
+        dash.wait_for_message("energy/_gateway/stats")
+        # Its command and fake data are dropped; a reader's command, sent after them, is
+        # the only one the gateway gets (one publisher's messages stay in order, and both
+        # go through the same broker to the same subscriber).
+        dash_pub = MqttClient(self.broker, "dashboard", "dashboard-test-secret")
+        self.addCleanup(dash_pub.close)
+        dash_pub.publish("energy/dev6/cmd", b'{"from":"dashboard"}', qos=1)
+        dash_pub.publish("energy/dev6/data", b'{"fake":1}', qos=1)
+        self.reader().publish("energy/dev6/cmd", b'{"from":"reader"}', qos=1)
+        gw_cmd.wait_for_message("energy/dev6/cmd")
+        dash.wait_for_message("energy/dev6/cmd")
+        self.assertEqual([m.payload for m in gw_cmd.messages()], [b'{"from":"reader"}'])
+        self.assertEqual([m.payload for m in dash.messages() if m.topic == "energy/dev6/data"],
+                         [b'{"p":6}'])
 
     def test_large_record_is_delivered_not_dropped(self):
         # A broker-side size limit below the gateway's max_line would drop records that the

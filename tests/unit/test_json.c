@@ -210,6 +210,18 @@ static void test_numbers(void **state)
         if (memcmp(&want, &got, sizeof(got)) != 0)
             fail_msg("%s: got %.17g, strtod %.17g", buf, got, want);
     }
+    /* A fraction with more leading zeros than the exponent counter follows, scaled
+     * back by a large exponent: 0.<100001 zeros>1e100000 is 0.01, not 1. */
+    size_t zeros = 100001, n = 0;
+    char *big = malloc(zeros + 32);
+    assert_non_null(big);
+    n += (size_t)sprintf(big, "0.");
+    memset(big + n, '0', zeros);
+    n += zeros;
+    n += (size_t)sprintf(big + n, "1e100000");
+    double small = num(big);
+    free(big);
+    assert_true(small == 0.01);
     /* valueint saturates as cJSON's does. */
     eds_json_doc doc;
     eds_error err;
