@@ -208,6 +208,9 @@ static const eds_conf_opt options[] = {
     {"broker_keepalive", EDS_CONF_INT, OFF(broker_keepalive), 1, 3600, NULL, "SECONDS",
      "MQTT keepalive with the broker: a broker that stops answering is noticed within 2 to 3 "
      "times this."},
+    {"broker_publish_timeout", EDS_CONF_INT, OFF(broker_publish_timeout), 0, 3600, NULL, "SECONDS",
+     "A publish the broker has not confirmed after this long gives the connection up as lost "
+     "(a broker that answers pings only); 0 = no deadline."},
     {"max_rate", EDS_CONF_DOUBLE, OFF(max_rate), 0, 1e9, NULL, "PER_SECOND",
      "Records per second per device (0 = no limit); past it the gateway reads slower."},
     {NULL, 0, 0, 0, 0, NULL, NULL, NULL},
@@ -228,6 +231,7 @@ void gw_config_init(gw_config *c)
     c->max_conn_per_ip = 32;
     c->max_auth_failures = 20;
     c->broker_keepalive = 4;
+    c->broker_publish_timeout = 10;
     c->max_line = EDS_DEFAULT_MAX_LINE;
     c->auth_timeout = 5;
     c->idle_timeout = 300;

@@ -74,6 +74,8 @@ typedef struct gw_config {
     double max_auth_failures; /* failed logins per second, all addresses; 0 = no limit */
     int broker_keepalive;     /* seconds: a hung broker is noticed in 2-3x this */
     double max_rate;          /* records per second per device; 0 = unlimited */
+    /* seconds a publish may wait for the broker's confirmation; 0 = no deadline */
+    int broker_publish_timeout;
 } gw_config;
 
 /* Fills c with the defaults. */

@@ -235,3 +235,12 @@ MQTTAsync_failureData gw_paho_failure_of(const MQTTAsync_failureData5 *r)
     }
     return f;
 }
+
+bool gw_paho_client_pending(MQTTAsync client)
+{
+    MQTTAsync_token *tokens = NULL;
+    bool pending = MQTTAsync_getPendingTokens(client, &tokens) == MQTTASYNC_SUCCESS && tokens &&
+                   tokens[0] != -1;
+    MQTTAsync_free(tokens);
+    return pending;
+}

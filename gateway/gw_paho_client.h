@@ -77,4 +77,7 @@ int gw_paho_receive_maximum(const MQTTProperties *props);
 char *gw_paho_message_copy(const char *topic, size_t tlen, const MQTTAsync_message *m,
                            gw_pubq_event *ev);
 
+/* True when Paho still has commands of client pending (sent and unconfirmed, or queued). */
+bool gw_paho_client_pending(MQTTAsync client);
+
 #endif

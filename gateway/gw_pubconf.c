@@ -31,7 +31,7 @@ static int check(const gw_publisher_config *cfg, eds_error *err)
     if ((cfg->certfile || cfg->keyfile) && !cfg->cafile)
         return eds_error_set(err, EDS_ERR_INVAL, "mqtt: certfile/keyfile need cafile");
     if (cfg->keepalive < 0 || cfg->reconnect_min_ms < 0 || cfg->reconnect_max_ms < 0 ||
-        cfg->connect_timeout_s < 0)
+        cfg->connect_timeout_s < 0 || cfg->publish_timeout_s < 0)
         return eds_error_set(err, EDS_ERR_INVAL, "mqtt: negative timing option");
     if (cfg->mqtt_version != 0 && cfg->mqtt_version != 4 && cfg->mqtt_version != 5)
         return eds_error_set(err, EDS_ERR_INVAL, "mqtt: version %d (5 or 4 for 3.1.1)",
@@ -71,6 +71,7 @@ int gw_pubconf_make(const gw_publisher_config *cfg, gw_pubconf *out, eds_error *
     }
     out->keepalive = cfg->keepalive ? cfg->keepalive : 30;
     out->connect_timeout_s = cfg->connect_timeout_s ? cfg->connect_timeout_s : 10;
+    out->publish_timeout_ms = (int64_t)cfg->publish_timeout_s * 1000;
     out->reconnect_min_ms = cfg->reconnect_min_ms ? cfg->reconnect_min_ms : 1000;
     out->reconnect_max_ms = cfg->reconnect_max_ms ? cfg->reconnect_max_ms : 30000;
     if (out->reconnect_max_ms < out->reconnect_min_ms)

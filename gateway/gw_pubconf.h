@@ -9,12 +9,15 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "eds_err.h"
 #include "gw_publisher.h"
 
 typedef struct gw_pubconf {
     char *uri; /* tcp://host:port, ssl://..., [v6]:port */
+    /* deadline on the oldest outstanding publish; 0 = none */
+    int64_t publish_timeout_ms;
     char *client_id, *username, *password;
     char *will_topic, *will_payload, *online_payload, *subscribe_topic;
     char *cafile, *certfile, *keyfile;

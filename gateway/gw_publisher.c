@@ -60,8 +60,7 @@
 #define GRACEFUL_TIMEOUT_MS 1000
 /* A connection that lasted this long counts as working: after losing it, retry at once. */
 #define STABLE_MS 10000
-/* Restoring, connected, yet Paho has nothing pending and the store does not shrink for
- * this many seconds: entries Paho does not resend; stop waiting for them. */
+/* Restoring, nothing pending in Paho, the store unchanged this many seconds: stop waiting. */
 #define RESTORE_STUCK_S 10
 
 /* Paho's callback context of one slot: the publisher and the slot's index. */
@@ -411,10 +410,7 @@ static void on_store_empty(void *ctx)
  * the store's entries (keys it does not restore), waiting longer cannot help. */
 static void check_restore_stuck(gw_publisher *p, conn_ctx *c, int *idle_checks, size_t *last_left)
 {
-    MQTTAsync_token *tokens = NULL;
-    bool pending = MQTTAsync_getPendingTokens(c->client, &tokens) == MQTTASYNC_SUCCESS && tokens &&
-                   tokens[0] != -1;
-    MQTTAsync_free(tokens);
+    bool pending = gw_paho_client_pending(c->client);
     size_t left = gw_pubstore_count(p->store);
     /* Stuck: nothing pending in Paho and the store unchanged for RESTORE_STUCK_S checks. */
     *idle_checks = pending || left != *last_left ? 0 : *idle_checks + 1;
@@ -593,12 +589,18 @@ static void *supervise(void *arg)
         int idle_checks = 0;
         size_t last_left = 0;
         while (!p->stopping && p->state == CONN_UP) {
-            if (!p->restoring) {
-                pthread_cond_wait(&p->cond, &p->lock);
-                continue;
-            }
-            struct timespec tick = eds_deadline_in(1000);
-            if (pthread_cond_timedwait(&p->cond, &p->lock, &tick) == ETIMEDOUT) {
+            struct timespec tick = eds_deadline_in(1000); /* the checks, once a second */
+            bool timed_out = pthread_cond_timedwait(&p->cond, &p->lock, &tick) == ETIMEDOUT;
+            /* Deadline (a broker that answers pings only, a stuck Paho): as if lost. */
+            int64_t age = gw_pubq_overdue(&p->q, (int64_t)eds_monotonic_ms(), (int64_t)up_since,
+                                          p->cfg.publish_timeout_ms);
+            if (age >= 0 && p->state == CONN_UP) {
+                eds_log_warning("mqtt: no confirmation from the broker for %.1f s: reconnecting "
+                                "(broker_publish_timeout)",
+                                (double)age / 1000.0);
+                p->stats.publish_timeouts++;
+                connection_down_locked(p);
+            } else if (timed_out && p->restoring && p->state == CONN_UP) {
                 unlock(p);
                 check_restore_stuck(p, c, &idle_checks, &last_left);
                 lock(p);
@@ -816,7 +818,7 @@ int gw_publisher_publish_props(gw_publisher *p, const char *topic, const void *p
     lock(p);
     /* Completed (or failed with its connection) before MQTTAsync_send returned: the event
      * is queued, so the call counts as accepted whatever Paho returned. */
-    if (!gw_pubq_end(&p->q, idx, prc == MQTTASYNC_SUCCESS)) {
+    if (!gw_pubq_end(&p->q, idx, prc == MQTTASYNC_SUCCESS, (int64_t)eds_monotonic_ms())) {
         if (p->q.inflight == 0)
             pthread_cond_broadcast(&p->idle);
         rc = prc == MQTTASYNC_BAD_UTF8_STRING ? EDS_ERR_INVAL : EDS_ERR_BROKER;

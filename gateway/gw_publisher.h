@@ -17,7 +17,8 @@
  *    for QoS 0, that the PUBLISH was written to the socket.
  *  - Publishes go out in call order on a single MQTT connection.
  *  - Failure is all-or-nothing per connection: when the connection is lost
- *    (or any publish fails), every publish still outstanding on it reports
+ *    (or any publish fails, or one stays unconfirmed for publish_timeout_s:
+ *    a broker that answers pings only), every publish still outstanding on it reports
  *    FAILED, in call order, followed by GW_PUB_DISCONNECTED. Nothing that
  *    was accepted before is sent again by Paho after a reconnect (each
  *    connection uses a fresh Paho client with cleansession=1 and no
@@ -95,6 +96,12 @@ typedef struct gw_publisher_config {
     int reconnect_min_ms;  /* first retry delay after a failed attempt; 0 = 1000 */
     int reconnect_max_ms;  /* backoff cap; 0 = 30000 */
     int connect_timeout_s; /* 0 = 10 */
+    /* A broker that answers pings but does not confirm publishes (or a stuck Paho): when
+     * the oldest publish outstanding on a connection has waited this long, the connection
+     * is given up as if it were lost (GW_PUB_DISCONNECTED; clean mode fails what was
+     * outstanding, persistent mode resends it from the store) and a new one is made.
+     * Seconds; 0 = no deadline (only the keepalive). */
+    int publish_timeout_s;
     /* Persistent session (see "Exactly once" above): one MQTT session with cleansession 0
      * for the publisher's life, Paho's persistence in a gw_pubstore in session_dir (NULL:
      * in memory, which survives broker restarts but not a restart of the gateway). */
@@ -240,6 +247,8 @@ typedef struct gw_publisher_stats {
     uint64_t messages_dropped; /* incoming messages dropped: MESSAGE queue full */
     uint64_t connects;         /* successful connections */
     uint64_t connect_failures; /* failed connection attempts */
+    uint64_t publish_timeouts; /* connections given up: a publish outstanding past
+                                  publish_timeout_s */
 } gw_publisher_stats;
 
 void gw_publisher_get_stats(const gw_publisher *p, gw_publisher_stats *out);

@@ -22,6 +22,7 @@ enum slot_state {
 
 struct gw_pubq_slot {
     uint64_t token;
+    int64_t handed_ms;   /* hand-over ended (gw_pubq_end's now_ms): waiting since */
     uint32_t prev, next; /* call order (outstanding) or free list (next) */
     enum slot_state state;
 };
@@ -115,7 +116,7 @@ uint32_t gw_pubq_begin(gw_pubq *q, uint64_t token)
     return i;
 }
 
-bool gw_pubq_end(gw_pubq *q, uint32_t i, bool accepted)
+bool gw_pubq_end(gw_pubq *q, uint32_t i, bool accepted, int64_t now_ms)
 {
     struct gw_pubq_slot *s = &q->slots[i];
     if (s->state == SLOT_REPORTED) {
@@ -126,6 +127,7 @@ bool gw_pubq_end(gw_pubq *q, uint32_t i, bool accepted)
         return false;
     if (accepted) {
         s->state = SLOT_PENDING;
+        s->handed_ms = now_ms;
         return true;
     }
     unlink_slot(q, s);
@@ -160,6 +162,25 @@ bool gw_pubq_outstanding(const gw_pubq *q, uint32_t i)
 uint32_t gw_pubq_oldest(const gw_pubq *q)
 {
     return q->pend_head;
+}
+
+int64_t gw_pubq_oldest_age(const gw_pubq *q, int64_t now_ms)
+{
+    if (q->pend_head == GW_PUBQ_NIL)
+        return -1;
+    const struct gw_pubq_slot *s = &q->slots[q->pend_head];
+    if (s->state != SLOT_PENDING)
+        return 0; /* being handed over right now */
+    int64_t age = now_ms - s->handed_ms;
+    return age > 0 ? age : 0; /* a clock read before the slot was taken */
+}
+
+int64_t gw_pubq_overdue(const gw_pubq *q, int64_t now_ms, int64_t since_ms, int64_t timeout_ms)
+{
+    int64_t age = gw_pubq_oldest_age(q, now_ms);
+    if (age > now_ms - since_ms)
+        age = now_ms - since_ms;
+    return timeout_ms > 0 && age >= timeout_ms ? age : -1;
 }
 
 bool gw_pubq_push_control(gw_pubq *q, gw_pub_event_type type, int qos)

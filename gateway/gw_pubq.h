@@ -3,8 +3,9 @@
  * table of outstanding publishes in call order, and the bounded queue of events
  * the loop drains (gw_publisher.h describes the events and their guarantees).
  *
- * Pure: no I/O, no clock. gw_publisher.c holds its lock around every call and
- * does the signalling (eventfd, condition variables) itself.
+ * Pure: no I/O; the clock is passed in (monotonic ms). gw_publisher.c holds its
+ * lock around every call and does the signalling (eventfd, condition variables)
+ * itself.
  *
  * Bounds: every accepted publish holds a slot until its DONE/FAILED event is
  * queued, and the event counts against max_inflight until popped, so
@@ -76,10 +77,10 @@ void gw_pubq_free(gw_pubq *q);
  * GW_PUBQ_NIL when max_inflight publishes are outstanding or their events unpopped. */
 uint32_t gw_pubq_begin(gw_pubq *q, uint64_t token);
 
-/* The hand-over of slot i ended. accepted: it waits for its report (or, reported
- * already, is released). Not accepted: withdrawn, no event. Returns true when the
- * publish counts as accepted (an event for it is or will be queued). */
-bool gw_pubq_end(gw_pubq *q, uint32_t i, bool accepted);
+/* The hand-over of slot i ended at now_ms. accepted: it waits for its report from now_ms
+ * on (or, reported already, is released). Not accepted: withdrawn, no event. Returns true
+ * when the publish counts as accepted (an event for it is or will be queued). */
+bool gw_pubq_end(gw_pubq *q, uint32_t i, bool accepted, int64_t now_ms);
 
 /* Queues DONE (ok) or FAILED for slot i and takes it out of the call order; false (and
  * nothing queued) when slot i is not outstanding: reported before, or free. */
@@ -90,6 +91,18 @@ bool gw_pubq_outstanding(const gw_pubq *q, uint32_t i);
 
 /* The oldest outstanding slot, or GW_PUBQ_NIL. */
 uint32_t gw_pubq_oldest(const gw_pubq *q);
+
+/* How long (ms, at now_ms) the oldest outstanding publish has waited for its report since
+ * it was handed out (its gw_pubq_end; 0 while it is being handed over); -1 when none is
+ * outstanding. The deadline on outstanding publishes (broker_publish_timeout) is checked
+ * against this. */
+int64_t gw_pubq_oldest_age(const gw_pubq *q, int64_t now_ms);
+
+/* The deadline on outstanding publishes, for a connection up since since_ms: the age of
+ * the oldest outstanding publish counted from since_ms at the earliest (a publish resent
+ * on a new connection gets the whole timeout again), when it is timeout_ms or more;
+ * otherwise (nothing outstanding, younger, timeout_ms 0 = no deadline) -1. */
+int64_t gw_pubq_overdue(const gw_pubq *q, int64_t now_ms, int64_t since_ms, int64_t timeout_ms);
 
 /* Queues a control event; false when max_control are queued already. */
 bool gw_pubq_push_control(gw_pubq *q, gw_pub_event_type type, int qos);

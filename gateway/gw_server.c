@@ -239,6 +239,8 @@ static void publish_stats(gw_server *s)
     snprintf(topic, sizeof(topic), "%s/_gateway/stats", s->cfg->topic_prefix);
     size_t online = devices_online(s);
     const gw_stats *st = &s->st;
+    gw_publisher_stats ps;
+    gw_publisher_get_stats(s->pub, &ps);
     int n = snprintf(
         body, sizeof(body),
         "{\"uptime\":%" PRId64 ",\"connections\":%zu,\"connections_total\":%" PRIu64
@@ -254,7 +256,8 @@ static void publish_stats(gw_server *s)
         ",\"preauth_evicted\":%" PRIu64 ",\"logins_throttled\":%" PRIu64
         ",\"journal_failures\":%" PRIu64 ",\"store_failures\":%" PRIu64
         ",\"rejected_skipped\":%" PRIu64 ",\"stats_skipped\":%" PRIu64
-        ",\"state_dir\":\"%s\",\"pending_bytes\":%zu,\"inflight\":%zu,\"broker\":\"%s\"}",
+        ",\"state_dir\":\"%s\",\"pending_bytes\":%zu,\"inflight\":%zu,\"broker\":\"%s\""
+        ",\"broker_timeouts\":%" PRIu64 "}",
         (gw_now_ms() - s->started_ms) / 1000, s->conns.n, st->connections_total, online,
         s->window.n_devices, st->messages_in, st->acked, st->duplicates, st->rejected,
         st->bad_lines, st->auth_failures, st->timeouts, st->server_busy, st->replaced, st->cmds_in,
@@ -264,7 +267,7 @@ static void publish_stats(gw_server *s)
         st->preauth_evicted, st->logins_throttled, st->journal_failures, st->store_failures,
         st->rejected_skipped, st->stats_skipped, gw_journal_blocked(&s->journal) ? "full" : "ok",
         s->window.pending_bytes, gw_publisher_inflight(s->pub),
-        s->relay.broker_up ? "connected" : "disconnected");
+        s->relay.broker_up ? "connected" : "disconnected", ps.publish_timeouts);
     if (gw_relay_publish_untracked(&s->relay, topic, body, (size_t)n, 0, false) != EDS_OK)
         s->st.stats_skipped++;
 }
@@ -375,6 +378,8 @@ static int open_publisher(gw_server *s, eds_error *err)
         .subscribe_topic = sub,
         .max_inflight = cfg->max_inflight,
         .keepalive = cfg->broker_keepalive, /* a hung broker: noticed in 2-3x this */
+        /* a broker that answers pings but confirms nothing: given up after this */
+        .publish_timeout_s = cfg->broker_publish_timeout,
         .cafile = cfg->broker_cafile,
         .certfile = cfg->broker_certfile,
         .keyfile = cfg->broker_keyfile,

@@ -93,6 +93,13 @@ out=$(realpath -m "${out:-$BUILD_DIR/packages}")
 flags() { DEB_HOST_ARCH=$arch DEB_BUILD_MAINT_OPTIONS=hardening=+all dpkg-buildflags --get "$1"; }
 cflags="$(flags CFLAGS) $(flags CPPFLAGS)"
 ldflags=$(flags LDFLAGS)
+if [ ${#cross[@]} -gt 0 ]; then
+    # These flags replace the toolchain file's initial ones: keep its -rpath-link, so
+    # the linker finds the sysroot's libraries' own dependencies (libgnutls for
+    # libmicrohttpd, libssl for Paho).
+    r=$EDS_PI_SYSROOT/root
+    ldflags="$ldflags -Wl,-rpath-link,$r/usr/lib/$TRIPLET:$r/lib/$TRIPLET"
+fi
 if [ "$SRC/cmake/toolchain-pi.cmake" -nt "$BUILD_DIR/CMakeCache.txt" ]; then
     rm -f "$BUILD_DIR/CMakeCache.txt"
 fi

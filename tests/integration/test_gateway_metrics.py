@@ -167,7 +167,8 @@ class ManyConnectionsTest(GatewayTestCase):
         super().setUp()
         self.mport = free_port()
         self.start_rig({"metrics_listener": str(self.mport), "max_clients": self.CONNS + 100,
-                        "max_conn_per_ip": 0, "auth_timeout": 60})
+                        "max_conn_per_ip": 0,
+                        "max_unauthenticated": self.CONNS + 10, "auth_timeout": 60})
 
     def test_scrape_past_fd_setsize(self):
         socks = []

@@ -4,7 +4,8 @@
  * the max_inflight bound counts unpopped completions, a report that comes
  * during the hand-over to Paho counts the publish as accepted, a refused
  * hand-over leaves no event, failing "everything outstanding" walks the call
- * order, and message/control events have bounds of their own. Also
+ * order, message/control events have bounds of their own, and the age of the
+ * oldest outstanding publish (the deadline on publishes). Also
  * gw_pubconf: the publisher's configuration checks and defaults.
  */
 #include <setjmp.h>
@@ -32,7 +33,7 @@ static uint32_t publish(gw_pubq *q, uint64_t token)
 {
     uint32_t i = gw_pubq_begin(q, token);
     assert_int_not_equal(i, GW_PUBQ_NIL);
-    assert_true(gw_pubq_end(q, i, true));
+    assert_true(gw_pubq_end(q, i, true, 0));
     return i;
 }
 
@@ -60,6 +61,48 @@ static void test_completions_carry_tokens_in_report_order(void **state)
     gw_pubq_free(&q);
 }
 
+/* The deadline on outstanding publishes: the oldest slot's age at the clock passed in,
+ * from the end of its hand-over (0 while being handed over), counted from the connection
+ * at the earliest, only at or past the timeout. */
+static void test_oldest_age_and_deadline(void **state)
+{
+    (void)state;
+    gw_pubq q;
+    assert_int_equal(gw_pubq_init(&q, 4, 2, 2), EDS_OK);
+    assert_int_equal(gw_pubq_oldest_age(&q, 5000), -1); /* nothing outstanding */
+    assert_int_equal(gw_pubq_overdue(&q, 99000, 0, 10000), -1);
+    uint32_t a = gw_pubq_begin(&q, 1);
+    assert_int_equal(gw_pubq_oldest_age(&q, 900), 0); /* being handed over */
+    assert_true(gw_pubq_end(&q, a, true, 1000));
+    uint32_t b = gw_pubq_begin(&q, 2);
+    assert_int_equal(gw_pubq_oldest_age(&q, 1500), 500);
+    assert_int_equal(gw_pubq_oldest_age(&q, 900), 0); /* a clock read before the end */
+    assert_int_equal(gw_pubq_overdue(&q, 10999, 0, 10000), -1);
+    assert_int_equal(gw_pubq_overdue(&q, 11000, 0, 10000), 10000);
+    assert_int_equal(gw_pubq_overdue(&q, 11000, 0, 0), -1); /* 0 = no deadline */
+    /* Resent on a connection up since 8000: the whole timeout again from there. */
+    assert_int_equal(gw_pubq_overdue(&q, 17999, 8000, 10000), -1);
+    assert_int_equal(gw_pubq_overdue(&q, 18000, 8000, 10000), 10000);
+    /* The oldest confirmed: the next one counts, from the end of its hand-over. */
+    assert_true(gw_pubq_end(&q, b, true, 4000));
+    assert_true(gw_pubq_report(&q, a, true));
+    assert_int_equal(gw_pubq_oldest_age(&q, 11000), 7000);
+    assert_int_equal(gw_pubq_overdue(&q, 11000, 0, 10000), -1);
+    assert_int_equal(gw_pubq_overdue(&q, 14500, 0, 10000), 10500);
+    assert_true(gw_pubq_report(&q, b, false));
+    assert_int_equal(gw_pubq_oldest_age(&q, 20000), -1);
+    /* A withdrawn hand-over leaves nothing outstanding. */
+    uint32_t c = gw_pubq_begin(&q, 3);
+    assert_false(gw_pubq_end(&q, c, false, 21000));
+    assert_int_equal(gw_pubq_overdue(&q, 99000, 0, 10000), -1);
+    /* Reported during the hand-over: no longer outstanding either. */
+    uint32_t d = gw_pubq_begin(&q, 4);
+    assert_true(gw_pubq_report(&q, d, false));
+    assert_int_equal(gw_pubq_oldest_age(&q, 50000), -1);
+    assert_true(gw_pubq_end(&q, d, true, 30000));
+    gw_pubq_free(&q);
+}
+
 static void test_unpopped_completions_count_against_max_inflight(void **state)
 {
     (void)state;
@@ -74,7 +117,7 @@ static void test_unpopped_completions_count_against_max_inflight(void **state)
     expect_event(&q, GW_PUB_DONE, 1);
     uint32_t c = gw_pubq_begin(&q, 3);
     assert_int_not_equal(c, GW_PUBQ_NIL);
-    assert_true(gw_pubq_end(&q, c, true));
+    assert_true(gw_pubq_end(&q, c, true, 0));
     gw_pubq_free(&q);
 }
 
@@ -89,7 +132,7 @@ static void test_report_during_hand_over(void **state)
     assert_true(gw_pubq_report(&q, a, true));
     assert_false(gw_pubq_outstanding(&q, a));
     /* Whatever Paho then returns, the publish counts as accepted: its event is queued. */
-    assert_true(gw_pubq_end(&q, a, false));
+    assert_true(gw_pubq_end(&q, a, false, 0));
     expect_event(&q, GW_PUB_DONE, 7);
     assert_int_equal(q.inflight, 0);
     /* The slot was released exactly once: both slots can be taken again. */
@@ -107,7 +150,7 @@ static void test_refused_hand_over_leaves_nothing(void **state)
     uint32_t a = publish(&q, 1);
     uint32_t b = gw_pubq_begin(&q, 2);
     uint32_t c = publish(&q, 3);
-    assert_false(gw_pubq_end(&q, b, false)); /* Paho refused it */
+    assert_false(gw_pubq_end(&q, b, false, 0)); /* Paho refused it */
     assert_false(gw_pubq_outstanding(&q, b));
     assert_false(gw_pubq_report(&q, b, true)); /* a late callback for it is ignored */
     assert_int_equal(q.inflight, 2);
@@ -195,7 +238,7 @@ static void test_ring_wraps_many_times(void **state)
     for (int round = 0; round < 1000; round++) {
         uint32_t i;
         while ((i = gw_pubq_begin(&q, token)) != GW_PUBQ_NIL) {
-            assert_true(gw_pubq_end(&q, i, true));
+            assert_true(gw_pubq_end(&q, i, true, 0));
             token++;
         }
         while (gw_pubq_oldest(&q) != GW_PUBQ_NIL)
@@ -222,6 +265,11 @@ static void test_pubconf_checks_and_defaults(void **state)
     assert_int_equal(c.max_messages, 256);
     assert_int_equal(c.reconnect_min_ms, 1000);
     assert_int_equal(c.reconnect_max_ms, 30000);
+    assert_int_equal(c.publish_timeout_ms, 0); /* no deadline unless asked */
+    gw_pubconf_free(&c);
+    cfg.publish_timeout_s = 10;
+    assert_int_equal(gw_pubconf_make(&cfg, &c, &err), EDS_OK);
+    assert_int_equal(c.publish_timeout_ms, 10000);
     gw_pubconf_free(&c);
 
     cfg = (gw_publisher_config){.client_id = "gw",
@@ -252,6 +300,7 @@ static void test_pubconf_checks_and_defaults(void **state)
         {.client_id = "gw", .will_payload = "x"},
         {.client_id = "gw", .certfile = "c"},
         {.client_id = "gw", .keepalive = -1},
+        {.client_id = "gw", .publish_timeout_s = -1},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         eds_error_clear(&err);
@@ -273,6 +322,7 @@ int main(void)
         cmocka_unit_test(test_completions_carry_tokens_in_report_order),
         cmocka_unit_test(test_unpopped_completions_count_against_max_inflight),
         cmocka_unit_test(test_report_during_hand_over),
+        cmocka_unit_test(test_oldest_age_and_deadline),
         cmocka_unit_test(test_refused_hand_over_leaves_nothing),
         cmocka_unit_test(test_messages_and_control_have_own_bounds),
         cmocka_unit_test(test_ring_wraps_many_times),
