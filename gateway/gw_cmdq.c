@@ -3,17 +3,36 @@
 #include <stdlib.h>
 #include <string.h>
 
-gw_cmd *gw_cmd_create(const char *json, size_t len, size_t *budget)
+/* Copies n bytes of src (may be NULL when n is 0) and a NUL to p; returns past it. */
+static char *put(char *p, const void *src, size_t n)
 {
-    gw_cmd *cmd = malloc(sizeof(*cmd) + len + 1);
+    if (n)
+        memcpy(p, src, n);
+    p[n] = '\0';
+    return p + n + 1;
+}
+
+gw_cmd *gw_cmd_create(const gw_cmd_parts *in, size_t *budget)
+{
+    if (in->ref_len > UINT32_MAX || in->rt_len > UINT32_MAX || in->corr_len > UINT32_MAX)
+        return NULL;
+    size_t size = gw_cmd_size(in);
+    gw_cmd *cmd = malloc(size);
     if (!cmd)
         return NULL;
     cmd->next = NULL;
     cmd->id = 0;
-    cmd->len = len;
-    memcpy(cmd->json, json, len);
-    cmd->json[len] = '\0';
-    *budget += gw_cmd_size(len);
+    cmd->uid = in->uid;
+    cmd->expires_at = in->expires_at;
+    cmd->len = in->len;
+    cmd->ref_len = (uint32_t)in->ref_len;
+    cmd->rt_len = (uint32_t)in->rt_len;
+    cmd->corr_len = (uint32_t)in->corr_len;
+    char *p = put(cmd->json, in->json, in->len);
+    p = put(p, in->ref, in->ref_len);
+    p = put(p, in->rt, in->rt_len);
+    put(p, in->corr, in->corr_len);
+    *budget += size;
     return cmd;
 }
 
@@ -21,7 +40,7 @@ void gw_cmd_free(gw_cmd *cmd, size_t *budget)
 {
     if (!cmd)
         return;
-    *budget -= gw_cmd_size(cmd->len);
+    *budget -= sizeof(gw_cmd) + cmd->len + cmd->ref_len + cmd->rt_len + cmd->corr_len + 4;
     free(cmd);
 }
 

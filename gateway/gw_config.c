@@ -66,18 +66,17 @@ static int opt_tls_listener(void *target, const char *value, eds_error *err)
     return add_listener(target, value, true, err);
 }
 
-/* `schema_for PATTERN FILE`, repeatable; first match wins. */
-static int opt_schema_for(void *target, const char *value, eds_error *err)
+/* `schema_for PATTERN FILE` and `cmd_schema_for PATTERN FILE`, repeatable; first
+ * match wins. */
+static int add_schema_rule(gw_schema_rule *rules, size_t *n, const char *value, eds_error *err)
 {
-    gw_config *c = target;
-    if (c->n_schema_rules >= GW_MAX_SCHEMA_RULES)
-        return eds_error_set(err, EDS_ERR_CONFIG, "at most %d schema_for rules",
-                             GW_MAX_SCHEMA_RULES);
+    if (*n >= GW_MAX_SCHEMA_RULES)
+        return eds_error_set(err, EDS_ERR_CONFIG, "at most %d rules", GW_MAX_SCHEMA_RULES);
     const char *sp = strpbrk(value, " \t");
     if (!sp)
         return eds_error_set(err, EDS_ERR_CONFIG, "expected PATTERN FILE, got '%s'", value);
     const char *file = sp + strspn(sp, " \t");
-    gw_schema_rule *r = &c->schema_rules[c->n_schema_rules];
+    gw_schema_rule *r = &rules[*n];
     r->pattern = strndup(value, (size_t)(sp - value));
     r->file = strdup(file);
     if (!r->pattern || !r->file) {
@@ -85,7 +84,32 @@ static int opt_schema_for(void *target, const char *value, eds_error *err)
         free(r->file);
         return EDS_ERR_NOMEM;
     }
-    c->n_schema_rules++;
+    (*n)++;
+    return EDS_OK;
+}
+
+static int opt_schema_for(void *target, const char *value, eds_error *err)
+{
+    gw_config *c = target;
+    return add_schema_rule(c->schema_rules, &c->n_schema_rules, value, err);
+}
+
+static int opt_cmd_schema_for(void *target, const char *value, eds_error *err)
+{
+    gw_config *c = target;
+    return add_schema_rule(c->cmd_schema_rules, &c->n_cmd_schema_rules, value, err);
+}
+
+/* `mqtt_version 5` or `mqtt_version 3.1.1`. */
+static int opt_mqtt_version(void *target, const char *value, eds_error *err)
+{
+    gw_config *c = target;
+    if (strcmp(value, "5") == 0)
+        c->mqtt_version = 5;
+    else if (strcmp(value, "3.1.1") == 0)
+        c->mqtt_version = 4;
+    else
+        return eds_error_set(err, EDS_ERR_CONFIG, "mqtt_version: '%s' is not 5 or 3.1.1", value);
     return EDS_OK;
 }
 
@@ -119,10 +143,19 @@ static const eds_conf_opt options[] = {
      "Default schema for records. Without one, any JSON object is accepted."},
     {"schema_for", EDS_CONF_CUSTOM, 0, 0, 0, opt_schema_for, "PATTERN FILE",
      "Schema for devices whose id matches the shell PATTERN (repeatable, first match wins)."},
+    {"cmd_schema", EDS_CONF_STRING, OFF(cmd_schema), 0, 0, NULL, "FILE",
+     "Default schema for downlink commands (P/<device>/cmd); a command that fails is not sent."},
+    {"cmd_schema_for", EDS_CONF_CUSTOM, 0, 0, 0, opt_cmd_schema_for, "PATTERN FILE",
+     "Command schema for devices whose id matches PATTERN (repeatable, first match wins)."},
+    {"cmd_expiry", EDS_CONF_DOUBLE, OFF(cmd_expiry), 0, 1e9, NULL, "SECONDS",
+     "A command without an MQTT 5 expiry is dropped as expired after this long (0 = never)."},
     {"password_file", EDS_CONF_STRING, OFF(password_file), 0, 0, NULL, "FILE",
      "Device credentials, as written by mosquitto_passwd."},
     {"allow_anonymous", EDS_CONF_BOOL, OFF(allow_anonymous), 0, 0, NULL, NULL,
      "Accept devices without a password when there is no password_file."},
+    {"mqtt_version", EDS_CONF_CUSTOM, 0, 0, 0, opt_mqtt_version, "5|3.1.1",
+     "MQTT version to the broker; at 5 data publishes carry the user properties device, "
+     "stream, seq and received_at, and the broker's receive maximum is used (default 5)."},
     {"qos", EDS_CONF_INT, OFF(qos), 0, 2, NULL, "0|1|2",
      "QoS of data publishes; acks wait for the broker's confirmation at 1 and 2."},
     {"max_clients", EDS_CONF_INT, OFF(max_clients), 1, 1000000, NULL, "N",
@@ -208,6 +241,8 @@ void gw_config_init(gw_config *c)
     c->max_pending_bytes = 64 * 1024 * 1024;
     c->max_held_cmds = 100;
     c->max_held_bytes = 16 * 1024 * 1024;
+    c->cmd_expiry = 86400;
+    c->mqtt_version = 5; /* a day-ahead price a day late is wrong */
     c->max_devices = 100000;
     c->stats_interval = 10;
     c->shutdown_timeout = 5;
@@ -235,7 +270,12 @@ void gw_config_free(gw_config *c)
         free(c->schema_rules[i].pattern);
         free(c->schema_rules[i].file);
     }
+    for (size_t i = 0; i < c->n_cmd_schema_rules; i++) {
+        free(c->cmd_schema_rules[i].pattern);
+        free(c->cmd_schema_rules[i].file);
+    }
     c->n_schema_rules = 0;
+    c->n_cmd_schema_rules = 0;
 }
 
 int gw_config_finish(gw_config *c, eds_error *err)

@@ -43,6 +43,11 @@ typedef struct gw_config {
     char *schema; /* default schema file; NULL = accept any JSON object */
     gw_schema_rule schema_rules[GW_MAX_SCHEMA_RULES];
     size_t n_schema_rules;
+    char *cmd_schema; /* default schema for downlink commands; NULL = any JSON value */
+    gw_schema_rule cmd_schema_rules[GW_MAX_SCHEMA_RULES];
+    size_t n_cmd_schema_rules;
+    int mqtt_version;  /* 5 (MQTT 5, the default) or 4 (MQTT 3.1.1) on the broker link */
+    double cmd_expiry; /* seconds a command without its own expiry is kept; 0 = forever */
     char *password_file;
     bool allow_anonymous;
     int qos;

@@ -78,6 +78,7 @@ typedef struct gw_conn {
     int64_t fail_at_ms; /* > 0: send auth_failed then (login delay) */
     /* downlink */
     int64_t next_cmd_id;
+    bool cmd_results; /* the agent's hello asked for command results (protocol.md) */
     gw_cmdq unacked;
 } gw_conn;
 

@@ -1,133 +1,448 @@
 #include "gw_downlink.h"
 
 #include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "eds_clock.h"
 #include "eds_log.h"
 #include "eds_proto.h"
 #include "gw_now.h"
 
-void gw_downlink_init(gw_downlink *dl, const gw_config *cfg, gw_window *w, gw_conns *conns,
-                      gw_stats *st)
+#define PARK_BITS 14 /* hash buckets for parked ids: 128 KiB */
+#define WARN_EVERY_MS 10000
+#define RESULTS_MAX 4096                /* results waiting for the broker at most... */
+#define RESULTS_BYTES (4 * 1024 * 1024) /* ...and their bytes */
+
+/* The cmd line's head with the largest id: a command that fits after it fits always. */
+static const char CMD_HEAD[] =
+    "{\"type\":\"cmd\",\"id\":9007199254740991,\"uid\":9007199254740991,\"data\":";
+#define CMD_HEAD_LEN (sizeof(CMD_HEAD) - 1)
+
+int gw_downlink_init(gw_downlink *dl, const gw_config *cfg, gw_window *w, gw_conns *conns,
+                     gw_relay *relay, gw_stats *st)
 {
     memset(dl, 0, sizeof(*dl));
     dl->cfg = cfg;
     dl->w = w;
     dl->conns = conns;
+    dl->relay = relay;
     dl->st = st;
+    gw_outbox_init(&dl->results, RESULTS_MAX, RESULTS_BYTES);
+    dl->warn_limit = (eds_log_limit)EDS_LOG_LIMIT_INIT(WARN_EVERY_MS);
+    return gw_cmdpark_init(&dl->park, PARK_BITS);
+}
+
+void gw_downlink_free(gw_downlink *dl)
+{
+    gw_cmdstore_close(dl->store);
+    dl->store = NULL;
+    gw_cmdpark_free(&dl->park, &dl->held_bytes);
+    for (size_t i = 0; i < dl->w->n_devices; i++)
+        gw_cmdq_clear(&dl->w->devices[i]->held, &dl->held_bytes);
+    gw_outbox_free(&dl->results);
+    free(dl->buf);
+    dl->buf = NULL;
+}
+
+/* A warning, rate-limited (eds_log.h): a flood of bad commands cannot flood the log. */
+#define warn(dl, ...) eds_log_limited(&(dl)->warn_limit, EDS_LOG_WARNING, __VA_ARGS__)
+
+/* The parts of a command that a result needs. */
+static gw_cmd_parts parts_of(const gw_cmd *c)
+{
+    return (gw_cmd_parts){.ref = gw_cmd_ref(c),
+                          .ref_len = c->ref_len,
+                          .rt = gw_cmd_rt(c),
+                          .rt_len = c->rt_len,
+                          .corr = gw_cmd_corr(c),
+                          .corr_len = c->corr_len};
+}
+
+/* Publishes a result now, or keeps it (in order) until the broker takes it. */
+static void send_result(gw_downlink *dl, const char *topic, const char *b, size_t len,
+                        const void *corr, size_t corr_len)
+{
+    int qos = dl->cfg->qos ? 1 : 0;
+    if (!gw_outbox_head(&dl->results) &&
+        gw_relay_try_publish(dl->relay, topic, b, len, qos, corr, corr_len) == EDS_OK)
+        return;
+    if (!gw_outbox_push(&dl->results, topic, b, len, corr, corr_len))
+        warn(dl, "command result for %s dropped: %d results wait for the broker", topic,
+             RESULTS_MAX);
+}
+
+void gw_downlink_flush(gw_downlink *dl)
+{
+    const gw_outmsg *m;
+    int qos = dl->cfg->qos ? 1 : 0;
+    while ((m = gw_outbox_head(&dl->results)) != NULL &&
+           gw_relay_try_publish(dl->relay, m->topic, m->payload, m->len, qos, m->corr,
+                                m->corr_len) == EDS_OK)
+        gw_outbox_pop(&dl->results);
+}
+
+/* Publishes {"status":S[,"ref":R][,"reason":..][,"errors":{..}]} to P/device/cmd/result
+ * and, for an MQTT 5 request, to its response topic with its correlation data; kept
+ * while the broker is away or the publisher is full (gw_outbox.h). */
+static void result(gw_downlink *dl, const char *device, const gw_cmd_parts *p, const char *status,
+                   const char *reason, const char *errors)
+{
+    size_t cap =
+        64 + p->ref_len + (reason ? strlen(reason) * 6 : 0) + (errors ? strlen(errors) : 0);
+    if (dl->buf_cap < cap) {
+        char *nb = realloc(dl->buf, cap);
+        if (!nb)
+            return;
+        dl->buf = nb;
+        dl->buf_cap = cap;
+    }
+    char *b = dl->buf;
+    int n = snprintf(b, cap, "{\"status\":\"%s\"", status);
+    size_t len = (size_t)n;
+    if (p->ref_len) {
+        memcpy(b + len, ",\"ref\":", 7);
+        memcpy(b + len + 7, p->ref, p->ref_len);
+        len += 7 + p->ref_len;
+    }
+    if (reason) {
+        memcpy(b + len, ",\"reason\":", 10);
+        len += 10;
+        eds_json_append_string(b, cap, &len, reason);
+    }
+    if (errors) {
+        size_t el = strlen(errors);
+        memcpy(b + len, ",\"errors\":", 10);
+        memcpy(b + len + 10, errors, el);
+        len += 10 + el;
+    }
+    b[len++] = '}';
+    char topic[GW_TOPIC_MAX];
+    gw_relay_topic(dl->relay, device, "cmd/result", topic);
+    send_result(dl, topic, b, len, NULL, 0);
+    if (p->rt_len)
+        send_result(dl, p->rt, b, len, p->corr, p->corr_len);
+}
+
+/* cmd's result is out: off the store, freed. */
+static void release(gw_downlink *dl, gw_cmd *cmd)
+{
+    eds_error err;
+    if (gw_cmdstore_del(dl->store, cmd, &err) != EDS_OK)
+        warn(dl, "command store: %s", err.msg);
+    gw_cmd_free(cmd, &dl->held_bytes);
+}
+
+/* Frees cmd after publishing its result. */
+static void finish(gw_downlink *dl, const char *device, gw_cmd *cmd, const char *status,
+                   const char *reason)
+{
+    gw_cmd_parts p = parts_of(cmd);
+    result(dl, device, &p, status, reason, NULL);
+    release(dl, cmd);
+}
+
+static void dropped(gw_downlink *dl, const char *device, gw_cmd *cmd, const char *why)
+{
+    dl->st->cmds_dropped++;
+    warn(dl, "command for %s dropped: %s", device, why);
+    finish(dl, device, cmd, "dropped", why);
+}
+
+static bool expired(const gw_cmd *cmd, int64_t now)
+{
+    return cmd->expires_at && cmd->expires_at <= now;
+}
+
+/* Writes cmd to the command store (it then survives a restart until its result). */
+static void store(gw_downlink *dl, const char *device, gw_cmd *cmd)
+{
+    eds_error err;
+    if (gw_cmdstore_add(dl->store, device, cmd, &err) != EDS_OK)
+        warn(dl, "command store (the command lives in memory only): %s", err.msg);
+}
+
+/* Moves the commands parked under d's id (the device has connected) to the front of
+ * its queue: they came first. Parked commands live in memory only (an id that never
+ * connected is not trusted with writes to the Pi's SD card); from now on they are
+ * stored like the device's own. */
+static void adopt(gw_downlink *dl, gw_device *d)
+{
+    gw_park_entry *e = gw_cmdpark_find(&dl->park, d->id);
+    if (!e)
+        return;
+    for (gw_cmd *c = e->q.head; c; c = c->next)
+        if (!c->uid)
+            store(dl, d->id, c);
+    gw_cmdq_prepend(&d->held, &e->q);
+    gw_cmdpark_remove(&dl->park, e, &dl->held_bytes);
 }
 
 void gw_downlink_deliver(gw_downlink *dl, gw_conn *c)
 {
     gw_device *d = c->dev;
+    adopt(dl, d);
+    int64_t now = eds_wall_ms();
     while (d->held.head && c->unacked.n < GW_MAX_UNACKED_CMDS) {
         gw_cmd *cmd = gw_cmdq_pop(&d->held);
+        if (expired(cmd, now)) {
+            dl->st->cmds_expired++;
+            finish(dl, d->id, cmd, "expired", "expired before the device was online");
+            continue;
+        }
         cmd->id = ++c->next_cmd_id;
-        size_t cap = cmd->len + 64;
+        size_t cap = cmd->len + 96;
         char *p = gw_conn_out_reserve(c, cap);
-        size_t n = p ? eds_fmt_cmd(p, cap, cmd->id, cmd->json, cmd->len) : 0;
+        /* An agent that speaks command results gets the uid: it recognises a command
+         * sent again after a reconnect or its own power cycle. */
+        uint64_t uid = c->cmd_results ? cmd->uid : 0;
+        size_t n = p ? eds_fmt_cmd_uid(p, cap, cmd->id, uid, cmd->json, cmd->len) : 0;
         if (n)
             gw_conn_out_commit(dl->conns, c, n);
         gw_cmdq_push(&c->unacked, cmd);
-        dl->st->cmds_delivered++;
+        dl->st->cmds_sent++;
     }
 }
 
-/* Counts a dropped command; logs drops at most every 10 s, so a flood of
- * commands cannot flood the log too. */
-static void dropped(gw_downlink *dl, const char *why, const char *device)
+/* Evicts the oldest parked id other than keep, with its commands. False if none. */
+static bool evict_one(gw_downlink *dl, const gw_park_entry *keep)
 {
-    dl->st->cmds_dropped++;
-    int64_t now = gw_now_ms();
-    if (now < dl->next_drop_log_ms) {
-        dl->drops_unlogged++;
+    gw_park_entry *e = dl->park.oldest;
+    if (e == keep)
+        e = e->newer;
+    if (!e)
+        return false;
+    gw_cmd *cmd;
+    while ((cmd = gw_cmdq_pop(&e->q)) != NULL)
+        dropped(dl, e->id, cmd, "max_held_bytes: commands for ids that never connected go first");
+    gw_cmdpark_remove(&dl->park, e, &dl->held_bytes);
+    return true;
+}
+
+/* Room for size more bytes, evicting parked ids if needed (never keep's). */
+static bool make_room(gw_downlink *dl, size_t size, const gw_park_entry *keep)
+{
+    while (dl->held_bytes + size > dl->cfg->max_held_bytes)
+        if (!evict_one(dl, keep))
+            return false;
+    return true;
+}
+
+/* The payload, checked as the agent will parse it, minified into a cmd line; the
+ * verdict when it cannot be sent. */
+typedef struct checked {
+    char *line; /* CMD_HEAD + the minified payload; owned */
+    size_t len; /* of the minified payload (at line + CMD_HEAD_LEN) */
+    char *ref;  /* the payload's "id" member as JSON text; owned */
+    size_t ref_len;
+    const char *status; /* NULL: fine */
+    char reason[600];   /* room for err.msg (512) and the words around it */
+    char *errors;       /* cJSON_PrintUnformatted; owned */
+} checked;
+
+static void check_schema(gw_downlink *dl, const char *device, const eds_msg *m, checked *ck)
+{
+    const eds_schema *s = dl->schemas ? gw_schemas_cmd_for(dl->schemas, device) : NULL;
+    if (!s)
+        return;
+    ck->status = "rejected";
+    if (!cJSON_IsObject(m->data)) {
+        snprintf(ck->reason, sizeof(ck->reason), "cmd_schema: the command is not a JSON object");
         return;
     }
-    eds_log_warning("command for %s dropped: %s (%" PRIu64 " more dropped since the last warning)",
-                    device, why, dl->drops_unlogged);
-    dl->drops_unlogged = 0;
-    dl->next_drop_log_ms = now + 10000;
+    cJSON *errors = NULL;
+    int rc = eds_schema_validate(s, m->data, &errors);
+    if (rc == EDS_OK) {
+        ck->status = NULL;
+        return;
+    }
+    snprintf(ck->reason, sizeof(ck->reason), "refused by the gateway's cmd_schema");
+    ck->errors = errors ? cJSON_PrintUnformatted(errors) : NULL;
+    cJSON_Delete(errors);
 }
 
-static void hold(gw_downlink *dl, gw_device *d, gw_cmd *cmd)
+/* True when text[0..len) holds only JSON white space. */
+static bool blank(const char *text, size_t len)
 {
+    for (size_t i = 0; i < len; i++)
+        if (!strchr(" \t\r\n", text[i]) || !text[i])
+            return false;
+    return true;
+}
+
+/* One strict parse of the cmd line as the agent will get it (nesting counts with the
+ * line around the payload), then the payload minified in place for sending. */
+static void check(gw_downlink *dl, const char *device, const char *payload, size_t len, checked *ck)
+{
+    memset(ck, 0, sizeof(*ck));
+    ck->line = malloc(CMD_HEAD_LEN + len + 2);
+    if (!ck->line) {
+        ck->status = "dropped";
+        snprintf(ck->reason, sizeof(ck->reason), "out of memory");
+        return;
+    }
+    char *body = ck->line + CMD_HEAD_LEN;
+    memcpy(ck->line, CMD_HEAD, CMD_HEAD_LEN);
+    memcpy(body, payload, len);
+    body[len] = '}';
+    eds_msg m;
+    eds_error err;
+    eds_error_clear(&err);
+    int rc = eds_msg_parse(ck->line, CMD_HEAD_LEN + len + 1, EDS_TO_AGENT, &m, &err);
+    /* The data member must be the whole payload: "1,\"x\":2" parses as a line too. */
+    if (rc == EDS_OK &&
+        (m.data_json < body || !blank(body, (size_t)(m.data_json - body)) ||
+         !blank(m.data_json + m.data_len, (size_t)(body + len - (m.data_json + m.data_len))))) {
+        eds_msg_free(&m);
+        rc = EDS_ERR_PARSE;
+        snprintf(err.msg, sizeof(err.msg), "not exactly one JSON value");
+    }
+    if (rc != EDS_OK) {
+        ck->status = "rejected";
+        snprintf(ck->reason, sizeof(ck->reason), "not valid JSON: %s", err.msg);
+        return;
+    }
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(m.data, "id");
+    ck->ref = id ? cJSON_PrintUnformatted(id) : NULL;
+    ck->ref_len = ck->ref ? strlen(ck->ref) : 0;
+    check_schema(dl, device, &m, ck);
+    /* Minified in place (never longer, and never ahead of what it reads). */
+    ck->len = m.data_ws ? eds_json_minify(m.data_json, m.data_len, body)
+                        : (memmove(body, m.data_json, m.data_len), m.data_len);
+    eds_msg_free(&m);
+    if (!ck->status && CMD_HEAD_LEN + ck->len + 2 > dl->cfg->max_line) {
+        /* The agent could never take it (its line limit is the gateway's). */
+        ck->status = "dropped";
+        snprintf(ck->reason, sizeof(ck->reason), "%zu bytes do not fit a max_line cmd line",
+                 ck->len);
+    }
+}
+
+/* Counts and logs a retained command once: the broker sends it again on every
+ * subscribe (each gateway start), so delivering it would repeat an old command. */
+static void retained(gw_downlink *dl, const char *topic)
+{
+    dl->st->cmds_retained++;
+    if (dl->retained_logged)
+        return;
+    dl->retained_logged = true;
+    eds_log_warning("retained message on %s not delivered: commands must not be retained (clear "
+                    "it with mosquitto_pub -r -n -t '%s'); counted as cmds_retained, logged once",
+                    topic, topic);
+}
+
+/* The device id of a P/DEVICE/cmd topic into id; false for other topics. */
+static bool topic_device(const gw_downlink *dl, const char *t, char *id)
+{
+    size_t plen = strlen(dl->cfg->topic_prefix);
+    if (strncmp(t, dl->cfg->topic_prefix, plen) != 0 || t[plen] != '/')
+        return false;
+    const char *dev = t + plen + 1;
+    const char *slash = strchr(dev, '/');
+    if (!slash || strcmp(slash, "/cmd") != 0)
+        return false;
+    size_t idlen = (size_t)(slash - dev);
+    if (idlen > EDS_DEVICE_MAX)
+        return false;
+    memcpy(id, dev, idlen);
+    id[idlen] = '\0';
+    return true;
+}
+
+/* An MQTT 5 response topic the gateway will publish to: P/device/cmd/result or below
+ * only, so that no reader can make the gateway write to a data or status topic. */
+static bool response_topic_ok(const gw_downlink *dl, const char *device, const char *rt)
+{
+    char base[GW_TOPIC_MAX];
+    gw_relay_topic(dl->relay, device, "cmd/result", base);
+    size_t n = strlen(base);
+    return strncmp(rt, base, n) == 0 && (rt[n] == '\0' || rt[n] == '/') && !strpbrk(rt, "+#");
+}
+
+/* Queues cmd on q (the device's or its parked entry), dropping the oldest past
+ * max_held_cmds. */
+static void hold(gw_downlink *dl, const char *device, gw_cmdq *q, gw_cmd *cmd)
+{
+    while (q->n >= (uint32_t)dl->cfg->max_held_cmds && q->head)
+        dropped(dl, device, gw_cmdq_pop(q), "over max_held_cmds, the oldest");
     if (dl->cfg->max_held_cmds == 0) {
-        gw_cmd_free(cmd, &dl->held_bytes);
-        dropped(dl, "max_held_cmds is 0", d->id);
+        dropped(dl, device, cmd, "max_held_cmds is 0");
         return;
     }
-    while (d->held.n >= (uint32_t)dl->cfg->max_held_cmds) {
-        gw_cmd_free(gw_cmdq_pop(&d->held), &dl->held_bytes);
-        dropped(dl, "over max_held_cmds, the oldest", d->id);
-    }
-    gw_cmdq_push(&d->held, cmd);
-}
-
-/* The payload as compact JSON (malloc'd) if it is exactly one strict JSON
- * value (what the agent's parser takes), in cJSON's rendering; else NULL. */
-static char *compact_json(const char *payload, size_t len)
-{
-    eds_json_doc doc;
-    char *compact = NULL;
-    if (eds_json_parse(payload, len, NULL, &doc, NULL) == EDS_OK)
-        compact = cJSON_PrintUnformatted(doc.root);
-    eds_json_doc_free(&doc);
-    return compact;
+    gw_cmdq_push(q, cmd);
 }
 
 void gw_downlink_message(gw_downlink *dl, const gw_pub_event *ev)
 {
-    /* topic: PREFIX/DEVICE/cmd */
-    size_t plen = strlen(dl->cfg->topic_prefix);
-    const char *t = ev->topic;
-    if (strncmp(t, dl->cfg->topic_prefix, plen) != 0 || t[plen] != '/')
+    char id[EDS_DEVICE_MAX + 1];
+    if (!topic_device(dl, ev->topic, id))
         return;
-    const char *dev = t + plen + 1;
-    const char *slash = strchr(dev, '/');
-    if (!slash || strcmp(slash, "/cmd") != 0)
-        return;
-    char id[EDS_DEVICE_MAX + 2];
-    size_t idlen = (size_t)(slash - dev);
-    if (idlen >= sizeof(id))
-        return;
-    memcpy(id, dev, idlen);
-    id[idlen] = '\0';
     if (!eds_device_id_valid(id)) {
-        eds_log_warning("command on %s: not a valid device id, dropped", ev->topic);
+        warn(dl, "command on %.200s: not a valid device id, dropped", ev->topic);
+        return;
+    }
+    if (ev->retained) {
+        retained(dl, ev->topic);
         return;
     }
     dl->st->cmds_in++;
-    char *compact = compact_json(ev->payload, ev->len);
-    if (!compact) {
-        eds_log_warning("command on %s is not JSON, dropped", ev->topic);
+    gw_cmd_parts parts = {.corr = ev->corr, .corr_len = ev->corr_len};
+    if (ev->response_topic && response_topic_ok(dl, id, ev->response_topic)) {
+        parts.rt = ev->response_topic;
+        parts.rt_len = strlen(ev->response_topic);
+    } else if (ev->response_topic) {
+        warn(dl,
+             "command for %s: response topic %.200s ignored (only %s/%s/cmd/result and "
+             "below)",
+             id, ev->response_topic, dl->cfg->topic_prefix, id);
+    }
+    checked ck;
+    check(dl, id, ev->payload, ev->len, &ck);
+    parts.ref = ck.ref;
+    parts.ref_len = ck.ref_len;
+    if (ck.status) {
+        if (strcmp(ck.status, "rejected") == 0)
+            dl->st->cmds_rejected++;
+        else
+            dl->st->cmds_dropped++;
+        warn(dl, "command for %s %s: %s", id, ck.status, ck.reason);
+        result(dl, id, &parts, ck.status, ck.reason, ck.errors);
+        free(ck.errors);
+        free(ck.line);
+        free(ck.ref);
+        return;
+    }
+    parts.json = ck.line + CMD_HEAD_LEN;
+    parts.len = ck.len;
+    int64_t now = eds_wall_ms();
+    if (ev->expiry_s >= 0)
+        parts.expires_at = now + ev->expiry_s * 1000;
+    else if (dl->cfg->cmd_expiry > 0)
+        parts.expires_at = now + (int64_t)(dl->cfg->cmd_expiry * 1000);
+    gw_device *d = gw_window_find(dl->w, id);
+    gw_park_entry *e = d ? NULL : gw_cmdpark_get(&dl->park, id, &dl->held_bytes);
+    gw_cmd *cmd = NULL;
+    if ((d || e) && make_room(dl, gw_cmd_size(&parts), e))
+        cmd = gw_cmd_create(&parts, &dl->held_bytes);
+    if (!cmd) {
         dl->st->cmds_dropped++;
+        warn(dl, "command for %s dropped: max_held_bytes reached", id);
+        result(dl, id, &parts, "dropped", "max_held_bytes reached", NULL);
+        if (e && !e->q.head)
+            gw_cmdpark_remove(&dl->park, e, &dl->held_bytes);
+        free(ck.line);
+        free(ck.ref);
         return;
     }
-    size_t n = strlen(compact);
-    if (n + 64 > dl->cfg->max_line) {
-        /* The agent could never take it (its line limit is the gateway's):
-         * delivering it would make it reconnect again and again. */
-        eds_log_warning("command on %s: %zu bytes do not fit max_line, dropped", ev->topic, n);
-        free(compact);
-        dl->st->cmds_dropped++;
-        return;
-    }
-    if (dl->held_bytes + gw_cmd_size(n) > dl->cfg->max_held_bytes) {
-        free(compact);
-        dropped(dl, "max_held_bytes reached", id);
-        return;
-    }
-    gw_cmd *cmd = gw_cmd_create(compact, n, &dl->held_bytes);
-    free(compact);
-    gw_device *d = cmd ? gw_window_get(dl->w, id) : NULL;
-    if (!d) {
-        gw_cmd_free(cmd, &dl->held_bytes);
-        dropped(dl, "out of memory or max_devices", id);
-        return;
-    }
-    hold(dl, d, cmd);
-    if (gw_ready_conn(d))
+    free(ck.line); /* the command has its own copy */
+    free(ck.ref);
+    if (d)
+        store(dl, id, cmd); /* parked ones go to disk once their device connects */
+    hold(dl, id, d ? &d->held : &e->q, cmd);
+    if (d && gw_ready_conn(d))
         gw_downlink_deliver(dl, d->conn);
 }
 
@@ -138,8 +453,29 @@ void gw_downlink_ack(gw_downlink *dl, gw_conn *c, int64_t id)
         eds_log_info("%s: ack for unknown command id %" PRId64, c->peer, id);
         return;
     }
-    gw_cmd_free(cmd, &dl->held_bytes);
-    gw_downlink_deliver(dl, c);
+    dl->st->cmds_delivered++;
+    finish(dl, c->dev ? c->dev->id : "?", cmd, "delivered", NULL);
+    if (c->dev)
+        gw_downlink_deliver(dl, c);
+}
+
+void gw_downlink_nack(gw_downlink *dl, gw_conn *c, int64_t id, const cJSON *errors)
+{
+    gw_cmd *cmd = gw_cmdq_take(&c->unacked, id);
+    if (!cmd) {
+        eds_log_info("%s: nack for unknown command id %" PRId64, c->peer, id);
+        return;
+    }
+    const char *device = c->dev ? c->dev->id : "?";
+    dl->st->cmds_rejected++;
+    char *errs = cJSON_PrintUnformatted(errors);
+    warn(dl, "command for %s rejected by the agent: %.300s", device, errs ? errs : "?");
+    gw_cmd_parts p = parts_of(cmd);
+    result(dl, device, &p, "rejected", "refused by the agent", errs);
+    free(errs);
+    release(dl, cmd);
+    if (c->dev)
+        gw_downlink_deliver(dl, c);
 }
 
 void gw_downlink_detach(gw_downlink *dl, gw_conn *c, gw_device *d)
@@ -151,4 +487,86 @@ void gw_downlink_detach(gw_downlink *dl, gw_conn *c, gw_device *d)
 void gw_downlink_conn_gone(gw_downlink *dl, gw_conn *c)
 {
     gw_cmdq_clear(&c->unacked, &dl->held_bytes);
+}
+
+/* Takes the expired commands out of q, each with its result. */
+static void expire_queue(gw_downlink *dl, const char *device, gw_cmdq *q, int64_t now)
+{
+    gw_cmdq keep = {0};
+    gw_cmd *cmd;
+    while ((cmd = gw_cmdq_pop(q)) != NULL) {
+        if (!expired(cmd, now)) {
+            gw_cmdq_push(&keep, cmd);
+            continue;
+        }
+        dl->st->cmds_expired++;
+        finish(dl, device, cmd, "expired", "expired before the device was online");
+    }
+    *q = keep;
+}
+
+/* A command from the store: back where it was waiting. */
+static void restored(void *ctx, const char *device, gw_cmd *cmd)
+{
+    gw_downlink *dl = ctx;
+    gw_device *d = gw_window_find(dl->w, device);
+    gw_park_entry *e = d ? NULL : gw_cmdpark_get(&dl->park, device, &dl->held_bytes);
+    if (!d && !e) {
+        gw_cmd_free(cmd, &dl->held_bytes); /* out of memory: it stays on disk */
+        return;
+    }
+    gw_cmdq_push(d ? &d->held : &e->q, cmd);
+}
+
+int gw_downlink_open_store(gw_downlink *dl, const char *dir, eds_error *err)
+{
+    int rc = gw_cmdstore_open(dir, restored, dl, &dl->held_bytes, &dl->store, err);
+    if (rc == EDS_OK && dl->held_bytes)
+        eds_log_notice("%zu bytes of downlink commands taken back from the command store",
+                       dl->held_bytes);
+    return rc;
+}
+
+static void rewrite_queue(gw_downlink *dl, const char *device, const gw_cmdq *q)
+{
+    for (const gw_cmd *c = q->head; c; c = c->next)
+        gw_cmdstore_rewrite_put(dl->store, device, c);
+}
+
+/* Rewrites the store from the commands alive, in the order they go out. */
+static void compact(gw_downlink *dl)
+{
+    eds_error err;
+    if (gw_cmdstore_rewrite_begin(dl->store, &err) == EDS_OK) {
+        for (size_t i = 0; i < dl->w->n_devices; i++) {
+            gw_device *d = dl->w->devices[i];
+            if (d->conn)
+                rewrite_queue(dl, d->id, &d->conn->unacked);
+            rewrite_queue(dl, d->id, &d->held);
+        }
+        for (const gw_park_entry *e = dl->park.oldest; e; e = e->newer)
+            rewrite_queue(dl, e->id, &e->q);
+        if (gw_cmdstore_rewrite_end(dl->store, &err) == EDS_OK)
+            return;
+    }
+    eds_log_error("command store compaction: %s", err.msg);
+}
+
+void gw_downlink_tick(gw_downlink *dl)
+{
+    eds_log_limit_flush(&dl->warn_limit); /* the summary of a burst that has stopped */
+    if (gw_cmdstore_wants_compaction(dl->store))
+        compact(dl);
+    int64_t now = eds_wall_ms();
+    for (size_t i = 0; i < dl->w->n_devices; i++) {
+        gw_device *d = dl->w->devices[i];
+        if (d->held.head)
+            expire_queue(dl, d->id, &d->held, now);
+    }
+    for (gw_park_entry *e = dl->park.oldest, *next; e; e = next) {
+        next = e->newer;
+        expire_queue(dl, e->id, &e->q, now);
+        if (!e->q.head)
+            gw_cmdpark_remove(&dl->park, e, &dl->held_bytes);
+    }
 }

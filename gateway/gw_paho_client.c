@@ -4,6 +4,12 @@
  */
 #include "gw_paho_client.h"
 
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
 #include "eds_log.h"
 
 /* Paho 1.3.12 leaks the copies MQTTAsync_send() makes of a publish that was in flight
@@ -28,7 +34,7 @@ int gw_paho_client_create(const gw_pubconf *cfg, MQTTClient_persistence *persist
     /* Paho's bound on queued commands also applies while connected (default 100);
      * ours is max_inflight, plus the online status. */
     co.maxBufferedMessages = (int)cfg->max_inflight + 8;
-    co.MQTTVersion = MQTTVERSION_3_1_1;
+    co.MQTTVersion = cfg->mqtt_version == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1;
     co.persistQoS0 = 0;
     int rc = MQTTAsync_createWithOptions(
         out, cfg->uri, cfg->client_id,
@@ -59,9 +65,11 @@ static int on_ssl_error(const char *str, size_t len, void *u)
 }
 
 int gw_paho_client_connect(MQTTAsync client, const gw_pubconf *cfg, bool persistent, void *ctx,
-                           MQTTAsync_onSuccess *ok, MQTTAsync_onFailure *failed)
+                           MQTTAsync_onSuccess *ok, MQTTAsync_onFailure *failed,
+                           MQTTAsync_onSuccess5 *ok5, MQTTAsync_onFailure5 *failed5)
 {
     MQTTAsync_connectOptions o = MQTTAsync_connectOptions_initializer;
+    MQTTProperties props = MQTTProperties_initializer;
     MQTTAsync_willOptions will = MQTTAsync_willOptions_initializer;
     MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
 
@@ -75,12 +83,23 @@ int gw_paho_client_connect(MQTTAsync client, const gw_pubconf *cfg, bool persist
     o.connectTimeout = cfg->connect_timeout_s;
     o.retryInterval = 0;
     o.automaticReconnect = 0;
-    o.MQTTVersion = MQTTVERSION_3_1_1;
     o.username = cfg->username;
     o.password = cfg->password;
-    o.onSuccess = ok;
-    o.onFailure = failed;
     o.context = ctx;
+    if (cfg->mqtt_version == 5) {
+        o.MQTTVersion = MQTTVERSION_5;
+        o.cleansession = 0;
+        o.cleanstart = persistent ? 0 : 1;
+        /* At 5 a session ends with the connection unless it has an expiry: a persistent
+         * one must outlive reconnects and gateway restarts (0xFFFFFFFF: never expires). */
+        MQTTProperty expiry = {.identifier = MQTTPROPERTY_CODE_SESSION_EXPIRY_INTERVAL,
+                               .value.integer4 = persistent ? 0xFFFFFFFFu : 0};
+        MQTTProperties_add(&props, &expiry);
+        o.connectProperties = &props;
+    } else {
+        o.MQTTVersion = MQTTVERSION_3_1_1;
+    }
+    GW_PAHO_CALLBACKS(o, cfg, ok, failed, ok5, failed5);
     if (cfg->will_topic && cfg->will_payload) {
         will.topicName = cfg->will_topic;
         will.message = cfg->will_payload;
@@ -100,7 +119,121 @@ int gw_paho_client_connect(MQTTAsync client, const gw_pubconf *cfg, bool persist
         }
         o.ssl = &ssl;
     }
-    return MQTTAsync_connect(client, &o);
+    int rc = MQTTAsync_connect(client, &o); /* Paho copies the properties */
+    MQTTProperties_free(&props);
+    return rc;
+}
+
+static void add_user(MQTTProperties *out, const char *name, const char *value)
+{
+    MQTTProperty p = {.identifier = MQTTPROPERTY_CODE_USER_PROPERTY};
+    p.value.data.data = (char *)name;
+    p.value.data.len = (int)strlen(name);
+    p.value.value.data = (char *)value;
+    p.value.value.len = (int)strlen(value);
+    MQTTProperties_add(out, &p); /* copies both strings */
+}
+
+void gw_paho_props(MQTTProperties *out, const gw_pub_props *props)
+{
+    *out = (MQTTProperties)MQTTProperties_initializer;
+    if (props->device) {
+        char seq[24], at[32];
+        snprintf(seq, sizeof(seq), "%" PRIu64, props->seq);
+        time_t t = (time_t)(props->received_ms / 1000);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        size_t n = strftime(at, sizeof(at), "%Y-%m-%dT%H:%M:%S", &tm);
+        snprintf(at + n, sizeof(at) - n, ".%03dZ", (int)(props->received_ms % 1000));
+        add_user(out, "device", props->device);
+        add_user(out, "stream", props->stream ? props->stream : "0");
+        add_user(out, "seq", seq);
+        add_user(out, "received_at", at);
+    }
+    if (props->corr && props->corr_len) {
+        MQTTProperty p = {.identifier = MQTTPROPERTY_CODE_CORRELATION_DATA};
+        p.value.data.data = (char *)props->corr;
+        p.value.data.len = (int)props->corr_len;
+        MQTTProperties_add(out, &p);
+    }
+}
+
+int gw_paho_receive_maximum(const MQTTProperties *props)
+{
+    if (props &&
+        MQTTProperties_hasProperty((MQTTProperties *)props, MQTTPROPERTY_CODE_RECEIVE_MAXIMUM))
+        return (int)MQTTProperties_getNumericValue((MQTTProperties *)props,
+                                                   MQTTPROPERTY_CODE_RECEIVE_MAXIMUM);
+    return 65535;
+}
+
+/* The bytes of a binary or string property of m, or NULL when absent. */
+static const MQTTLenString *property(const MQTTAsync_message *m, enum MQTTPropertyCodes code)
+{
+    for (int i = 0; i < m->properties.count; i++)
+        if (m->properties.array[i].identifier == code)
+            return &m->properties.array[i].value.data;
+    return NULL;
+}
+
+char *gw_paho_message_copy(const char *topic, size_t tlen, const MQTTAsync_message *m,
+                           gw_pubq_event *ev)
+{
+    size_t len = m->payloadlen > 0 ? (size_t)m->payloadlen : 0;
+    const MQTTLenString *rt = property(m, MQTTPROPERTY_CODE_RESPONSE_TOPIC);
+    const MQTTLenString *corr = property(m, MQTTPROPERTY_CODE_CORRELATION_DATA);
+    ev->rt_len = rt && rt->len > 0 ? (size_t)rt->len : 0;
+    ev->corr_len = corr && corr->len > 0 ? (size_t)corr->len : 0;
+    ev->expiry_s = -1;
+    for (int i = 0; i < m->properties.count; i++)
+        if (m->properties.array[i].identifier == MQTTPROPERTY_CODE_MESSAGE_EXPIRY_INTERVAL)
+            ev->expiry_s = m->properties.array[i].value.integer4;
+    char *buf = malloc(tlen + len + ev->rt_len + ev->corr_len + 4);
+    if (!buf)
+        return NULL;
+    char *p = buf;
+    memcpy(p, topic, tlen);
+    p[tlen] = '\0';
+    p += tlen + 1;
+    if (len)
+        memcpy(p, m->payload, len);
+    p[len] = '\0';
+    p += len + 1;
+    if (ev->rt_len)
+        memcpy(p, rt->data, ev->rt_len);
+    p[ev->rt_len] = '\0';
+    p += ev->rt_len + 1;
+    if (ev->corr_len)
+        memcpy(p, corr->data, ev->corr_len);
+    p[ev->corr_len] = '\0';
+    ev->buf = buf;
+    return buf;
+}
+
+const char *gw_paho_connect_failure_text(int code, const char *message)
+{
+    static const char *const connack[] = {NULL,
+                                          "unacceptable protocol version",
+                                          "client id rejected",
+                                          "server unavailable",
+                                          "bad user name or password",
+                                          "not authorized"};
+    if (code >= 1 && code <= 5)
+        return connack[code];
+    return message ? message : "connection failed";
+}
+
+MQTTAsync_failureData gw_paho_failure_of(const MQTTAsync_failureData5 *r)
+{
+    MQTTAsync_failureData f = {0};
+    if (r) {
+        f.token = r->token;
+        f.code = r->code ? r->code : (int)r->reasonCode;
+        f.message = r->message              ? r->message
+                    : r->reasonCode >= 0x80 ? MQTTReasonCode_toString(r->reasonCode)
+                                            : NULL;
+    }
+    return f;
 }
 
 bool gw_paho_client_pending(MQTTAsync client)

@@ -6,10 +6,10 @@
  */
 #include "gw_paho_store.h"
 
+#include "eds_log.h"
+
 #include <stdlib.h>
 #include <string.h>
-
-#define COMMAND_PREFIX "c-" /* Paho's key of a queued command */
 
 static int ps_open(void **handle, const char *client_id, const char *uri, void *ctx)
 {
@@ -30,7 +30,7 @@ static int ps_put(void *handle, char *key, int n, char *bufs[], int lens[])
     gw_paho_store *ps = handle;
     gw_mark mark;
     bool marked = false;
-    if (strncmp(key, COMMAND_PREFIX, strlen(COMMAND_PREFIX)) == 0) {
+    if (gw_pubstore_is_command(key)) {
         pthread_mutex_lock(&ps->lock);
         if (ps->mark_set && pthread_equal(ps->mark_thread, pthread_self())) {
             mark = ps->mark;
@@ -137,4 +137,17 @@ void gw_paho_store_expect_mark(gw_paho_store *ps, const gw_mark *mark)
         ps->mark_thread = pthread_self();
     }
     pthread_mutex_unlock(&ps->lock);
+}
+
+void gw_paho_store_discard_logged(const char *dir)
+{
+    eds_error err;
+    eds_error_clear(&err);
+    int rc = gw_pubstore_discard(dir, &err);
+    if (rc == EDS_OK)
+        eds_log_notice("mqtt: clean session (qos is not 2): deleted the session store of an "
+                       "earlier qos 2 run in %s; agents resend what it held",
+                       dir);
+    else if (rc != EDS_ERR_NOTFOUND)
+        eds_log_warning("mqtt: %s", err.msg);
 }

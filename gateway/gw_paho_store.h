@@ -39,4 +39,9 @@ void gw_paho_store_free(gw_paho_store *ps);
  * withdraws a mark no put took. */
 void gw_paho_store_expect_mark(gw_paho_store *ps, const gw_mark *mark);
 
+/* gw_pubstore_discard() for a publisher in clean mode, saying what it did in the log:
+ * a store left by a run with qos 2 (the broker drops that session at the clean connect,
+ * and resending it in some later qos 2 run would duplicate old records). */
+void gw_paho_store_discard_logged(const char *dir);
+
 #endif

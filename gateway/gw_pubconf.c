@@ -33,6 +33,9 @@ static int check(const gw_publisher_config *cfg, eds_error *err)
     if (cfg->keepalive < 0 || cfg->reconnect_min_ms < 0 || cfg->reconnect_max_ms < 0 ||
         cfg->connect_timeout_s < 0 || cfg->publish_timeout_s < 0)
         return eds_error_set(err, EDS_ERR_INVAL, "mqtt: negative timing option");
+    if (cfg->mqtt_version != 0 && cfg->mqtt_version != 4 && cfg->mqtt_version != 5)
+        return eds_error_set(err, EDS_ERR_INVAL, "mqtt: version %d (5 or 4 for 3.1.1)",
+                             cfg->mqtt_version);
     return EDS_OK;
 }
 
@@ -75,7 +78,10 @@ int gw_pubconf_make(const gw_publisher_config *cfg, gw_pubconf *out, eds_error *
         out->reconnect_max_ms = out->reconnect_min_ms;
     out->max_inflight = cfg->max_inflight ? cfg->max_inflight : 64;
     out->max_messages = cfg->max_messages ? cfg->max_messages : 256;
-    out->receive_maximum = cfg->receive_maximum > 0 ? cfg->receive_maximum : 0;
+    out->mqtt_version = cfg->mqtt_version == 5 ? 5 : 4;
+    /* At 5 the broker's CONNACK says its receive maximum (the publisher applies it). */
+    out->receive_maximum =
+        cfg->receive_maximum > 0 && out->mqtt_version == 4 ? cfg->receive_maximum : 0;
     if (cfg->persistent && out->receive_maximum > 0) {
         /* Paho 1.3 sends a queued publish only when another is added or after a 1 s
          * wait, not when a confirmation frees a slot (docs/performance.md, "Paho"): the

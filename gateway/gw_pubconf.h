@@ -23,6 +23,7 @@ typedef struct gw_pubconf {
     char *cafile, *certfile, *keyfile;
     int keepalive, connect_timeout_s, reconnect_min_ms, reconnect_max_ms;
     int receive_maximum; /* 0 = none */
+    int mqtt_version;    /* MQTTVERSION_3_1_1 (4) or MQTTVERSION_5 (5) */
     size_t max_inflight, max_messages;
 } gw_pubconf;
 

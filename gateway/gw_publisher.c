@@ -242,19 +242,20 @@ static void on_subscribe_failure(void *context, MQTTAsync_failureData *response)
                         c->p->cfg.subscribe_topic, response ? response->code : 0);
 }
 
+GW_PAHO5_FAILURE(on_subscribe_failure5, on_subscribe_failure)
+
 static void restore_done_locked(gw_publisher *p, bool ok);
 
-static void on_connect_success(void *context, MQTTAsync_successData *response)
+/* Connected (CONNACK accepted); receive_max: the broker's (MQTT 5), 0 at 3.1.1. */
+static void connected(conn_ctx *c, bool session_present, int receive_max)
 {
-    conn_ctx *c = context;
     gw_publisher *p = c->p;
-    bool session_present = response && response->alt.connect.sessionPresent;
     /* Paho calls back with its mutex held; calling it again from here is allowed. The
      * subscription and the online status are queued before the loop learns that it may
      * publish, so they precede any data. */
     if (p->cfg.subscribe_topic) {
         MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
-        ro.onFailure = on_subscribe_failure;
+        GW_PAHO_CALLBACKS(ro, &p->cfg, NULL, on_subscribe_failure, NULL, on_subscribe_failure5);
         ro.context = c;
         int rc = MQTTAsync_subscribe(c->client, p->cfg.subscribe_topic, 1, &ro);
         if (rc != MQTTASYNC_SUCCESS)
@@ -271,6 +272,9 @@ static void on_connect_success(void *context, MQTTAsync_successData *response)
     if (c->gen == p->gen && p->state == CONN_CONNECTING) {
         p->state = CONN_UP;
         p->stats.connects++;
+        if (receive_max > 0) /* MQTT 5: the broker's limit is ours too (gw_pubq.h) */
+            eds_log_info("mqtt: broker receive maximum %d: at most %zu publishes outstanding",
+                         receive_max, gw_pubq_set_receive_maximum(&p->q, receive_max));
         push_control_locked(p, GW_PUB_CONNECTED, 0);
         if (p->restoring && !session_present) {
             /* The broker lost the session (killed before it saved it, no persistence, a new
@@ -286,22 +290,15 @@ static void on_connect_success(void *context, MQTTAsync_successData *response)
     unlock(p);
 }
 
-static const char *connack_text(int code)
+static void on_connect_success(void *context, MQTTAsync_successData *response)
 {
-    switch (code) {
-    case 1:
-        return "unacceptable protocol version";
-    case 2:
-        return "client id rejected";
-    case 3:
-        return "server unavailable";
-    case 4:
-        return "bad user name or password";
-    case 5:
-        return "not authorized";
-    default:
-        return "connection failed";
-    }
+    connected(context, response && response->alt.connect.sessionPresent, 0);
+}
+
+static void on_connect_success5(void *context, MQTTAsync_successData5 *response)
+{
+    connected(context, response && response->alt.connect.sessionPresent,
+              gw_paho_receive_maximum(response ? &response->properties : NULL));
 }
 
 static void on_connect_failure(void *context, MQTTAsync_failureData *response)
@@ -309,11 +306,8 @@ static void on_connect_failure(void *context, MQTTAsync_failureData *response)
     conn_ctx *c = context;
     gw_publisher *p = c->p;
     int code = response ? response->code : 0;
-    /* CONNACK refusals come as codes 1..5 with a generic message. */
-    const char *why = code >= 1 && code <= 5          ? connack_text(code)
-                      : response && response->message ? response->message
-                                                      : "connection failed";
-    eds_log_warning("mqtt: connecting to %s failed: %s (code %d)", p->cfg.uri, why, code);
+    eds_log_warning("mqtt: connecting to %s failed: %s (code %d)", p->cfg.uri,
+                    gw_paho_connect_failure_text(code, response ? response->message : NULL), code);
     lock(p);
     if (c->gen == p->gen && p->state == CONN_CONNECTING) {
         p->state = CONN_DOWN;
@@ -336,17 +330,15 @@ static int on_message(void *context, char *topic, int topic_len, MQTTAsync_messa
         p->stats.messages_dropped++;
     unlock(p);
     if (room) {
-        buf = malloc(tlen + 1 + len + 1);
-        if (buf) {
-            memcpy(buf, topic, tlen);
-            buf[tlen] = '\0';
-            if (len)
-                memcpy(buf + tlen + 1, m->payload, len);
-            buf[tlen + 1 + len] = '\0';
-        }
+        gw_pubq_event ev = {.topic_len = tlen,
+                            .len = len,
+                            .qos = m->qos,
+                            .retained = m->retained != 0,
+                            .expiry_s = -1};
+        buf = gw_paho_message_copy(topic, tlen, m, &ev);
         lock(p);
         /* Only this (Paho receive) thread adds messages, so the room is still there. */
-        if (buf && gw_pubq_push_message(&p->q, buf, tlen, len, m->qos)) {
+        if (buf && gw_pubq_push_message(&p->q, &ev)) {
             signal_locked(p);
             p->stats.messages++;
         } else {
@@ -376,6 +368,13 @@ static void on_graceful_failed(void *context, MQTTAsync_failureData *response)
     (void)response;
     on_graceful_done(context, NULL);
 }
+
+/* At MQTT 5 Paho calls back with its version 5 structures: the same callbacks. */
+GW_PAHO5_SUCCESS(on_publish_success5, on_publish_success)
+GW_PAHO5_FAILURE(on_publish_failure5, on_publish_failure)
+GW_PAHO5_FAILURE(on_connect_failure5, on_connect_failure)
+GW_PAHO5_SUCCESS(on_graceful_done5, on_graceful_done)
+GW_PAHO5_FAILURE(on_graceful_failed5, on_graceful_failed)
 
 /* Persistent mode: the store's publishes are all confirmed (ok), or never will be (the
  * broker had lost the session and Paho cleared the store, or Paho does not resend them):
@@ -447,7 +446,7 @@ static conn_ctx *client_new(gw_publisher *p)
 static int client_connect(gw_publisher *p, conn_ctx *c)
 {
     return gw_paho_client_connect(c->client, &p->cfg, p->store != NULL, c, on_connect_success,
-                                  on_connect_failure);
+                                  on_connect_failure, on_connect_success5, on_connect_failure5);
 }
 
 /* Publishes the offline status (a clean DISCONNECT suppresses the will) and
@@ -460,8 +459,8 @@ static void graceful_disconnect_locked(gw_publisher *p, conn_ctx *c)
     unlock(p);
     if (up && p->cfg.will_topic && p->cfg.will_payload) {
         MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
-        ro.onSuccess = on_graceful_done;
-        ro.onFailure = on_graceful_failed;
+        GW_PAHO_CALLBACKS(ro, &p->cfg, on_graceful_done, on_graceful_failed, on_graceful_done5,
+                          on_graceful_failed5);
         ro.context = p;
         if (MQTTAsync_send(c->client, p->cfg.will_topic, (int)strlen(p->cfg.will_payload),
                            p->cfg.will_payload, 1, 1, &ro) == MQTTASYNC_SUCCESS)
@@ -477,8 +476,8 @@ static void graceful_disconnect_locked(gw_publisher *p, conn_ctx *c)
     if (up) {
         MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer;
         d.timeout = GRACEFUL_TIMEOUT_MS;
-        d.onSuccess = on_graceful_done;
-        d.onFailure = on_graceful_failed;
+        GW_PAHO_CALLBACKS(d, &p->cfg, on_graceful_done, on_graceful_failed, on_graceful_done5,
+                          on_graceful_failed5);
         d.context = p;
         if (MQTTAsync_disconnect(c->client, &d) == MQTTASYNC_SUCCESS)
             expected++;
@@ -662,19 +661,8 @@ int gw_publisher_create(const gw_publisher_config *cfg, gw_publisher **out, eds_
     for (size_t i = 0; i < p->cfg.max_inflight; i++)
         p->slot_ctxs[i] = (slot_ctx){.p = p, .idx = (uint32_t)i};
 
-    if (!cfg->persistent && cfg->session_dir) {
-        /* Left by a run with qos 2: the broker drops that session at our clean connect,
-         * and resending it in some later qos 2 run would duplicate old records. */
-        eds_error derr;
-        eds_error_clear(&derr);
-        int drc = gw_pubstore_discard(cfg->session_dir, &derr);
-        if (drc == EDS_OK)
-            eds_log_notice("mqtt: clean session (qos is not 2): deleted the session store of an "
-                           "earlier qos 2 run in %s; agents resend what it held",
-                           cfg->session_dir);
-        else if (drc != EDS_ERR_NOTFOUND)
-            eds_log_warning("mqtt: %s", derr.msg);
-    }
+    if (!cfg->persistent && cfg->session_dir)
+        gw_paho_store_discard_logged(cfg->session_dir);
     if (cfg->persistent) {
         rc = gw_pubstore_open(cfg->session_dir, &p->store, err);
         if (rc != EDS_OK) {
@@ -780,11 +768,12 @@ int gw_publisher_forget_marks(gw_publisher *p, eds_error *err)
 int gw_publisher_publish(gw_publisher *p, const char *topic, const void *payload, size_t len,
                          int qos, bool retain, uint64_t token)
 {
-    return gw_publisher_publish_marked(p, topic, payload, len, qos, retain, token, NULL);
+    return gw_publisher_publish_props(p, topic, payload, len, qos, retain, token, NULL, NULL);
 }
 
-int gw_publisher_publish_marked(gw_publisher *p, const char *topic, const void *payload, size_t len,
-                                int qos, bool retain, uint64_t token, const gw_mark *mark)
+int gw_publisher_publish_props(gw_publisher *p, const char *topic, const void *payload, size_t len,
+                               int qos, bool retain, uint64_t token, const gw_mark *mark,
+                               const gw_pub_props *props)
 {
     if (!topic || !topic[0] || (len && !payload) || len > INT_MAX || qos < 0 || qos > 2)
         return EDS_ERR_INVAL;
@@ -811,14 +800,17 @@ int gw_publisher_publish_marked(gw_publisher *p, const char *topic, const void *
     unlock(p);
 
     MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
-    ro.onSuccess = on_publish_success;
-    ro.onFailure = on_publish_failure;
+    GW_PAHO_CALLBACKS(ro, &p->cfg, on_publish_success, on_publish_failure, on_publish_success5,
+                      on_publish_failure5);
     ro.context = &p->slot_ctxs[idx];
+    if (props && p->cfg.mqtt_version == 5)
+        gw_paho_props(&ro.properties, props);
     /* Paho puts the queued command into the store inside MQTTAsync_send, on this thread:
      * the mark goes into the same log record. */
     if (p->store && mark)
         gw_paho_store_expect_mark(&p->paho_store, mark);
     int prc = MQTTAsync_send(client, topic, (int)len, payload, qos, retain ? 1 : 0, &ro);
+    MQTTProperties_free(&ro.properties); /* Paho keeps its own copy */
     if (p->store && mark)
         gw_paho_store_expect_mark(&p->paho_store, NULL);
 
@@ -868,6 +860,11 @@ int gw_publisher_dispatch(gw_publisher *p, void (*fn)(void *ctx, const gw_pub_ev
                 ev.topic = e->buf;
                 ev.payload = e->buf + e->topic_len + 1;
                 ev.len = e->len;
+                ev.retained = e->retained;
+                ev.expiry_s = e->expiry_s;
+                ev.response_topic = e->rt_len ? ev.payload + e->len + 1 : NULL;
+                ev.corr = ev.payload + e->len + 1 + e->rt_len + 1;
+                ev.corr_len = e->corr_len;
             }
             fn(ctx, &ev);
             free(e->buf);

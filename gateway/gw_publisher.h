@@ -114,7 +114,23 @@ typedef struct gw_publisher_config {
      * delivering them (seen with 2.0.11: lost records). Lowers max_inflight to
      * receive_maximum - 2 (room for the SUBSCRIBE and online status of a connect). */
     int receive_maximum;
+    /* 5: MQTT 5 (user properties on publishes, correlation data on responses, the
+     * properties of arrived messages, and the receive maximum from the broker's CONNACK
+     * instead of receive_maximum); 4 or 0: MQTT 3.1.1. */
+    int mqtt_version;
 } gw_publisher_config;
+
+/* MQTT 5 properties of one publish (ignored at 3.1.1). */
+typedef struct gw_pub_props {
+    /* data: the user properties device, stream, seq and received_at (RFC 3339 UTC, ms),
+     * so that a reader past the Pi can drop duplicates; device NULL: none */
+    const char *device, *stream;
+    uint64_t seq;
+    int64_t received_ms; /* wall clock */
+    /* a response: the request's correlation data (corr_len bytes); NULL: none */
+    const void *corr;
+    size_t corr_len;
+} gw_pub_props;
 
 /* Validates cfg and allocates the publisher (no connection yet; see start).
  * Returns EDS_OK, EDS_ERR_INVAL (bad config, details in err), EDS_ERR_NOMEM or
@@ -170,11 +186,19 @@ int gw_publisher_publish(gw_publisher *p, const char *topic, const void *payload
                          int qos, bool retain, uint64_t token);
 
 /* gw_publisher_publish() that also records mark (copied; NULL = none) with the publish
- * in the session store (persistent mode; ignored otherwise). Persistent mode with a
- * mark: EDS_ERR_IO, nothing queued, while the store cannot be written (a full disk;
- * each call tries again, see gw_pubstore_failed). */
-int gw_publisher_publish_marked(gw_publisher *p, const char *topic, const void *payload, size_t len,
-                                int qos, bool retain, uint64_t token, const gw_mark *mark);
+ * in the session store (persistent mode; ignored otherwise), and carries props (MQTT 5
+ * properties, copied; NULL = none; ignored at 3.1.1). Persistent mode with a mark:
+ * EDS_ERR_IO, nothing queued, while the store cannot be written (a full disk; each call
+ * tries again, see gw_pubstore_failed). */
+int gw_publisher_publish_props(gw_publisher *p, const char *topic, const void *payload, size_t len,
+                               int qos, bool retain, uint64_t token, const gw_mark *mark,
+                               const struct gw_pub_props *props);
+static inline int gw_publisher_publish_marked(gw_publisher *p, const char *topic,
+                                              const void *payload, size_t len, int qos, bool retain,
+                                              uint64_t token, const gw_mark *mark)
+{
+    return gw_publisher_publish_props(p, topic, payload, len, qos, retain, token, mark, NULL);
+}
 
 typedef enum {
     GW_PUB_DONE,         /* token: the broker confirmed it */
@@ -195,6 +219,11 @@ typedef struct gw_pub_event {
     int qos;             /* MESSAGE: QoS it was delivered with. RESTORED: 0 = confirmed; 1 =
                             not: the broker had lost the session (what was in flight is gone:
                             forget the marks, the agents resend) */
+    bool retained;       /* MESSAGE: the broker's retained copy (sent on subscribe) */
+    int64_t expiry_s;    /* MESSAGE: MQTT 5 message expiry interval left, seconds; -1: none */
+    const char *response_topic; /* MESSAGE: MQTT 5 response topic; NULL: none */
+    const void *corr;           /* MESSAGE: MQTT 5 correlation data (corr_len bytes) */
+    size_t corr_len;
 } gw_pub_event;
 
 /* Loop thread: resets the fd and calls fn once for each event pending when it

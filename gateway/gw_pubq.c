@@ -32,7 +32,7 @@ int gw_pubq_init(gw_pubq *q, size_t max_inflight, size_t max_messages, size_t ma
     memset(q, 0, sizeof(*q));
     if (max_inflight < 1 || max_inflight >= GW_PUBQ_NIL)
         return EDS_ERR_INVAL;
-    q->max_inflight = max_inflight;
+    q->max_inflight = q->limit = max_inflight;
     q->max_messages = max_messages;
     q->max_control = max_control;
     q->ev_cap = max_inflight + max_messages + max_control;
@@ -85,9 +85,20 @@ static void release(gw_pubq *q, uint32_t i)
     q->free_head = i;
 }
 
+void gw_pubq_set_limit(gw_pubq *q, size_t limit)
+{
+    q->limit = limit < 1 ? 1 : limit > q->max_inflight ? q->max_inflight : limit;
+}
+
+size_t gw_pubq_set_receive_maximum(gw_pubq *q, int receive_max)
+{
+    gw_pubq_set_limit(q, receive_max > 3 ? (size_t)receive_max - 2 : 1);
+    return q->limit;
+}
+
 uint32_t gw_pubq_begin(gw_pubq *q, uint64_t token)
 {
-    if (q->inflight + q->undispatched >= q->max_inflight || q->free_head == GW_PUBQ_NIL)
+    if (q->inflight + q->undispatched >= q->limit || q->free_head == GW_PUBQ_NIL)
         return GW_PUBQ_NIL;
     uint32_t i = q->free_head;
     struct gw_pubq_slot *s = &q->slots[i];
@@ -187,12 +198,12 @@ bool gw_pubq_message_room(const gw_pubq *q)
     return q->ev_messages < q->max_messages;
 }
 
-bool gw_pubq_push_message(gw_pubq *q, char *buf, size_t topic_len, size_t len, int qos)
+bool gw_pubq_push_message(gw_pubq *q, const gw_pubq_event *msg)
 {
     if (!gw_pubq_message_room(q))
         return false;
-    gw_pubq_event ev = {
-        .type = GW_PUB_MESSAGE, .buf = buf, .topic_len = topic_len, .len = len, .qos = qos};
+    gw_pubq_event ev = *msg;
+    ev.type = GW_PUB_MESSAGE;
     push(q, &ev);
     q->ev_messages++;
     return true;

@@ -30,11 +30,15 @@
 
 typedef struct gw_pubq_event {
     gw_pub_event_type type;
-    uint64_t token;   /* DONE/FAILED */
-    char *buf;        /* MESSAGE: "topic\0payload\0", owned by the event */
-    size_t topic_len; /* MESSAGE */
-    size_t len;       /* MESSAGE: payload length */
-    int qos;          /* MESSAGE, RESTORED (see gw_pub_event) */
+    uint64_t token;          /* DONE/FAILED */
+    char *buf;               /* MESSAGE: "topic\0payload\0rt\0corr\0", owned by the event (rt: the
+                                MQTT 5 response topic, corr: its correlation data; both may be empty) */
+    size_t topic_len;        /* MESSAGE */
+    size_t len;              /* MESSAGE: payload length */
+    size_t rt_len, corr_len; /* MESSAGE */
+    int qos;                 /* MESSAGE, RESTORED (see gw_pub_event) */
+    bool retained;           /* MESSAGE */
+    int64_t expiry_s;        /* MESSAGE: MQTT 5 message expiry interval left; -1: none */
 } gw_pubq_event;
 
 struct gw_pubq_slot;
@@ -44,12 +48,24 @@ typedef struct gw_pubq {
     struct gw_pubq_slot *slots;
     uint32_t free_head, pend_head, pend_tail;
     size_t max_inflight, max_messages, max_control;
+    size_t limit;          /* outstanding publishes allowed now, <= max_inflight (the broker's
+                              receive maximum at MQTT 5) */
     size_t inflight;       /* slots not free: accepted or being submitted, not yet reported */
     size_t undispatched;   /* DONE/FAILED queued, not yet popped */
     gw_pubq_event *events; /* ring */
     size_t ev_cap, ev_head, ev_count;
     size_t ev_messages, ev_control;
 } gw_pubq;
+
+/* Lowers (or restores) the outstanding publishes allowed to limit, within
+ * 1..max_inflight. Those outstanding already stay; new ones wait below it. */
+void gw_pubq_set_limit(gw_pubq *q, size_t limit);
+
+/* MQTT 5: the broker's receive maximum from its CONNACK. Paho holds a publish past it in
+ * its queue and sends it late (docs/performance.md, "Paho"), so the cap is ours: the
+ * limit becomes receive_max - 2 (room for the SUBSCRIBE and the online status of a
+ * connect), at least 1. Returns the limit. */
+size_t gw_pubq_set_receive_maximum(gw_pubq *q, int receive_max);
 
 /* EDS_OK or EDS_ERR_NOMEM (q is then empty; gw_pubq_free is harmless). max_inflight >= 1. */
 int gw_pubq_init(gw_pubq *q, size_t max_inflight, size_t max_messages, size_t max_control);
@@ -94,8 +110,9 @@ bool gw_pubq_push_control(gw_pubq *q, gw_pub_event_type type, int qos);
 /* True when a MESSAGE event would fit. */
 bool gw_pubq_message_room(const gw_pubq *q);
 
-/* Queues a MESSAGE event that takes over buf; false (buf not taken) when full. */
-bool gw_pubq_push_message(gw_pubq *q, char *buf, size_t topic_len, size_t len, int qos);
+/* Queues a MESSAGE event (a copy of *msg, whose type is set here) that takes over
+ * msg->buf; false (buf not taken) when full. */
+bool gw_pubq_push_message(gw_pubq *q, const gw_pubq_event *msg);
 
 /* Moves up to max of the oldest events to out (their buffers now the caller's) and
  * returns how many; the counters drop with them. */

@@ -31,7 +31,6 @@
 #define NBUCKETS 1024
 #define HDR 8 /* u32 len, u32 crc */
 #define MAX_DOOMED 4
-#define COMMAND_PREFIX "c-" /* Paho's key of a queued command */
 
 typedef struct entry {
     struct entry *hnext;       /* bucket chain */
@@ -766,8 +765,7 @@ int gw_pubstore_remove(gw_pubstore *st, const char *key)
         entry *prev = take_doomed(st);
         if (prev)
             rc = remove_now(st, prev);
-        if (st->fd >= 0 && strncmp(key, COMMAND_PREFIX, strlen(COMMAND_PREFIX)) == 0 &&
-            doom(st, e)) {
+        if (st->fd >= 0 && gw_pubstore_is_command(key) && doom(st, e)) {
             fire = st->count == 0;
         } else {
             int rc2 = remove_now(st, e);

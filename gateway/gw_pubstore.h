@@ -56,6 +56,7 @@
 #define GW_PUBSTORE_H
 
 #include <stdbool.h>
+#include <string.h>
 #include <stddef.h>
 
 #include "eds_err.h"
@@ -128,5 +129,11 @@ bool gw_pubstore_failed(gw_pubstore *st);
 
 /* Bytes in the log file now (0 in memory mode); for tests and stats. */
 size_t gw_pubstore_log_bytes(gw_pubstore *st);
+
+/* True for Paho's key of a queued command ("c-N"; "c5-N" at MQTT 5). */
+static inline bool gw_pubstore_is_command(const char *key)
+{
+    return strncmp(key, "c-", 2) == 0 || strncmp(key, "c5-", 3) == 0;
+}
 
 #endif

@@ -43,6 +43,16 @@ int gw_relay_publish_untracked(gw_relay *r, const char *topic, const char *paylo
     return rc;
 }
 
+int gw_relay_try_publish(gw_relay *r, const char *topic, const char *payload, size_t len, int qos,
+                         const void *corr, size_t corr_len)
+{
+    if (!r->broker_up || r->restoring)
+        return EDS_ERR_BROKER;
+    gw_pub_props props = {.corr = corr, .corr_len = corr_len};
+    return gw_publisher_publish_props(r->pub, topic, payload, len, qos, false, GW_TOKEN_UNTRACKED,
+                                      NULL, &props);
+}
+
 void gw_relay_status(gw_relay *r, gw_device *d)
 {
     if (d->status_queued)
@@ -110,8 +120,11 @@ static int publish_record(gw_relay *r, gw_device *d, gw_record *rec)
         snprintf(mark.stream, sizeof(mark.stream), "%s", d->stream);
         mark.seq = rec->seq;
     }
-    int rc = gw_publisher_publish_marked(r->pub, topic, rec->payload, rec->len, r->cfg->qos, false,
-                                         token, raise ? &mark : NULL);
+    /* MQTT 5: device, stream and seq let a reader past the Pi drop duplicates. */
+    gw_pub_props props = {
+        .device = d->id, .stream = d->stream, .seq = rec->seq, .received_ms = rec->received_ms};
+    int rc = gw_publisher_publish_props(r->pub, topic, rec->payload, rec->len, r->cfg->qos, false,
+                                        token, raise ? &mark : NULL, &props);
     if (rc == EDS_OK && raise)
         d->marked_seq = rec->seq;
     /* qos 2: the session store cannot take the mark (a full disk): a record handed now

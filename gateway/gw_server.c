@@ -59,7 +59,7 @@ struct gw_server {
     eds_tls_ctx *tls_ctx;
     gw_journal journal;
     bool stopping, status_blocked;
-    int64_t stop_deadline_ms, next_stats_ms, started_ms, next_ip_sweep_ms;
+    int64_t stop_deadline_ms, next_stats_ms, started_ms, next_ip_sweep_ms, next_expiry_ms;
     char online[128]; /* the gateway's retained status while all is well */
     gw_stats st;
 };
@@ -128,6 +128,7 @@ static void reload(gw_server *s)
     } else {
         gw_schemas_destroy(s->schemas);
         s->schemas = s->session.schemas = ns;
+        s->downlink.schemas = ns;
         for (size_t i = 0; i < s->window.n_devices; i++)
             s->window.devices[i]->schema = gw_schemas_for(ns, s->window.devices[i]->id);
         eds_log_notice("SIGHUP: schemas reloaded");
@@ -250,6 +251,8 @@ static void publish_stats(gw_server *s)
         ",\"cmds_delivered\":%" PRIu64 ",\"cmds_dropped\":%" PRIu64 ",\"bytes_in\":%" PRIu64
         ",\"bytes_out\":%" PRIu64 ",\"tls_failures\":%" PRIu64 ",\"per_ip_refused\":%" PRIu64
         ",\"rate_limited\":%" PRIu64 ",\"login_delays\":%" PRIu64 ",\"lines_too_long\":%" PRIu64
+        ",\"cmds_sent\":%" PRIu64 ",\"cmds_rejected\":%" PRIu64 ",\"cmds_expired\":%" PRIu64
+        ",\"cmds_retained\":%" PRIu64 ",\"cmds_held_bytes\":%zu"
         ",\"preauth_evicted\":%" PRIu64 ",\"logins_throttled\":%" PRIu64
         ",\"journal_failures\":%" PRIu64 ",\"store_failures\":%" PRIu64
         ",\"rejected_skipped\":%" PRIu64 ",\"stats_skipped\":%" PRIu64
@@ -259,7 +262,8 @@ static void publish_stats(gw_server *s)
         s->window.n_devices, st->messages_in, st->acked, st->duplicates, st->rejected,
         st->bad_lines, st->auth_failures, st->timeouts, st->server_busy, st->replaced, st->cmds_in,
         st->cmds_delivered, st->cmds_dropped, st->bytes_in, st->bytes_out, st->tls_failures,
-        st->per_ip_refused, st->rate_limited, st->login_delays, st->lines_too_long,
+        st->per_ip_refused, st->rate_limited, st->login_delays, st->lines_too_long, st->cmds_sent,
+        st->cmds_rejected, st->cmds_expired, st->cmds_retained, s->downlink.held_bytes,
         st->preauth_evicted, st->logins_throttled, st->journal_failures, st->store_failures,
         st->rejected_skipped, st->stats_skipped, gw_journal_blocked(&s->journal) ? "full" : "ok",
         s->window.pending_bytes, gw_publisher_inflight(s->pub),
@@ -275,6 +279,10 @@ static void tick(gw_server *s)
     if (now >= s->next_ip_sweep_ms) {
         s->next_ip_sweep_ms = now + 10000;
         gw_guard_sweep(&s->guard, now);
+    }
+    if (now >= s->next_expiry_ms) {
+        s->next_expiry_ms = now + 1000;
+        gw_downlink_tick(&s->downlink);
     }
     eds_log_limits_flush(); /* a burst that stopped still gets its "repeated N times" */
     if (s->cfg->stats_interval > 0 && now >= s->next_stats_ms) {
@@ -301,6 +309,7 @@ static void publish_gateway_status(gw_server *s, bool blocked)
 static void end_batch(gw_server *s)
 {
     gw_relay_pump(&s->relay);
+    gw_downlink_flush(&s->downlink);
     int64_t now = gw_now_ms();
     s->relay.held = !gw_journal_write(&s->journal, now, s->relay.store_failed);
     gw_device *d;
@@ -378,7 +387,8 @@ static int open_publisher(gw_server *s, eds_error *err)
         /* qos 2: exactly once, with the MQTT session persisted beside the journal */
         .persistent = cfg->qos == 2,
         .session_dir = cfg->state_dir,
-        .receive_maximum = cfg->broker_receive_maximum,
+        .receive_maximum = cfg->broker_receive_maximum, /* 3.1.1 only: 5 takes the broker's */
+        .mqtt_version = cfg->mqtt_version,
     };
     rc = gw_publisher_create(&pc, &s->pub, err);
     free(broker_pw);
@@ -415,12 +425,14 @@ int gw_server_create(const gw_config *cfg, gw_server **out, eds_error *err)
     if ((rc = gw_conns_init(&s->conns, s->loop, cfg, &s->st)) != EDS_OK)
         goto err;
     gw_relay_init(&s->relay, cfg, &s->window, &s->conns, &s->st);
-    gw_downlink_init(&s->downlink, cfg, &s->window, &s->conns, &s->st);
+    if (gw_downlink_init(&s->downlink, cfg, &s->window, &s->conns, &s->relay, &s->st) != EDS_OK)
+        goto err;
     gw_session_init(&s->session, cfg, &s->conns, &s->window, &s->relay, &s->downlink, &s->guard,
                     &s->st);
     if ((rc = gw_schemas_load(cfg, &s->schemas, err)) != EDS_OK)
         goto err;
     s->session.schemas = s->schemas;
+    s->downlink.schemas = s->schemas;
     if (cfg->password_file) {
         if ((rc = eds_passwd_load(cfg->password_file, &s->passwd, err)) != EDS_OK)
             goto err;
@@ -429,7 +441,8 @@ int gw_server_create(const gw_config *cfg, gw_server **out, eds_error *err)
             eds_log_warning("%s is readable by every user: chmod 600 it (or 640 with a group)",
                             cfg->password_file);
     }
-    if ((rc = gw_journal_open(&s->journal, cfg->state_dir, &s->window, &s->st, err)) != EDS_OK)
+    if ((rc = gw_journal_open(&s->journal, cfg->state_dir, &s->window, &s->st, err)) != EDS_OK ||
+        (rc = gw_downlink_open_store(&s->downlink, cfg->state_dir, err)) != EDS_OK)
         goto err;
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         if (cfg->listeners[i].tls && !s->tls_ctx &&
@@ -535,6 +548,7 @@ void gw_server_destroy(gw_server *s)
     for (size_t i = 0; i < s->n_listeners; i++)
         if (s->listeners[i].fd >= 0)
             close(s->listeners[i].fd);
+    gw_downlink_free(&s->downlink);
     gw_window_free(&s->window);
     gw_journal_close(&s->journal);
     gw_schemas_destroy(s->schemas);

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "eds_clock.h"
 #include "eds_log.h"
 #include "eds_proto.h"
 #include "gw_now.h"
@@ -112,6 +113,8 @@ static void try_welcome(gw_session *ss, gw_conn *c)
     }
     char line[128];
     size_t n = eds_fmt_welcome(line, sizeof(line), d->last_seq);
+    if (c->cmd_results)
+        n = eds_fmt_add_cmd_results(line, sizeof(line), n);
     gw_conn_send(ss->conns, c, line, n);
     c->state = GW_C_READY;
     d->last_accepted = d->last_seq;
@@ -191,6 +194,7 @@ static void handle_hello(gw_session *ss, gw_conn *c, const eds_msg *m)
     /* Records of an earlier connection still in flight finish first:
      * try_welcome waits for them, then applies the stream. */
     snprintf(c->stream, sizeof(c->stream), "%s", m->stream);
+    c->cmd_results = m->cmd_results;
     d->conn = c;
     c->dev = d;
     d->schema = gw_schemas_for(ss->schemas, d->id);
@@ -231,7 +235,8 @@ static void handle_data(gw_session *ss, gw_conn *c, const eds_msg *m)
         send_error(ss, c, EDS_PE_BAD_MESSAGE, "window full: wait for acks before sending more");
         return;
     }
-    gw_record r = {.seq = m->seq, .kind = GW_REC_DATA, .state = GW_REC_WAITING};
+    gw_record r = {
+        .seq = m->seq, .kind = GW_REC_DATA, .state = GW_REC_WAITING, .received_ms = eds_wall_ms()};
     if (m->seq <= d->last_accepted) {
         r.kind = GW_REC_DUP;
         r.state = GW_REC_DONE;
@@ -329,6 +334,9 @@ static int on_line(gw_session *ss, gw_conn *c, const char *line, size_t len)
     }
     case EDS_MSG_CMD_ACK:
         gw_downlink_ack(ss->dl, c, m.id);
+        break;
+    case EDS_MSG_CMD_NACK:
+        gw_downlink_nack(ss->dl, c, m.id, m.errors);
         break;
     case EDS_MSG_HELLO:
         send_error(ss, c, EDS_PE_BAD_MESSAGE, "already authenticated");

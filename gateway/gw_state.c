@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "eds_bytes.h"
 #include "eds_log.h"
 #include "eds_proto.h"
 #include "gw_syncer.h"
@@ -29,15 +30,6 @@ struct gw_state {
     size_t file_size;
     gw_syncer *syncer;
 };
-
-static char *path_in(const char *dir, const char *name)
-{
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    if (p)
-        snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
 
 /* Parses "DEVICE STREAM SEQ"; returns 0 or -1 for a malformed (torn) line. */
 static int parse_line(char *line, gw_state_entry_fn fn, void *ctx)
@@ -99,7 +91,7 @@ int gw_state_open(const char *dir, gw_state_entry_fn fn, void *ctx, gw_state **o
         return EDS_ERR_NOMEM;
     st->fd = -1;
     st->dir = strdup(dir);
-    char *path = path_in(dir, STATE_FILE);
+    char *path = eds_path_join(dir, STATE_FILE);
     int rc = EDS_ERR_NOMEM;
     if (!st->dir || !path)
         goto err;
@@ -217,8 +209,8 @@ int gw_state_compact(gw_state *st, gw_state_iter_fn next, void *ctx, eds_error *
     int rc = gw_state_flush(st, err);
     if (rc != EDS_OK)
         return rc;
-    char *tmp = path_in(st->dir, STATE_TMP);
-    char *path = path_in(st->dir, STATE_FILE);
+    char *tmp = eds_path_join(st->dir, STATE_TMP);
+    char *path = eds_path_join(st->dir, STATE_FILE);
     FILE *f = NULL;
     rc = EDS_ERR_NOMEM;
     if (!tmp || !path)

@@ -42,6 +42,7 @@ typedef struct gw_record {
     char *payload; /* DATA: compact data object; REJECT: rejected-topic document; owned */
     char *reply;   /* REJECT: the nack line; owned */
     uint32_t reply_len;
+    int64_t received_ms; /* wall clock at arrival (MQTT 5 user property received_at) */
 } gw_record;
 
 /* A device's records between arrival and ack, oldest first. */

@@ -1,7 +1,11 @@
 /*
- * eds_bytes.c - CRC-32 with a table built once.
+ * eds_bytes.c - CRC-32 with a table built once, and file paths.
  */
 #include "eds_bytes.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include <pthread.h>
 
@@ -26,4 +30,13 @@ uint32_t eds_crc32(uint32_t crc, const void *data, size_t len)
     for (size_t i = 0; i < len; i++)
         crc = crc_table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
     return ~crc;
+}
+
+char *eds_path_join(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, "%s/%s", dir, name);
+    return p;
 }

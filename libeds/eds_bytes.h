@@ -65,4 +65,7 @@ static inline uint32_t eds_fnv1a(const void *data, size_t len)
     return h;
 }
 
+/* "dir/name", malloc'd (the caller frees it); NULL when out of memory. */
+char *eds_path_join(const char *dir, const char *name);
+
 #endif

@@ -22,6 +22,15 @@ static inline uint64_t eds_monotonic_ms(void)
 }
 
 /* The monotonic time ms milliseconds from now, for pthread_cond_timedwait. */
+/* Wall clock, ms since the epoch: for times that outlive the process or leave it
+ * (command expiry, received_at), never for intervals. */
+static inline int64_t eds_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static inline struct timespec eds_deadline_in(int64_t ms)
 {
     struct timespec ts;

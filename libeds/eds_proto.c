@@ -51,6 +51,7 @@ static int parse_to_gateway(eds_msg *m, const char *type, eds_error *err)
         if (!get_int(m->root, "proto", 0, 1e9, &d))
             return eds_error_set(err, EDS_ERR_PROTO, "hello needs an integer \"proto\"");
         m->proto = (int)d;
+        m->cmd_results = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m->root, "cmd_results"));
         return EDS_OK;
     }
     if (strcmp(type, "data") == 0) {
@@ -71,6 +72,16 @@ static int parse_to_gateway(eds_msg *m, const char *type, eds_error *err)
         m->id = (int64_t)d;
         return EDS_OK;
     }
+    if (strcmp(type, "nack") == 0) {
+        m->type = EDS_MSG_CMD_NACK;
+        if (!get_int(m->root, "id", 0, (double)EDS_SEQ_MAX, &d))
+            return eds_error_set(err, EDS_ERR_PROTO, "nack needs an integer \"id\"");
+        m->id = (int64_t)d;
+        m->errors = cJSON_GetObjectItemCaseSensitive(m->root, "errors");
+        if (!cJSON_IsObject(m->errors))
+            return eds_error_set(err, EDS_ERR_PROTO, "nack needs an object \"errors\"");
+        return EDS_OK;
+    }
     if (strcmp(type, "ping") == 0) {
         m->type = EDS_MSG_PING;
         return EDS_OK;
@@ -89,6 +100,7 @@ static int parse_to_agent(eds_msg *m, const char *type, eds_error *err)
         if (!get_int(m->root, "last_seq", 0, (double)EDS_SEQ_MAX, &d))
             return eds_error_set(err, EDS_ERR_PROTO, "welcome needs an integer \"last_seq\"");
         m->last_seq = (uint64_t)d;
+        m->cmd_results = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m->root, "cmd_results"));
         return EDS_OK;
     }
     if (strcmp(type, "ack") == 0 || strcmp(type, "nack") == 0) {
@@ -111,6 +123,8 @@ static int parse_to_agent(eds_msg *m, const char *type, eds_error *err)
         if (!get_int(m->root, "id", 0, (double)EDS_SEQ_MAX, &d))
             return eds_error_set(err, EDS_ERR_PROTO, "cmd needs an integer \"id\"");
         m->id = (int64_t)d;
+        if (get_int(m->root, "uid", 1, (double)EDS_SEQ_MAX, &d))
+            m->uid = (uint64_t)d;
         m->data = cJSON_GetObjectItemCaseSensitive(m->root, "data");
         if (!m->data)
             return eds_error_set(err, EDS_ERR_PROTO, "cmd needs \"data\"");
@@ -344,10 +358,52 @@ size_t eds_fmt_nack(char *buf, size_t cap, uint64_t seq, const char *errors_json
 
 size_t eds_fmt_cmd(char *buf, size_t cap, int64_t id, const char *data_json, size_t data_len)
 {
+    return eds_fmt_cmd_uid(buf, cap, id, 0, data_json, data_len);
+}
+
+size_t eds_fmt_cmd_uid(char *buf, size_t cap, int64_t id, uint64_t uid, const char *data_json,
+                       size_t data_len)
+{
     size_t n = 0;
-    bool ok = appendf(buf, cap, &n, "{\"type\":\"cmd\",\"id\":%lld,\"data\":", (long long)id) &&
-              append(buf, cap, &n, data_json, data_len) && append(buf, cap, &n, "}", 1);
+    bool ok = appendf(buf, cap, &n, "{\"type\":\"cmd\",\"id\":%lld,", (long long)id) &&
+              (!uid || appendf(buf, cap, &n, "\"uid\":%llu,", (unsigned long long)uid)) &&
+              append(buf, cap, &n, "\"data\":", 7) && append(buf, cap, &n, data_json, data_len) &&
+              append(buf, cap, &n, "}", 1);
     return finish(buf, cap, n, ok);
+}
+
+size_t eds_fmt_cmd_nack(char *buf, size_t cap, int64_t id, const char *errors_json,
+                        size_t errors_len)
+{
+    size_t n = 0;
+    bool ok = appendf(buf, cap, &n, "{\"type\":\"nack\",\"id\":%lld,\"errors\":", (long long)id) &&
+              append(buf, cap, &n, errors_json, errors_len) && append(buf, cap, &n, "}", 1);
+    return finish(buf, cap, n, ok);
+}
+
+size_t eds_fmt_add_cmd_results(char *buf, size_t cap, size_t n)
+{
+    static const char flag[] = ",\"cmd_results\":true}\n";
+    if (n < 2 || buf[n - 1] != '\n' || buf[n - 2] != '}' || cap - (n - 2) < sizeof(flag) - 1)
+        return 0;
+    memcpy(buf + n - 2, flag, sizeof(flag) - 1);
+    return n - 2 + sizeof(flag) - 1;
+}
+
+bool eds_cmd_line_id(const char *line, size_t len, int64_t *id)
+{
+    static const char head[] = "{\"type\":\"cmd\",\"id\":";
+    size_t h = sizeof(head) - 1;
+    if (len <= h || memcmp(line, head, h) != 0)
+        return false;
+    uint64_t v = 0;
+    size_t i = h;
+    for (; i < len && i < h + 16 && line[i] >= '0' && line[i] <= '9'; i++)
+        v = v * 10 + (uint64_t)(line[i] - '0');
+    if (i == h || i >= len || line[i] != ',' || v > EDS_SEQ_MAX)
+        return false;
+    *id = (int64_t)v;
+    return true;
 }
 
 size_t eds_fmt_pong(char *buf, size_t cap)

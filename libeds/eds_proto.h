@@ -42,16 +42,17 @@ typedef enum eds_dir {
 
 typedef enum eds_msg_type {
     EDS_MSG_NONE = 0,
-    EDS_MSG_HELLO,   /* agent -> gateway */
-    EDS_MSG_DATA,    /* agent -> gateway */
-    EDS_MSG_CMD_ACK, /* agent -> gateway: {"type":"ack","id":N} */
-    EDS_MSG_PING,    /* agent -> gateway */
-    EDS_MSG_WELCOME, /* gateway -> agent */
-    EDS_MSG_ACK,     /* gateway -> agent: {"type":"ack","seq":N} */
-    EDS_MSG_NACK,    /* gateway -> agent */
-    EDS_MSG_CMD,     /* gateway -> agent */
-    EDS_MSG_PONG,    /* gateway -> agent */
-    EDS_MSG_ERROR,   /* gateway -> agent */
+    EDS_MSG_HELLO,    /* agent -> gateway */
+    EDS_MSG_DATA,     /* agent -> gateway */
+    EDS_MSG_CMD_ACK,  /* agent -> gateway: {"type":"ack","id":N} */
+    EDS_MSG_PING,     /* agent -> gateway */
+    EDS_MSG_WELCOME,  /* gateway -> agent */
+    EDS_MSG_ACK,      /* gateway -> agent: {"type":"ack","seq":N} */
+    EDS_MSG_NACK,     /* gateway -> agent */
+    EDS_MSG_CMD,      /* gateway -> agent */
+    EDS_MSG_PONG,     /* gateway -> agent */
+    EDS_MSG_ERROR,    /* gateway -> agent */
+    EDS_MSG_CMD_NACK, /* agent -> gateway: {"type":"nack","id":N,"errors":{...}} (cmd_results) */
 } eds_msg_type;
 
 /* A parsed message. Every pointer points into root (or, for data_json, into the
@@ -67,12 +68,14 @@ typedef struct eds_msg {
     uint64_t seq;          /* data, ack, nack */
     uint64_t last_seq;     /* welcome */
     int64_t id;            /* cmd, cmd ack */
+    uint64_t uid;          /* cmd: the gateway's uid of the command (cmd_results); 0: none */
     bool duplicate;        /* ack */
     cJSON *data;           /* data: the record object; cmd: any JSON value */
     const char *data_json; /* data, cmd: the member's text in the line (not NUL-terminated) */
     size_t data_len;       /* its length in bytes */
     bool data_ws;          /* it holds white space between tokens (eds_json_minify drops it) */
-    cJSON *errors;         /* nack */
+    cJSON *errors;         /* nack, cmd nack */
+    bool cmd_results;      /* hello, welcome: the side speaks command results (protocol.md) */
     const char *code;      /* error */
     const char *message;   /* error */
     eds_json_doc doc;      /* owns root */
@@ -133,7 +136,23 @@ size_t eds_fmt_ack(char *buf, size_t cap, uint64_t seq, bool duplicate);
 size_t eds_fmt_nack(char *buf, size_t cap, uint64_t seq, const char *errors_json,
                     size_t errors_len);
 size_t eds_fmt_cmd(char *buf, size_t cap, int64_t id, const char *data_json, size_t data_len);
+/* {"type":"cmd","id":N,"uid":U,"data":...}: with the command's uid (a cmd_results agent;
+ * uid 0 writes the plain eds_fmt_cmd line). */
+size_t eds_fmt_cmd_uid(char *buf, size_t cap, int64_t id, uint64_t uid, const char *data_json,
+                       size_t data_len);
 size_t eds_fmt_pong(char *buf, size_t cap);
+/* {"type":"nack","id":N,"errors":ERRORS}: the agent refuses command id (cmd_results). */
+size_t eds_fmt_cmd_nack(char *buf, size_t cap, int64_t id, const char *errors_json,
+                        size_t errors_len);
+
+/* Adds ,"cmd_results":true to the hello or welcome line buf[0..n) just formatted
+ * (cap bytes); returns the new length, or 0 when it does not fit. */
+size_t eds_fmt_add_cmd_results(char *buf, size_t cap, size_t n);
+
+/* The id of a line that starts the way every gateway writes a cmd line
+ * ({"type":"cmd","id":N,), also when the rest is not valid JSON: so that an agent
+ * can answer that one command instead of dropping its connection. False if not. */
+bool eds_cmd_line_id(const char *line, size_t len, int64_t *id);
 size_t eds_fmt_error(char *buf, size_t cap, eds_proto_error code, const char *message);
 
 /* eds_json_append_text() of the NUL-terminated s. */

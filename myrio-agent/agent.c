@@ -15,6 +15,7 @@
 
 #include "eds_clock.h"
 #include "eds_backoff.h"
+#include "agent_cmds.h"
 #include "agent_input.h"
 #include "agent_queue.h"
 #include "agent_spool.h"
@@ -42,7 +43,6 @@
 #include <unistd.h>
 
 #define RX_CHUNK 16384
-#define CMDQ_CAP 256
 #define CMDQ_PAUSE 128          /* stop reading the gateway while this many commands wait */
 #define OUT_SLACK 1024          /* room kept free in the output buffer for acks and pings */
 #define OUT_CTRL_MAX (1u << 20) /* growth allowed beyond that for acks and pings */
@@ -52,17 +52,12 @@
 
 enum conn_state { ST_IDLE, ST_CONNECTING, ST_HELLO, ST_READY };
 
-typedef struct pending_cmd {
-    int64_t id;
-    uint64_t gen; /* the connection it came on: acks go only there */
-    char *json;
-    size_t len;
-} pending_cmd;
-
 struct eds_agent {
     eds_agent_config cfg; /* strings owned (copied) */
     char *password;
     eds_schema *schema;
+    eds_schema *cmd_schema; /* NULL: commands are not checked */
+    bool gw_cmd_results;    /* the gateway's welcome offered command results (nack id) */
     agent_queue q;
     agent_spool *spool;
     agent_inputs *in;
@@ -90,8 +85,7 @@ struct eds_agent {
     eds_backoff bo;
     unsigned fail_streak;
 
-    pending_cmd cmds[CMDQ_CAP];
-    size_t cmd_head, cmd_count;
+    agent_cmds cmdq; /* waiting for eds_agent_next_cmd or the tcp client (cmd_tcp) */
     int cmd_udp_fd;
 
     /* what eds_agent_pollfds handed out, for eds_agent_dispatch */
@@ -336,6 +330,7 @@ static void on_connected(eds_agent *a)
     a->last_rx_ms = eds_monotonic_ms();
     char line[1024];
     size_t n = eds_fmt_hello(line, sizeof(line), a->cfg.device, a->password, a->stream);
+    n = eds_fmt_add_cmd_results(line, sizeof(line), n);
     out_append(a, line, n);
 }
 
@@ -402,6 +397,7 @@ static void on_welcome(eds_agent *a, const eds_msg *m)
     a->st = ST_READY;
     a->ready_since_ms = eds_monotonic_ms();
     a->stats.connects++;
+    a->gw_cmd_results = m->cmd_results;
     eds_backoff_reset(&a->bo);
     uint64_t last = m->last_seq;
     if (!a->spool && last > a->sent_max) {
@@ -445,14 +441,124 @@ static void on_welcome(eds_agent *a, const eds_msg *m)
                    skipped ? " (dropped those from the queue)" : "", to_send, eds_plural(to_send));
 }
 
+static void send_cmd_ack(eds_agent *a, int64_t id)
+{
+    char line[64];
+    size_t n = eds_fmt_cmd_ack(line, sizeof(line), id);
+    out_append(a, line, n);
+}
+
+/* Refuses command id with errors (a Cerberus-style object, JSON text): a gateway that
+ * offered command results gets them in a nack; an older one an ack (it knows no nack
+ * and would otherwise send the command again on every connection). */
+static void refuse_cmd(eds_agent *a, int64_t id, const char *errors, size_t len)
+{
+    a->stats.cmds_refused++;
+    eds_log_warning("command %" PRId64 " refused: %.*s", id, (int)(len > 300 ? 300 : len), errors);
+    if (!a->gw_cmd_results) {
+        send_cmd_ack(a, id);
+        return;
+    }
+    size_t cap = len + 64;
+    char *line = malloc(cap);
+    size_t n = line ? eds_fmt_cmd_nack(line, cap, id, errors, len) : 0;
+    if (n)
+        out_append(a, line, n);
+    free(line);
+}
+
+/* Refuses command id with one message under "cmd". */
+static void refuse_cmd_msg(eds_agent *a, int64_t id, const char *msg)
+{
+    char errors[700];
+    size_t n = 0;
+    memcpy(errors, "{\"cmd\":[", 8);
+    n = 8;
+    if (!eds_json_append_string(errors, sizeof(errors) - 3, &n, msg))
+        n = 8;
+    memcpy(errors + n, "]}", 2);
+    refuse_cmd(a, id, errors, n + 2);
+}
+
+/* The command's data passes cmd_schema (or there is none); else refused. */
+static bool cmd_valid(eds_agent *a, const eds_msg *m)
+{
+    if (!a->cmd_schema)
+        return true;
+    if (!cJSON_IsObject(m->data)) {
+        refuse_cmd_msg(a, m->id, "must be of dict type");
+        return false;
+    }
+    cJSON *errors = NULL;
+    if (eds_schema_validate(a->cmd_schema, m->data, &errors) == EDS_OK)
+        return true;
+    char *text = errors ? cJSON_PrintUnformatted(errors) : NULL;
+    cJSON_Delete(errors);
+    if (text)
+        refuse_cmd(a, m->id, text, strlen(text));
+    else
+        refuse_cmd_msg(a, m->id, "out of memory while checking cmd_schema");
+    free(text);
+    return false;
+}
+
+static void flush_output(eds_agent *a);
+
+/* The head of the queue was taken by a consumer: acked if its connection is this one
+ * (otherwise the gateway sends it again, and its uid gets the ack then). */
+static void cmd_taken(eds_agent *a)
+{
+    const agent_cmd *c = agent_cmds_head(&a->cmdq);
+    if (c->gen == a->gen && a->st == ST_READY) {
+        send_cmd_ack(a, c->id);
+        flush_output(a);
+    }
+    agent_cmds_taken(&a->cmdq);
+    a->stats.cmds++;
+}
+
+/* cmd_tcp: writes waiting commands to the local tcp client while it takes them. */
+static void pump_cmds(eds_agent *a)
+{
+    const agent_cmd *c;
+    while (a->cfg.cmd_tcp && a->in && (c = agent_cmds_head(&a->cmdq)) != NULL &&
+           inputs_send_line(a->in, c->json, c->len) == EDS_OK)
+        cmd_taken(a);
+}
+
+/* A command for a local consumer: it waits (in the spool with one) until taken. */
+static void queue_cmd(eds_agent *a, const eds_msg *m, const char *json, size_t len)
+{
+    switch (agent_cmds_offer(&a->cmdq, m->id, a->gen, m->uid, json, len)) {
+    case AGENT_CMD_TAKEN_BEFORE:
+        send_cmd_ack(a, m->id); /* taken before its ack could go: ack it now */
+        break;
+    case AGENT_CMD_FULL:
+        eds_log_error("command %" PRId64 " not taken: %d commands (or 1 MiB) wait for the "
+                      "application; the gateway keeps it and sends it again after a reconnect",
+                      m->id, AGENT_CMDS_MAX);
+        break;
+    default:
+        pump_cmds(a);
+    }
+}
+
 static void deliver_cmd(eds_agent *a, const eds_msg *m)
 {
-    char *json = cJSON_PrintUnformatted(m->data);
+    if (!cmd_valid(a, m))
+        return;
+    /* The data as the gateway wrote it, never re-printed (77.0 stays 77.0). */
+    char *json = malloc(m->data_len + 2);
     if (!json) {
         eds_log_error("command %" PRId64 ": out of memory", m->id);
         return;
     }
-    size_t len = strlen(json);
+    size_t len = m->data_len;
+    if (m->data_ws)
+        len = eds_json_minify(m->data_json, m->data_len, json);
+    else
+        memcpy(json, m->data_json, len);
+    json[len] = '\0';
     bool handed = false;
     if (a->cfg.cmd_stdout) {
         json[len] = '\n';
@@ -485,27 +591,14 @@ static void deliver_cmd(eds_agent *a, const eds_msg *m)
                           a->cfg.cmd_udp, strerror(errno));
     }
     if (!a->cfg.cmd_stdout && a->cfg.cmd_udp <= 0) {
-        if (a->cmd_count >= CMDQ_CAP) {
-            eds_log_error("command %" PRId64 " dropped: %d commands wait for "
-                          "eds_agent_next_cmd",
-                          m->id, CMDQ_CAP);
-            free(json);
-            return;
-        }
-        pending_cmd *c = &a->cmds[(a->cmd_head + a->cmd_count) % CMDQ_CAP];
-        c->id = m->id;
-        c->gen = a->gen;
-        c->json = json;
-        c->len = len;
-        a->cmd_count++;
+        queue_cmd(a, m, json, len);
+        free(json);
         return;
     }
     free(json);
     if (handed) {
         a->stats.cmds++;
-        char line[64];
-        size_t n = eds_fmt_cmd_ack(line, sizeof(line), m->id);
-        out_append(a, line, n);
+        send_cmd_ack(a, m->id);
         eds_log_info("command %" PRId64 " handed over and acked", m->id);
     }
 }
@@ -538,6 +631,15 @@ static void on_line(eds_agent *a, const char *line, size_t len)
     eds_error err;
     a->last_rx_ms = eds_monotonic_ms();
     int rc = eds_msg_parse(line, len, EDS_TO_AGENT, &m, &err);
+    int64_t cmd_id;
+    if (rc != EDS_OK && a->st == ST_READY && eds_cmd_line_id(line, len, &cmd_id)) {
+        /* A command this agent cannot parse (an older gateway passes on duplicate keys
+         * or deep nesting): refuse that one, keep the connection. */
+        char msg[600];
+        snprintf(msg, sizeof(msg), "not valid JSON: %s", err.msg);
+        refuse_cmd_msg(a, cmd_id, msg);
+        return;
+    }
     if (rc != EDS_OK) {
         eds_log_error("gateway sent an invalid line (%s): %.*s", err.msg,
                       (int)(len > 200 ? 200 : len), line);
@@ -617,7 +719,7 @@ static void conn_readable(eds_agent *a)
             disconnect(a, EDS_LOG_WARNING, a->drop_reason);
             return;
         }
-        if (a->cmd_count >= CMDQ_PAUSE)
+        if (a->cmdq.n >= CMDQ_PAUSE)
             return;
     }
 }
@@ -792,7 +894,7 @@ int eds_agent_pollfds(eds_agent *a, struct pollfd *fds, size_t cap, int *timeout
     size_t n = 0;
     a->polled_conn = -1;
     if (a->conn && cap > 0) {
-        bool reading = a->st >= ST_HELLO && a->cmd_count < CMDQ_PAUSE;
+        bool reading = a->st >= ST_HELLO && a->cmdq.n < CMDQ_PAUSE;
         bool writing = a->out_len > 0;
         fds[n].fd = conn_fd(a->conn);
         fds[n].events = conn_poll_events(a->conn, reading, writing);
@@ -816,7 +918,7 @@ int eds_agent_pollfds(eds_agent *a, struct pollfd *fds, size_t cap, int *timeout
     }
     if (wait > 60000)
         wait = 60000;
-    if (a->conn && conn_pending(a->conn) && a->cmd_count < CMDQ_PAUSE)
+    if (a->conn && conn_pending(a->conn) && a->cmdq.n < CMDQ_PAUSE)
         wait = 0;
     *timeout_ms = (int)wait;
     return (int)n;
@@ -840,14 +942,16 @@ int eds_agent_dispatch(eds_agent *a, const struct pollfd *fds, size_t n)
             }
         } else {
             /* Either readiness may be what TLS waits for: try both directions. */
-            if (a->cmd_count < CMDQ_PAUSE)
+            if (a->cmdq.n < CMDQ_PAUSE)
                 conn_readable(a);
             if (a->conn)
                 flush_output(a);
         }
     }
-    if (a->in)
+    if (a->in) {
         inputs_handle(a->in, fds + a->polled_in, n - a->polled_in, t);
+        pump_cmds(a); /* a tcp client may have connected, or made room */
+    }
     a->polled_n = 0;
     a->polled_conn = -1;
     run_timers(a, t);
@@ -927,26 +1031,16 @@ void eds_agent_stop(eds_agent *a)
 
 int eds_agent_next_cmd(eds_agent *a, char *buf, size_t cap, int64_t *id)
 {
-    if (a->cmd_count == 0)
+    const agent_cmd *c = agent_cmds_head(&a->cmdq);
+    if (!c)
         return 0;
-    pending_cmd *c = &a->cmds[a->cmd_head];
     if (c->len + 1 > cap || c->len > 0x7fffffff)
         return EDS_ERR_TOOLONG;
     memcpy(buf, c->json, c->len);
     buf[c->len] = '\0';
     *id = c->id;
     int len = (int)c->len;
-    if (c->gen == a->gen && a->st == ST_READY) {
-        char line[64];
-        size_t n = eds_fmt_cmd_ack(line, sizeof(line), c->id);
-        out_append(a, line, n);
-        flush_output(a);
-    }
-    free(c->json);
-    memset(c, 0, sizeof(*c));
-    a->cmd_head = (a->cmd_head + 1) % CMDQ_CAP;
-    a->cmd_count--;
-    a->stats.cmds++;
+    cmd_taken(a);
     return len;
 }
 
@@ -991,14 +1085,15 @@ static int read_password(const char *path, char **out, eds_error *err)
     return rc;
 }
 
-#define AGENT_CONFIG_STRINGS 11
+#define AGENT_CONFIG_STRINGS 12
 
 /* The string fields of a config, which the agent owns copies of. */
 static void config_strings(eds_agent_config *c, char **out[AGENT_CONFIG_STRINGS])
 {
     char **all[AGENT_CONFIG_STRINGS] = {
-        &c->gateway_host, &c->device, &c->password, &c->password_file, &c->stream,      &c->schema,
-        &c->spool,        &c->cafile, &c->cert,     &c->key,           &c->server_name,
+        &c->gateway_host, &c->device, &c->password,    &c->password_file,
+        &c->stream,       &c->schema, &c->spool,       &c->cafile,
+        &c->cert,         &c->key,    &c->server_name, &c->cmd_schema,
     };
     memcpy(out, all, sizeof(all));
 }
@@ -1100,6 +1195,11 @@ int eds_agent_create(const eds_agent_config *cfg, eds_agent **out, eds_error *er
         if (rc != EDS_OK)
             goto fail;
     }
+    if (a->cfg.cmd_schema) {
+        rc = eds_schema_load_file(a->cfg.cmd_schema, &a->cmd_schema, err);
+        if (rc != EDS_OK)
+            goto fail;
+    }
     uint64_t seed = seed_from_urandom();
     if (a->cfg.spool) {
         rc = spool_open(a->cfg.spool, a->cfg.spool_max, a->cfg.spool_sync, &a->spool, err);
@@ -1107,6 +1207,9 @@ int eds_agent_create(const eds_agent_config *cfg, eds_agent **out, eds_error *er
             goto fail;
         snprintf(a->stream, sizeof(a->stream), "%s", spool_stream(a->spool));
         a->next_seq = spool_last_seq(a->spool) + 1;
+        /* Commands waiting for the application survive a power cycle with the spool. */
+        if ((rc = agent_cmds_open(&a->cmdq, a->cfg.spool, err)) != EDS_OK)
+            goto fail;
     } else {
         snprintf(a->stream, sizeof(a->stream), "%016" PRIx64, seed_from_urandom());
         a->next_seq = 1;
@@ -1171,11 +1274,8 @@ void eds_agent_destroy(eds_agent *a)
     spool_close(a->spool);
     agq_free(&a->q);
     eds_schema_destroy(a->schema);
-    while (a->cmd_count) {
-        free(a->cmds[a->cmd_head].json);
-        a->cmd_head = (a->cmd_head + 1) % CMDQ_CAP;
-        a->cmd_count--;
-    }
+    eds_schema_destroy(a->cmd_schema);
+    agent_cmds_close(&a->cmdq);
     if (a->cmd_udp_fd >= 0)
         close(a->cmd_udp_fd);
     if (a->password) {

@@ -154,6 +154,12 @@ static const eds_conf_opt agent_opts[] = {
     {"cmd_stdout", EDS_CONF_BOOL, OFF(cmd_stdout), 0, 0, NULL, NULL,
      "Write each downlink command's data as one JSON line to stdout (eds-agent: on unless "
      "cmd_udp is set)."},
+    {"cmd_schema", EDS_CONF_STRING, OFF(cmd_schema), 0, 0, NULL, "FILE",
+     "Schema each downlink command must pass before it is handed over; a command that fails "
+     "is refused and its errors reported to the gateway."},
+    {"cmd_tcp", EDS_CONF_BOOL, OFF(cmd_tcp), 0, 0, NULL, NULL,
+     "Write each downlink command as one JSON line to the client of the tcp input; acked "
+     "once written, kept (in the spool) while no client is connected."},
     {"cmd_udp", EDS_CONF_INT, OFF(cmd_udp), 0, 65535, NULL, "PORT",
      "Send each downlink command's data as one datagram to 127.0.0.1:PORT."},
     {"log_level", EDS_CONF_CUSTOM, 0, 0, 0, set_log_level, "error|warning|notice|info|debug",

@@ -10,7 +10,10 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -509,4 +512,42 @@ void inputs_handle(agent_inputs *in, const struct pollfd *fds, size_t n, uint64_
     in->npoll = 0;
     if (in->sim_on)
         sim_run(in, now_ms);
+}
+
+/* Bytes fd's send buffer takes now without blocking (conservative: the kernel reports
+ * SO_SNDBUF doubled for its bookkeeping). */
+static size_t send_room(int fd)
+{
+    int size = 0, queued = 0;
+    socklen_t sl = sizeof(size);
+    if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, &sl) != 0 || ioctl(fd, SIOCOUTQ, &queued) != 0)
+        return 0;
+    size /= 2;
+    return size > queued ? (size_t)(size - queued) : 0;
+}
+
+int inputs_send_line(agent_inputs *in, const char *line, size_t len)
+{
+    int rc = EDS_ERR_NOTFOUND;
+    for (int i = 0; i < MAX_TCP_CLIENTS; i++) {
+        line_src *s = &in->clients[i];
+        if (!src_open(s) || s->eof)
+            continue;
+        if (rc == EDS_ERR_NOTFOUND)
+            rc = EDS_ERR_AGAIN;
+        if (send_room(s->fd) < len + 1)
+            continue;
+        struct iovec iov[2] = {{(void *)line, len}, {"\n", 1}};
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
+        ssize_t n = sendmsg(s->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n == (ssize_t)len + 1) {
+            rc = EDS_OK;
+        } else if (n >= 0 || (errno != EAGAIN && errno != EINTR)) {
+            /* A line cut in two, or a dead client: the stream is no good any more. */
+            eds_log_warning("tcp input: a client did not take a command line (%s); closing it",
+                            n >= 0 ? "partial write" : strerror(errno));
+            src_close(s);
+        }
+    }
+    return rc;
 }

@@ -59,6 +59,12 @@ bool inputs_active(const agent_inputs *in);
 /* Closes every input now (shutdown); held records are discarded. */
 void inputs_stop(agent_inputs *in);
 
+/* Writes line (without its LF; one is added) to every connected tcp client that has
+ * room for all of it in its socket buffer, so a line is never split. EDS_OK when at
+ * least one took it; EDS_ERR_NOTFOUND with no client; EDS_ERR_AGAIN when none has room
+ * (or a write failed). */
+int inputs_send_line(agent_inputs *in, const char *line, size_t len);
+
 /* Datagrams dropped because the queue was full; lines too long refused. */
 uint64_t inputs_udp_dropped(const agent_inputs *in);
 uint64_t inputs_too_long(const agent_inputs *in);

@@ -133,6 +133,15 @@ typedef struct eds_agent_config {
     char *key;         /* its private key */
     char *server_name; /* name or IP checked against the gateway's certificate; default:
                           the gateway host */
+
+    /* Schema each downlink command's data must pass before it is handed over; a
+     * command that fails is refused (its errors go back to the gateway). NULL: any
+     * JSON value. Last in the struct so that older callers keep their layout. */
+    char *cmd_schema;
+    /* Write each downlink command as one line to the client connected to the tcp input
+     * (the connection LabVIEW sends records on); acked once written; with no client
+     * connected it waits (in the spool with one). */
+    bool cmd_tcp;
 } eds_agent_config;
 
 /* Counters, for logs, tests and LabVIEW indicators. */
@@ -148,6 +157,7 @@ typedef struct eds_agent_stats {
     uint64_t connects;        /* successful welcomes */
     uint64_t cmds;            /* downlink commands handed over */
     uint64_t pending;         /* records not yet acked (memory + spool) */
+    uint64_t cmds_refused;    /* downlink commands refused: cmd_schema, or not parseable */
 } eds_agent_stats;
 
 typedef struct eds_agent eds_agent;
@@ -240,8 +250,11 @@ EDS_AGENT_API void eds_agent_stop(eds_agent *a);
 
 /*
  * Takes the oldest downlink command waiting (only when neither cmd_stdout
- * nor cmd_udp is set): copies its `data` as compact JSON, NUL-terminated,
- * into buf, sets *id, acks it to the gateway, and returns its length.
+ * nor cmd_udp is set): copies its `data` as the gateway sent it (compact JSON,
+ * never re-printed), NUL-terminated, into buf, sets *id, acks it to the
+ * gateway, and returns its length. A command is acked only once taken here:
+ * until then the gateway keeps it, and with a spool it survives a power cycle
+ * of the myRIO too.
  * Returns 0 when none is waiting, EDS_ERR_TOOLONG when cap is too small (the
  * command stays queued).
  */

@@ -178,7 +178,7 @@ int main(int argc, char **argv)
     eds_log_init("eds-agent", level);
     if (!cfg.read_stdin && cfg.tcp_port == 0 && cfg.udp_port == 0 && cfg.simulate <= 0)
         cfg.read_stdin = true;
-    if (!cfg.cmd_stdout && cfg.cmd_udp == 0)
+    if (!cfg.cmd_stdout && cfg.cmd_udp == 0 && !cfg.cmd_tcp)
         cfg.cmd_stdout = true;
 
     int crc = eds_agent_create(&cfg, &a, &err);

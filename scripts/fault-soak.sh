@@ -2,6 +2,7 @@
 # The fault rig's long version (needs root): every scenario with many records,
 # repeated ROUNDS times. Prints sent/acked/delivered/lost/duplicated per run.
 # Usage: scripts/fault-soak.sh [ROUNDS] [RECORDS_PER_AGENT] [RATE_PER_AGENT] [SCENARIO...]
+# (--mqtt-version 3.1.1 among the scenarios runs the broker link at 3.1.1; default 5)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}

@@ -140,7 +140,7 @@ def record(n):
 class Pi:
     """Broker, counting subscriber and gateway inside the Pi namespace."""
 
-    def __init__(self, net, workdir, devices):
+    def __init__(self, net, workdir, devices, mqtt_version="5"):
         self.net = net
         self.workdir = workdir
         self.devices = devices
@@ -169,6 +169,9 @@ class Pi:
             f.write("idle_timeout 30\nstats_interval 0\nshutdown_timeout 5\n")
             # Exactly once: QoS 2 with the gateway's persistent session (docs/gateway.md).
             f.write("qos 2\nbroker_receive_maximum 100\n")
+            # The broker link at either MQTT version (5 takes the receive maximum from
+            # the broker's CONNACK; broker_receive_maximum applies at 3.1.1).
+            f.write("mqtt_version %s\n" % mqtt_version)
         self.lock = threading.Lock()
         self.seen = {}  # (device, n) -> count
         self.total = 0
@@ -330,11 +333,11 @@ def scenario(fn):
 class Rig:
     """One scenario's world: net + Pi + agents, torn down by close()."""
 
-    def __init__(self, n_agents=3):
+    def __init__(self, n_agents=3, mqtt_version="5"):
         self.workdir = tempfile.mkdtemp(prefix="eds-fault-")
         self.net = Net(n_agents)
         self.devices = {"fault-a%d" % (i + 1): "pw-fault-%d" % (i + 1) for i in range(n_agents)}
-        self.pi = Pi(self.net, self.workdir, self.devices)
+        self.pi = Pi(self.net, self.workdir, self.devices, mqtt_version)
         self.pi.start_broker()
         self.pi.start_subscriber()
         self.pi.start_gateway()
@@ -508,15 +511,15 @@ def sc_agent_kill(rig, records, rate):
     return count_result("agent kill", rig.pi, expected, records, acked, t0, note)
 
 
-def run(names, records, rate, out=sys.stdout):
+def run(names, records, rate, out=sys.stdout, mqtt_version="5"):
     results = []
     for name in names:
-        rig = Rig()
+        rig = Rig(mqtt_version=mqtt_version)
         try:
             res = SCENARIOS[name](rig, records, rate)
         finally:
             rig.close()
-        print(res.line(), file=out, flush=True)
+        print("mqtt %-5s %s" % (mqtt_version, res.line()), file=out, flush=True)
         results.append(res)
     return results
 
@@ -528,12 +531,14 @@ if __name__ == "__main__":
                     help="which: %s (default all)" % ", ".join(SCENARIOS))
     ap.add_argument("--records", type=int, default=2000, help="records per agent")
     ap.add_argument("--rate", type=float, default=200, help="records per second per agent")
+    ap.add_argument("--mqtt-version", default="5", choices=["5", "3.1.1"],
+                    help="the gateway's broker link (default 5)")
     args = ap.parse_args()
     why = available()
     if why:
         print("fault rig not available: %s" % why)
         sys.exit(77)
-    res = run(args.scenarios, args.records, args.rate)
+    res = run(args.scenarios, args.records, args.rate, mqtt_version=args.mqtt_version)
     bad = [r for r in res if not r.ok]
     print("%d scenarios, %d with loss or duplicates" % (len(res), len(bad)))
     sys.exit(1 if bad else 0)

@@ -92,11 +92,26 @@ static void round_trip(const eds_msg *m)
             abort();
         break;
     case EDS_MSG_CMD:
-        n = eds_fmt_cmd(buf, cap, m->id, json, jlen);
+        n = eds_fmt_cmd_uid(buf, cap, m->id, m->uid, json, jlen);
         reparse(buf, n, EDS_TO_AGENT, &r);
-        if (r.type != EDS_MSG_CMD || r.id != m->id || !cJSON_Compare(r.data, m->data, 1))
+        if (r.type != EDS_MSG_CMD || r.id != m->id || r.uid != m->uid ||
+            !cJSON_Compare(r.data, m->data, 1))
             abort();
         break;
+    case EDS_MSG_CMD_NACK: {
+        char *errs = cJSON_PrintUnformatted(m->errors);
+        size_t elen = errs ? strlen(errs) : 0;
+        char *line = errs ? malloc(elen + 128) : NULL;
+        if (!line)
+            abort();
+        n = eds_fmt_cmd_nack(line, elen + 128, m->id, errs, elen);
+        reparse(line, n, EDS_TO_GATEWAY, &r);
+        if (r.type != EDS_MSG_CMD_NACK || r.id != m->id || !cJSON_Compare(r.errors, m->errors, 1))
+            abort();
+        free(line);
+        cJSON_free(errs);
+        break;
+    }
     default:
         memset(&r, 0, sizeof(r));
         break;

@@ -91,7 +91,9 @@ class MetricsTest(GatewayTestCase):
         reader = edsrig.MqttClient(self.broker, edsrig.READER_USER, edsrig.READER_PASSWORD)
         self.addCleanup(reader.close)
         reader.publish("energy/myrio-01/cmd", b'{"relay":1}', qos=1)
-        self.assertEqual(c1.recv_json()["type"], "cmd")
+        cmd = c1.recv_json()
+        self.assertEqual(cmd["type"], "cmd")
+        c1.send_json({"type": "ack", "id": cmd["id"]})  # delivered: the agent took it
 
         def settled():
             m = parse(self.scrape())

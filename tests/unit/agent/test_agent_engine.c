@@ -283,7 +283,7 @@ static void test_hello_carries_device_password_stream(void **state)
     char line[1024];
     gw_line(f, line, sizeof(line));
     assert_string_equal(line, "{\"type\":\"hello\",\"device\":\"myrio-01\",\"password\":\"s3cret\","
-                              "\"stream\":\"feed01\",\"proto\":1}");
+                              "\"stream\":\"feed01\",\"proto\":1,\"cmd_results\":true}");
 }
 
 static void test_window_order_and_acks(void **state)
@@ -475,6 +475,39 @@ static void test_cmd_handed_over_then_acked(void **state)
     assert_int_equal(eds_agent_next_cmd(f->a, buf, sizeof(buf), &id), 7);
     assert_string_equal(buf, "[1,2,3]");
     assert_int_equal(id, 8);
+}
+
+/* A gateway that offers command results: a command the agent cannot parse is refused
+ * with a nack for its id, the connection stays; a command sent again with the same uid
+ * (after a reconnect) is not handed over twice, only acked. */
+static void test_cmd_refused_and_resent_uid_taken_once(void **state)
+{
+    fixture *f = *state;
+    create_agent(f);
+    gw_accept(f);
+    char line[1024];
+    gw_line(f, line, sizeof(line)); /* hello */
+    gw_send(f, "{\"type\":\"welcome\",\"proto\":1,\"last_seq\":0,\"cmd_results\":true}\n");
+    gw_send(f, "{\"type\":\"cmd\",\"id\":1,\"data\":{\"a\":1,\"a\":2}}\n");
+    gw_line(f, line, sizeof(line));
+    assert_string_equal(line, "{\"type\":\"nack\",\"id\":1,\"errors\":{\"cmd\":[\"not valid JSON: "
+                              "duplicate key \\\"a\\\"\"]}}");
+    gw_send(f, "{\"type\":\"cmd\",\"id\":2,\"uid\":42,\"data\":{\"p\":77.0}}\n");
+    char buf[256];
+    int64_t id = 0;
+    RUN_UNTIL(f, eds_agent_next_cmd(f->a, buf, sizeof(buf), &id) > 0);
+    assert_string_equal(buf, "{\"p\":77.0}"); /* as sent: 77.0 stays 77.0 */
+    gw_line(f, line, sizeof(line));
+    assert_string_equal(line, "{\"type\":\"ack\",\"id\":2}");
+    /* The same command again (its ack lost, say): acked, not handed over again. */
+    gw_send(f, "{\"type\":\"cmd\",\"id\":3,\"uid\":42,\"data\":{\"p\":77.0}}\n");
+    gw_line(f, line, sizeof(line));
+    assert_string_equal(line, "{\"type\":\"ack\",\"id\":3}");
+    assert_int_equal(eds_agent_next_cmd(f->a, buf, sizeof(buf), &id), 0);
+    eds_agent_stats st;
+    eds_agent_get_stats(f->a, &st);
+    assert_int_equal(st.cmds_refused, 1);
+    assert_int_equal(st.cmds, 1);
 }
 
 /* Regression: while the gateway is slow to read (the agent's output buffer full of data
@@ -879,6 +912,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_nack_drops_record, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reconnect_resends_unacked_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cmd_handed_over_then_acked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cmd_refused_and_resent_uid_taken_once, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_cmd_acks_not_lost_while_output_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ping_and_dead_connection, setup, teardown),
         cmocka_unit_test_setup_teardown(test_auth_failed_backs_off_long, setup, teardown),

@@ -15,10 +15,38 @@
 
 static gw_cmd *cmd(const char *json, int64_t id, size_t *budget)
 {
-    gw_cmd *c = gw_cmd_create(json, strlen(json), budget);
+    gw_cmd_parts parts = {.json = json, .len = strlen(json)};
+    gw_cmd *c = gw_cmd_create(&parts, budget);
     assert_non_null(c);
     c->id = id;
     return c;
+}
+
+static void test_parts(void **state)
+{
+    (void)state;
+    size_t budget = 0;
+    gw_cmd_parts p = {.json = "{\"id\":\"x\"}",
+                      .len = 10,
+                      .ref = "\"x\"",
+                      .ref_len = 3,
+                      .rt = "r/t",
+                      .rt_len = 3,
+                      .corr = "\0\1",
+                      .corr_len = 2,
+                      .expires_at = 5,
+                      .uid = 9};
+    gw_cmd *c = gw_cmd_create(&p, &budget);
+    assert_non_null(c);
+    assert_int_equal(budget, gw_cmd_size(&p));
+    assert_string_equal(c->json, "{\"id\":\"x\"}");
+    assert_string_equal(gw_cmd_ref(c), "\"x\"");
+    assert_string_equal(gw_cmd_rt(c), "r/t");
+    assert_memory_equal(gw_cmd_corr(c), "\0\1", 2);
+    assert_int_equal(c->uid, 9);
+    assert_int_equal(c->expires_at, 5);
+    gw_cmd_free(c, &budget);
+    assert_int_equal(budget, 0);
 }
 
 static void test_fifo_and_budget(void **state)
@@ -28,7 +56,8 @@ static void test_fifo_and_budget(void **state)
     gw_cmdq_push(&q, cmd("{\"a\":1}", 0, &budget));
     gw_cmdq_push(&q, cmd("{\"b\":2}", 0, &budget));
     assert_int_equal(q.n, 2);
-    assert_int_equal(budget, 2 * gw_cmd_size(7));
+    gw_cmd_parts seven = {.len = 7};
+    assert_int_equal(budget, 2 * gw_cmd_size(&seven));
     gw_cmd *c = gw_cmdq_pop(&q);
     assert_string_equal(c->json, "{\"a\":1}");
     assert_int_equal(c->len, 7);
@@ -91,6 +120,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fifo_and_budget),
+        cmocka_unit_test(test_parts),
         cmocka_unit_test(test_take_by_id),
         cmocka_unit_test(test_prepend_and_clear),
     };

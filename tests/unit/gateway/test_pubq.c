@@ -165,6 +165,12 @@ static void test_refused_hand_over_leaves_nothing(void **state)
     gw_pubq_free(&q);
 }
 
+static bool push_msg(gw_pubq *q, char *buf, int qos)
+{
+    gw_pubq_event m = {.buf = buf, .topic_len = 1, .len = 1, .qos = qos, .expiry_s = -1};
+    return gw_pubq_push_message(q, &m);
+}
+
 static void test_messages_and_control_have_own_bounds(void **state)
 {
     (void)state;
@@ -175,11 +181,11 @@ static void test_messages_and_control_have_own_bounds(void **state)
         char *buf = malloc(8);
         memcpy(buf, "t\0p\0", 4);
         assert_true(gw_pubq_message_room(&q));
-        assert_true(gw_pubq_push_message(&q, buf, 1, 1, 1));
+        assert_true(push_msg(&q, buf, 1));
     }
     assert_false(gw_pubq_message_room(&q));
     char *extra = malloc(4);
-    assert_false(gw_pubq_push_message(&q, extra, 1, 1, 1)); /* not taken */
+    assert_false(push_msg(&q, extra, 1)); /* not taken */
     free(extra);
     assert_true(gw_pubq_push_control(&q, GW_PUB_CONNECTED, 0));
     assert_true(gw_pubq_push_control(&q, GW_PUB_RESTORED, 1));
@@ -201,9 +207,26 @@ static void test_messages_and_control_have_own_bounds(void **state)
     assert_int_equal(q.ev_control, 0);
     /* Unpopped messages are freed with the queue (ASan would report a leak). */
     char *left = malloc(4);
-    assert_true(gw_pubq_push_message(&q, left, 1, 1, 0));
+    assert_true(push_msg(&q, left, 0));
     gw_pubq_free(&q);
     gw_pubq_free(&q); /* a zeroed queue is fine */
+}
+
+/* MQTT 5: the broker's receive maximum lowers what may be outstanding (never above
+ * max_inflight, never below 1); publishes past it wait. */
+static void test_receive_maximum_limits_outstanding(void **state)
+{
+    (void)state;
+    gw_pubq q;
+    assert_int_equal(gw_pubq_init(&q, 10, 4, 4), EDS_OK);
+    assert_int_equal(gw_pubq_set_receive_maximum(&q, 5), 3);
+    for (int i = 0; i < 3; i++)
+        publish(&q, (uint64_t)i);
+    assert_int_equal(gw_pubq_begin(&q, 99), GW_PUBQ_NIL);
+    assert_int_equal(gw_pubq_set_receive_maximum(&q, 65535), 10);
+    assert_int_not_equal(gw_pubq_begin(&q, 99), GW_PUBQ_NIL);
+    assert_int_equal(gw_pubq_set_receive_maximum(&q, 1), 1);
+    gw_pubq_free(&q);
 }
 
 static void test_ring_wraps_many_times(void **state)
@@ -303,6 +326,7 @@ int main(void)
         cmocka_unit_test(test_refused_hand_over_leaves_nothing),
         cmocka_unit_test(test_messages_and_control_have_own_bounds),
         cmocka_unit_test(test_ring_wraps_many_times),
+        cmocka_unit_test(test_receive_maximum_limits_outstanding),
         cmocka_unit_test(test_pubconf_checks_and_defaults),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,139 @@
+/*
+ * test_cmdstore.c - gw_cmdstore against gw_cmdstore.h: commands added and not
+ * finished come back on open in order with every part; finished ones do not; a
+ * torn tail is ignored; a rewrite keeps exactly what is put.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "gw_cmdstore.h"
+
+typedef struct got {
+    char device[8][70];
+    gw_cmd *cmd[8];
+    size_t n;
+    size_t budget;
+} got;
+
+static void on_restore(void *ctx, const char *device, gw_cmd *cmd)
+{
+    got *g = ctx;
+    assert_true(g->n < 8);
+    strcpy(g->device[g->n], device);
+    g->cmd[g->n++] = cmd;
+}
+
+static void got_free(got *g)
+{
+    for (size_t i = 0; i < g->n; i++)
+        gw_cmd_free(g->cmd[i], &g->budget);
+    assert_int_equal(g->budget, 0);
+    memset(g, 0, sizeof(*g));
+}
+
+static gw_cmd *make(const char *json, const char *ref, int64_t expires, size_t *budget)
+{
+    gw_cmd_parts p = {.json = json,
+                      .len = strlen(json),
+                      .ref = ref,
+                      .ref_len = strlen(ref),
+                      .rt = "resp/t",
+                      .rt_len = 6,
+                      .corr = "\0c",
+                      .corr_len = 2,
+                      .expires_at = expires};
+    return gw_cmd_create(&p, budget);
+}
+
+static void reopen(const char *dir, got *g, gw_cmdstore **s)
+{
+    eds_error err;
+    gw_cmdstore_close(*s);
+    *s = NULL;
+    assert_int_equal(gw_cmdstore_open(dir, on_restore, g, &g->budget, s, &err), EDS_OK);
+}
+
+static void test_add_del_reopen(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/eds-cmdstore-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    got g = {0};
+    gw_cmdstore *s = NULL;
+    reopen(dir, &g, &s);
+    assert_int_equal(g.n, 0);
+    size_t budget = 0;
+    eds_error err;
+    gw_cmd *a = make("{\"a\":77.0}", "\"x\"", 123, &budget);
+    gw_cmd *b = make("[1]", "", 0, &budget);
+    gw_cmd *c = make("\"c\"", "7", 5, &budget);
+    assert_int_equal(gw_cmdstore_add(s, "dev-1", a, &err), EDS_OK);
+    assert_int_equal(gw_cmdstore_add(s, "ghost", b, &err), EDS_OK);
+    assert_int_equal(gw_cmdstore_add(s, "dev-1", c, &err), EDS_OK);
+    assert_true(a->uid < b->uid && b->uid < c->uid);
+    assert_int_equal(gw_cmdstore_del(s, b, &err), EDS_OK);
+    reopen(dir, &g, &s); /* like a kill -9: nothing was closed cleanly before */
+    assert_int_equal(g.n, 2);
+    assert_string_equal(g.device[0], "dev-1");
+    assert_string_equal(g.cmd[0]->json, "{\"a\":77.0}");
+    assert_string_equal(gw_cmd_ref(g.cmd[0]), "\"x\"");
+    assert_string_equal(gw_cmd_rt(g.cmd[0]), "resp/t");
+    assert_memory_equal(gw_cmd_corr(g.cmd[0]), "\0c", 2);
+    assert_int_equal(g.cmd[0]->expires_at, 123);
+    assert_int_equal(g.cmd[0]->uid, a->uid);
+    assert_string_equal(g.cmd[1]->json, "\"c\"");
+    /* Finish one of the restored ones: after the next open only c is left. */
+    assert_int_equal(gw_cmdstore_del(s, g.cmd[0], &err), EDS_OK);
+    gw_cmd *d = make("{}", "", 0, &budget);
+    assert_int_equal(gw_cmdstore_add(s, "dev-2", d, &err), EDS_OK);
+    assert_true(d->uid > c->uid); /* uids never repeat across opens */
+    got_free(&g);
+    reopen(dir, &g, &s);
+    assert_int_equal(g.n, 2);
+    assert_string_equal(g.cmd[0]->json, "\"c\"");
+    assert_string_equal(g.device[1], "dev-2");
+    got_free(&g);
+    /* A torn tail (half a record) is ignored. */
+    char path[64];
+    snprintf(path, sizeof(path), "%s/cmds.log", dir);
+    int fd = open(path, O_WRONLY | O_APPEND);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "A\1\2\3", 4), 4);
+    close(fd);
+    reopen(dir, &g, &s);
+    assert_int_equal(g.n, 2);
+    got_free(&g);
+    /* A rewrite keeps what is put, nothing else. */
+    assert_int_equal(gw_cmdstore_rewrite_begin(s, &err), EDS_OK);
+    gw_cmdstore_rewrite_put(s, "dev-2", d);
+    assert_int_equal(gw_cmdstore_rewrite_end(s, &err), EDS_OK);
+    reopen(dir, &g, &s);
+    assert_int_equal(g.n, 1);
+    assert_string_equal(g.device[0], "dev-2");
+    got_free(&g);
+    gw_cmdstore_close(s);
+    gw_cmd_free(a, &budget);
+    gw_cmd_free(b, &budget);
+    gw_cmd_free(c, &budget);
+    gw_cmd_free(d, &budget);
+    assert_int_equal(budget, 0);
+    unlink(path);
+    rmdir(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_add_del_reopen),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
