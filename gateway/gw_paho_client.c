@@ -19,9 +19,9 @@ __attribute__((weak, used)) const char *__lsan_default_suppressions(void)
     return "leak:^MQTTAsync_send$\n";
 }
 
-int gw_paho_client_create(const gw_pubconf *cfg, MQTTClient_persistence *persistence, void *ctx,
-                          MQTTAsync_connectionLost *lost, MQTTAsync_messageArrived *message,
-                          MQTTAsync *out)
+int gw_paho_client_create(const gw_pubconf *cfg, MQTTClient_persistence *persistence,
+                          bool persist_qos0, void *ctx, MQTTAsync_connectionLost *lost,
+                          MQTTAsync_messageArrived *message, MQTTAsync *out)
 {
     MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer;
     co.sendWhileDisconnected = 0;
@@ -29,7 +29,7 @@ int gw_paho_client_create(const gw_pubconf *cfg, MQTTClient_persistence *persist
      * ours is max_inflight, plus the online status. */
     co.maxBufferedMessages = (int)cfg->max_inflight + 8;
     co.MQTTVersion = MQTTVERSION_3_1_1;
-    co.persistQoS0 = 0;
+    co.persistQoS0 = persist_qos0 ? 1 : 0;
     int rc = MQTTAsync_createWithOptions(
         out, cfg->uri, cfg->client_id,
         persistence ? MQTTCLIENT_PERSISTENCE_USER : MQTTCLIENT_PERSISTENCE_NONE, persistence, &co);

@@ -14,11 +14,12 @@
 
 #include "gw_pubconf.h"
 
-/* Creates a client for cfg->uri; persistence NULL = none (clean session). Callbacks get
- * ctx. EDS_OK, or EDS_ERR_BROKER (logged) when Paho refused. */
-int gw_paho_client_create(const gw_pubconf *cfg, MQTTClient_persistence *persistence, void *ctx,
-                          MQTTAsync_connectionLost *lost, MQTTAsync_messageArrived *message,
-                          MQTTAsync *out);
+/* Creates a client for cfg->uri with persistence (NULL = none); persist_qos0: QoS 0
+ * publishes go through it too. Callbacks get ctx. EDS_OK, or EDS_ERR_BROKER (logged)
+ * when Paho refused. */
+int gw_paho_client_create(const gw_pubconf *cfg, MQTTClient_persistence *persistence,
+                          bool persist_qos0, void *ctx, MQTTAsync_connectionLost *lost,
+                          MQTTAsync_messageArrived *message, MQTTAsync *out);
 
 /* Starts connecting (persistent: cleansession 0); Paho reports with ok/failed(ctx).
  * Returns Paho's code (MQTTASYNC_SUCCESS when the attempt started). */

@@ -77,11 +77,19 @@ enum conn_state {
     CONN_DOWN,       /* attempt failed or connection lost: the client must go */
 };
 
-/* Callback context of one Paho client: identifies its generation. */
+/* Callback context of one Paho client: identifies its generation. Clean mode gives
+ * each client a persistence in memory (mem): Paho 1.3.11's MQTTAsync_destroy leaks
+ * the topic and payload of every PUBLISH still queued (MQTTAsync_NULLPublishCommands
+ * clears those pointers as if the session owned them), i.e. whatever the send thread
+ * had not written when the connection broke. With a persistence, MQTTAsync_send moves
+ * the command into the store and frees Paho's copies at once, so nothing is left to
+ * leak; destroy then drops the store. QoS 0 goes through it too (persistQoS0). */
 typedef struct conn_ctx {
     gw_publisher *p;
     unsigned gen;
     MQTTAsync client;
+    gw_pubstore *mem;       /* clean mode: in memory only; NULL in persistent mode */
+    gw_paho_store mem_paho; /* Paho's persistence on mem */
 } conn_ctx;
 
 struct gw_publisher {
@@ -434,14 +442,37 @@ static void check_restore_stuck(gw_publisher *p, conn_ctx *c, int *idle_checks, 
 
 /* ---- the connection thread -------------------------------------------------------------- */
 
+/* After the client is gone (Paho no longer uses its persistence). */
+static void client_mem_free(conn_ctx *c)
+{
+    if (c->mem) {
+        gw_paho_store_free(&c->mem_paho);
+        gw_pubstore_close(c->mem);
+        c->mem = NULL;
+    }
+}
+
 static conn_ctx *client_new(gw_publisher *p)
 {
     conn_ctx *c = calloc(1, sizeof(*c));
     if (!c)
         return NULL;
     c->p = p;
-    if (gw_paho_client_create(&p->cfg, p->store ? &p->paho_store.paho : NULL, c, on_connection_lost,
+    MQTTClient_persistence *persistence = &p->paho_store.paho;
+    if (!p->store) {
+        eds_error err;
+        eds_error_clear(&err);
+        if (gw_pubstore_open(NULL, &c->mem, &err) != EDS_OK) {
+            eds_log_error("mqtt: %s", err.msg);
+            free(c);
+            return NULL;
+        }
+        gw_paho_store_init(&c->mem_paho, c->mem);
+        persistence = &c->mem_paho.paho;
+    }
+    if (gw_paho_client_create(&p->cfg, persistence, c->mem != NULL, c, on_connection_lost,
                               on_message, &c->client) != EDS_OK) {
+        client_mem_free(c);
         free(c);
         return NULL;
     }
@@ -505,6 +536,7 @@ static void client_destroy(gw_publisher *p, conn_ctx *c)
     unlock(p);
     MQTTAsync_destroy(&c->client);
     pthread_mutex_unlock(&p->handle_lock);
+    client_mem_free(c);
     free(c);
 }
 
