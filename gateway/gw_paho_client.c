@@ -25,9 +25,9 @@ __attribute__((weak, used)) const char *__lsan_default_suppressions(void)
     return "leak:^MQTTAsync_send$\n";
 }
 
-int gw_paho_client_create(const gw_pubconf *cfg, MQTTClient_persistence *persistence, void *ctx,
-                          MQTTAsync_connectionLost *lost, MQTTAsync_messageArrived *message,
-                          MQTTAsync *out)
+int gw_paho_client_create(const gw_pubconf *cfg, MQTTClient_persistence *persistence,
+                          bool persist_qos0, void *ctx, MQTTAsync_connectionLost *lost,
+                          MQTTAsync_messageArrived *message, MQTTAsync *out)
 {
     MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer;
     co.sendWhileDisconnected = 0;
@@ -35,7 +35,7 @@ int gw_paho_client_create(const gw_pubconf *cfg, MQTTClient_persistence *persist
      * ours is max_inflight, plus the online status. */
     co.maxBufferedMessages = (int)cfg->max_inflight + 8;
     co.MQTTVersion = cfg->mqtt_version == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1;
-    co.persistQoS0 = 0;
+    co.persistQoS0 = persist_qos0 ? 1 : 0;
     int rc = MQTTAsync_createWithOptions(
         out, cfg->uri, cfg->client_id,
         persistence ? MQTTCLIENT_PERSISTENCE_USER : MQTTCLIENT_PERSISTENCE_NONE, persistence, &co);
@@ -243,4 +243,20 @@ bool gw_paho_client_pending(MQTTAsync client)
                    tokens[0] != -1;
     MQTTAsync_free(tokens);
     return pending;
+}
+
+void gw_paho_client_announce(MQTTAsync client, const gw_pubconf *cfg, MQTTAsync_responseOptions *ro)
+{
+    if (cfg->subscribe_topic) {
+        int rc = MQTTAsync_subscribe(client, cfg->subscribe_topic, 1, ro);
+        if (rc != MQTTASYNC_SUCCESS)
+            eds_log_warning("mqtt: subscribing to %s failed (paho code %d)", cfg->subscribe_topic,
+                            rc);
+    }
+    if (cfg->will_topic && cfg->online_payload) {
+        int rc = MQTTAsync_send(client, cfg->will_topic, (int)strlen(cfg->online_payload),
+                                cfg->online_payload, 1, 1, NULL);
+        if (rc != MQTTASYNC_SUCCESS)
+            eds_log_warning("mqtt: publishing online status failed (paho code %d)", rc);
+    }
 }

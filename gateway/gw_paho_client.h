@@ -15,11 +15,12 @@
 #include "gw_pubconf.h"
 #include "gw_pubq.h"
 
-/* Creates a client for cfg->uri; persistence NULL = none (clean session). Callbacks get
- * ctx. EDS_OK, or EDS_ERR_BROKER (logged) when Paho refused. */
-int gw_paho_client_create(const gw_pubconf *cfg, MQTTClient_persistence *persistence, void *ctx,
-                          MQTTAsync_connectionLost *lost, MQTTAsync_messageArrived *message,
-                          MQTTAsync *out);
+/* Creates a client for cfg->uri with persistence (NULL = none); persist_qos0: QoS 0
+ * publishes go through it too. Callbacks get ctx. EDS_OK, or EDS_ERR_BROKER (logged)
+ * when Paho refused. */
+int gw_paho_client_create(const gw_pubconf *cfg, MQTTClient_persistence *persistence,
+                          bool persist_qos0, void *ctx, MQTTAsync_connectionLost *lost,
+                          MQTTAsync_messageArrived *message, MQTTAsync *out);
 
 /* Starts connecting (persistent: cleansession 0, at MQTT 5 clean start off and a session
  * that never expires); Paho reports with ok/failed(ctx) at 3.1.1, ok5/failed5 at 5.
@@ -79,5 +80,11 @@ char *gw_paho_message_copy(const char *topic, size_t tlen, const MQTTAsync_messa
 
 /* True when Paho still has commands of client pending (sent and unconfirmed, or queued). */
 bool gw_paho_client_pending(MQTTAsync client);
+
+/* Once connected (from Paho's callback): subscribes to cfg->subscribe_topic (ro carries
+ * the failure callbacks) and queues the retained online status, so both precede any
+ * data. Failures are logged. */
+void gw_paho_client_announce(MQTTAsync client, const gw_pubconf *cfg,
+                             MQTTAsync_responseOptions *ro);
 
 #endif

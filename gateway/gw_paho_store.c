@@ -151,3 +151,21 @@ void gw_paho_store_discard_logged(const char *dir)
     else if (rc != EDS_ERR_NOTFOUND)
         eds_log_warning("mqtt: %s", err.msg);
 }
+
+int gw_paho_mem_open(gw_paho_mem *m, eds_error *err)
+{
+    int rc = gw_pubstore_open(NULL, &m->store, err);
+    if (rc != EDS_OK)
+        return rc;
+    gw_paho_store_init(&m->ps, m->store);
+    return EDS_OK;
+}
+
+void gw_paho_mem_close(gw_paho_mem *m)
+{
+    if (!m->store)
+        return;
+    gw_paho_store_free(&m->ps);
+    gw_pubstore_close(m->store);
+    m->store = NULL;
+}

@@ -1,7 +1,8 @@
 /*
  * gw_paho_store.h - Paho's persistence interface (MQTTClient_persistence) over a
- * gw_pubstore, for the publisher's exactly-once mode. Part of the publisher:
- * only gw_publisher.c uses it (and only the two of them include Paho).
+ * gw_pubstore, for the publisher's exactly-once mode (and, on a store in memory,
+ * for each clean-mode client: see conn_ctx in gw_publisher.c). Part of the
+ * publisher: only gw_publisher.c uses it (and only the two of them include Paho).
  *
  * Paho stores a publish under its own key ("c-N", the queued command) inside
  * MQTTAsync_send, on the calling thread. The mark of that publish (gw_mark.h) is
@@ -38,6 +39,23 @@ void gw_paho_store_free(gw_paho_store *ps);
 /* The calling thread's next put of a queued command carries mark (copied); NULL
  * withdraws a mark no put took. */
 void gw_paho_store_expect_mark(gw_paho_store *ps, const gw_mark *mark);
+
+/* A persistence of its own, in memory only, for one clean-mode client. Paho 1.3.11's
+ * MQTTAsync_destroy leaks the topic and payload of every PUBLISH still queued
+ * (MQTTAsync_NULLPublishCommands clears those pointers as if a session owned them),
+ * i.e. whatever the send thread had not written when the connection broke. With a
+ * persistence, MQTTAsync_send moves each command into the store and frees Paho's
+ * copies at once (QoS 0 too with persistQoS0), so destroy has nothing to leak. */
+typedef struct gw_paho_mem {
+    gw_pubstore *store; /* NULL: not open */
+    gw_paho_store ps;   /* give &ps.paho to MQTTAsync_createWithOptions */
+} gw_paho_mem;
+
+/* EDS_OK, or EDS_ERR_NOMEM with err. */
+int gw_paho_mem_open(gw_paho_mem *m, eds_error *err);
+
+/* After MQTTAsync_destroy of the client using it; accepts one never opened. */
+void gw_paho_mem_close(gw_paho_mem *m);
 
 /* gw_pubstore_discard() for a publisher in clean mode, saying what it did in the log:
  * a store left by a run with qos 2 (the broker drops that session at the clean connect,

@@ -81,6 +81,7 @@ typedef struct conn_ctx {
     gw_publisher *p;
     unsigned gen;
     MQTTAsync client;
+    gw_paho_mem mem; /* clean mode: its persistence (gw_paho_store.h says why) */
 } conn_ctx;
 
 struct gw_publisher {
@@ -253,21 +254,10 @@ static void connected(conn_ctx *c, bool session_present, int receive_max)
     /* Paho calls back with its mutex held; calling it again from here is allowed. The
      * subscription and the online status are queued before the loop learns that it may
      * publish, so they precede any data. */
-    if (p->cfg.subscribe_topic) {
-        MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
-        GW_PAHO_CALLBACKS(ro, &p->cfg, NULL, on_subscribe_failure, NULL, on_subscribe_failure5);
-        ro.context = c;
-        int rc = MQTTAsync_subscribe(c->client, p->cfg.subscribe_topic, 1, &ro);
-        if (rc != MQTTASYNC_SUCCESS)
-            eds_log_warning("mqtt: subscribing to %s failed (paho code %d)", p->cfg.subscribe_topic,
-                            rc);
-    }
-    if (p->cfg.will_topic && p->cfg.online_payload) {
-        int rc = MQTTAsync_send(c->client, p->cfg.will_topic, (int)strlen(p->cfg.online_payload),
-                                p->cfg.online_payload, 1, 1, NULL);
-        if (rc != MQTTASYNC_SUCCESS)
-            eds_log_warning("mqtt: publishing online status failed (paho code %d)", rc);
-    }
+    MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+    GW_PAHO_CALLBACKS(ro, &p->cfg, NULL, on_subscribe_failure, NULL, on_subscribe_failure5);
+    ro.context = c;
+    gw_paho_client_announce(c->client, &p->cfg, &ro);
     lock(p);
     if (c->gen == p->gen && p->state == CONN_CONNECTING) {
         p->state = CONN_UP;
@@ -435,8 +425,16 @@ static conn_ctx *client_new(gw_publisher *p)
     if (!c)
         return NULL;
     c->p = p;
-    if (gw_paho_client_create(&p->cfg, p->store ? &p->paho_store.paho : NULL, c, on_connection_lost,
-                              on_message, &c->client) != EDS_OK) {
+    eds_error err;
+    eds_error_clear(&err);
+    if (!p->store && gw_paho_mem_open(&c->mem, &err) != EDS_OK) {
+        eds_log_error("mqtt: %s", err.msg);
+        free(c);
+        return NULL;
+    }
+    if (gw_paho_client_create(&p->cfg, p->store ? &p->paho_store.paho : &c->mem.ps.paho, !p->store,
+                              c, on_connection_lost, on_message, &c->client) != EDS_OK) {
+        gw_paho_mem_close(&c->mem);
         free(c);
         return NULL;
     }
@@ -500,6 +498,7 @@ static void client_destroy(gw_publisher *p, conn_ctx *c)
     unlock(p);
     MQTTAsync_destroy(&c->client);
     pthread_mutex_unlock(&p->handle_lock);
+    gw_paho_mem_close(&c->mem);
     free(c);
 }
 
