@@ -23,7 +23,17 @@ import edsrig  # noqa: E402
 from edsrig import free_port, wait_until  # noqa: E402
 from gwrig import GatewayTestCase, data_msg, record, recv_acks  # noqa: E402
 
-PROMTOOL = shutil.which("promtool")
+
+
+def _promtool():
+    """scripts/install-promtool.sh's cache (same rule), else one on PATH."""
+    cache = os.environ.get("XDG_CACHE_HOME") or (
+        os.path.join(os.environ["HOME"], ".cache") if os.environ.get("HOME") else "/var/cache")
+    tool = os.path.join(cache, "eds", "promtool", "usr", "bin", "promtool")
+    return tool if os.access(tool, os.X_OK) else shutil.which("promtool")
+
+
+PROMTOOL = _promtool()
 SERIES = re.compile(r'^([a-z_]+)(?:\{device="((?:[^"\\]|\\.)*)"\})? (\S+)$')
 
 
@@ -65,7 +75,7 @@ class MetricsTest(GatewayTestCase):
 
     def promtool(self, text):
         if not PROMTOOL:
-            self.skipTest("promtool not installed (apt-get install prometheus)")
+            self.skipTest("promtool not found (scripts/install-promtool.sh)")
         out = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True,
                              text=True, timeout=30)
         self.assertEqual(out.returncode, 0, "promtool:\n%s%s" % (out.stdout, out.stderr))
