@@ -381,11 +381,14 @@ int gw_metrics_create(const char *address, int port, gw_metrics **out, eds_error
         return eds_error_set(err, EDS_ERR_IO, "metrics: eventfd: %s", strerror(e));
     }
     /* One HTTP thread; a few connections, each closed after 10 s of silence:
-     * a scraper is one client, a crowd is not served. */
+     * a scraper is one client, a crowd is not served. The timeout is one of
+     * silence, so a client trickling a byte every few seconds keeps its slot:
+     * at most 4 per address, so one such host cannot take all 8 from the
+     * Prometheus server (the same address can, hence loopback by default). */
     m->httpd = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, m,
                                 MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_SOCK_ADDR, sa,
-                                MHD_OPTION_CONNECTION_LIMIT, 8u, MHD_OPTION_CONNECTION_TIMEOUT, 10u,
-                                MHD_OPTION_END);
+                                MHD_OPTION_CONNECTION_LIMIT, 8u, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                                4u, MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
     if (!m->httpd) {
         gw_metrics_destroy(m);
         return eds_error_set(err, EDS_ERR_IO, "metrics_listener: cannot listen on %s port %d", addr,

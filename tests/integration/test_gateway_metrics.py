@@ -159,6 +159,20 @@ class MetricsTest(GatewayTestCase):
         self.assertRegex(self.gw.output(),
                          r"notice: metrics on http://127\.0\.0\.1:%d/metrics" % self.mport)
 
+    def test_slow_clients_of_one_address_leave_room_for_the_scraper(self):
+        """Clients that send half a request hold their connections (10 s of silence,
+        for ever if they trickle a byte at a time); from one address they get at most 4
+        of the 8, so the scraper at another address is still served at once."""
+        slow = []
+        self.addCleanup(lambda: [s.close() for s in slow])
+        for _ in range(8):
+            s = socket.socket()
+            s.bind(("127.0.0.2", 0))
+            s.connect(("127.0.0.1", self.mport))
+            s.sendall(b"GET /metrics HTTP/1.1\r\nX-Slow: ")
+            slow.append(s)
+        self.assertEqual(self.get()[0], 200)
+
 
 class ManyConnectionsTest(GatewayTestCase):
     """With 1100 agent connections open, the scrape's socket in the gateway has an fd
