@@ -36,7 +36,8 @@ command -v npm >/dev/null || missing+=(nodejs npm)
 [ "$want_cross" = 1 ] && "$(dirname "$0")/install-cross.sh"
 # promtool for the metrics test, unpacked from Debian's prometheus package into
 # a cache: installing that package would start a Prometheus server on :9090.
-"$(dirname "$0")/install-promtool.sh"
+# (One on PATH will do: the test looks in the cache first, then there.)
+command -v promtool >/dev/null || "$(dirname "$0")/install-promtool.sh"
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 SUDO=""
