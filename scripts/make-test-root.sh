@@ -25,7 +25,7 @@ fi
 # The runtime dependencies of eds-gateway, eds-agent and libedsagent (their
 # Depends, from dpkg-shlibdeps), mosquitto's tools for the guide's steps,
 # and systemd to boot the root as a container.
-INCLUDE=adduser,libpaho-mqtt1.3,libcjson1,libssl3,mosquitto-clients,systemd,systemd-sysv,dbus
+INCLUDE=adduser,libpaho-mqtt1.3,libcjson1,libssl3,libmicrohttpd12,mosquitto-clients,systemd,systemd-sysv,dbus
 MIRROR=${EDS_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
 case "${1:-}" in
