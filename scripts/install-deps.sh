@@ -9,7 +9,7 @@ PKGS=(cmake gcc make pkg-config clang mosquitto mosquitto-clients libpaho-mqtt-d
       libcjson-dev libssl-dev libcmocka-dev python3 python3-paho-mqtt openssl
       valgrind iproute2 nftables libclang-rt-14-dev python3-cerberus
       dpkg-dev python3-yaml docker-compose help2man lintian debootstrap file binutils
-      systemd-container docker.io chromium python3-websocket libmicrohttpd-dev prometheus)
+      systemd-container docker.io chromium python3-websocket libmicrohttpd-dev)
 
 want_cross=0
 for arg in "$@"; do
@@ -34,6 +34,10 @@ for p in "${PKGS[@]}"; do installed "$p" || missing+=("$p"); done
 command -v npm >/dev/null || missing+=(nodejs npm)
 # The cross toolchain, armel libraries and OpenSSL sysroot: install-cross.sh.
 [ "$want_cross" = 1 ] && "$(dirname "$0")/install-cross.sh"
+# promtool for the metrics test, unpacked from Debian's prometheus package into
+# a cache: installing that package would start a Prometheus server on :9090.
+# (One on PATH will do: the test looks in the cache first, then there.)
+command -v promtool >/dev/null || "$(dirname "$0")/install-promtool.sh"
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 SUDO=""

@@ -88,7 +88,8 @@ class Packages(unittest.TestCase):
 
     def test_depends(self):
         gw = field("eds-gateway", "Depends")
-        for dep in ["adduser", "libc6 (>=", "libpaho-mqtt1.3", "libcjson1", "libssl3"]:
+        for dep in ["adduser", "libc6 (>=", "libpaho-mqtt1.3", "libcjson1", "libssl3",
+                    "libmicrohttpd12"]:
             self.assertIn(dep, gw)
         self.assertIn("mosquitto", field("eds-gateway", "Recommends"))
         agent = field("eds-agent", "Depends")
