@@ -131,13 +131,38 @@ static void refuse(int fd, const gw_listener *l, const char *why)
     close(fd);
 }
 
-/* Makes room for one more connection without a hello: closes the oldest. */
-static void evict_oldest_preauth(gw_conns *t)
+/* Pre-auth connections of c's address; an untracked address (the guard's
+ * table is full: many addresses at once) counts as holding the most. */
+static uint32_t addr_preauth(const gw_conn *c)
+{
+    return c->ip ? c->ip->preauth : UINT32_MAX;
+}
+
+/* True when c should be closed before o (the rule of evict_preauth). */
+static bool evict_before(const gw_conn *c, const gw_conn *o)
+{
+    bool good = gw_guard_known_good(c->ip), o_good = gw_guard_known_good(o->ip);
+    if (good != o_good)
+        return !good;
+    uint32_t n = addr_preauth(c), o_n = addr_preauth(o);
+    if (n != o_n)
+        return n > o_n;
+    return c->created_ms < o->created_ms;
+}
+
+/* Makes room for one more connection without a hello. The rule: a connection
+ * from an unknown address goes before one from a known-good address (a
+ * device logged in from there), so a flood of new connections cannot close
+ * a returning device's login before its hello; among the same kind, one from
+ * the address holding the most pre-auth connections, then the oldest. Known-
+ * good connections stay bounded by max_clients and max_conn_per_ip, and go
+ * too when nothing else is left to close. */
+static void evict_preauth(gw_conns *t)
 {
     gw_conn *old = NULL;
     for (size_t fd = 0; fd < t->cap; fd++) {
         gw_conn *c = t->by_fd[fd];
-        if (c && c->preauth && (!old || c->created_ms < old->created_ms))
+        if (c && c->preauth && (!old || evict_before(c, old)))
             old = c;
     }
     if (!old)
@@ -177,7 +202,7 @@ void gw_conns_accept(gw_conns *t, gw_listener *l, gw_guard *g, eds_tls_ctx *tls_
             continue;
         }
         if (t->n_preauth >= t->max_preauth)
-            evict_oldest_preauth(t);
+            evict_preauth(t);
         gw_conn *c = calloc(1, sizeof(*c));
         eds_error err;
         if (!c || (l->tls && eds_tls_conn_create(tls_ctx, fd, true, NULL, &c->tls, &err))) {
@@ -210,6 +235,8 @@ void gw_conns_accept(gw_conns *t, gw_listener *l, gw_guard *g, eds_tls_ctx *tls_
         t->n++;
         c->preauth = true;
         t->n_preauth++;
+        if (ip)
+            ip->preauth++;
         t->st->connections_total++;
         eds_log_debug("%s: connected", c->peer);
     }
@@ -399,6 +426,8 @@ void gw_conn_authenticated(gw_conns *t, gw_conn *c)
     if (c->preauth) {
         c->preauth = false;
         t->n_preauth--;
+        if (c->ip)
+            c->ip->preauth--;
     }
 }
 

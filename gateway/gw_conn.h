@@ -111,8 +111,10 @@ int gw_listener_open(gw_listener *l, gw_loop *loop, const gw_listener_conf *lc, 
 
 /* Accepts what waits on l (at most 64): refuses past max_clients or
  * max_conn_per_ip with server_busy; tls_ctx for a TLS listener. Past
- * max_unauthenticated connections without a hello, the oldest of them is
- * closed (server_busy), so squatters cannot keep a device from logging in. */
+ * max_unauthenticated connections without a hello, one of them is closed
+ * (server_busy): from an unknown address before a known-good one, then from
+ * the address holding the most, then the oldest; so squatters cannot keep a
+ * device that logged in before from logging in again. */
 void gw_conns_accept(gw_conns *t, gw_listener *l, gw_guard *g, eds_tls_ctx *tls_ctx);
 
 /* Tells the loop what c waits for (reading, writing, or the handshake). */

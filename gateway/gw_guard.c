@@ -12,6 +12,7 @@
 int gw_guard_init(gw_guard *g)
 {
     g->n = 0;
+    g->n_good = 0;
     g->fails = (gw_bucket){0};
     g->tab = calloc(GUARD_BUCKETS, sizeof(*g->tab));
     return g->tab ? EDS_OK : EDS_ERR_NOMEM;
@@ -30,6 +31,7 @@ void gw_guard_free(gw_guard *g)
     free(g->tab);
     g->tab = NULL;
     g->n = 0;
+    g->n_good = 0;
 }
 
 gw_ip *gw_guard_ip(gw_guard *g, const char *addr)
@@ -75,10 +77,44 @@ bool gw_guard_fail_budget(gw_guard *g, double rate, int64_t now)
     return true;
 }
 
-void gw_guard_login_ok(gw_ip *ip)
+static void forget_good(gw_guard *g, gw_ip *ip)
 {
-    if (ip)
-        ip->fails = 0;
+    ip->good = false;
+    g->n_good--;
+}
+
+/* The known-good entry with the oldest good login. A scan of the table: it
+ * runs only when GW_GUARD_MAX_GOOD devices' addresses are known already. */
+static gw_ip *oldest_good(gw_guard *g)
+{
+    gw_ip *old = NULL;
+    for (size_t i = 0; i < GUARD_BUCKETS; i++)
+        for (gw_ip *ip = g->tab[i]; ip; ip = ip->next)
+            if (ip->good && (!old || ip->good_ms < old->good_ms))
+                old = ip;
+    return old;
+}
+
+void gw_guard_login_ok(gw_guard *g, gw_ip *ip, int64_t now)
+{
+    if (!ip)
+        return;
+    ip->fails = 0;
+    if (!ip->good) {
+        if (g->n_good >= GW_GUARD_MAX_GOOD) {
+            gw_ip *old = oldest_good(g);
+            if (old)
+                forget_good(g, old);
+        }
+        ip->good = true;
+        g->n_good++;
+    }
+    ip->good_ms = now;
+}
+
+bool gw_guard_known_good(const gw_ip *ip)
+{
+    return ip && ip->good;
 }
 
 void gw_guard_sweep(gw_guard *g, int64_t now)
@@ -89,7 +125,9 @@ void gw_guard_sweep(gw_guard *g, int64_t now)
             gw_ip *ip = *pp;
             if (ip->fails && now - ip->last_fail_ms > GW_LOGIN_FAIL_FORGET_MS)
                 ip->fails = 0;
-            if (ip->conns == 0 && ip->fails == 0) {
+            if (ip->good && now - ip->good_ms > GW_GOOD_FORGET_MS)
+                forget_good(g, ip);
+            if (ip->conns == 0 && ip->fails == 0 && !ip->good) {
                 *pp = ip->next;
                 free(ip);
                 g->n--;

@@ -6,8 +6,14 @@
  * Owns the address table: at most GW_GUARD_MAX_ADDRS entries, so many
  * source addresses (an IPv6 prefix) cannot grow it without end; past that
  * an address goes untracked (no per-address cap, no login delay). An entry
- * lives while it has connections or a failed login younger than 10 minutes
- * (gw_guard_sweep frees the rest).
+ * lives while it has connections, a failed login younger than 10 minutes, or
+ * a good login younger than a week (gw_guard_sweep frees the rest).
+ *
+ * Also owns the known-good addresses: those a device logged in from with the
+ * right password. Pre-auth eviction spares their connections while others
+ * can go (gw_conn.c), so a device that got in once keeps getting in from
+ * there during a flood of connections. At most GW_GUARD_MAX_GOOD of them;
+ * past that the one whose last good login is oldest is forgotten.
  */
 #ifndef GW_GUARD_H
 #define GW_GUARD_H
@@ -21,6 +27,8 @@
 #define GW_LOGIN_DELAY_BASE_MS 200     /* second failed login from an address waits this long */
 #define GW_LOGIN_DELAY_MAX_MS 10000    /* ... doubling up to this */
 #define GW_LOGIN_FAIL_FORGET_MS 600000 /* an address's failures are forgotten after 10 min */
+#define GW_GUARD_MAX_GOOD 16384        /* known-good addresses (a quarter of the table) */
+#define GW_GOOD_FORGET_MS 604800000LL  /* a good login is remembered for a week */
 
 /* The max_rate bucket of a device. */
 typedef struct gw_bucket {
@@ -32,14 +40,18 @@ typedef struct gw_bucket {
 typedef struct gw_ip {
     char addr[INET6_ADDRSTRLEN];
     uint32_t conns;
+    uint32_t preauth; /* of conns, those without a good hello yet (gw_conn.c counts) */
     uint32_t fails;
     int64_t last_fail_ms;
+    bool good;       /* a device logged in from here (known-good) */
+    int64_t good_ms; /* its last good login */
     struct gw_ip *next;
 } gw_ip;
 
 typedef struct gw_guard {
     gw_ip **tab; /* GUARD_BUCKETS chains */
     size_t n;
+    size_t n_good;   /* entries with good set, <= GW_GUARD_MAX_GOOD */
     gw_bucket fails; /* failed logins of all addresses together (max_auth_failures) */
 } gw_guard;
 
@@ -66,11 +78,16 @@ int64_t gw_guard_login_failed(gw_ip *ip, int64_t now);
  * passwords a second checked and answered. */
 bool gw_guard_fail_budget(gw_guard *g, double rate, int64_t now);
 
-/* A successful login: the address's failures are forgotten. */
-void gw_guard_login_ok(gw_ip *ip);
+/* A successful login from ip at now: the address's failures are forgotten
+ * and it is known-good from now on (the oldest known-good address is
+ * forgotten when GW_GUARD_MAX_GOOD are known already). */
+void gw_guard_login_ok(gw_guard *g, gw_ip *ip, int64_t now);
 
-/* Forgets failures older than 10 minutes and frees entries with no
- * connection and no failure left. */
+/* True when ip is known-good (NULL: untracked, not known). */
+bool gw_guard_known_good(const gw_ip *ip);
+
+/* Forgets failures older than 10 minutes and good logins older than a week,
+ * and frees entries with no connection, no failure and no good login left. */
 void gw_guard_sweep(gw_guard *g, int64_t now);
 
 /* max_rate (records per second, <= 0: none): refills the bucket up to one

@@ -177,7 +177,7 @@ static void handle_hello(gw_session *ss, gw_conn *c, const eds_msg *m)
         send_error(ss, c, EDS_PE_AUTH_FAILED, "unknown device or wrong password");
         return;
     }
-    gw_guard_login_ok(c->ip);
+    gw_guard_login_ok(ss->guard, c->ip, gw_now_ms());
     gw_conn_authenticated(ss->conns, c);
     gw_device *d = gw_window_get(ss->w, m->device);
     if (!d) {

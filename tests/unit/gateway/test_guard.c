@@ -3,8 +3,9 @@
  * the clock passed in: the per-address cap, the login delay (none for the
  * first failure, then 200 ms doubling to 10 s, reset by a good login),
  * sweeping (failures forgotten after 10 minutes, entries with connections
- * kept), the bound on addresses tracked, and the max_rate bucket (a
- * second's burst, refilled with time).
+ * kept), the bound on addresses tracked, known-good addresses (kept for a
+ * week, at most GW_GUARD_MAX_GOOD, the oldest forgotten first), and the
+ * max_rate bucket (a second's burst, refilled with time).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -43,7 +44,7 @@ static void test_login_delay(void **state)
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
         assert_int_equal(gw_guard_login_failed(ip, 1000 + (int64_t)i), want[i]);
     assert_int_equal(ip->last_fail_ms, 1009);
-    gw_guard_login_ok(ip);
+    gw_guard_login_ok(&g, ip, 1500);
     assert_int_equal(gw_guard_login_failed(ip, 2000), 0);
     assert_int_equal(gw_guard_login_failed(NULL, 2000), 0);
     gw_guard_free(&g);
@@ -105,6 +106,56 @@ static void test_addresses_bounded(void **state)
     gw_guard_free(&g);
 }
 
+/* An address a device logged in from is known-good: kept without connections,
+ * forgotten after a week; a failed login alone does not make it good. */
+static void test_known_good(void **state)
+{
+    (void)state;
+    gw_guard g;
+    assert_int_equal(gw_guard_init(&g), EDS_OK);
+    gw_ip *bad = gw_guard_ip(&g, "192.0.2.9");
+    gw_guard_login_failed(bad, 1);
+    assert_false(gw_guard_known_good(bad));
+    assert_false(gw_guard_known_good(NULL));
+    gw_ip *ip = gw_guard_ip(&g, "192.0.2.10");
+    gw_guard_login_ok(&g, ip, 1000);
+    assert_true(gw_guard_known_good(ip));
+    gw_guard_login_ok(&g, ip, 2000); /* again: counted once, the time moves on */
+    assert_int_equal(g.n_good, 1);
+    gw_guard_sweep(&g, 2000 + GW_LOGIN_FAIL_FORGET_MS + 1); /* no connection left */
+    assert_int_equal(g.n, 1);                               /* the failure went */
+    assert_true(gw_guard_known_good(gw_guard_ip(&g, "192.0.2.10")));
+    gw_guard_sweep(&g, 2000 + GW_GOOD_FORGET_MS);
+    assert_int_equal(g.n_good, 1);
+    gw_guard_sweep(&g, 2000 + GW_GOOD_FORGET_MS + 1);
+    assert_int_equal(g.n_good, 0);
+    assert_int_equal(g.n, 0);
+    gw_guard_free(&g);
+}
+
+/* At most GW_GUARD_MAX_GOOD known-good addresses: one more forgets the address
+ * whose last good login is oldest, not a recent one. */
+static void test_known_good_bounded(void **state)
+{
+    (void)state;
+    gw_guard g;
+    assert_int_equal(gw_guard_init(&g), EDS_OK);
+    char a[64];
+    for (int i = 0; i < GW_GUARD_MAX_GOOD; i++) {
+        snprintf(a, sizeof(a), "2001:db8::1:%x", i);
+        gw_guard_login_ok(&g, gw_guard_ip(&g, a), 10 + i);
+    }
+    assert_int_equal(g.n_good, GW_GUARD_MAX_GOOD);
+    gw_guard_login_ok(&g, gw_guard_ip(&g, "2001:db8::1:0"), 100000); /* the first, again */
+    gw_guard_login_ok(&g, gw_guard_ip(&g, "198.51.100.1"), 100001);  /* one more */
+    assert_int_equal(g.n_good, GW_GUARD_MAX_GOOD);
+    assert_true(gw_guard_known_good(gw_guard_ip(&g, "198.51.100.1")));
+    assert_true(gw_guard_known_good(gw_guard_ip(&g, "2001:db8::1:0")));
+    assert_false(gw_guard_known_good(gw_guard_ip(&g, "2001:db8::1:1"))); /* the oldest */
+    assert_true(gw_guard_known_good(gw_guard_ip(&g, "2001:db8::1:2")));
+    gw_guard_free(&g);
+}
+
 static void test_bucket(void **state)
 {
     gw_bucket b = {0};
@@ -130,9 +181,10 @@ static void test_bucket(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_conn_cap), cmocka_unit_test(test_login_delay),
-        cmocka_unit_test(test_sweep),    cmocka_unit_test(test_addresses_bounded),
-        cmocka_unit_test(test_bucket),   cmocka_unit_test(test_fail_budget),
+        cmocka_unit_test(test_conn_cap),   cmocka_unit_test(test_login_delay),
+        cmocka_unit_test(test_sweep),      cmocka_unit_test(test_addresses_bounded),
+        cmocka_unit_test(test_bucket),     cmocka_unit_test(test_fail_budget),
+        cmocka_unit_test(test_known_good), cmocka_unit_test(test_known_good_bounded),
     };
     return cmocka_run_group_tests_name("gw_guard", tests, NULL, NULL);
 }
