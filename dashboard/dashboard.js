@@ -4,10 +4,11 @@
  *   - each device's online state (<prefix>/<device>/status, retained) and live plots of
  *     the numeric fields of its records (<prefix>/<device>/data; uPlot),
  *   - rejected records with their errors (<prefix>/<device>/rejected),
- *   - commands sent from the form (<prefix>/<device>/cmd) with their outcome: the broker's
- *     PUBACK (MQTT 5 gives the ACL's refusal as a reason code), the gateway's
- *     cmds_delivered counter rising in the next stats, and any message on
- *     <prefix>/<device>/cmd/result.
+ *   - commands sent from the form (<prefix>/<device>/cmd, each JSON object with an "id"
+ *     member) with their outcome: the broker's PUBACK (MQTT 5 gives the ACL's refusal as a
+ *     reason code), then the gateway's result for it on <prefix>/<device>/cmd/result
+ *     (delivered, rejected, expired or dropped; matched by its "ref"), which <prefix>/#
+ *     covers.
  * Credentials and the prefix come from the login form, or from the URL fragment
  * (#user=...&password=...&prefix=..., never sent to a server). Everything kept is bounded:
  * the numbers below. */
@@ -24,7 +25,7 @@ let client = null;
 let prefix = "energy";
 const devices = new Map(); /* id -> {card, plots: Map(field -> plot), count, ...} */
 let devicesDropped = 0;
-const commands = [];       /* sent and waiting for cmds_delivered to rise, oldest first */
+const commands = [];       /* sent and waiting for their cmd/result, oldest first */
 
 function el(tag, attrs, ...children) {
   const e = document.createElement(tag);
@@ -117,7 +118,6 @@ function gatewayStats(stats) {
   for (const [k, v] of Object.entries(stats)) {
     body.append(el("tr", { "data-field": k }, el("td", {}, k), el("td", { class: "v" }, String(v))));
   }
-  if (typeof stats.cmds_delivered === "number") commandsDelivered(stats.cmds_delivered);
 }
 
 /* ---- devices ---------------------------------------------------------------------- */
@@ -232,32 +232,53 @@ function rejected(device, msg) {
 
 /* ---- commands --------------------------------------------------------------------- */
 
+/* Sent commands still waiting for their result on <prefix>/<device>/cmd/result, oldest
+ * first. The gateway publishes exactly one result per command; it names the command by its
+ * own "id" member ("ref"), which the page adds to every JSON object it sends. */
+let cmdSeq = 0;
+
 function setOutcome(cmd, state, text) {
   cmd.outcome.dataset.state = state;
   cmd.outcome.textContent = text;
 }
 
+/* The text to publish and the id the result will carry as "ref" (undefined: none). The id
+ * goes in as text right after the opening brace, so the rest stays byte for byte as typed
+ * (JSON.stringify would turn 77.0 into 77 and round long integers). */
+function withId(text) {
+  let v;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    return { text, id: undefined }; /* sent as typed: the gateway says why it refuses it */
+  }
+  if (v === null || typeof v !== "object" || Array.isArray(v)) return { text, id: undefined };
+  if (Object.prototype.hasOwnProperty.call(v, "id")) return { text, id: v.id };
+  const id = "dash-" + Date.now() + "-" + (++cmdSeq);
+  const at = text.indexOf("{") + 1;
+  const sep = Object.keys(v).length ? "," : "";
+  return { text: text.slice(0, at) + JSON.stringify("id") + ":" + JSON.stringify(id) + sep +
+                 text.slice(at), id };
+}
+
 function sendCommand(ev) {
   ev.preventDefault();
   const device = $("cmd-device").value;
-  const text = $("cmd-payload").value;
-  const row = el("tr", { class: "command-row", "data-device": device });
+  const sent = withId($("cmd-payload").value);
+  const row = el("tr", { class: "command-row", "data-device": device,
+                         "data-ref": sent.id === undefined ? "" : JSON.stringify(sent.id) });
   const outcome = el("td", { class: "outcome", "data-state": "new" });
-  row.append(el("td", {}, clock()), el("td", {}, device || "-"), el("td", {}, text), outcome);
+  row.append(el("td", {}, clock()), el("td", {}, device || "-"), el("td", {}, sent.text),
+             outcome);
   prependRow($("commands").tBodies[0], row);
-  const cmd = { device, outcome };
+  const cmd = { device, outcome, ref: row.dataset.ref };
   if (!device) return setOutcome(cmd, "failed", "no device to send to yet");
-  try {
-    JSON.parse(text);
-  } catch (e) {
-    return setOutcome(cmd, "failed", "not JSON (the gateway would drop it): " + e.message);
-  }
   if (!client || !client.connected) return setOutcome(cmd, "failed", "not connected");
   setOutcome(cmd, "sending", "sending…");
-  /* Waiting from now on: a stats message may count the delivery before the PUBACK is here. */
+  /* Waiting from now on: the result may come before the PUBACK. */
   commands.push(cmd);
   if (commands.length > MAX_ROWS) commands.shift();
-  client.publish(prefix + "/" + device + "/cmd", text, { qos: 1 }, (err) => {
+  client.publish(prefix + "/" + device + "/cmd", sent.text, { qos: 1 }, (err) => {
     if (err) {
       const i = commands.indexOf(cmd);
       if (i >= 0) commands.splice(i, 1);
@@ -267,34 +288,44 @@ function sendCommand(ev) {
                         (refused ? " (this user may not send commands)" : ""));
     }
     if (cmd.outcome.dataset.state === "sending") {
-      setOutcome(cmd, "published",
-                 "published (broker acknowledged); waiting for the gateway to deliver it…");
+      setOutcome(cmd, "published", "published, waiting for the device…");
     }
   });
 }
 
-/* The gateway counts the commands it has written to a device's connection (cmds_delivered
- * in its stats); there is no per-command receipt yet (cmd/result, below, is shown when a
- * gateway publishes one). Each rise of the counter is given to the oldest command still
- * waiting: exact with one operator, a guess when several send at once. */
-let deliveredSeen = null;
-function commandsDelivered(total) {
-  let rise = deliveredSeen === null ? 0 : total - deliveredSeen;
-  deliveredSeen = total;
-  while (rise-- > 0 && commands.length) {
-    const cmd = commands.shift();
-    setOutcome(cmd, "delivered", "delivered: the gateway sent it to " + cmd.device +
-               " (its cmds_delivered is now " + total + ")");
+/* The waiting command a result is for: the one whose id is its "ref". A result without
+ * "ref" is for a command whose id the gateway could not read (not a JSON object, or not
+ * JSON at all): the oldest such command of that device, else (an object the gateway's
+ * stricter parse refused, e.g. a duplicate key) the oldest of that device. */
+function commandFor(device, msg) {
+  let i;
+  if (msg.ref !== undefined) {
+    const ref = JSON.stringify(msg.ref);
+    i = commands.findIndex((c) => c.device === device && c.ref === ref);
+  } else {
+    i = commands.findIndex((c) => c.device === device && c.ref === "");
+    if (i < 0) i = commands.findIndex((c) => c.device === device);
   }
+  return i < 0 ? null : commands.splice(i, 1)[0];
 }
 
+const RESULT_TEXT = {
+  delivered: "delivered: the device took it",
+  rejected: "rejected",
+  expired: "expired",
+  dropped: "dropped",
+};
+
 function commandResult(device, msg) {
-  const row = [...$("commands").tBodies[0].rows].find((r) => r.dataset.device === device);
-  if (row) {
-    const cell = row.querySelector(".outcome");
-    cell.dataset.state = "result";
-    cell.textContent = "result: " + JSON.stringify(msg).slice(0, 300);
-  }
+  const cmd = commandFor(device, msg);
+  if (!cmd) return; /* someone else's command, or one whose row is gone */
+  const status = Object.prototype.hasOwnProperty.call(RESULT_TEXT, msg.status) ? msg.status
+                                                                                : "unknown";
+  let text = status === "unknown" ? "result: " + JSON.stringify(msg).slice(0, 300)
+                                  : RESULT_TEXT[status];
+  if (typeof msg.reason === "string") text += ": " + msg.reason;
+  if (msg.errors && typeof msg.errors === "object") text += " (" + errorText(msg) + ")";
+  setOutcome(cmd, status, text);
 }
 
 /* ---- start ------------------------------------------------------------------------ */

@@ -8,20 +8,28 @@ headless Chromium, with `scripts/run.sh` running as a newcomer would run it:
   - a record that fails the schema (sent by the test as myrio-03) shows in the rejected
     table with the schema's error;
   - a command sent from the page as `dashboard` is refused by the broker (read-only);
-    connected as `reader`, the same form's command is published, the page shows it
-    `delivered` once the gateway's cmds_delivered counter rises, and the agent of
-    myrio-01 has printed it (--cmd-stdout), so it really arrived;
+    connected as `reader`, the same form's command is published with an "id" the page
+    gives it, the page shows it `delivered` from the gateway's result, a message on
+    energy/myrio-01/cmd/result with that id as "ref" and status delivered was published
+    (seen by the test's own subscriber, logged in as the read-only `dashboard` user), and
+    the agent of myrio-01 has printed it (--cmd-stdout), so it really arrived;
+  - a command that is not valid JSON, typed in the form, is published as typed and the
+    page shows it `rejected` with the gateway's reason from its result, the same reason
+    the test's subscriber got on cmd/result;
   - a screenshot of the page is written to EDS_BUILD_DIR/dashboard.png (and to
     docs/img/dashboard.png with EDS_UPDATE_SCREENSHOT=1, for the README).
 Exit 77 (ctest: skipped) without Chromium or python3-websocket, saying why.
 """
 
+import json
 import os
 import re
 import shutil
 import signal
 import sys
+import types
 import unittest
+import urllib.parse
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -29,12 +37,14 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 import cdp  # noqa: E402
 import deployutil  # noqa: E402
-from edsrig import LineClient, Process, source_path, wait_until  # noqa: E402
+from edsrig import LineClient, Process, Subscriber, source_path, wait_until  # noqa: E402
 
 BUILD_DIR = os.environ.get("EDS_BUILD_DIR") or source_path("build")
 DEVICES = ["myrio-01", "myrio-02", "myrio-03"]
 FIELDS = ["day-ahead-price", "power_factor", "voltage", "current", "power", "energy", "sample"]
 COMMAND = '{"day-ahead-price":77.5,"valid_from":"2026-11-24T11:00:00Z"}'
+BAD_COMMAND = '{"day-ahead-price":77.5,}'
+RESULT_TOPIC = "energy/myrio-01/cmd/result"
 
 
 def js_str(s):
@@ -65,8 +75,10 @@ class Dashboard(unittest.TestCase):
             line = cls.run_sh.wait_for_line(r"^== dashboard: http://", timeout=60).string
             cls.url = re.search(r"(http://127\.0\.0\.1:\d+/#\S+)", line).group(1)
             cls.reader_pw = re.search(r"connect as reader, password (\S+)\)", line).group(1)
-            cls.gw_port = int(cls.run_sh.wait_for_line(
-                r"^== mosquitto on .* eds-gateway on 127\.0\.0\.1:(\d+)").group(1))
+            m = cls.run_sh.wait_for_line(
+                r"^== mosquitto on 127\.0\.0\.1:(\d+) .* eds-gateway on 127\.0\.0\.1:(\d+)")
+            cls.broker = types.SimpleNamespace(host="127.0.0.1", port=int(m.group(1)))
+            cls.gw_port = int(m.group(2))
             cls.metrics_url = cls.run_sh.wait_for_line(
                 r"^== metrics: (http://127\.0\.0\.1:\d+/metrics) ").group(1)
             for dev in DEVICES:
@@ -101,13 +113,13 @@ class Dashboard(unittest.TestCase):
             print(self.js("document.body.innerText")[:3000])
             raise
 
-    def send_command(self, device):
-        """Sends COMMAND from the page's form; returns the outcome cell's final state."""
+    def send_command(self, device, command=COMMAND):
+        """Sends command from the page's form; returns a JS expression for its outcome cell."""
         rows = self.js("document.querySelectorAll('#commands tbody tr').length")
         self.js("document.getElementById('cmd-device').value = %s; "
                 "document.getElementById('cmd-payload').value = %s; "
                 "document.getElementById('cmd-send').click(); 0" % (js_str(device),
-                                                                    js_str(COMMAND)))
+                                                                    js_str(command)))
         self.wait("document.querySelectorAll('#commands tbody tr').length === %d" % (rows + 1),
                   "the command's row")
         return "document.querySelector('#commands tbody tr .outcome')"
@@ -175,7 +187,13 @@ class Dashboard(unittest.TestCase):
         self.wait("%s.dataset.state === 'refused'" % outcome, "the broker's refusal")
         self.assertIn("not authorized", self.js("%s.innerText" % outcome).lower())
 
-        # As reader: published, then delivered.
+        # The test's own view of the results, as the read-only dashboard user (the ACL
+        # lets it read cmd/result).
+        dash_pw = urllib.parse.parse_qs(self.url.split("#", 1)[1])["password"][0]
+        results = Subscriber(self.broker, RESULT_TOPIC, username="dashboard", password=dash_pw)
+        self.addCleanup(results.close)
+
+        # As reader: published with an id, pending, then delivered from its result.
         self.js("document.getElementById('user').value = 'reader'; "
                 "document.getElementById('password').value = %s; "
                 "document.querySelector('#login button').click(); 0" % js_str(self.reader_pw))
@@ -183,15 +201,37 @@ class Dashboard(unittest.TestCase):
                   "document.getElementById('conn').dataset.user === 'reader'",
                   "the page connected as reader")
         outcome = self.send_command("myrio-01")
+        row = "%s.parentElement" % outcome
+        ref = json.loads(self.js("%s.dataset.ref" % row))
+        self.assertRegex(ref, r"^dash-\d+-\d+$")
+        sent = self.js("%s.cells[2].textContent" % row)
+        self.assertEqual(json.loads(sent), dict(json.loads(COMMAND), id=ref))
+        self.assertTrue(sent.endswith(COMMAND[1:]), sent)  # the rest byte for byte
         state = self.wait("['published', 'delivered'].includes(%s.dataset.state) && "
                           "%s.dataset.state" % (outcome, outcome), "the broker's PUBACK")
         self.wait("%s.dataset.state === 'delivered'" % outcome,
-                  "'delivered' (the gateway's cmds_delivered rising in its stats)", timeout=20)
+                  "'delivered' (the gateway's result for it)", timeout=20)
         self.assertIn("delivered", self.js("%s.innerText" % outcome))
+        msg = results.wait_for_message(RESULT_TOPIC, 20, lambda m: m.json().get("ref") == ref)
+        self.assertEqual(msg.json(), {"status": "delivered", "ref": ref})
         # ... and the device really got it: the agent prints commands (--cmd-stdout).
         with open(os.path.join(self.work, "myrio-01.log")) as f:
-            self.assertIn('"day-ahead-price":77.5', f.read())
-        print("command outcome seen: %s, then delivered" % state)
+            self.assertIn(sent, f.read())
+        print("command outcome seen: %s, then delivered (ref %s)" % (state, ref))
+
+        # Not JSON: published as typed (no id), rejected by the gateway with its reason.
+        outcome = self.send_command("myrio-01", BAD_COMMAND)
+        self.assertEqual(self.js("%s.parentElement.cells[2].textContent" % outcome), BAD_COMMAND)
+        self.wait("%s.dataset.state === 'rejected'" % outcome, "'rejected' (the gateway's result)",
+                  timeout=20)
+        msg = results.wait_for_message(RESULT_TOPIC, 20,
+                                       lambda m: m.json().get("status") == "rejected")
+        result = msg.json()
+        self.assertNotIn("ref", result)
+        self.assertTrue(result["reason"].startswith("not valid JSON"), result)
+        self.assertEqual(self.js("%s.textContent" % outcome), "rejected: " + result["reason"])
+        print("rejected command shown: %s" % result["reason"])
+        results.close()
 
         # run.sh's metrics URL agrees with the page: three devices online, one rejected.
         def scrape():
