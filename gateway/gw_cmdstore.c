@@ -52,6 +52,21 @@ static int write_all(int fd, const void *buf, size_t len)
     return 0;
 }
 
+/* Appends rec; on a failure (a full disk) cuts a partial record off again: it would end
+ * the replay there and hide every record appended after it. */
+static int append(gw_cmdstore *s, const void *rec, size_t len, eds_error *err)
+{
+    if (write_all(s->fd, rec, len) == 0) {
+        s->file_size += len;
+        gw_syncer_dirty(s->syncer);
+        return EDS_OK;
+    }
+    int rc = eds_error_set(err, EDS_ERR_IO, "%s: %s", s->path, strerror(errno));
+    if (ftruncate(s->fd, (off_t)s->file_size) != 0)
+        eds_log_error("%s: truncate: %s", s->path, strerror(errno));
+    return rc;
+}
+
 static void put_crc(unsigned char *rec, size_t body)
 {
     eds_put_le32(rec + body, eds_crc32(0, rec, body));
@@ -328,15 +343,13 @@ int gw_cmdstore_add(gw_cmdstore *s, const char *device, gw_cmd *cmd, eds_error *
         cmd->uid = 0;
         return EDS_ERR_NOMEM;
     }
-    int rc = write_all(s->fd, rec, len);
+    int rc = append(s, rec, len, err);
     free(rec);
-    if (rc != 0) {
+    if (rc != EDS_OK) {
         cmd->uid = 0; /* in memory only: no removal record will follow */
-        return eds_error_set(err, EDS_ERR_IO, "%s: %s", s->path, strerror(errno));
+        return rc;
     }
-    s->file_size += len;
     s->live_bytes += len;
-    gw_syncer_dirty(s->syncer);
     return EDS_OK;
 }
 
@@ -350,11 +363,7 @@ int gw_cmdstore_del(gw_cmdstore *s, const gw_cmd *cmd, eds_error *err)
     put_crc(rec, D_SIZE - 4);
     size_t live = a_size(cmd, 0);
     s->live_bytes -= live < s->live_bytes ? live : s->live_bytes;
-    if (write_all(s->fd, rec, sizeof(rec)) != 0)
-        return eds_error_set(err, EDS_ERR_IO, "%s: %s", s->path, strerror(errno));
-    s->file_size += sizeof(rec);
-    gw_syncer_dirty(s->syncer);
-    return EDS_OK;
+    return append(s, rec, sizeof(rec), err);
 }
 
 bool gw_cmdstore_wants_compaction(const gw_cmdstore *s)
