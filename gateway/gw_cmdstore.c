@@ -52,6 +52,21 @@ static int write_all(int fd, const void *buf, size_t len)
     return 0;
 }
 
+/* Appends rec; on a failure (a full disk) cuts a partial record off again: it would end
+ * the replay there and hide every record appended after it. */
+static int append(gw_cmdstore *s, const void *rec, size_t len, eds_error *err)
+{
+    if (write_all(s->fd, rec, len) == 0) {
+        s->file_size += len;
+        gw_syncer_dirty(s->syncer);
+        return EDS_OK;
+    }
+    int rc = eds_error_set(err, EDS_ERR_IO, "%s: %s", s->path, strerror(errno));
+    if (ftruncate(s->fd, (off_t)s->file_size) != 0)
+        eds_log_error("%s: truncate: %s", s->path, strerror(errno));
+    return rc;
+}
+
 static void put_crc(unsigned char *rec, size_t body)
 {
     eds_put_le32(rec + body, eds_crc32(0, rec, body));
@@ -97,8 +112,12 @@ typedef struct entry {
 } entry;
 
 typedef struct replay {
-    entry *e;
+    entry *e; /* the A records in file order (the order the commands go out) */
     size_t n, cap;
+    struct uid_at {
+        uint64_t uid;
+        size_t i;
+    } * by_uid; /* (uid, index into e) sorted, for the D records */
 } replay;
 
 /* The length of the record at p (avail bytes), or 0 when it is torn or corrupt. */
@@ -123,29 +142,36 @@ static size_t record_len(const unsigned char *p, size_t avail)
     return n;
 }
 
+static int by_uid(const void *a, const void *b)
+{
+    const struct uid_at *x = a, *y = b;
+    if (x->uid != y->uid)
+        return x->uid < y->uid ? -1 : 1;
+    return x->i < y->i ? -1 : x->i > y->i;
+}
+
 static entry *find(replay *r, uint64_t uid)
 {
     size_t lo = 0, hi = r->n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (r->e[mid].uid < uid)
+        if (r->by_uid[mid].uid < uid)
             lo = mid + 1;
         else
             hi = mid;
     }
-    return lo < r->n && r->e[lo].uid == uid ? &r->e[lo] : NULL;
+    return lo < r->n && r->by_uid[lo].uid == uid ? &r->e[r->by_uid[lo].i] : NULL;
 }
 
+/* Two passes: the A records (a compaction writes them in sending order, which is not
+ * uid order: a device's older commands, then the next device's), then the D records
+ * against them by uid. */
 static int scan(gw_cmdstore *s, const unsigned char *buf, size_t size, replay *r)
 {
     size_t pos = 0, len;
     while (pos < size && (len = record_len(buf + pos, size - pos)) != 0) {
         uint64_t uid = eds_get_le64(buf + pos + 1);
-        if (buf[pos] == 'D') {
-            entry *e = find(r, uid);
-            if (e)
-                e->live = false;
-        } else if (r->n == 0 || uid > r->e[r->n - 1].uid) {
+        if (buf[pos] == 'A') {
             if (r->n == r->cap) {
                 size_t cap = r->cap ? r->cap * 2 : 256;
                 entry *ne = realloc(r->e, cap * sizeof(*ne));
@@ -164,6 +190,21 @@ static int scan(gw_cmdstore *s, const unsigned char *buf, size_t size, replay *r
         eds_log_warning("%s: %zu bytes at the end are torn or corrupt (a crash in mid-write); "
                         "ignored",
                         s->path, size - pos);
+    size_t end = pos;
+    r->by_uid = malloc((r->n ? r->n : 1) * sizeof(*r->by_uid));
+    if (!r->by_uid)
+        return EDS_ERR_NOMEM;
+    for (size_t i = 0; i < r->n; i++)
+        r->by_uid[i] = (struct uid_at){r->e[i].uid, i};
+    qsort(r->by_uid, r->n, sizeof(*r->by_uid), by_uid);
+    for (size_t i = 1; i < r->n; i++) /* a uid twice (never written so): the first counts */
+        if (r->by_uid[i].uid == r->by_uid[i - 1].uid)
+            r->e[r->by_uid[i].i].live = false;
+    for (pos = 0; pos < end; pos += record_len(buf + pos, end - pos)) {
+        entry *e;
+        if (buf[pos] == 'D' && (e = find(r, eds_get_le64(buf + pos + 1))) != NULL)
+            e->live = false;
+    }
     return EDS_OK;
 }
 
@@ -264,11 +305,13 @@ int gw_cmdstore_open(const char *dir, gw_cmdstore_restore_fn fn, void *ctx, size
         goto fail;
     free(buf);
     free(r.e);
+    free(r.by_uid);
     *out = s;
     return EDS_OK;
 fail:
     free(buf);
     free(r.e);
+    free(r.by_uid);
     gw_cmdstore_close(s);
     return rc;
 }
@@ -300,15 +343,13 @@ int gw_cmdstore_add(gw_cmdstore *s, const char *device, gw_cmd *cmd, eds_error *
         cmd->uid = 0;
         return EDS_ERR_NOMEM;
     }
-    int rc = write_all(s->fd, rec, len);
+    int rc = append(s, rec, len, err);
     free(rec);
-    if (rc != 0) {
+    if (rc != EDS_OK) {
         cmd->uid = 0; /* in memory only: no removal record will follow */
-        return eds_error_set(err, EDS_ERR_IO, "%s: %s", s->path, strerror(errno));
+        return rc;
     }
-    s->file_size += len;
     s->live_bytes += len;
-    gw_syncer_dirty(s->syncer);
     return EDS_OK;
 }
 
@@ -322,11 +363,7 @@ int gw_cmdstore_del(gw_cmdstore *s, const gw_cmd *cmd, eds_error *err)
     put_crc(rec, D_SIZE - 4);
     size_t live = a_size(cmd, 0);
     s->live_bytes -= live < s->live_bytes ? live : s->live_bytes;
-    if (write_all(s->fd, rec, sizeof(rec)) != 0)
-        return eds_error_set(err, EDS_ERR_IO, "%s: %s", s->path, strerror(errno));
-    s->file_size += sizeof(rec);
-    gw_syncer_dirty(s->syncer);
-    return EDS_OK;
+    return append(s, rec, sizeof(rec), err);
 }
 
 bool gw_cmdstore_wants_compaction(const gw_cmdstore *s)

@@ -590,7 +590,9 @@ static void deliver_cmd(eds_agent *a, const eds_msg *m)
             eds_log_error("command %" PRId64 ": cannot send to udp 127.0.0.1:%d: %s", m->id,
                           a->cfg.cmd_udp, strerror(errno));
     }
-    if (!a->cfg.cmd_stdout && a->cfg.cmd_udp <= 0) {
+    /* The tcp client (cmd_tcp) or eds_agent_next_cmd, when one is the consumer, decides
+     * the ack: stdout and UDP beside it are extras (agent.md: several may be set). */
+    if (a->cfg.cmd_tcp || (!a->cfg.cmd_stdout && a->cfg.cmd_udp <= 0)) {
         queue_cmd(a, m, json, len);
         free(json);
         return;

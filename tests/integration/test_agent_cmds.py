@@ -92,5 +92,27 @@ class TcpConsumerTest(AgentCmdCase):
         self.assertEqual([r["ref"] for r in self.results(2)], ["da-1", "da-2"])
 
 
+class TcpConsumerWithUdpTest(AgentCmdCase):
+    def test_udp_beside_cmd_tcp_is_an_extra_the_tcp_client_decides_the_ack(self):
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(udp.close)
+        udp.bind(("127.0.0.1", 0))
+        udp.settimeout(10)
+        port = free_port()
+        p = self.start_agent("--tcp", port, "--cmd-tcp", "--cmd-udp", udp.getsockname()[1])
+        p.wait_for_line(CONNECTED % DEV)
+        self.send(b'{"id":"da-1","day-ahead-price":77.0}')
+        self.assertEqual(udp.recvfrom(65536)[0], b'{"id":"da-1","day-ahead-price":77.0}')
+        # The datagram alone is no ack: no result while the tcp client has not taken it.
+        self.barrier()
+        self.assertEqual(self.sub.messages("energy/%s/cmd/result" % DEV), [])
+        c = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.addCleanup(c.close)
+        f = c.makefile("rb")
+        self.addCleanup(f.close)
+        self.assertEqual(f.readline(), b'{"id":"da-1","day-ahead-price":77.0}\n')
+        self.assertEqual(self.results(1), [{"status": "delivered", "ref": "da-1"}])
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -1,7 +1,9 @@
 /*
  * test_cmdstore.c - gw_cmdstore against gw_cmdstore.h: commands added and not
  * finished come back on open in order with every part; finished ones do not; a
- * torn tail is ignored; a rewrite keeps exactly what is put.
+ * torn tail is ignored; a rewrite keeps exactly what is put, in the order put
+ * (a compaction's sending order is not uid order); a record a full disk cut
+ * short hides none appended after it.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,6 +12,9 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,10 +135,109 @@ static void test_add_del_reopen(void **state)
     rmdir(dir);
 }
 
+/* A compaction writes the commands in sending order: a device's, then the next
+ * device's, parked ones adopted in front. Every one of them comes back, in that
+ * order, and a removal after the compaction still finds its command. */
+static void test_rewrite_not_in_uid_order(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/eds-cmdstore-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    got g = {0};
+    gw_cmdstore *s = NULL;
+    reopen(dir, &g, &s);
+    size_t budget = 0;
+    eds_error err;
+    gw_cmd *a = make("{\"a\":1}", "", 0, &budget);
+    gw_cmd *b = make("{\"b\":2}", "", 0, &budget);
+    gw_cmd *c = make("{\"c\":3}", "", 0, &budget);
+    assert_int_equal(gw_cmdstore_add(s, "dev-1", a, &err), EDS_OK);
+    assert_int_equal(gw_cmdstore_add(s, "dev-2", b, &err), EDS_OK);
+    assert_int_equal(gw_cmdstore_add(s, "dev-1", c, &err), EDS_OK);
+    assert_int_equal(gw_cmdstore_rewrite_begin(s, &err), EDS_OK);
+    gw_cmdstore_rewrite_put(s, "dev-2", b);
+    gw_cmdstore_rewrite_put(s, "dev-1", c);
+    gw_cmdstore_rewrite_put(s, "dev-1", a);
+    assert_int_equal(gw_cmdstore_rewrite_end(s, &err), EDS_OK);
+    reopen(dir, &g, &s); /* a kill -9 after the compaction */
+    assert_int_equal(g.n, 3);
+    assert_string_equal(g.cmd[0]->json, "{\"b\":2}");
+    assert_string_equal(g.cmd[1]->json, "{\"c\":3}");
+    assert_string_equal(g.cmd[2]->json, "{\"a\":1}");
+    got_free(&g);
+    assert_int_equal(gw_cmdstore_del(s, a, &err), EDS_OK);
+    assert_int_equal(gw_cmdstore_del(s, b, &err), EDS_OK);
+    reopen(dir, &g, &s);
+    assert_int_equal(g.n, 1);
+    assert_string_equal(g.device[0], "dev-1");
+    assert_int_equal(g.cmd[0]->uid, c->uid);
+    got_free(&g);
+    gw_cmdstore_close(s);
+    gw_cmd_free(a, &budget);
+    gw_cmd_free(b, &budget);
+    gw_cmd_free(c, &budget);
+    assert_int_equal(budget, 0);
+    char path[64];
+    snprintf(path, sizeof(path), "%s/cmds.log", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
+/* RLIMIT_FSIZE stands in for a full disk (EFBIG): the record that did not fit is
+ * cut off, so the next one after room came back is not lost behind it. */
+static void test_full_disk_mid_record(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/eds-cmdstore-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    got g = {0};
+    gw_cmdstore *s = NULL;
+    reopen(dir, &g, &s);
+    size_t budget = 0;
+    eds_error err;
+    char path[64], big[2048];
+    snprintf(path, sizeof(path), "%s/cmds.log", dir);
+    memset(big, 'x', sizeof(big) - 3);
+    big[0] = big[sizeof(big) - 3] = '"';
+    big[sizeof(big) - 2] = '\0';
+    gw_cmd *a = make("{\"a\":1}", "", 0, &budget);
+    gw_cmd *b = make(big, "", 0, &budget);
+    gw_cmd *c = make("{\"c\":3}", "", 0, &budget);
+    assert_int_equal(gw_cmdstore_add(s, "dev-1", a, &err), EDS_OK);
+    struct stat sb;
+    assert_int_equal(stat(path, &sb), 0);
+    struct rlimit saved, lim;
+    struct sigaction ign = {.sa_handler = SIG_IGN}, old_act;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &saved), 0);
+    lim = (struct rlimit){(rlim_t)sb.st_size + 100, saved.rlim_max};
+    assert_int_equal(sigaction(SIGXFSZ, &ign, &old_act), 0);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    int rc = gw_cmdstore_add(s, "dev-1", b, &err);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &saved), 0);
+    assert_int_equal(sigaction(SIGXFSZ, &old_act, NULL), 0);
+    assert_int_equal(rc, EDS_ERR_IO);
+    assert_int_equal(b->uid, 0);
+    assert_int_equal(gw_cmdstore_add(s, "dev-1", c, &err), EDS_OK);
+    reopen(dir, &g, &s); /* a kill -9 */
+    assert_int_equal(g.n, 2);
+    assert_string_equal(g.cmd[0]->json, "{\"a\":1}");
+    assert_string_equal(g.cmd[1]->json, "{\"c\":3}");
+    got_free(&g);
+    gw_cmdstore_close(s);
+    gw_cmd_free(a, &budget);
+    gw_cmd_free(b, &budget);
+    gw_cmd_free(c, &budget);
+    assert_int_equal(budget, 0);
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_add_del_reopen),
+        cmocka_unit_test(test_rewrite_not_in_uid_order),
+        cmocka_unit_test(test_full_disk_mid_record),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
