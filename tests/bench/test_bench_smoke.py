@@ -80,7 +80,9 @@ class BenchSmoke(unittest.TestCase):
         # A gateway publishing under a prefix the ACL does not let it write: the broker
         # acknowledges and silently drops every record. eds-bench must report all of them
         # lost and fail: its counters can fail.
-        self.start_gateway("--topic-prefix", "other")
+        # At MQTT 3.1.1: at 5 the broker answers the refused publish with a reason code
+        # (not authorized) and the gateway acks nothing, which is not this test's case.
+        self.start_gateway("--topic-prefix", "other", "--mqtt-version", "3.1.1")
         rc, res, text = self.run_bench("--gateway-only")
         self.assertEqual(res["gateway"]["acked"], 400, text)
         self.assertEqual(res["gateway"]["delivered"], 0, text)

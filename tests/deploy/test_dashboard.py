@@ -179,7 +179,7 @@ class Dashboard(unittest.TestCase):
         # connection, not ours).
         self.wait("(b => b.textContent === 'online' && !b.title.endsWith(' %s') && "
                   "!b.title.endsWith(' %s'))(%s)" % (agent_peer, test_peer, card3),
-                  "myrio-03's agent back online")
+                  "myrio-03's agent back online", timeout=50)  # replaced: it waits reconnect_max (30 s)
 
         # Read-only by default: the broker refuses the dashboard user's command (MQTT 5
         # PUBACK with "not authorized").
