@@ -125,6 +125,8 @@ static int parse_to_agent(eds_msg *m, const char *type, eds_error *err)
         m->id = (int64_t)d;
         if (get_int(m->root, "uid", 1, (double)EDS_SEQ_MAX, &d))
             m->uid = (uint64_t)d;
+        if (get_int(m->root, "ttl", 1, (double)EDS_SEQ_MAX, &d))
+            m->ttl = (uint64_t)d;
         m->data = cJSON_GetObjectItemCaseSensitive(m->root, "data");
         if (!m->data)
             return eds_error_set(err, EDS_ERR_PROTO, "cmd needs \"data\"");
@@ -381,29 +383,76 @@ size_t eds_fmt_cmd_nack(char *buf, size_t cap, int64_t id, const char *errors_js
     return finish(buf, cap, n, ok);
 }
 
+/* Puts member (",\"key\":value") before the closing brace of the line buf[0..n). */
+static size_t add_member(char *buf, size_t cap, size_t n, const char *member, size_t len)
+{
+    if (n < 2 || buf[n - 1] != '\n' || buf[n - 2] != '}' || cap - (n - 2) < len + 2)
+        return 0;
+    memcpy(buf + n - 2, member, len);
+    memcpy(buf + n - 2 + len, "}\n", 2);
+    return n + len;
+}
+
 size_t eds_fmt_add_cmd_results(char *buf, size_t cap, size_t n)
 {
-    static const char flag[] = ",\"cmd_results\":true}\n";
-    if (n < 2 || buf[n - 1] != '\n' || buf[n - 2] != '}' || cap - (n - 2) < sizeof(flag) - 1)
-        return 0;
-    memcpy(buf + n - 2, flag, sizeof(flag) - 1);
-    return n - 2 + sizeof(flag) - 1;
+    static const char flag[] = ",\"cmd_results\":true";
+    return add_member(buf, cap, n, flag, sizeof(flag) - 1);
 }
+
+size_t eds_fmt_add_max_line(char *buf, size_t cap, size_t n, size_t max_line)
+{
+    char member[48];
+    int len = snprintf(member, sizeof(member), ",\"max_line\":%zu", max_line);
+    return add_member(buf, cap, n, member, (size_t)len);
+}
+
+size_t eds_fmt_cmd_nack_status(char *buf, size_t cap, int64_t id, const char *status,
+                               const char *reason)
+{
+    size_t n = 0;
+    bool ok = appendf(buf, cap, &n, "{\"type\":\"nack\",\"id\":%lld,\"status\":", (long long)id) &&
+              eds_json_append_string(buf, cap, &n, status) &&
+              appendf(buf, cap, &n, ",\"reason\":") &&
+              eds_json_append_string(buf, cap, &n, reason) &&
+              appendf(buf, cap, &n, ",\"errors\":{\"cmd\":[") &&
+              eds_json_append_string(buf, cap, &n, reason) && appendf(buf, cap, &n, "]}}");
+    return finish(buf, cap, n, ok);
+}
+
+/* Reads the digits at line[i..] (at most 16) up to a comma: the number, and *end the
+ * comma's index; false when there is none. */
+static bool line_number(const char *line, size_t len, size_t i, uint64_t *v, size_t *end)
+{
+    size_t from = i;
+    *v = 0;
+    for (; i < len && i < from + 16 && line[i] >= '0' && line[i] <= '9'; i++)
+        *v = *v * 10 + (uint64_t)(line[i] - '0');
+    *end = i;
+    return i > from && i < len && line[i] == ',' && *v <= EDS_SEQ_MAX;
+}
+
+static const char cmd_head[] = "{\"type\":\"cmd\",\"id\":";
 
 bool eds_cmd_line_id(const char *line, size_t len, int64_t *id)
 {
-    static const char head[] = "{\"type\":\"cmd\",\"id\":";
-    size_t h = sizeof(head) - 1;
-    if (len <= h || memcmp(line, head, h) != 0)
-        return false;
-    uint64_t v = 0;
-    size_t i = h;
-    for (; i < len && i < h + 16 && line[i] >= '0' && line[i] <= '9'; i++)
-        v = v * 10 + (uint64_t)(line[i] - '0');
-    if (i == h || i >= len || line[i] != ',' || v > EDS_SEQ_MAX)
+    size_t h = sizeof(cmd_head) - 1, end;
+    uint64_t v;
+    if (len <= h || memcmp(line, cmd_head, h) != 0 || !line_number(line, len, h, &v, &end))
         return false;
     *id = (int64_t)v;
     return true;
+}
+
+uint64_t eds_cmd_line_uid(const char *line, size_t len)
+{
+    static const char uid[] = ",\"uid\":";
+    size_t h = sizeof(cmd_head) - 1, u = sizeof(uid) - 1, end;
+    uint64_t v;
+    if (len <= h || memcmp(line, cmd_head, h) != 0 || !line_number(line, len, h, &v, &end) ||
+        len - end <= u || memcmp(line + end, uid, u) != 0 ||
+        !line_number(line, len, end + u, &v, &end))
+        return 0;
+    return v;
 }
 
 size_t eds_fmt_pong(char *buf, size_t cap)

@@ -69,6 +69,7 @@ typedef struct eds_msg {
     uint64_t last_seq;     /* welcome */
     int64_t id;            /* cmd, cmd ack */
     uint64_t uid;          /* cmd: the gateway's uid of the command (cmd_results); 0: none */
+    uint64_t ttl;          /* cmd: seconds left until the command expires; 0: none given */
     bool duplicate;        /* ack */
     cJSON *data;           /* data: the record object; cmd: any JSON value */
     const char *data_json; /* data, cmd: the member's text in the line (not NUL-terminated) */
@@ -149,10 +150,22 @@ size_t eds_fmt_cmd_nack(char *buf, size_t cap, int64_t id, const char *errors_js
  * (cap bytes); returns the new length, or 0 when it does not fit. */
 size_t eds_fmt_add_cmd_results(char *buf, size_t cap, size_t n);
 
+/* Adds ,"max_line":N (the agent's own limit on a received line) to the hello line
+ * buf[0..n) just formatted (cap bytes); returns the new length, or 0 when it does not fit. */
+size_t eds_fmt_add_max_line(char *buf, size_t cap, size_t n, size_t max_line);
+
+/* {"type":"nack","id":N,"status":STATUS,"reason":REASON,"errors":{"cmd":[REASON]}}: the
+ * agent gives up command id for a reason other than a schema ("expired", "dropped"). */
+size_t eds_fmt_cmd_nack_status(char *buf, size_t cap, int64_t id, const char *status,
+                               const char *reason);
+
 /* The id of a line that starts the way every gateway writes a cmd line
  * ({"type":"cmd","id":N,), also when the rest is not valid JSON: so that an agent
  * can answer that one command instead of dropping its connection. False if not. */
 bool eds_cmd_line_id(const char *line, size_t len, int64_t *id);
+/* The uid of such a line when "uid":U follows the id ({"type":"cmd","id":N,"uid":U,),
+ * else 0. */
+uint64_t eds_cmd_line_uid(const char *line, size_t len);
 size_t eds_fmt_error(char *buf, size_t cap, eds_proto_error code, const char *message);
 
 /* eds_json_append_text() of the NUL-terminated s. */

@@ -282,8 +282,9 @@ static void test_hello_carries_device_password_stream(void **state)
     gw_accept(f);
     char line[1024];
     gw_line(f, line, sizeof(line));
-    assert_string_equal(line, "{\"type\":\"hello\",\"device\":\"myrio-01\",\"password\":\"s3cret\","
-                              "\"stream\":\"feed01\",\"proto\":1,\"cmd_results\":true}");
+    assert_string_equal(
+        line, "{\"type\":\"hello\",\"device\":\"myrio-01\",\"password\":\"s3cret\","
+              "\"stream\":\"feed01\",\"proto\":1,\"cmd_results\":true,\"max_line\":65536}");
 }
 
 static void test_window_order_and_acks(void **state)
