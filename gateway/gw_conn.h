@@ -79,6 +79,7 @@ typedef struct gw_conn {
     /* downlink */
     int64_t next_cmd_id;
     bool cmd_results; /* the agent's hello asked for command results (protocol.md) */
+    size_t max_line;  /* the agent's limit on a received line (its hello); 0: not given */
     gw_cmdq unacked;
 } gw_conn;
 

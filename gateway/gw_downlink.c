@@ -17,9 +17,10 @@
 #define RESULTS_MAX 4096                /* results waiting for the broker at most... */
 #define RESULTS_BYTES (4 * 1024 * 1024) /* ...and their bytes */
 
-/* The cmd line's head with the largest id: a command that fits after it fits always. */
-static const char CMD_HEAD[] =
-    "{\"type\":\"cmd\",\"id\":9007199254740991,\"uid\":9007199254740991,\"data\":";
+/* The cmd line's head with the largest numbers: a command that fits after it fits always
+ * (within the gateway's max_line; an agent's own may be lower, checked when sending). */
+static const char CMD_HEAD[] = "{\"type\":\"cmd\",\"id\":9007199254740991,\"uid\":9007199254740991,"
+                               "\"ttl\":9007199254740991,\"data\":";
 #define CMD_HEAD_LEN (sizeof(CMD_HEAD) - 1)
 
 int gw_downlink_init(gw_downlink *dl, const gw_config *cfg, gw_window *w, gw_conns *conns,
@@ -181,6 +182,40 @@ static void adopt(gw_downlink *dl, gw_device *d)
     gw_cmdpark_remove(&dl->park, e, &dl->held_bytes);
 }
 
+/* Whole seconds cmd has left at now, rounded up, at least 1 (the cmd line's "ttl");
+ * 0 for a command that never expires. */
+static uint64_t ttl_of(const gw_cmd *cmd, int64_t now)
+{
+    if (!cmd->expires_at)
+        return 0;
+    int64_t left = cmd->expires_at - now;
+    return left <= 1000 ? 1 : (uint64_t)((left + 999) / 1000);
+}
+
+/* The longest cmd line c's agent takes (LF included): its own max_line from the hello
+ * when it gave one and it is below the gateway's. */
+static size_t line_limit(const gw_downlink *dl, const gw_conn *c)
+{
+    return c->max_line && c->max_line < dl->cfg->max_line ? c->max_line : dl->cfg->max_line;
+}
+
+/* Writes cmd's line to c; false (nothing written) when it does not fit c's limit. */
+static bool send_cmd(gw_downlink *dl, gw_conn *c, gw_cmd *cmd, int64_t now)
+{
+    size_t cap = cmd->len + 128;
+    char *p = gw_conn_out_reserve(c, cap);
+    /* An agent that speaks command results gets the uid (it recognises a command sent
+     * again after a reconnect or its own power cycle) and the seconds left. */
+    uint64_t uid = c->cmd_results ? cmd->uid : 0;
+    uint64_t ttl = c->cmd_results ? ttl_of(cmd, now) : 0;
+    size_t n = p ? eds_fmt_cmd_uid(p, cap, cmd->id, uid, ttl, cmd->json, cmd->len) : 0;
+    if (n > line_limit(dl, c))
+        return false;
+    if (n)
+        gw_conn_out_commit(dl->conns, c, n);
+    return true;
+}
+
 void gw_downlink_deliver(gw_downlink *dl, gw_conn *c)
 {
     gw_device *d = c->dev;
@@ -188,20 +223,21 @@ void gw_downlink_deliver(gw_downlink *dl, gw_conn *c)
     int64_t now = eds_wall_ms();
     while (d->held.head && c->unacked.n < GW_MAX_UNACKED_CMDS) {
         gw_cmd *cmd = gw_cmdq_pop(&d->held);
-        if (expired(cmd, now)) {
+        if (!cmd->with_agent && expired(cmd, now)) {
             dl->st->cmds_expired++;
             finish(dl, d->id, cmd, "expired", "expired before the device was online");
             continue;
         }
         cmd->id = ++c->next_cmd_id;
-        size_t cap = cmd->len + 96;
-        char *p = gw_conn_out_reserve(c, cap);
-        /* An agent that speaks command results gets the uid: it recognises a command
-         * sent again after a reconnect or its own power cycle. */
-        uint64_t uid = c->cmd_results ? cmd->uid : 0;
-        size_t n = p ? eds_fmt_cmd_uid(p, cap, cmd->id, uid, cmd->json, cmd->len) : 0;
-        if (n)
-            gw_conn_out_commit(dl->conns, c, n);
+        if (!send_cmd(dl, c, cmd, now)) {
+            char why[160];
+            snprintf(why, sizeof(why), "the cmd line does not fit %s's max_line (%zu bytes)", d->id,
+                     line_limit(dl, c));
+            dropped(dl, d->id, cmd, why);
+            continue;
+        }
+        /* From now on the agent decides when it has expired (protocol.md). */
+        cmd->with_agent = cmd->with_agent || c->cmd_results;
         gw_cmdq_push(&c->unacked, cmd);
         dl->st->cmds_sent++;
     }
@@ -459,20 +495,41 @@ void gw_downlink_ack(gw_downlink *dl, gw_conn *c, int64_t id)
         gw_downlink_deliver(dl, c);
 }
 
-void gw_downlink_nack(gw_downlink *dl, gw_conn *c, int64_t id, const cJSON *errors)
+/* The result status of an agent's nack: its "status" when it is one the agent may give,
+ * else rejected (as before the status member existed). */
+static const char *nack_status(const char *status)
 {
-    gw_cmd *cmd = gw_cmdq_take(&c->unacked, id);
+    if (status && (strcmp(status, "expired") == 0 || strcmp(status, "dropped") == 0))
+        return status;
+    return "rejected";
+}
+
+void gw_downlink_nack(gw_downlink *dl, gw_conn *c, const eds_msg *m)
+{
+    gw_cmd *cmd = gw_cmdq_take(&c->unacked, m->id);
     if (!cmd) {
-        eds_log_info("%s: nack for unknown command id %" PRId64, c->peer, id);
+        eds_log_info("%s: nack for unknown command id %" PRId64, c->peer, m->id);
         return;
     }
     const char *device = c->dev ? c->dev->id : "?";
-    dl->st->cmds_rejected++;
-    char *errs = cJSON_PrintUnformatted(errors);
-    warn(dl, "command for %s rejected by the agent: %.300s", device, errs ? errs : "?");
+    const char *status = nack_status(m->status);
     gw_cmd_parts p = parts_of(cmd);
-    result(dl, device, &p, "rejected", "refused by the agent", errs);
-    free(errs);
+    if (status[0] == 'r') {
+        dl->st->cmds_rejected++;
+        char *errs = cJSON_PrintUnformatted(m->errors);
+        warn(dl, "command for %s rejected by the agent: %.300s", device, errs ? errs : "?");
+        result(dl, device, &p, "rejected", "refused by the agent", errs);
+        free(errs);
+    } else {
+        if (status[0] == 'e')
+            dl->st->cmds_expired++;
+        else
+            dl->st->cmds_dropped++;
+        char why[300];
+        snprintf(why, sizeof(why), "the agent: %.280s", m->reason ? m->reason : status);
+        warn(dl, "command for %s %s by the agent: %s", device, status, why);
+        result(dl, device, &p, status, why, NULL);
+    }
     release(dl, cmd);
     if (c->dev)
         gw_downlink_deliver(dl, c);
@@ -495,7 +552,7 @@ static void expire_queue(gw_downlink *dl, const char *device, gw_cmdq *q, int64_
     gw_cmdq keep = {0};
     gw_cmd *cmd;
     while ((cmd = gw_cmdq_pop(q)) != NULL) {
-        if (!expired(cmd, now)) {
+        if (cmd->with_agent || !expired(cmd, now)) {
             gw_cmdq_push(&keep, cmd);
             continue;
         }

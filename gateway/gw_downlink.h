@@ -88,8 +88,9 @@ void gw_downlink_deliver(gw_downlink *dl, gw_conn *c);
 /* The agent acked command id on c: result delivered; delivers the next. */
 void gw_downlink_ack(gw_downlink *dl, gw_conn *c, int64_t id);
 
-/* The agent refused command id on c (errors: its Cerberus-style object). */
-void gw_downlink_nack(gw_downlink *dl, gw_conn *c, int64_t id, const cJSON *errors);
+/* The agent gave command m->id on c up: m->status "expired" or "dropped" (with m->reason)
+ * gives that result; anything else is rejected, with m->errors (Cerberus layout). */
+void gw_downlink_nack(gw_downlink *dl, gw_conn *c, const eds_msg *m);
 
 /* c leaves device d: its unacked commands go back to the front of d's queue. */
 void gw_downlink_detach(gw_downlink *dl, gw_conn *c, gw_device *d);

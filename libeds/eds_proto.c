@@ -52,6 +52,11 @@ static int parse_to_gateway(eds_msg *m, const char *type, eds_error *err)
             return eds_error_set(err, EDS_ERR_PROTO, "hello needs an integer \"proto\"");
         m->proto = (int)d;
         m->cmd_results = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m->root, "cmd_results"));
+        if (cJSON_GetObjectItemCaseSensitive(m->root, "max_line")) {
+            if (!get_int(m->root, "max_line", 1, (double)EDS_SEQ_MAX, &d))
+                return eds_error_set(err, EDS_ERR_PROTO, "\"max_line\" must be a positive integer");
+            m->max_line = (uint64_t)d;
+        }
         return EDS_OK;
     }
     if (strcmp(type, "data") == 0) {
@@ -80,6 +85,8 @@ static int parse_to_gateway(eds_msg *m, const char *type, eds_error *err)
         m->errors = cJSON_GetObjectItemCaseSensitive(m->root, "errors");
         if (!cJSON_IsObject(m->errors))
             return eds_error_set(err, EDS_ERR_PROTO, "nack needs an object \"errors\"");
+        m->status = get_string(m->root, "status");
+        m->reason = get_string(m->root, "reason");
         return EDS_OK;
     }
     if (strcmp(type, "ping") == 0) {
@@ -360,15 +367,16 @@ size_t eds_fmt_nack(char *buf, size_t cap, uint64_t seq, const char *errors_json
 
 size_t eds_fmt_cmd(char *buf, size_t cap, int64_t id, const char *data_json, size_t data_len)
 {
-    return eds_fmt_cmd_uid(buf, cap, id, 0, data_json, data_len);
+    return eds_fmt_cmd_uid(buf, cap, id, 0, 0, data_json, data_len);
 }
 
-size_t eds_fmt_cmd_uid(char *buf, size_t cap, int64_t id, uint64_t uid, const char *data_json,
-                       size_t data_len)
+size_t eds_fmt_cmd_uid(char *buf, size_t cap, int64_t id, uint64_t uid, uint64_t ttl,
+                       const char *data_json, size_t data_len)
 {
     size_t n = 0;
     bool ok = appendf(buf, cap, &n, "{\"type\":\"cmd\",\"id\":%lld,", (long long)id) &&
               (!uid || appendf(buf, cap, &n, "\"uid\":%llu,", (unsigned long long)uid)) &&
+              (!ttl || appendf(buf, cap, &n, "\"ttl\":%llu,", (unsigned long long)ttl)) &&
               append(buf, cap, &n, "\"data\":", 7) && append(buf, cap, &n, data_json, data_len) &&
               append(buf, cap, &n, "}", 1);
     return finish(buf, cap, n, ok);
@@ -383,14 +391,27 @@ size_t eds_fmt_cmd_nack(char *buf, size_t cap, int64_t id, const char *errors_js
     return finish(buf, cap, n, ok);
 }
 
-/* Puts member (",\"key\":value") before the closing brace of the line buf[0..n). */
-static size_t add_member(char *buf, size_t cap, size_t n, const char *member, size_t len)
+size_t eds_fmt_cmd_nack_status(char *buf, size_t cap, int64_t id, const char *status,
+                               const char *reason)
 {
-    if (n < 2 || buf[n - 1] != '\n' || buf[n - 2] != '}' || cap - (n - 2) < len + 2)
+    size_t n = 0;
+    bool ok = appendf(buf, cap, &n, "{\"type\":\"nack\",\"id\":%lld,\"status\":", (long long)id) &&
+              eds_json_append_string(buf, cap, &n, status) &&
+              append(buf, cap, &n, ",\"reason\":", 10) &&
+              eds_json_append_string(buf, cap, &n, reason) &&
+              append(buf, cap, &n, ",\"errors\":{\"cmd\":[", 18) &&
+              eds_json_append_string(buf, cap, &n, reason) && append(buf, cap, &n, "]}}", 3);
+    return finish(buf, cap, n, ok);
+}
+
+/* Puts member (",KEY:VALUE", mlen bytes) before the closing brace of the line buf[0..n). */
+static size_t add_member(char *buf, size_t cap, size_t n, const char *member, size_t mlen)
+{
+    if (n < 2 || buf[n - 1] != '\n' || buf[n - 2] != '}' || cap - (n - 2) < mlen + 2)
         return 0;
-    memcpy(buf + n - 2, member, len);
-    memcpy(buf + n - 2 + len, "}\n", 2);
-    return n + len;
+    memcpy(buf + n - 2, member, mlen);
+    memcpy(buf + n - 2 + mlen, "}\n", 2);
+    return n + mlen;
 }
 
 size_t eds_fmt_add_cmd_results(char *buf, size_t cap, size_t n)
@@ -399,24 +420,11 @@ size_t eds_fmt_add_cmd_results(char *buf, size_t cap, size_t n)
     return add_member(buf, cap, n, flag, sizeof(flag) - 1);
 }
 
-size_t eds_fmt_add_max_line(char *buf, size_t cap, size_t n, size_t max_line)
+size_t eds_fmt_add_max_line(char *buf, size_t cap, size_t n, uint64_t max_line)
 {
-    char member[48];
-    int len = snprintf(member, sizeof(member), ",\"max_line\":%zu", max_line);
-    return add_member(buf, cap, n, member, (size_t)len);
-}
-
-size_t eds_fmt_cmd_nack_status(char *buf, size_t cap, int64_t id, const char *status,
-                               const char *reason)
-{
-    size_t n = 0;
-    bool ok = appendf(buf, cap, &n, "{\"type\":\"nack\",\"id\":%lld,\"status\":", (long long)id) &&
-              eds_json_append_string(buf, cap, &n, status) &&
-              appendf(buf, cap, &n, ",\"reason\":") &&
-              eds_json_append_string(buf, cap, &n, reason) &&
-              appendf(buf, cap, &n, ",\"errors\":{\"cmd\":[") &&
-              eds_json_append_string(buf, cap, &n, reason) && appendf(buf, cap, &n, "]}}");
-    return finish(buf, cap, n, ok);
+    char member[40];
+    int k = snprintf(member, sizeof(member), ",\"max_line\":%llu", (unsigned long long)max_line);
+    return add_member(buf, cap, n, member, (size_t)k);
 }
 
 /* Reads the digits at line[i..] (at most 16) up to a comma: the number, and *end the

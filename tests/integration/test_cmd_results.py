@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -127,9 +128,10 @@ class AgentResultsTest(ResultCase):
         self.assertEqual(c.recv_line(),
                          b'{"type":"welcome","proto":1,"last_seq":0,"cmd_results":true}')
         self.send(b'{"id":7,"valve":"open"}')
-        # Such an agent also gets the command's uid, to recognise it if it comes again.
-        self.assertRegex(c.recv_line(),
-                         rb'^\{"type":"cmd","id":1,"uid":[1-9][0-9]*,"data":\{"id":7,"valve":"open"\}\}$')
+        # Such an agent also gets the command's uid, to recognise it if it comes again, and
+        # its time to live (cmd_expiry, 86400 s by default).
+        self.assertRegex(c.recv_line(), rb'^\{"type":"cmd","id":1,"uid":[1-9][0-9]*,"ttl":86400,'
+                         rb'"data":\{"id":7,"valve":"open"\}\}$')
         c.send_json({"type": "nack", "id": 1, "errors": {"valve": ["unallowed value open"]}})
         got = self.results(1)
         self.assertEqual(got, [{"status": "rejected", "ref": 7, "reason": "refused by the agent",
@@ -138,6 +140,94 @@ class AgentResultsTest(ResultCase):
     def test_old_agent_gets_the_old_welcome(self):
         c, welcome = self.session(DEV)  # asserts the byte-exact welcome without cmd_results
         self.assertEqual(welcome["last_seq"], 0)
+
+
+def results_hello(test, device=DEV, **extra):
+    """A cmd_results agent's session (hello with extra members); returns the client."""
+    c = test.connect()
+    h = hello(device, test.gw.devices.get(device), "s1")
+    h["cmd_results"] = True
+    h.update(extra)
+    c.send_json(h)
+    test.assertEqual(c.recv_json()["cmd_results"], True)
+    return c
+
+
+class ContractTest(ResultCase):
+    """The agent's max_line from its hello, ttl on cmd lines, nacks with a status."""
+    gw_options = {"stats_interval": 0.3, "cmd_expiry": 2}
+
+    def test_agent_max_line_drops_what_it_cannot_take(self):
+        c = results_hello(self, max_line=120)
+        self.send(b'{"id":"big","x":"' + b"y" * 100 + b'"}')
+        self.send(b'{"id":"small"}')
+        line = c.recv_line()
+        self.assertRegex(line, rb'^\{"type":"cmd","id":2,"uid":[0-9]+,"ttl":[12],"data":'
+                         rb'\{"id":"small"\}\}$')
+        self.assertLessEqual(len(line) + 1, 120)
+        got = self.results(1)
+        self.assertEqual(got[0]["status"], "dropped")
+        self.assertEqual(got[0]["ref"], "big")
+        self.assertIn("myrio-01's max_line (120 bytes)", got[0]["reason"])
+
+    def test_a_bad_max_line_is_a_bad_hello(self):
+        c = self.connect()
+        h = hello(DEV, self.gw.devices.get(DEV), "s1")
+        h["max_line"] = "many"
+        c.send_json(h)
+        # Any malformed hello is refused the same way (nothing told before auth).
+        self.assertClosedWithError(c, "auth_failed")
+
+    def test_expiry_is_the_agents_once_it_has_the_command(self):
+        c = results_hello(self)
+        self.send(b'{"id":"slow"}')
+        first = json.loads(c.recv_line())
+        self.assertIn(first["ttl"], (1, 2))
+        # Past cmd_expiry (2 s), not acked, and the connection goes: the gateway does not
+        # expire it (the agent has it and decides), but sends it again with "ttl":1.
+        c.close()
+        self.stats(lambda d: d["devices_online"] == 0, "device offline")
+        deadline = time.monotonic() + 3.0
+        self.stats(lambda d: time.monotonic() > deadline, "cmd_expiry passed")
+        c = results_hello(self)
+        again = json.loads(c.recv_line())
+        self.assertEqual((again["uid"], again["ttl"], again["data"]),
+                         (first["uid"], 1, {"id": "slow"}))
+        c.send_json({"type": "ack", "id": again["id"]})
+        self.assertEqual(self.results(1), [{"status": "delivered", "ref": "slow"}])
+        st = self.stats(lambda d: d["cmds_delivered"] >= 1, "cmds_delivered")
+        self.assertEqual(st["cmds_expired"], 0)
+
+    def test_nack_status_maps_to_the_result(self):
+        c = results_hello(self)
+        for ref in ("e", "d", "odd", "plain"):
+            self.send(b'{"id":"%s"}' % ref.encode())
+        ids = [json.loads(c.recv_line())["id"] for _ in range(4)]
+        c.send_json({"type": "nack", "id": ids[0], "status": "expired",
+                     "reason": "ttl passed in the agent", "errors": {"cmd": ["ttl passed"]}})
+        c.send_json({"type": "nack", "id": ids[1], "status": "dropped",
+                     "reason": "agent queue full", "errors": {"cmd": ["agent queue full"]}})
+        c.send_json({"type": "nack", "id": ids[2], "status": "odd", "errors": {"cmd": ["x"]}})
+        c.send_json({"type": "nack", "id": ids[3], "errors": {"v": ["bad"]}})
+        got = self.results(4)
+        self.assertEqual(got[0], {"status": "expired", "ref": "e",
+                                  "reason": "the agent: ttl passed in the agent"})
+        self.assertEqual(got[1], {"status": "dropped", "ref": "d",
+                                  "reason": "the agent: agent queue full"})
+        self.assertEqual(got[2]["status"], "rejected")
+        self.assertEqual(got[2]["errors"], {"cmd": ["x"]})
+        self.assertEqual(got[3]["status"], "rejected")
+        st = self.stats(lambda d: d["cmds_rejected"] >= 2, "cmds_rejected")
+        self.assertEqual((st["cmds_expired"], st["cmds_dropped"]), (1, 1))
+
+    def test_old_agent_gets_no_ttl_and_gateway_expiry_before_sending(self):
+        c, _ = self.session(DEV)
+        self.send(b'{"id":"old"}')
+        self.assertEqual(c.recv_line(), b'{"type":"cmd","id":1,"data":{"id":"old"}}')
+        c.close()
+        self.stats(lambda d: d["devices_online"] == 0, "device offline")
+        # Back in the held queue, past cmd_expiry: the gateway's expiry applies.
+        self.assertEqual(self.results(1)[0]["status"], "expired")
 
 
 class LimitsTest(ResultCase):
