@@ -16,7 +16,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from edsrig import free_port, wait_until  # noqa: E402
-from test_agent_delivery import CONNECTED, DEV, AgentTestCase  # noqa: E402
+from test_agent_cmds import AgentCmdCase as SchemaCmdCase  # noqa: E402
+from test_agent_delivery import CONNECTED, DEV  # noqa: E402
 
 
 class LineProxy:
@@ -89,15 +90,10 @@ class LineProxy:
                 s.close()
 
 
-class AgentCmdCase(AgentTestCase):
-    gw_options = {"stats_interval": 0.3}
-
+class AgentCmdCase(SchemaCmdCase):
     def results(self, n, timeout=None):
         msgs = self.sub.wait_for_count("energy/%s/cmd/result" % DEV, n, timeout=timeout)
         return [json.loads(m.payload) for m in msgs]
-
-    def send(self, payload):
-        self.sub.publish("energy/%s/cmd" % DEV, payload)
 
     def tcp_client(self, port):
         c = socket.create_connection(("127.0.0.1", port), timeout=20)
