@@ -13,7 +13,9 @@
  * right password. Pre-auth eviction spares their connections while others
  * can go (gw_conn.c), so a device that got in once keeps getting in from
  * there during a flood of connections. At most GW_GUARD_MAX_GOOD of them;
- * past that the one whose last good login is oldest is forgotten.
+ * past that the one whose last good login is oldest is forgotten. They are
+ * kept across restarts by gw_goodfile.h, through gw_guard_restore_good,
+ * gw_guard_each_good and the change marks below.
  */
 #ifndef GW_GUARD_H
 #define GW_GUARD_H
@@ -51,7 +53,11 @@ typedef struct gw_ip {
 typedef struct gw_guard {
     gw_ip **tab; /* GUARD_BUCKETS chains */
     size_t n;
-    size_t n_good;   /* entries with good set, <= GW_GUARD_MAX_GOOD */
+    size_t n_good; /* entries with good set, <= GW_GUARD_MAX_GOOD */
+    /* Since the owner of the file last cleared them: addresses that became
+     * known-good, and good logins from addresses known already. */
+    uint32_t good_added;
+    bool good_seen;
     gw_bucket fails; /* failed logins of all addresses together (max_auth_failures) */
 } gw_guard;
 
@@ -82,6 +88,14 @@ bool gw_guard_fail_budget(gw_guard *g, double rate, int64_t now);
  * and it is known-good from now on (the oldest known-good address is
  * forgotten when GW_GUARD_MAX_GOOD are known already). */
 void gw_guard_login_ok(gw_guard *g, gw_ip *ip, int64_t now);
+
+/* Makes addr known-good with its last good login at good_ms (a restart:
+ * gw_goodfile.h), unless it is known with a later one. Counts as no change.
+ * False when addr cannot be tracked (table full, out of memory). */
+bool gw_guard_restore_good(gw_guard *g, const char *addr, int64_t good_ms);
+
+/* Calls fn for each known-good address (in table order). */
+void gw_guard_each_good(const gw_guard *g, void (*fn)(void *ctx, const gw_ip *ip), void *ctx);
 
 /* True when ip is known-good (NULL: untracked, not known). */
 bool gw_guard_known_good(const gw_ip *ip);

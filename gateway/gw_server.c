@@ -26,6 +26,7 @@
 #include "eds_tls.h"
 #include "gw_conn.h"
 #include "gw_downlink.h"
+#include "gw_goodfile.h"
 #include "gw_guard.h"
 #include "gw_journal.h"
 #include "gw_loop.h"
@@ -50,6 +51,7 @@ struct gw_server {
     size_t n_listeners;
     gw_window window;
     gw_guard guard;
+    gw_goodfile *goodfile; /* the guard's known-good addresses on disk */
     gw_conns conns;
     gw_relay relay;
     gw_downlink downlink;
@@ -280,6 +282,7 @@ static void tick(gw_server *s)
         s->next_ip_sweep_ms = now + 10000;
         gw_guard_sweep(&s->guard, now);
     }
+    gw_goodfile_tick(s->goodfile, &s->guard, now, time(NULL));
     if (now >= s->next_expiry_ms) {
         s->next_expiry_ms = now + 1000;
         gw_downlink_tick(&s->downlink);
@@ -442,7 +445,9 @@ int gw_server_create(const gw_config *cfg, gw_server **out, eds_error *err)
                             cfg->password_file);
     }
     if ((rc = gw_journal_open(&s->journal, cfg->state_dir, &s->window, &s->st, err)) != EDS_OK ||
-        (rc = gw_downlink_open_store(&s->downlink, cfg->state_dir, err)) != EDS_OK)
+        (rc = gw_downlink_open_store(&s->downlink, cfg->state_dir, err)) != EDS_OK ||
+        (rc = gw_goodfile_open(cfg->state_dir, &s->guard, gw_now_ms(), time(NULL), &s->goodfile,
+                               err)) != EDS_OK)
         goto err;
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         if (cfg->listeners[i].tls && !s->tls_ctx &&
@@ -554,6 +559,7 @@ void gw_server_destroy(gw_server *s)
     gw_schemas_destroy(s->schemas);
     eds_passwd_destroy(s->passwd);
     eds_tls_ctx_destroy(s->tls_ctx);
+    gw_goodfile_close(s->goodfile, &s->guard, gw_now_ms(), time(NULL));
     gw_guard_free(&s->guard);
     gw_session_free(&s->session);
     gw_metrics_destroy(s->metrics);
