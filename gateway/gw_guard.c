@@ -59,6 +59,30 @@ bool gw_guard_conn_allowed(const gw_ip *ip, uint32_t max_per_ip)
     return !ip || max_per_ip == 0 || ip->conns < max_per_ip;
 }
 
+void gw_guard_opened(gw_ip *ip, int64_t now)
+{
+    if (!ip)
+        return;
+    int64_t win = now / GW_OPENS_WINDOW_MS;
+    if (ip->opens_win != win) {
+        ip->opens_before = ip->opens_win == win - 1 ? ip->opens : 0;
+        ip->opens = 0;
+        ip->opens_win = win;
+    }
+    if (ip->opens < UINT32_MAX / 2)
+        ip->opens++;
+}
+
+uint32_t gw_guard_recent_opens(const gw_ip *ip, int64_t now)
+{
+    if (!ip)
+        return UINT32_MAX;
+    int64_t win = now / GW_OPENS_WINDOW_MS;
+    if (ip->opens_win == win)
+        return ip->opens + ip->opens_before;
+    return ip->opens_win == win - 1 ? ip->opens : 0;
+}
+
 int64_t gw_guard_login_failed(gw_ip *ip, int64_t now)
 {
     if (!ip)
@@ -160,7 +184,8 @@ void gw_guard_sweep(gw_guard *g, int64_t now)
                 ip->fails = 0;
             if (ip->good && now - ip->good_ms > GW_GOOD_FORGET_MS)
                 forget_good(g, ip);
-            if (ip->conns == 0 && ip->fails == 0 && !ip->good) {
+            if (ip->conns == 0 && ip->fails == 0 && !ip->good &&
+                gw_guard_recent_opens(ip, now) == 0) {
                 *pp = ip->next;
                 free(ip);
                 g->n--;

@@ -6,8 +6,14 @@
  * Owns the address table: at most GW_GUARD_MAX_ADDRS entries, so many
  * source addresses (an IPv6 prefix) cannot grow it without end; past that
  * an address goes untracked (no per-address cap, no login delay). An entry
- * lives while it has connections, a failed login younger than 10 minutes, or
- * a good login younger than a week (gw_guard_sweep frees the rest).
+ * lives while it has connections, a failed login younger than 10 minutes, a
+ * connection opened in the last GW_OPENS_WINDOW_MS, or a good login younger
+ * than a week (gw_guard_sweep frees the rest).
+ *
+ * Counts the connections each address opened lately (this window of
+ * GW_OPENS_WINDOW_MS and the one before): pre-auth eviction closes a
+ * connection of an address that keeps opening them before one of an address
+ * that opened one (a device's first login from there).
  *
  * Also owns the known-good addresses: those a device logged in from with the
  * right password. Pre-auth eviction spares their connections while others
@@ -31,6 +37,7 @@
 #define GW_LOGIN_FAIL_FORGET_MS 600000 /* an address's failures are forgotten after 10 min */
 #define GW_GUARD_MAX_GOOD 16384        /* known-good addresses (a quarter of the table) */
 #define GW_GOOD_FORGET_MS 604800000LL  /* a good login is remembered for a week */
+#define GW_OPENS_WINDOW_MS 10000       /* connections opened: counted per 10 s */
 
 /* The max_rate bucket of a device. */
 typedef struct gw_bucket {
@@ -45,8 +52,10 @@ typedef struct gw_ip {
     uint32_t preauth; /* of conns, those without a good hello yet (gw_conn.c counts) */
     uint32_t fails;
     int64_t last_fail_ms;
-    bool good;       /* a device logged in from here (known-good) */
-    int64_t good_ms; /* its last good login */
+    bool good;                    /* a device logged in from here (known-good) */
+    int64_t good_ms;              /* its last good login */
+    int64_t opens_win;            /* window (now / GW_OPENS_WINDOW_MS) of opens */
+    uint32_t opens, opens_before; /* connections opened in it and in the one before */
     struct gw_ip *next;
 } gw_ip;
 
@@ -72,6 +81,13 @@ gw_ip *gw_guard_ip(gw_guard *g, const char *addr);
 
 /* True when a new connection from ip is within max_per_ip (0: no limit). */
 bool gw_guard_conn_allowed(const gw_ip *ip, uint32_t max_per_ip);
+
+/* ip opened a connection at now. */
+void gw_guard_opened(gw_ip *ip, int64_t now);
+
+/* Connections ip opened in this window and the one before (NULL: untracked,
+ * UINT32_MAX). */
+uint32_t gw_guard_recent_opens(const gw_ip *ip, int64_t now);
 
 /* A failed login from ip at now: the delay before answering it, in ms
  * (0 for the first failure; then 200 ms doubling up to 10 s). */
@@ -101,7 +117,8 @@ void gw_guard_each_good(const gw_guard *g, void (*fn)(void *ctx, const gw_ip *ip
 bool gw_guard_known_good(const gw_ip *ip);
 
 /* Forgets failures older than 10 minutes and good logins older than a week,
- * and frees entries with no connection, no failure and no good login left. */
+ * and frees entries with no connection, no failure, no good login and no
+ * recent opens left. */
 void gw_guard_sweep(gw_guard *g, int64_t now);
 
 /* max_rate (records per second, <= 0: none): refills the bucket up to one

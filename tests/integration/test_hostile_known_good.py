@@ -18,7 +18,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from edsrig import wait_until  # noqa: E402
 from gwrig import line_of, record  # noqa: E402
-from hostile import SLOW, HostileTestCase, stats_messages  # noqa: E402
+from hostile import SLOW, HostileTestCase, connect, hello_line, stats_messages  # noqa: E402
 import test_hostile_squat as squat  # noqa: E402
 
 DEVICE_SOURCE = squat.LOGIN_SOURCE  # 127.0.0.3
@@ -33,6 +33,7 @@ class KnownGoodRestartTest(HostileTestCase):
     # myrio-03 from 127.0.0.3: connect, hello HELLO_DELAY s later, one record (the next
     # after the welcome's last_seq), its ack: (welcome or what came instead, seq, ack).
     session = squat.ConnectFloodTest.session
+    reconnect = squat.ConnectFloodTest.reconnect
 
     def known_good_file(self):
         try:
@@ -52,13 +53,7 @@ class KnownGoodRestartTest(HostileTestCase):
         failures = []
         t0 = time.monotonic()
         for _ in range(self.RECONNECTS):
-            self.assertTrue(flood.running(), "the flood ended before the reconnects")
-            welcome, seq, ack = self.session(None)
-            if seq is None:
-                failures.append(welcome[:120])
-                continue
-            self.assertEqual(ack, b'{"type":"ack","seq":%d}' % seq)
-            sent.append(seq)
+            self.reconnect(flood, sent, failures)
         took = time.monotonic() - t0
         running = flood.running()
         flood.stop()
@@ -103,6 +98,58 @@ class KnownGoodRestartTest(HostileTestCase):
         got = [m.payload for m in self.sub.wait_for_count(topic, len(sent), 10 * SLOW)]
         self.assertEqual(got, [line_of(record(q)) for q in sent])
         self.assertTrue(self.gw.running())
+
+
+def wide_addr(i):
+    """The reviewer's flood: 2,000 addresses, 127.1.0.1 .. 127.1.7.250."""
+    return "127.1.%d.%d" % (i // 250 % 8, 1 + i % 250)
+
+
+class FirstLoginTest(HostileTestCase):
+    """First logins from new addresses during a flood from 2,000 addresses (more than
+    max_unauthenticated, 256 by default): such a login is not known-good, so only the rest
+    of the eviction rule can keep it (docs/security.md)."""
+
+    gw_options = {"stats_interval": 1}
+    start_agent = False
+    LOGINS = 20
+    HELLO_DELAY = 0.2  # connect to hello: a slow link or a TLS handshake
+
+    def first_login(self, source):
+        s = connect(self.gw.port, source, timeout=5 * SLOW)
+        try:
+            time.sleep(self.HELLO_DELAY)  # the device's round trip, not a wait for the gateway
+            s.sendall(hello_line("myrio-03", "pw-03", "first"))
+            return squat.read_line(s, 5 * SLOW)
+        finally:
+            s.close()
+
+    def test_first_logins_during_wide_flood(self):
+        first = len(stats_messages(self.sub))
+        flood = squat.ConnectFlood(self.gw.port, source_of=wide_addr).start()
+        self.addCleanup(flood.stop)
+        wait_until(lambda: [d for d in stats_messages(self.sub)[first:]
+                            if d["preauth_evicted"] >= 4000], 20 * SLOW,
+                   "the flood cycling through its 2,000 addresses")
+        ok = 0
+        replies = {}
+        t0 = time.monotonic()
+        for i in range(self.LOGINS):
+            self.assertTrue(flood.running(), "the flood ended before the logins")
+            reply = self.first_login("127.0.2.%d" % (1 + i))  # a new address each time
+            ok += reply.startswith(b'{"type":"welcome"')
+            key = reply[:40].decode(errors="replace")
+            replies[key] = replies.get(key, 0) + 1
+        took = time.monotonic() - t0
+        running = flood.running()
+        flood.stop()
+        self.assertTrue(running, "the flood ended before the last login")
+        self.figure("%d of %d first logins from new addresses (hello 200 ms after connect) "
+                    "got in in %.1f s during a flood of %d connections from 2,000 addresses "
+                    "(%.0f a second); replies %r" % (
+                        ok, self.LOGINS, took, flood.opened,
+                        flood.opened / max(flood.took, 1e-3), replies))
+        self.assertGreaterEqual(ok, self.LOGINS, "first logins refused")
 
 
 if __name__ == "__main__":

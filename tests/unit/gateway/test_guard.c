@@ -187,6 +187,32 @@ static void test_restore_and_marks(void **state)
     gw_guard_free(&g);
 }
 
+/* Connections opened lately: this 10 s window and the one before; an entry
+ * with recent opens outlives its connections until they are old. */
+static void test_recent_opens(void **state)
+{
+    gw_guard g;
+    assert_int_equal(gw_guard_init(&g), EDS_OK);
+    gw_ip *ip = gw_guard_ip(&g, "192.0.2.20");
+    assert_int_equal(gw_guard_recent_opens(ip, 100000), 0);
+    assert_int_equal(gw_guard_recent_opens(NULL, 100000), UINT32_MAX); /* untracked: most */
+    gw_guard_opened(ip, 100000);
+    gw_guard_opened(ip, 105000);
+    assert_int_equal(gw_guard_recent_opens(ip, 109999), 2);
+    gw_guard_opened(ip, 110000); /* the next window: the first two still count */
+    assert_int_equal(gw_guard_recent_opens(ip, 119999), 3);
+    assert_int_equal(gw_guard_recent_opens(ip, 120000), 1); /* only the window before */
+    assert_int_equal(gw_guard_recent_opens(ip, 130000), 0);
+    gw_guard_opened(ip, 150000); /* after a gap: counted afresh */
+    assert_int_equal(gw_guard_recent_opens(ip, 150000), 1);
+    gw_guard_sweep(&g, 155000); /* no connection, but opened lately: kept */
+    assert_ptr_equal(gw_guard_ip(&g, "192.0.2.20"), ip);
+    assert_int_equal(gw_guard_recent_opens(ip, 155000), 1);
+    gw_guard_sweep(&g, 170000); /* 20 s later: nothing recent left, freed */
+    assert_int_equal(g.n, 0);
+    gw_guard_free(&g);
+}
+
 static void test_bucket(void **state)
 {
     gw_bucket b = {0};
@@ -221,6 +247,7 @@ int main(void)
         cmocka_unit_test(test_known_good),
         cmocka_unit_test(test_known_good_bounded),
         cmocka_unit_test(test_restore_and_marks),
+        cmocka_unit_test(test_recent_opens),
     };
     return cmocka_run_group_tests_name("gw_guard", tests, NULL, NULL);
 }
