@@ -327,7 +327,7 @@ static bool make_room(gw_downlink *dl, size_t size, const gw_park_entry *keep)
 typedef struct checked {
     char *line; /* CMD_HEAD + the minified payload; owned */
     size_t len; /* of the minified payload (at line + CMD_HEAD_LEN) */
-    char *ref;  /* the payload's "id" member as JSON text; owned */
+    char *ref;  /* the payload's "id" member: its bytes in the minified payload; owned */
     size_t ref_len;
     const char *status; /* NULL: fine */
     char reason[600];   /* room for err.msg (512) and the words around it */
@@ -364,11 +364,33 @@ static bool blank(const char *text, size_t len)
     return true;
 }
 
+/* The reason of a refused parse: the parser counts bytes in the cmd line around the
+ * payload; the publisher of the command wants them counted in its payload. */
+static void parse_reason(const char *msg, char *out, size_t cap)
+{
+    static const char at[] = "not valid JSON at byte ";
+    size_t byte;
+    if (strncmp(msg, at, sizeof(at) - 1) == 0 && sscanf(msg + sizeof(at) - 1, "%zu", &byte) == 1 &&
+        byte > CMD_HEAD_LEN)
+        snprintf(out, cap, "not valid JSON at byte %zu of the command", byte - CMD_HEAD_LEN);
+    else if (strncmp(msg, "not valid JSON", 14) == 0)
+        snprintf(out, cap, "%s", msg);
+    else
+        snprintf(out, cap, "not valid JSON: %s", msg);
+}
+
 /* One strict parse of the cmd line as the agent will get it (nesting counts with the
  * line around the payload), then the payload minified in place for sending. */
 static void check(gw_downlink *dl, const char *device, const char *payload, size_t len, checked *ck)
 {
     memset(ck, 0, sizeof(*ck));
+    /* Size first: a command too long for any agent costs no parse. */
+    if (CMD_HEAD_LEN + len + 2 > dl->cfg->max_line) {
+        ck->status = "dropped";
+        snprintf(ck->reason, sizeof(ck->reason),
+                 "%zu bytes (as published) do not fit a max_line cmd line", len);
+        return;
+    }
     ck->line = malloc(CMD_HEAD_LEN + len + 2);
     if (!ck->line) {
         ck->status = "dropped";
@@ -393,22 +415,28 @@ static void check(gw_downlink *dl, const char *device, const char *payload, size
     }
     if (rc != EDS_OK) {
         ck->status = "rejected";
-        snprintf(ck->reason, sizeof(ck->reason), "not valid JSON: %s", err.msg);
+        parse_reason(err.msg, ck->reason, sizeof(ck->reason));
         return;
     }
-    const cJSON *id = cJSON_GetObjectItemCaseSensitive(m.data, "id");
-    ck->ref = id ? cJSON_PrintUnformatted(id) : NULL;
-    ck->ref_len = ck->ref ? strlen(ck->ref) : 0;
+    /* Which member is "id": its text is taken from the minified payload below. */
+    size_t id_at = 0;
+    const cJSON *id = NULL;
+    if (cJSON_IsObject(m.data))
+        for (id = m.data->child; id && strcmp(id->string, "id") != 0; id = id->next)
+            id_at++;
     check_schema(dl, device, &m, ck);
     /* Minified in place (never longer, and never ahead of what it reads). */
     ck->len = m.data_ws ? eds_json_minify(m.data_json, m.data_len, body)
                         : (memmove(body, m.data_json, m.data_len), m.data_len);
     eds_msg_free(&m);
-    if (!ck->status && CMD_HEAD_LEN + ck->len + 2 > dl->cfg->max_line) {
-        /* The agent could never take it (its line limit is the gateway's). */
-        ck->status = "dropped";
-        snprintf(ck->reason, sizeof(ck->reason), "%zu bytes do not fit a max_line cmd line",
-                 ck->len);
+    const char *ref;
+    if (id && eds_json_member_text(body, ck->len, id_at, &ref, &ck->ref_len)) {
+        /* The command's own bytes (77.0 stays 77.0), never re-printed. */
+        ck->ref = malloc(ck->ref_len);
+        if (ck->ref)
+            memcpy(ck->ref, ref, ck->ref_len);
+        else
+            ck->ref_len = 0;
     }
 }
 
@@ -537,11 +565,20 @@ void gw_downlink_message(gw_downlink *dl, const gw_pub_event *ev)
         gw_downlink_deliver(dl, d->conn);
 }
 
+/* An agent answered a command id not outstanding on its connection: counted, logged
+ * rate-limited (an agent could send any number). */
+static void unknown_answer(gw_downlink *dl, const gw_conn *c, const char *what, int64_t id)
+{
+    dl->st->cmd_answers_unknown++;
+    warn(dl, "%s: %s for unknown command id %" PRId64 " (%" PRIu64 " so far)", c->peer, what, id,
+         dl->st->cmd_answers_unknown);
+}
+
 void gw_downlink_ack(gw_downlink *dl, gw_conn *c, int64_t id)
 {
     gw_cmd *cmd = gw_cmdq_take(&c->unacked, id);
     if (!cmd) {
-        eds_log_info("%s: ack for unknown command id %" PRId64, c->peer, id);
+        unknown_answer(dl, c, "ack", id);
         return;
     }
     dl->st->cmds_delivered++;
@@ -563,7 +600,7 @@ void gw_downlink_nack(gw_downlink *dl, gw_conn *c, const eds_msg *m)
 {
     gw_cmd *cmd = gw_cmdq_take(&c->unacked, m->id);
     if (!cmd) {
-        eds_log_info("%s: nack for unknown command id %" PRId64, c->peer, m->id);
+        unknown_answer(dl, c, "nack", m->id);
         return;
     }
     const char *device = c->dev ? c->dev->id : "?";

@@ -86,6 +86,50 @@ class DeliveredAndByteExactTest(ResultCase):
         self.assertEqual(st["cmds_sent"], 1)
 
 
+class RefAndReasonTest(ResultCase):
+    gw_options = {"stats_interval": 0.3, "max_line": 400}
+
+    def test_ref_is_the_commands_own_id_bytes_minified(self):
+        c, _ = self.session(DEV)
+        ids = [b'77.0', b'12345678901234567890', b'"a\\u00e9\\"b\\\\ c"', b'{ "k" : [1, 2.50] }',
+               b'-0.0e+1']
+        for i, v in enumerate(ids):
+            self.send(b'{"n":%d, "id" : ' % i + v + b'}')
+        for i in range(len(ids)):
+            self.assertEqual(json.loads(c.recv_line())["id"], i + 1)
+            c.send_json({"type": "ack", "id": i + 1})
+        raw = [m.payload for m in self.sub.wait_for_count("energy/%s/cmd/result" % DEV, len(ids))]
+        self.assertEqual(raw, [b'{"status":"delivered","ref":77.0}',
+                               b'{"status":"delivered","ref":12345678901234567890}',
+                               b'{"status":"delivered","ref":"a\\u00e9\\"b\\\\ c"}',
+                               b'{"status":"delivered","ref":{"k":[1,2.50]}}',
+                               b'{"status":"delivered","ref":-0.0e+1}'])
+
+    def test_too_long_is_dropped_before_any_parse_and_offsets_are_the_payloads(self):
+        c, _ = self.session(DEV)
+        # Not JSON and too long: the size is checked first (dropped, not rejected).
+        self.send(b'{"id":"big","x":"' + b"y" * 400)
+        self.send(b'{"a":1,}')
+        self.send(b'{"id":"fits","x":"' + b"y" * 200 + b'"}')
+        got = self.results(2)
+        self.assertEqual(got[0]["status"], "dropped")
+        self.assertIn("417 bytes (as published) do not fit a max_line cmd line", got[0]["reason"])
+        self.assertNotIn("ref", got[0])
+        self.assertEqual(got[1], {"status": "rejected",
+                                  "reason": "not valid JSON at byte 8 of the command"})
+        self.assertEqual(json.loads(c.recv_line())["data"]["id"], "fits")
+
+    def test_answers_for_unknown_ids_are_counted_and_rate_limited(self):
+        c, _ = self.session(DEV)
+        for i in range(200):
+            c.send_json({"type": "ack" if i % 2 else "nack", "id": 1000 + i,
+                         "errors": {"x": ["y"]}})
+        self.barrier(c)
+        self.gw.wait_for_line(r"ack for unknown command id 1000 \(1 so far\)")
+        lines = [ln for ln in self.gw.output().splitlines() if "for unknown command id" in ln]
+        self.assertLessEqual(len(lines), 2, lines)  # one, then at most a summary per 10 s
+
+
 class SchemaTest(ResultCase):
     auto_rig = False
 
