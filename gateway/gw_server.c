@@ -96,6 +96,8 @@ static void on_pub_event(void *ctx, const gw_pub_event *ev)
     switch (ev->type) {
     case GW_PUB_DONE:
     case GW_PUB_FAILED:
+        if (gw_downlink_published(&s->downlink, ev->token, ev->type == GW_PUB_DONE))
+            break;
         d = gw_relay_result(&s->relay, ev->token, ev->type == GW_PUB_DONE);
         if (d)
             gw_session_progress(&s->session, d);
