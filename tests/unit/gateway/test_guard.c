@@ -89,15 +89,25 @@ static void test_sweep(void **state)
     gw_guard_free(&g);
 }
 
+/* Fills g's table with 2001:db8::0:0 and on; each opened one connection at
+ * opened_ms unless it is negative. */
+static void fill_table(gw_guard *g, int64_t opened_ms)
+{
+    char addr[64];
+    for (int i = 0; i < GW_GUARD_MAX_ADDRS; i++) {
+        snprintf(addr, sizeof(addr), "2001:db8::%x:%x", i >> 16, i & 0xffff);
+        gw_ip *ip = gw_guard_ip(g, addr);
+        assert_non_null(ip);
+        if (opened_ms >= 0)
+            gw_guard_opened(ip, opened_ms);
+    }
+}
+
 static void test_addresses_bounded(void **state)
 {
     gw_guard g;
     assert_int_equal(gw_guard_init(&g), EDS_OK);
-    char addr[64];
-    for (int i = 0; i < GW_GUARD_MAX_ADDRS; i++) {
-        snprintf(addr, sizeof(addr), "2001:db8::%x:%x", i >> 16, i & 0xffff);
-        assert_non_null(gw_guard_ip(&g, addr));
-    }
+    fill_table(&g, -1);
     assert_null(gw_guard_ip(&g, "198.51.100.7"));
     assert_non_null(gw_guard_ip(&g, "2001:db8::0:5")); /* known ones still found */
     gw_guard_sweep(&g, 1);
@@ -113,13 +123,7 @@ static void test_single_opens_swept_when_full(void **state)
 {
     gw_guard g;
     assert_int_equal(gw_guard_init(&g), EDS_OK);
-    char addr[64];
-    for (int i = 0; i < GW_GUARD_MAX_ADDRS; i++) {
-        snprintf(addr, sizeof(addr), "2001:db8::%x:%x", i >> 16, i & 0xffff);
-        gw_ip *ip = gw_guard_ip(&g, addr);
-        assert_non_null(ip);
-        gw_guard_opened(ip, 100000);
-    }
+    fill_table(&g, 100000);
     gw_ip *twice = gw_guard_ip(&g, "2001:db8::0:7");
     gw_guard_opened(twice, 100000);
     assert_null(gw_guard_ip(&g, "198.51.100.7")); /* full */
