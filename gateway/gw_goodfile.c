@@ -73,19 +73,23 @@ static void load(const char *path, gw_guard *g, int64_t now_ms, time_t wall)
     }
     char line[GOOD_LINE_MAX + 2], addr[INET6_ADDRSTRLEN];
     size_t loaded = 0, bad = 0, lines = 0;
+    bool cont = false; /* line is the rest of an over-long one */
     while (loaded < GW_GUARD_MAX_GOOD && lines < 2 * GW_GUARD_MAX_GOOD &&
            fgets(line, sizeof(line), fp)) {
         lines++;
+        bool rest = cont;
+        cont = !strchr(line, '\n');
         long long secs;
-        if (!parse_line(line, addr, &secs)) {
-            bad++; /* torn, hand-edited, or over-long (its rest is skipped as a line too) */
+        if (rest || !parse_line(line, addr, &secs)) {
+            bad++; /* torn, hand-edited, or a piece of an over-long line */
             continue;
         }
+        /* In seconds, and the far past first: a hostile number cannot overflow. */
+        if (secs < (long long)wall - GW_GOOD_FORGET_MS / 1000)
+            continue;
         long long age_s = (long long)wall - secs;
         if (age_s < 0)
             age_s = 0; /* the clock went back: count it as a login now */
-        if (age_s * 1000 > GW_GOOD_FORGET_MS)
-            continue;
         if (gw_guard_restore_good(g, addr, now_ms - age_s * 1000))
             loaded++;
     }

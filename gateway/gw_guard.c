@@ -176,6 +176,11 @@ bool gw_guard_known_good(const gw_ip *ip)
 
 void gw_guard_sweep(gw_guard *g, int64_t now)
 {
+    /* An entry kept only for one recent open says no more than a first login
+     * does: past half the table (a flood with a new address per connection)
+     * it goes, so that the table does not fill with them and leave a device's
+     * new address untracked (closed first, and never known-good). */
+    uint32_t keep_opens = g->n > GW_GUARD_MAX_ADDRS / 2 ? 1 : 0;
     for (size_t i = 0; i < GUARD_BUCKETS; i++) {
         gw_ip **pp = &g->tab[i];
         while (*pp) {
@@ -185,7 +190,7 @@ void gw_guard_sweep(gw_guard *g, int64_t now)
             if (ip->good && now - ip->good_ms > GW_GOOD_FORGET_MS)
                 forget_good(g, ip);
             if (ip->conns == 0 && ip->fails == 0 && !ip->good &&
-                gw_guard_recent_opens(ip, now) == 0) {
+                gw_guard_recent_opens(ip, now) <= keep_opens) {
                 *pp = ip->next;
                 free(ip);
                 g->n--;

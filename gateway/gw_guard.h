@@ -7,8 +7,9 @@
  * source addresses (an IPv6 prefix) cannot grow it without end; past that
  * an address goes untracked (no per-address cap, no login delay). An entry
  * lives while it has connections, a failed login younger than 10 minutes, a
- * connection opened in the last GW_OPENS_WINDOW_MS, or a good login younger
- * than a week (gw_guard_sweep frees the rest).
+ * connection opened in the last GW_OPENS_WINDOW_MS (more than one while the
+ * table is over half full), or a good login younger than a week
+ * (gw_guard_sweep frees the rest).
  *
  * Counts the connections each address opened lately (this window of
  * GW_OPENS_WINDOW_MS and the one before): pre-auth eviction closes a
@@ -118,7 +119,7 @@ bool gw_guard_known_good(const gw_ip *ip);
 
 /* Forgets failures older than 10 minutes and good logins older than a week,
  * and frees entries with no connection, no failure, no good login and no
- * recent opens left. */
+ * recent opens left (or only one, while the table is over half full). */
 void gw_guard_sweep(gw_guard *g, int64_t now);
 
 /* max_rate (records per second, <= 0: none): refills the bucket up to one

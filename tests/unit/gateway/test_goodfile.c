@@ -2,7 +2,8 @@
  * test_goodfile.c - gw_goodfile, the known-good addresses on disk: what a
  * gateway learned is known again after a restart (with its age), a new
  * address is written within the batch time and not at once, lines older than
- * a week, malformed lines and a clock that went back are handled, and a write
+ * a week, malformed lines, hostile numbers and over-long lines and a clock
+ * that went back are handled, and a write
  * that fails leaves the old file and no known_good.tmp.
  */
 #include <setjmp.h>
@@ -144,6 +145,32 @@ static void test_load_filters(void **state)
     finish(f, &g, 1000000, WALL, dir);
 }
 
+/* A hostile file: numbers that would overflow the age (skipped as older than
+ * a week, not wrapped into a fresh login) and an over-long line whose tail
+ * looks like a good line (skipped with it). */
+static void test_load_hostile(void **state)
+{
+    char dir[] = "/tmp/eds-goodfile-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char text[512];
+    snprintf(text, sizeof(text),
+             "192.0.2.10 -18446742273709552\n" /* age * 1000 wraps to 384 ms */
+             "192.0.2.11 -9223372036854775808\n"
+             "%071d" /* fills fgets' buffer: the rest of the line is the next read */
+             "192.0.2.12 1800000000\n"
+             "192.0.2.13 1800000000\n",
+             0);
+    write_file(dir, text);
+    gw_guard g;
+    gw_goodfile *f = open_into(&g, dir, 1000000, WALL);
+    assert_false(gw_guard_known_good(gw_guard_ip(&g, "192.0.2.10")));
+    assert_false(gw_guard_known_good(gw_guard_ip(&g, "192.0.2.11")));
+    assert_false(gw_guard_known_good(gw_guard_ip(&g, "192.0.2.12")));
+    assert_true(gw_guard_known_good(gw_guard_ip(&g, "192.0.2.13")));
+    assert_int_equal(g.n_good, 1);
+    finish(f, &g, 1000000, WALL, dir);
+}
+
 /* A write that cannot be done (known_good.tmp is a directory here; a full
  * disk in tests/integration/test_gateway_full_disk.py) keeps the old file. */
 static void test_failed_write_keeps_old_file(void **state)
@@ -169,6 +196,7 @@ int main(void)
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_batched_write),
         cmocka_unit_test(test_load_filters),
+        cmocka_unit_test(test_load_hostile),
         cmocka_unit_test(test_failed_write_keeps_old_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

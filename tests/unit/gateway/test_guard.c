@@ -89,19 +89,48 @@ static void test_sweep(void **state)
     gw_guard_free(&g);
 }
 
+/* Fills g's table with 2001:db8::0:0 and on; each opened one connection at
+ * opened_ms unless it is negative. */
+static void fill_table(gw_guard *g, int64_t opened_ms)
+{
+    char addr[64];
+    for (int i = 0; i < GW_GUARD_MAX_ADDRS; i++) {
+        snprintf(addr, sizeof(addr), "2001:db8::%x:%x", i >> 16, i & 0xffff);
+        gw_ip *ip = gw_guard_ip(g, addr);
+        assert_non_null(ip);
+        if (opened_ms >= 0)
+            gw_guard_opened(ip, opened_ms);
+    }
+}
+
 static void test_addresses_bounded(void **state)
 {
     gw_guard g;
     assert_int_equal(gw_guard_init(&g), EDS_OK);
-    char addr[64];
-    for (int i = 0; i < GW_GUARD_MAX_ADDRS; i++) {
-        snprintf(addr, sizeof(addr), "2001:db8::%x:%x", i >> 16, i & 0xffff);
-        assert_non_null(gw_guard_ip(&g, addr));
-    }
+    fill_table(&g, -1);
     assert_null(gw_guard_ip(&g, "198.51.100.7"));
     assert_non_null(gw_guard_ip(&g, "2001:db8::0:5")); /* known ones still found */
     gw_guard_sweep(&g, 1);
     assert_int_equal(g.n, 0);
+    assert_non_null(gw_guard_ip(&g, "198.51.100.7"));
+    gw_guard_free(&g);
+}
+
+/* A flood with a new address per connection: entries held only by one recent
+ * open go at the sweep once the table is over half full, so a device's new
+ * address is tracked again; an address that opened more is kept. */
+static void test_single_opens_swept_when_full(void **state)
+{
+    gw_guard g;
+    assert_int_equal(gw_guard_init(&g), EDS_OK);
+    fill_table(&g, 100000);
+    gw_ip *twice = gw_guard_ip(&g, "2001:db8::0:7");
+    gw_guard_opened(twice, 100000);
+    assert_null(gw_guard_ip(&g, "198.51.100.7")); /* full */
+    gw_guard_sweep(&g, 101000);                   /* the same window */
+    assert_int_equal(g.n, 1);
+    assert_ptr_equal(gw_guard_ip(&g, "2001:db8::0:7"), twice);
+    assert_int_equal(gw_guard_recent_opens(twice, 101000), 2);
     assert_non_null(gw_guard_ip(&g, "198.51.100.7"));
     gw_guard_free(&g);
 }
@@ -248,6 +277,7 @@ int main(void)
         cmocka_unit_test(test_known_good_bounded),
         cmocka_unit_test(test_restore_and_marks),
         cmocka_unit_test(test_recent_opens),
+        cmocka_unit_test(test_single_opens_swept_when_full),
     };
     return cmocka_run_group_tests_name("gw_guard", tests, NULL, NULL);
 }
