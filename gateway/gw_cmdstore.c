@@ -72,6 +72,14 @@ static void put_crc(unsigned char *rec, size_t body)
     eds_put_le32(rec + body, eds_crc32(0, rec, body));
 }
 
+/* The D record (removal) of uid. */
+static void encode_del(unsigned char rec[D_SIZE], uint64_t uid)
+{
+    rec[0] = 'D';
+    eds_put_le64(rec + 1, uid);
+    put_crc(rec, D_SIZE - 4);
+}
+
 /* The A record of cmd for device, malloc'd; *len its size. */
 static unsigned char *encode(const char *device, const gw_cmd *c, size_t *len)
 {
@@ -358,9 +366,7 @@ int gw_cmdstore_del(gw_cmdstore *s, const gw_cmd *cmd, eds_error *err)
     if (!s || !cmd->uid)
         return EDS_OK;
     unsigned char rec[D_SIZE];
-    rec[0] = 'D';
-    eds_put_le64(rec + 1, cmd->uid);
-    put_crc(rec, D_SIZE - 4);
+    encode_del(rec, cmd->uid);
     size_t live = a_size(cmd, 0);
     s->live_bytes -= live < s->live_bytes ? live : s->live_bytes;
     return append(s, rec, sizeof(rec), err);
@@ -380,6 +386,16 @@ int gw_cmdstore_rewrite_begin(gw_cmdstore *s, eds_error *err)
     s->tmp_fd = open(s->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (s->tmp_fd < 0)
         return eds_error_set(err, EDS_ERR_IO, "%s: %s", s->tmp, strerror(errno));
+    if (s->next_uid > 1) {
+        /* A uid never given, as a removal of nothing: the open after this rewrite
+         * continues after it even when no command is left (an agent answers a uid it
+         * finished again without handing the command over: uids must never repeat). */
+        unsigned char rec[D_SIZE];
+        encode_del(rec, s->next_uid++);
+        if (write_all(s->tmp_fd, rec, sizeof(rec)) != 0)
+            s->tmp_failed = true;
+        s->tmp_size += sizeof(rec);
+    }
     return EDS_OK;
 }
 
