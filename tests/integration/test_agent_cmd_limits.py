@@ -239,6 +239,7 @@ class UidAfterGatewayRestartsTest(AgentCmdCase):
         self.assertEqual(self.results(1), [{"status": "delivered", "ref": "u-1"}])
         for _ in range(2):
             self.gw.restart()
+        self.gw.wait_for_line(r"device %s online" % DEV)  # this gateway's welcome
         self.send(b'{"id":"u-2","day-ahead-price":80.5}')
         self.assertEqual(self.results(2, timeout=30)[1], {"status": "delivered", "ref": "u-2"})
         p.wait_for_line(r'^\{"id":"u-2"', stream="stdout")
