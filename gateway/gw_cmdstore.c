@@ -520,6 +520,14 @@ int gw_cmdstore_rewrite_begin(gw_cmdstore *s, eds_error *err)
     s->tmp_fd = open(s->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (s->tmp_fd < 0)
         return eds_error_set(err, EDS_ERR_IO, "%s: %s", s->tmp, strerror(errno));
+    if (s->next_uid > 1) {
+        /* A uid never given, as a removal of nothing: the open after this rewrite
+         * continues after it even when no command is left (an agent answers a uid it
+         * finished again without handing the command over: uids must never repeat). */
+        unsigned char rec[D_SIZE];
+        encode_mark(rec, 'D', s->next_uid++);
+        tmp_write(s, rec, sizeof(rec));
+    }
     return EDS_OK;
 }
 

@@ -73,13 +73,21 @@ static void remove_at(agent_cmds *c, size_t i)
     c->dirty = true;
 }
 
+/* Retried on every sync until it works (a full disk): logged at most once a minute. */
+static void sync_failed(const char *path)
+{
+    static eds_log_limit lim = EDS_LOG_LIMIT_INIT(60000);
+    eds_log_limited(&lim, EDS_LOG_WARNING, "%s: %s (commands still wait in memory)", path,
+                    strerror(errno));
+}
+
 void agent_cmds_sync(agent_cmds *c)
 {
     if (!c->path || !c->dirty)
         return;
     FILE *f = fopen(c->tmp, "w");
     if (!f) {
-        eds_log_warning("%s: %s", c->tmp, strerror(errno));
+        sync_failed(c->tmp);
         return;
     }
     for (size_t i = 0; i < c->n; i++) {
@@ -97,7 +105,7 @@ void agent_cmds_sync(agent_cmds *c)
     bool ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
     ok = fclose(f) == 0 && ok;
     if (!ok || rename(c->tmp, c->path) != 0)
-        eds_log_warning("%s: %s", c->path, strerror(errno));
+        sync_failed(c->path);
     else
         c->dirty = false;
 }

@@ -227,5 +227,25 @@ class FloodTest(AgentCmdCase):
         self.assertTrue(p.running())
 
 
+class UidAfterGatewayRestartsTest(AgentCmdCase):
+    def test_new_command_after_two_gateway_restarts_is_handed_over(self):
+        # The agent remembers the uids it finished; a gateway restarted twice with no
+        # command held in between must not give a new command one of those uids (the
+        # agent would only ack it: a "delivered" result for a command nobody got).
+        p = self.start_agent("--simulate", 1, "--cmd-stdout")
+        p.wait_for_line(CONNECTED % DEV)
+        self.send(b'{"id":"u-1","day-ahead-price":77.0}')
+        p.wait_for_line(r'^\{"id":"u-1"', stream="stdout")
+        self.assertEqual(self.results(1), [{"status": "delivered", "ref": "u-1"}])
+        for _ in range(2):
+            self.gw.restart()
+        self.gw.wait_for_line(r"device %s online" % DEV)  # this gateway's welcome
+        self.send(b'{"id":"u-2","day-ahead-price":80.5}')
+        self.assertEqual(self.results(2, timeout=30)[1], {"status": "delivered", "ref": "u-2"})
+        p.wait_for_line(r'^\{"id":"u-2"', stream="stdout")
+        self.assertEqual(p.lines("stdout"), ['{"id":"u-1","day-ahead-price":77.0}',
+                                             '{"id":"u-2","day-ahead-price":80.5}'])
+
+
 if __name__ == "__main__":
     unittest.main()

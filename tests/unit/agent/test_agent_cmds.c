@@ -12,7 +12,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <fcntl.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -148,6 +150,46 @@ static void test_corrupt_line_skipped(void **state)
     agent_cmds_close(&c);
 }
 
+/* A file that cannot be written (full disk, here a folder where the temporary file goes)
+ * is logged once, not on every sync (the engine syncs on every turn of its loop), and
+ * written once it can be again. */
+static void test_unwritable_file_logged_once(void **state)
+{
+    (void)state;
+    agent_cmds c;
+    eds_error err;
+    char tmp[80];
+    snprintf(tmp, sizeof(tmp), "%s/cmds.pending.tmp", dir);
+    assert_int_equal(mkdir(tmp, 0700), 0);
+    assert_int_equal(agent_cmds_open(&c, dir, &err), EDS_OK);
+    assert_int_equal(offer(&c, 1, 5, 100, 0, "{\"p\":77.0}", NULL), AGENT_CMD_QUEUED);
+    char log[4096];
+    int fd = open(dir, O_TMPFILE | O_RDWR, 0600);
+    assert_true(fd >= 0);
+    int saved = dup(STDERR_FILENO);
+    dup2(fd, STDERR_FILENO);
+    for (int i = 0; i < 1000; i++)
+        agent_cmds_sync(&c);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    ssize_t n = pread(fd, log, sizeof(log) - 1, 0);
+    close(fd);
+    assert_true(n > 0);
+    log[n] = '\0';
+    size_t lines = 0;
+    for (char *p = log; (p = strchr(p, '\n')) != NULL; p++)
+        lines++;
+    assert_int_equal(lines, 1);
+    assert_int_equal(access(path, F_OK), -1); /* nothing written yet */
+    assert_int_equal(rmdir(tmp), 0);
+    agent_cmds_sync(&c);
+    agent_cmds_close(&c);
+    assert_int_equal(agent_cmds_open(&c, dir, &err), EDS_OK);
+    assert_int_equal(c.n, 1);
+    assert_string_equal(agent_cmds_head(&c)->json, "{\"p\":77.0}");
+    agent_cmds_close(&c);
+}
+
 static void test_bounds(void **state)
 {
     (void)state;
@@ -185,6 +227,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_queue_uid_and_file, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(test_expiry, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(test_corrupt_line_skipped, make_dir, remove_dir),
+        cmocka_unit_test_setup_teardown(test_unwritable_file_logged_once, make_dir, remove_dir),
         cmocka_unit_test(test_bounds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -165,6 +165,46 @@ static void test_add_del_reopen(void **state)
     rmdir(dir);
 }
 
+/* Uids never repeat, also when the newest ones were finished and the log compacted
+ * away (on open, twice in a row, and by a rewrite): an agent remembers the uids it
+ * finished and would only ack a new command that reused one. */
+static void test_uids_never_repeat_after_compactions(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/eds-cmdstore-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    got g = {0};
+    gw_cmdstore *s = NULL;
+    size_t budget = 0;
+    eds_error err;
+    reopen(dir, &g, &s);
+    gw_cmd *a = make("{}", "", 0, &budget);
+    assert_int_equal(gw_cmdstore_add(s, "dev-1", a, &err), EDS_OK);
+    assert_int_equal(gw_cmdstore_del(s, a->uid, &err), EDS_OK);
+    reopen(dir, &g, &s); /* compacts to nothing live */
+    reopen(dir, &g, &s);
+    assert_int_equal(g.n, 0);
+    gw_cmd *b = make("{}", "", 0, &budget);
+    assert_int_equal(gw_cmdstore_add(s, "dev-1", b, &err), EDS_OK);
+    assert_true(b->uid > a->uid);
+    assert_int_equal(gw_cmdstore_del(s, b->uid, &err), EDS_OK);
+    assert_int_equal(gw_cmdstore_rewrite_begin(s, &err), EDS_OK);
+    assert_int_equal(gw_cmdstore_rewrite_end(s, &err), EDS_OK);
+    reopen(dir, &g, &s);
+    gw_cmd *c = make("{}", "", 0, &budget);
+    assert_int_equal(gw_cmdstore_add(s, "dev-1", c, &err), EDS_OK);
+    assert_true(c->uid > b->uid);
+    gw_cmdstore_close(s);
+    gw_cmd_free(a, &budget);
+    gw_cmd_free(b, &budget);
+    gw_cmd_free(c, &budget);
+    assert_int_equal(budget, 0);
+    char path[64];
+    snprintf(path, sizeof(path), "%s/cmds.log", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
 /* A compaction writes the commands in sending order: a device's, then the next
  * device's, parked ones adopted in front. Every one of them comes back, in that
  * order, and a removal after the compaction still finds its command. */
@@ -386,6 +426,7 @@ int main(void)
         cmocka_unit_test(test_corrupt_middle_record_skipped),
         cmocka_unit_test(test_add_del_reopen),
         cmocka_unit_test(test_rewrite_not_in_uid_order),
+        cmocka_unit_test(test_uids_never_repeat_after_compactions),
         cmocka_unit_test(test_full_disk_mid_record),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
