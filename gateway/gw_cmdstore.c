@@ -158,11 +158,14 @@ typedef struct replay {
     } * by_uid; /* (uid, index into e) sorted */
 } replay;
 
-/* The length of the record at p (avail bytes), or 0 when it is torn or corrupt. */
-static size_t record_len(const unsigned char *p, size_t avail)
+/* The length the header at p (avail bytes) claims for its record, checked against
+ * nothing past the header (may exceed avail); 0 when no header starts at p. */
+static uint64_t claimed_len(const unsigned char *p, size_t avail)
 {
     uint64_t body;
     size_t head;
+    if (avail >= 1 + 8 && (eds_get_le64(p + 1) == 0 || eds_get_le64(p + 1) > EDS_SEQ_MAX))
+        return 0; /* no uid the store gives out */
     if (avail >= D_SIZE && (p[0] == 'D' || p[0] == 'S')) {
         body = 0;
         head = D_SIZE - 4;
@@ -180,12 +183,16 @@ static size_t record_len(const unsigned char *p, size_t avail)
     } else {
         return 0;
     }
-    if (body > avail)
+    return head + body + 4;
+}
+
+/* The length of the record at p (avail bytes), or 0 when it is torn or corrupt. */
+static size_t record_len(const unsigned char *p, size_t avail)
+{
+    uint64_t n = claimed_len(p, avail);
+    if (n == 0 || n > avail || eds_get_le32(p + n - 4) != eds_crc32(0, p, (size_t)n - 4))
         return 0;
-    size_t n = head + (size_t)body + 4;
-    if (n > avail || eds_get_le32(p + n - 4) != eds_crc32(0, p, n - 4))
-        return 0;
-    return n;
+    return (size_t)n;
 }
 
 static int by_uid(const void *a, const void *b)
@@ -240,13 +247,15 @@ static void settle(replay *r, const struct uid_at *idx, size_t k)
 
 /* Reads every record; a corrupt one in the middle is skipped (to the next place a valid
  * record starts, its CRC checked) and the records after it are kept; a torn or corrupt
- * end (a crash in mid-write) is ignored. */
+ * end (a crash in mid-write) is ignored. The search starts past what an intact header
+ * claims: a record's text (a publisher's bytes) may hold a valid record. */
 static int scan(gw_cmdstore *s, const unsigned char *buf, size_t size, replay *r)
 {
     size_t pos = 0, len, skipped = 0, places = 0;
     while (pos < size) {
         if ((len = record_len(buf + pos, size - pos)) == 0) {
-            size_t next = pos + 1;
+            uint64_t claim = claimed_len(buf + pos, size - pos);
+            size_t next = claim > size - pos ? size : pos + (claim ? (size_t)claim : 1);
             while (next < size && record_len(buf + next, size - next) == 0)
                 next++;
             if (next == size) {

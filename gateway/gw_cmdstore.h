@@ -10,7 +10,8 @@
  * An append-only log `DIR/cmds.log` of four kinds of record, each with a
  * CRC-32 so that a torn tail (a crash in mid-write) is recognised and
  * ignored, and a corrupt record in the middle is skipped (the reader looks
- * for the next valid record) without losing the ones after it:
+ * for the next valid record, past the length an intact header claims: a
+ * record's bytes may hold a valid record) without losing the ones after it:
  *     'A' uid expires_at lengths device json ref rt corr crc   a command
  *     'S' uid crc                 sent to a cmd_results agent (expiry is the agent's)
  *     'R' uid lengths device payload rt corr crc   its result (replaces the command;

@@ -205,6 +205,18 @@ static bool expired(const gw_cmd *cmd, int64_t now)
     return cmd->expires_at && cmd->expires_at <= now;
 }
 
+/* cmd's expiry passed while it waited here. One sent to a cmd_results agent before its
+ * connection went is not sent again either: an agent that never got the line (it was
+ * in flight, or the agent lost it) would hand it over late; one that had it has
+ * expired it by its own deadline, or took it in time and its ack was lost. */
+static void expire(gw_downlink *dl, const char *device, gw_cmd *cmd)
+{
+    dl->st->cmds_expired++;
+    finish(dl, device, cmd, "expired",
+           cmd->with_agent ? "expired while the agent was away (it may have taken it before)"
+                           : "expired before the device was online");
+}
+
 /* Writes cmd to the command store (it then survives a restart until its result). */
 static void store(gw_downlink *dl, const char *device, gw_cmd *cmd)
 {
@@ -272,9 +284,8 @@ void gw_downlink_deliver(gw_downlink *dl, gw_conn *c)
      * result could not be kept) until they drain; the timer tries again. */
     while (d->held.head && c->unacked.n < GW_MAX_UNACKED_CMDS && !gw_outbox_full(&dl->results)) {
         gw_cmd *cmd = gw_cmdq_pop(&d->held);
-        if (!cmd->with_agent && expired(cmd, now)) {
-            dl->st->cmds_expired++;
-            finish(dl, d->id, cmd, "expired", "expired before the device was online");
+        if (expired(cmd, now)) {
+            expire(dl, d->id, cmd);
             continue;
         }
         cmd->id = ++c->next_cmd_id;
@@ -286,8 +297,8 @@ void gw_downlink_deliver(gw_downlink *dl, gw_conn *c)
             continue;
         }
         if (c->cmd_results && !cmd->with_agent) {
-            /* From now on the agent decides when it has expired (protocol.md), also
-             * after a restart of the gateway. */
+            /* While the connection lasts the agent decides when it has expired
+             * (protocol.md); kept across a restart for the result's reason. */
             cmd->with_agent = true;
             eds_error err;
             if (gw_cmdstore_sent(dl->store, cmd, &err) != EDS_OK)
@@ -644,12 +655,11 @@ static void expire_queue(gw_downlink *dl, const char *device, gw_cmdq *q, int64_
     gw_cmdq keep = {0};
     gw_cmd *cmd;
     while ((cmd = gw_cmdq_pop(q)) != NULL) {
-        if (cmd->with_agent || !expired(cmd, now)) {
+        if (!expired(cmd, now)) {
             gw_cmdq_push(&keep, cmd);
             continue;
         }
-        dl->st->cmds_expired++;
-        finish(dl, device, cmd, "expired", "expired before the device was online");
+        expire(dl, device, cmd);
     }
     *q = keep;
 }

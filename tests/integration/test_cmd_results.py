@@ -223,25 +223,43 @@ class ContractTest(ResultCase):
         # Any malformed hello is refused the same way (nothing told before auth).
         self.assertClosedWithError(c, "auth_failed")
 
-    def test_expiry_is_the_agents_once_it_has_the_command(self):
+    def test_expiry_is_the_agents_while_it_is_connected(self):
         c = results_hello(self)
         self.send(b'{"id":"slow"}')
         first = json.loads(c.recv_line())
         self.assertIn(first["ttl"], (1, 2))
-        # Past cmd_expiry (2 s), not acked, and the connection goes: the gateway does not
-        # expire it (the agent has it and decides), but sends it again with "ttl":1.
-        c.close()
-        self.stats(lambda d: d["devices_online"] == 0, "device offline")
+        # Past cmd_expiry (2 s), not acked, still connected: the agent decides.
         deadline = time.monotonic() + 3.0
         self.stats(lambda d: time.monotonic() > deadline, "cmd_expiry passed")
-        c = results_hello(self)
-        again = json.loads(c.recv_line())
-        self.assertEqual((again["uid"], again["ttl"], again["data"]),
-                         (first["uid"], 1, {"id": "slow"}))
-        c.send_json({"type": "ack", "id": again["id"]})
+        c.send_json({"type": "ack", "id": first["id"]})
         self.assertEqual(self.results(1), [{"status": "delivered", "ref": "slow"}])
         st = self.stats(lambda d: d["cmds_delivered"] >= 1, "cmds_delivered")
         self.assertEqual(st["cmds_expired"], 0)
+
+    def test_sent_command_past_expiry_is_never_sent_again(self):
+        # The line reached this connection but the agent never took it (it went down
+        # first): sent again after its expiry, it would reach the application late.
+        c = results_hello(self)
+        self.send(b'{"id":"day-ahead"}')
+        self.assertEqual(json.loads(c.recv_line())["data"], {"id": "day-ahead"})
+        c.close()
+        self.stats(lambda d: d["devices_online"] == 0, "device offline")
+        got = self.results(1)  # at its expiry, not only once the device is back
+        self.assertEqual(got, [{"status": "expired", "ref": "day-ahead", "reason":
+                                "expired while the agent was away (it may have taken it "
+                                "before)"}])
+        c = results_hello(self)
+        self.barrier(c)  # nothing sent again
+        self.gw.restart(kill=True)  # and finished in the store too
+        self.sub.wait_for_message("energy/_gateway/status", match=lambda m: m.json()["online"])
+        c = results_hello(self)
+        self.barrier(c)
+        self.send(b'"barrier')  # its result comes after any result taken back from the store
+        self.sub.wait_for(lambda msgs: any(m.topic == "energy/%s/cmd/result" % DEV and
+                                           "ref" not in m.json() for m in msgs),
+                          what="the barrier's result")
+        self.assertEqual([m.json().get("ref") for m in
+                          self.sub.messages("energy/%s/cmd/result" % DEV)], ["day-ahead", None])
 
     def test_nack_status_maps_to_the_result(self):
         c = results_hello(self)

@@ -419,11 +419,93 @@ static void test_corrupt_middle_record_skipped(void **state)
     remove_store(dir);
 }
 
+/* The bytes of one valid A record (a command for dev-x), from a store of its own; *len
+ * its size. */
+static unsigned char *valid_record(size_t *len)
+{
+    char dir[] = "/tmp/eds-cmdstore-XXXXXX", path[64];
+    got g = {0};
+    gw_cmdstore *s;
+    fresh(dir, path, sizeof(path), &g, &s);
+    size_t budget = 0;
+    eds_error err;
+    gw_cmd *c = make("{\"evil\":1}", "", 0, &budget);
+    struct stat sb;
+    for (int i = 0; i < 10; i++) { /* the last one's uid is no other store's first */
+        assert_int_equal(stat(path, &sb), 0);
+        assert_int_equal(gw_cmdstore_add(s, "dev-x", c, &err), EDS_OK);
+    }
+    off_t at = sb.st_size;
+    gw_cmdstore_close(s);
+    gw_cmd_free(c, &budget);
+    assert_int_equal(stat(path, &sb), 0);
+    *len = (size_t)(sb.st_size - at);
+    unsigned char *buf = malloc(*len);
+    int fd = open(path, O_RDONLY);
+    assert_int_equal(pread(fd, buf, *len, at), (ssize_t)*len);
+    close(fd);
+    remove_store(dir);
+    return buf;
+}
+
+/* A publisher controls a command's correlation data (any bytes): a valid record inside
+ * it must never be taken for one when the record around it is torn or corrupt. */
+static void test_record_inside_a_corrupt_one_not_taken(void **state)
+{
+    (void)state;
+    size_t fake_len;
+    unsigned char *fake = valid_record(&fake_len);
+    for (int torn = 0; torn < 2; torn++) {
+        char dir[] = "/tmp/eds-cmdstore-XXXXXX", path[64];
+        got g = {0};
+        gw_cmdstore *s;
+        fresh(dir, path, sizeof(path), &g, &s);
+        size_t budget = 0;
+        eds_error err;
+        gw_cmd_parts p = {.json = "{\"n\":2}", .len = 7, .corr = fake, .corr_len = fake_len};
+        gw_cmd *c[3] = {make("{\"n\":1}", "", 0, &budget), gw_cmd_create(&p, &budget),
+                        make("{\"n\":3}", "", 0, &budget)};
+        struct stat sb;
+        off_t at = 0;
+        for (int i = 0; i < (torn ? 2 : 3); i++) {
+            if (i == 1) {
+                assert_int_equal(stat(path, &sb), 0);
+                at = sb.st_size; /* the record holding the fake starts here */
+            }
+            assert_int_equal(gw_cmdstore_add(s, "dev-1", c[i], &err), EDS_OK);
+        }
+        gw_cmdstore_close(s);
+        s = NULL;
+        assert_int_equal(stat(path, &sb), 0);
+        if (torn) /* a power cut: the record's last bytes (its CRC) never reached the disk */
+            assert_int_equal(truncate(path, sb.st_size - 2), 0);
+        else { /* a flipped bit in its JSON */
+            int fd = open(path, O_RDWR);
+            assert_int_equal(pwrite(fd, "X", 1, at + 34 + 5 + 2), 1);
+            close(fd);
+        }
+        reopen(dir, &g, &s);
+        assert_int_equal(g.n, torn ? 1 : 2);
+        for (size_t i = 0; i < g.n; i++)
+            assert_string_equal(g.device[i], "dev-1");
+        assert_string_equal(g.cmd[0]->json, "{\"n\":1}");
+        if (!torn)
+            assert_string_equal(g.cmd[1]->json, "{\"n\":3}");
+        got_free(&g);
+        gw_cmdstore_close(s);
+        for (int i = 0; i < 3; i++)
+            gw_cmd_free(c[i], &budget);
+        remove_store(dir);
+    }
+    free(fake);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_results_and_sent),
         cmocka_unit_test(test_corrupt_middle_record_skipped),
+        cmocka_unit_test(test_record_inside_a_corrupt_one_not_taken),
         cmocka_unit_test(test_add_del_reopen),
         cmocka_unit_test(test_rewrite_not_in_uid_order),
         cmocka_unit_test(test_uids_never_repeat_after_compactions),
