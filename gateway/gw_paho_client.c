@@ -4,13 +4,13 @@
  */
 #include "gw_paho_client.h"
 
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "eds_log.h"
+#include "eds_proto.h"
 
 /* Paho 1.3.12 leaks the copies MQTTAsync_send() makes of a publish that was in flight
  * when its connection dropped (seen under LeakSanitizer in test_publisher's connection-loss
@@ -150,12 +150,25 @@ void gw_paho_props(MQTTProperties *out, gw_paho_propbuf *buf, const gw_pub_props
     out->array = buf->prop;
     out->max_count = (int)(sizeof(buf->prop) / sizeof(buf->prop[0]));
     if (props->device) {
-        snprintf(buf->seq, sizeof(buf->seq), "%" PRIu64, props->seq);
-        time_t t = (time_t)(props->received_ms / 1000);
-        struct tm tm;
-        gmtime_r(&t, &tm);
-        size_t n = strftime(buf->at, sizeof(buf->at), "%Y-%m-%dT%H:%M:%S", &tm);
-        snprintf(buf->at + n, sizeof(buf->at) - n, ".%03dZ", (int)(props->received_ms % 1000));
+        eds_fmt_u64(buf->seq, sizeof(buf->seq), props->seq);
+        /* RFC 3339 UTC with milliseconds; printf-free, the date once per second */
+        int64_t ms = props->received_ms > 0 ? props->received_ms : 0;
+        if (buf->at_sec != ms / 1000 + 1) {
+            time_t t = (time_t)(ms / 1000);
+            struct tm tm;
+            gmtime_r(&t, &tm);
+            if (strftime(buf->at, sizeof(buf->at), "%Y-%m-%dT%H:%M:%S", &tm) != 19)
+                memcpy(buf->at, "1970-01-01T00:00:00", 19); /* year past 9999: cannot be */
+            buf->at_sec = ms / 1000 + 1;
+        }
+        int frac = (int)(ms % 1000);
+        char *f = buf->at + 19;
+        f[0] = '.';
+        f[1] = (char)('0' + frac / 100);
+        f[2] = (char)('0' + frac / 10 % 10);
+        f[3] = (char)('0' + frac % 10);
+        f[4] = 'Z';
+        f[5] = '\0';
         add_user(out, "device", props->device);
         add_user(out, "stream", props->stream ? props->stream : "0");
         add_user(out, "seq", buf->seq);

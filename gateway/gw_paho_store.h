@@ -1,8 +1,9 @@
 /*
  * gw_paho_store.h - Paho's persistence interface (MQTTClient_persistence) over a
- * gw_pubstore, for the publisher's exactly-once mode (and, on a store in memory,
- * for each clean-mode client: see conn_ctx in gw_publisher.c). Part of the
- * publisher: only gw_publisher.c uses it (and only the two of them include Paho).
+ * gw_pubstore, for the publisher's exactly-once mode, and over a gw_memstore for
+ * each clean-mode client (gw_paho_mem below; see conn_ctx in gw_publisher.c). Part
+ * of the publisher: only gw_publisher.c uses it (and only the publisher's files
+ * include Paho).
  *
  * Paho stores a publish under its own key ("c-N", the queued command) inside
  * MQTTAsync_send, on the calling thread. The mark of that publish (gw_mark.h) is

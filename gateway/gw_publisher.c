@@ -106,6 +106,7 @@ struct gw_publisher {
     slot_ctx *slot_ctxs; /* one per slot: Paho's callback context */
 
     gw_publisher_stats stats;
+    gw_paho_propbuf propbuf; /* loop thread (publish): MQTT 5 properties */
 
     /* persistent mode (store != NULL) */
     gw_pubstore *store;       /* NULL in clean mode */
@@ -802,9 +803,8 @@ int gw_publisher_publish_props(gw_publisher *p, const char *topic, const void *p
     GW_PAHO_CALLBACKS(ro, &p->cfg, on_publish_success, on_publish_failure, on_publish_success5,
                       on_publish_failure5);
     ro.context = &p->slot_ctxs[idx];
-    gw_paho_propbuf pb;
     if (props && p->cfg.mqtt_version == 5)
-        gw_paho_props(&ro.properties, &pb, props);
+        gw_paho_props(&ro.properties, &p->propbuf, props);
     /* Paho puts the queued command into the store inside MQTTAsync_send, on this thread:
      * the mark goes into the same log record. */
     if (p->store && mark)
