@@ -1,14 +1,16 @@
 /*
  * bench_paho.c - publishes confirmed per second through gw_publisher (one
- * Paho async client) at a few max_inflight values, against a private
- * mosquitto that tests/integration/edsrig.py starts from broker-config/ on a
- * free loopback port. No subscriber is attached.
+ * Paho async client, or -k of them in this process with publishes dealt
+ * round robin) at a few max_inflight values, against a private mosquitto
+ * that tests/integration/edsrig.py starts from broker-config/ on a free
+ * loopback port. No subscriber is attached.
  *
- *   bench_paho [-n COUNT] [-t SECONDS] [-q QOS] [-s PAYLOAD_BYTES] [INFLIGHT...]
+ *   bench_paho [-n COUNT] [-t SECONDS] [-q QOS] [-s PAYLOAD_BYTES] [-k CLIENTS] [INFLIGHT...]
  *
  * Defaults: 50000 publishes or 20 s per run, whichever ends first; QoS 1;
- * 210-byte payloads; max_inflight 16 64 256 1024. Each run uses a fresh
- * publisher; time runs from the first publish to the last DONE.
+ * 210-byte payloads; one client; max_inflight (per client) 16 64 256 1024.
+ * Each run uses fresh publishers; time runs from the first publish to the
+ * last DONE.
  */
 #include <errno.h>
 #include <poll.h>
@@ -60,49 +62,70 @@ static void on_event(void *ctx, const gw_pub_event *ev)
     }
 }
 
-static bool pump(gw_publisher *p, run *r, int timeout_ms)
+#define MAX_CLIENTS 8
+
+static bool pump(gw_publisher **p, int k, run *r, int timeout_ms)
 {
-    struct pollfd pfd = {.fd = gw_publisher_fd(p), .events = POLLIN};
-    int rc = poll(&pfd, 1, timeout_ms);
+    struct pollfd pfd[MAX_CLIENTS];
+    for (int i = 0; i < k; i++)
+        pfd[i] = (struct pollfd){.fd = gw_publisher_fd(p[i]), .events = POLLIN};
+    int rc = poll(pfd, (nfds_t)k, timeout_ms);
     if (rc < 0 && errno != EINTR)
         return false;
-    if (rc > 0)
-        gw_publisher_dispatch(p, on_event, r);
+    for (int i = 0; rc > 0 && i < k; i++)
+        if (pfd[i].revents)
+            gw_publisher_dispatch(p[i], on_event, &r[i]);
     return true;
 }
 
-static int bench_one(int port, size_t inflight, long count, double max_s, int qos,
-                     size_t payload_len)
+static void destroy_all(gw_publisher **p, int k)
 {
-    char id[64];
-    snprintf(id, sizeof(id), "bench-paho-%d-%zu", (int)getpid(), inflight);
-    gw_publisher_config cfg = {
-        .port = port,
-        .client_id = id,
-        .username = "eds-gateway",
-        .password = "gw-test-secret",
-        .max_inflight = inflight,
-    };
-    gw_publisher *p;
-    eds_error err;
-    if (gw_publisher_create(&cfg, &p, &err) != EDS_OK) {
-        fprintf(stderr, "bench_paho: %s\n", err.msg);
-        return -1;
+    for (int i = 0; i < k; i++)
+        gw_publisher_destroy(p[i]);
+}
+
+/* k publishers (Paho clients) in this process, publishes dealt round robin: what
+ * sharding the gateway's records over k clients would give at most. */
+static int bench_one(int port, size_t inflight, long count, double max_s, int qos,
+                     size_t payload_len, int k)
+{
+    gw_publisher *p[MAX_CLIENTS] = {0};
+    run r[MAX_CLIENTS] = {0};
+    for (int i = 0; i < k; i++) {
+        char id[64];
+        snprintf(id, sizeof(id), "bench-paho-%d-%zu-%d", (int)getpid(), inflight, i);
+        gw_publisher_config cfg = {
+            .port = port,
+            .client_id = id,
+            .username = "eds-gateway",
+            .password = "gw-test-secret",
+            .max_inflight = inflight,
+        };
+        eds_error err;
+        if (gw_publisher_create(&cfg, &p[i], &err) != EDS_OK) {
+            fprintf(stderr, "bench_paho: %s\n", err.msg);
+            destroy_all(p, i);
+            return -1;
+        }
+        gw_publisher_start(p[i]);
     }
-    run r = {0};
-    gw_publisher_start(p);
     double t0 = now_s();
-    while (!r.connected && now_s() - t0 < 10)
-        pump(p, &r, 100);
-    if (!r.connected) {
+    int up = 0;
+    while (up < k && now_s() - t0 < 10) {
+        pump(p, k, r, 100);
+        up = 0;
+        for (int i = 0; i < k; i++)
+            up += r[i].connected;
+    }
+    if (up < k) {
         fprintf(stderr, "bench_paho: not connected to 127.0.0.1:%d\n", port);
-        gw_publisher_destroy(p);
+        destroy_all(p, k);
         return -1;
     }
 
     char *payload = malloc(payload_len);
     if (!payload) {
-        gw_publisher_destroy(p);
+        destroy_all(p, k);
         return -1;
     }
     memset(payload, 'x', payload_len);
@@ -110,29 +133,34 @@ static int bench_one(int port, size_t inflight, long count, double max_s, int qo
         payload[0] = '{';
         payload[payload_len - 1] = '}';
     }
-    long sent = 0, full = 0;
+    long sent = 0;
+    uint64_t done = 0, failed = 0;
     double start = now_s(), deadline = start + max_s;
-    while ((uint64_t)(r.done + r.failed) < (uint64_t)count && now_s() < deadline) {
-        while (sent < count) {
-            int rc = gw_publisher_publish(p, "energy/bench/data", payload, payload_len, qos, false,
-                                          (uint64_t)sent);
-            if (rc == EDS_ERR_FULL) {
-                full++;
-                break;
+    while (done + failed < (uint64_t)count && now_s() < deadline) {
+        int stuck = 0; /* clients in a row that took nothing */
+        while (sent < count && stuck < k) {
+            int rc = gw_publisher_publish(p[sent % k], "energy/bench/data", payload, payload_len,
+                                          qos, false, (uint64_t)sent);
+            if (rc != EDS_OK) { /* full, or disconnected: counted as not done */
+                stuck++;
+                continue;
             }
-            if (rc != EDS_OK)
-                break; /* disconnected: counted as not done */
+            stuck = 0;
             sent++;
         }
-        pump(p, &r, 100);
+        pump(p, k, r, 100);
+        done = failed = 0;
+        for (int i = 0; i < k; i++) {
+            done += r[i].done;
+            failed += r[i].failed;
+        }
     }
     double secs = now_s() - start;
-    printf("%10zu %5d %10ld %10llu %8llu %8.2f %12.0f\n", inflight, qos, sent,
-           (unsigned long long)r.done, (unsigned long long)r.failed, secs, (double)r.done / secs);
+    printf("%10zu %7d %5d %10ld %10llu %8llu %8.2f %12.0f\n", inflight, k, qos, sent,
+           (unsigned long long)done, (unsigned long long)failed, secs, (double)done / secs);
     fflush(stdout);
-    (void)full;
     free(payload);
-    gw_publisher_destroy(p);
+    destroy_all(p, k);
     return 0;
 }
 
@@ -182,9 +210,9 @@ static long parse_long(const char *s, long min, long max)
 
 int main(int argc, char **argv)
 {
-    long count = 50000, secs = 20, qos = 1, size = 210;
+    long count = 50000, secs = 20, qos = 1, size = 210, clients = 1;
     int opt;
-    while ((opt = getopt(argc, argv, "n:t:q:s:")) != -1) {
+    while ((opt = getopt(argc, argv, "n:t:q:s:k:")) != -1) {
         switch (opt) {
         case 'n':
             count = parse_long(optarg, 1, 100000000);
@@ -198,8 +226,13 @@ int main(int argc, char **argv)
         case 's':
             size = parse_long(optarg, 1, 1 << 20);
             break;
+        case 'k':
+            clients = parse_long(optarg, 1, MAX_CLIENTS);
+            break;
         default:
-            fprintf(stderr, "usage: %s [-n COUNT] [-t SECONDS] [-q QOS] [-s BYTES] [INFLIGHT...]\n",
+            fprintf(stderr,
+                    "usage: %s [-n COUNT] [-t SECONDS] [-q QOS] [-s BYTES] [-k CLIENTS] "
+                    "[INFLIGHT...]\n",
                     argv[0]);
             return 2;
         }
@@ -216,17 +249,18 @@ int main(int argc, char **argv)
     printf("# mosquitto (broker-config) on 127.0.0.1:%d, %ld-byte payloads, up to %ld "
            "publishes or %ld s per run\n",
            port, size, count, secs);
-    printf("%10s %5s %10s %10s %8s %8s %12s\n", "inflight", "qos", "sent", "done", "failed",
-           "seconds", "done/s");
+    printf("%10s %7s %5s %10s %10s %8s %8s %12s\n", "inflight", "clients", "qos", "sent", "done",
+           "failed", "seconds", "done/s");
     size_t defaults[] = {16, 64, 256, 1024};
     int rc = 0;
     if (optind < argc) {
         for (int i = optind; i < argc && rc == 0; i++)
             rc = bench_one(port, (size_t)parse_long(argv[i], 1, 65000), count, (double)secs,
-                           (int)qos, (size_t)size);
+                           (int)qos, (size_t)size, (int)clients);
     } else {
         for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]) && rc == 0; i++)
-            rc = bench_one(port, defaults[i], count, (double)secs, (int)qos, (size_t)size);
+            rc = bench_one(port, defaults[i], count, (double)secs, (int)qos, (size_t)size,
+                           (int)clients);
     }
     fclose(to); /* EOF: the rig stops mosquitto */
     int st;

@@ -42,9 +42,20 @@ int gw_paho_client_connect(MQTTAsync client, const gw_pubconf *cfg, bool persist
         }                                                                                          \
     } while (0)
 
+/* Room for the MQTT 5 properties of one publish: its four user properties and
+ * correlation data, and the texts of seq and received_at. Kept from one publish to the
+ * next (one per publisher, loop thread): received_at's date and time are formatted once
+ * per second. Zero it before the first use. */
+typedef struct gw_paho_propbuf {
+    MQTTProperty prop[5];
+    char seq[24], at[32];
+    int64_t at_sec; /* the second at[] holds (+1: 0 = none yet) */
+} gw_paho_propbuf;
+
 /* MQTT 5 properties of a publish from props (user properties and correlation data),
- * into *out (initialised here; free with MQTTProperties_free). */
-void gw_paho_props(MQTTProperties *out, const gw_pub_props *props);
+ * into *out, whose array and texts are in buf and whose strings point into props: valid
+ * while both are; for MQTTAsync_send, which copies them. Never MQTTProperties_free it. */
+void gw_paho_props(MQTTProperties *out, gw_paho_propbuf *buf, const gw_pub_props *props);
 
 /* A failed connect in words: CONNACK refusals of 3.1.1 come as codes 1..5 with a
  * generic message. */

@@ -152,20 +152,88 @@ void gw_paho_store_discard_logged(const char *dir)
         eds_log_warning("mqtt: %s", err.msg);
 }
 
-int gw_paho_mem_open(gw_paho_mem *m, eds_error *err)
+/* ---- gw_paho_mem: the same callbacks on a gw_memstore ---- */
+
+static int mem_put(void *handle, char *key, int n, char *bufs[], int lens[])
 {
-    int rc = gw_pubstore_open(NULL, &m->store, err);
-    if (rc != EDS_OK)
-        return rc;
-    gw_paho_store_init(&m->ps, m->store);
+    gw_paho_mem *m = handle;
+    pthread_mutex_lock(&m->lock);
+    int rc = gw_memstore_put(&m->tab, key, n, bufs, lens);
+    pthread_mutex_unlock(&m->lock);
+    return rc == EDS_OK ? 0 : MQTTCLIENT_PERSISTENCE_ERROR;
+}
+
+static int mem_get(void *handle, char *key, char **buffer, int *buflen)
+{
+    gw_paho_mem *m = handle;
+    pthread_mutex_lock(&m->lock);
+    int rc = gw_memstore_get(&m->tab, key, MQTTAsync_malloc, buffer, buflen);
+    pthread_mutex_unlock(&m->lock);
+    return rc == EDS_OK ? 0 : MQTTCLIENT_PERSISTENCE_ERROR;
+}
+
+static int mem_remove(void *handle, char *key)
+{
+    gw_paho_mem *m = handle;
+    pthread_mutex_lock(&m->lock);
+    gw_memstore_remove(&m->tab, key);
+    pthread_mutex_unlock(&m->lock);
+    return 0;
+}
+
+static int mem_keys(void *handle, char ***keys, int *nkeys)
+{
+    gw_paho_mem *m = handle;
+    pthread_mutex_lock(&m->lock);
+    int rc = gw_memstore_keys(&m->tab, MQTTAsync_malloc, MQTTAsync_free, keys, nkeys);
+    pthread_mutex_unlock(&m->lock);
+    return rc == EDS_OK ? 0 : MQTTCLIENT_PERSISTENCE_ERROR;
+}
+
+static int mem_clear(void *handle)
+{
+    gw_paho_mem *m = handle;
+    pthread_mutex_lock(&m->lock);
+    gw_memstore_clear(&m->tab);
+    pthread_mutex_unlock(&m->lock);
+    return 0;
+}
+
+static int mem_containskey(void *handle, char *key)
+{
+    gw_paho_mem *m = handle;
+    pthread_mutex_lock(&m->lock);
+    bool found = gw_memstore_contains(&m->tab, key);
+    pthread_mutex_unlock(&m->lock);
+    return found ? 0 : MQTTCLIENT_PERSISTENCE_ERROR;
+}
+
+int gw_paho_mem_open(gw_paho_mem *m, size_t hint, eds_error *err)
+{
+    memset(m, 0, sizeof(*m));
+    if (gw_memstore_init(&m->tab, hint) != EDS_OK)
+        return eds_error_set(err, EDS_ERR_NOMEM, "mqtt: out of memory");
+    pthread_mutex_init(&m->lock, NULL);
+    m->paho = (MQTTClient_persistence){
+        .context = m,
+        .popen = ps_open,
+        .pclose = ps_close,
+        .pput = mem_put,
+        .pget = mem_get,
+        .premove = mem_remove,
+        .pkeys = mem_keys,
+        .pclear = mem_clear,
+        .pcontainskey = mem_containskey,
+    };
+    m->open = true;
     return EDS_OK;
 }
 
 void gw_paho_mem_close(gw_paho_mem *m)
 {
-    if (!m->store)
+    if (!m->open)
         return;
-    gw_paho_store_free(&m->ps);
-    gw_pubstore_close(m->store);
-    m->store = NULL;
+    gw_memstore_free(&m->tab);
+    pthread_mutex_destroy(&m->lock);
+    m->open = false;
 }

@@ -1,8 +1,9 @@
 /*
  * gw_paho_store.h - Paho's persistence interface (MQTTClient_persistence) over a
- * gw_pubstore, for the publisher's exactly-once mode (and, on a store in memory,
- * for each clean-mode client: see conn_ctx in gw_publisher.c). Part of the
- * publisher: only gw_publisher.c uses it (and only the two of them include Paho).
+ * gw_pubstore, for the publisher's exactly-once mode, and over a gw_memstore for
+ * each clean-mode client (gw_paho_mem below; see conn_ctx in gw_publisher.c). Part
+ * of the publisher: only gw_publisher.c uses it (and only the publisher's files
+ * include Paho).
  *
  * Paho stores a publish under its own key ("c-N", the queued command) inside
  * MQTTAsync_send, on the calling thread. The mark of that publish (gw_mark.h) is
@@ -19,6 +20,7 @@
 #include <stdbool.h>
 
 #include "gw_mark.h"
+#include "gw_memstore.h"
 #include "gw_pubstore.h"
 
 typedef struct gw_paho_store {
@@ -45,14 +47,19 @@ void gw_paho_store_expect_mark(gw_paho_store *ps, const gw_mark *mark);
  * (MQTTAsync_NULLPublishCommands clears those pointers as if a session owned them),
  * i.e. whatever the send thread had not written when the connection broke. With a
  * persistence, MQTTAsync_send moves each command into the store and frees Paho's
- * copies at once (QoS 0 too with persistQoS0), so destroy has nothing to leak. */
+ * copies at once (QoS 0 too with persistQoS0), so destroy has nothing to leak. The
+ * table is a gw_memstore (no allocation per record on our side); what it costs in
+ * Paho is in docs/performance.md. */
 typedef struct gw_paho_mem {
-    gw_pubstore *store; /* NULL: not open */
-    gw_paho_store ps;   /* give &ps.paho to MQTTAsync_createWithOptions */
+    MQTTClient_persistence paho; /* give &paho to MQTTAsync_createWithOptions */
+    pthread_mutex_t lock;        /* Paho calls from the loop (put) and its send thread */
+    gw_memstore tab;
+    bool open;
 } gw_paho_mem;
 
-/* EDS_OK, or EDS_ERR_NOMEM with err. */
-int gw_paho_mem_open(gw_paho_mem *m, eds_error *err);
+/* hint: entries expected at once (publishes in flight). EDS_OK, or EDS_ERR_NOMEM with
+ * err. */
+int gw_paho_mem_open(gw_paho_mem *m, size_t hint, eds_error *err);
 
 /* After MQTTAsync_destroy of the client using it; accepts one never opened. */
 void gw_paho_mem_close(gw_paho_mem *m);

@@ -106,6 +106,7 @@ struct gw_publisher {
     slot_ctx *slot_ctxs; /* one per slot: Paho's callback context */
 
     gw_publisher_stats stats;
+    gw_paho_propbuf propbuf; /* loop thread (publish): MQTT 5 properties */
 
     /* persistent mode (store != NULL) */
     gw_pubstore *store;       /* NULL in clean mode */
@@ -427,13 +428,13 @@ static conn_ctx *client_new(gw_publisher *p)
     c->p = p;
     eds_error err;
     eds_error_clear(&err);
-    if (!p->store && gw_paho_mem_open(&c->mem, &err) != EDS_OK) {
+    if (!p->store && gw_paho_mem_open(&c->mem, p->cfg.max_inflight * 2 + 16, &err) != EDS_OK) {
         eds_log_error("mqtt: %s", err.msg);
         free(c);
         return NULL;
     }
-    if (gw_paho_client_create(&p->cfg, p->store ? &p->paho_store.paho : &c->mem.ps.paho, !p->store,
-                              c, on_connection_lost, on_message, &c->client) != EDS_OK) {
+    if (gw_paho_client_create(&p->cfg, p->store ? &p->paho_store.paho : &c->mem.paho, !p->store, c,
+                              on_connection_lost, on_message, &c->client) != EDS_OK) {
         gw_paho_mem_close(&c->mem);
         free(c);
         return NULL;
@@ -803,13 +804,12 @@ int gw_publisher_publish_props(gw_publisher *p, const char *topic, const void *p
                       on_publish_failure5);
     ro.context = &p->slot_ctxs[idx];
     if (props && p->cfg.mqtt_version == 5)
-        gw_paho_props(&ro.properties, props);
+        gw_paho_props(&ro.properties, &p->propbuf, props);
     /* Paho puts the queued command into the store inside MQTTAsync_send, on this thread:
      * the mark goes into the same log record. */
     if (p->store && mark)
         gw_paho_store_expect_mark(&p->paho_store, mark);
     int prc = MQTTAsync_send(client, topic, (int)len, payload, qos, retain ? 1 : 0, &ro);
-    MQTTProperties_free(&ro.properties); /* Paho keeps its own copy */
     if (p->store && mark)
         gw_paho_store_expect_mark(&p->paho_store, NULL);
 

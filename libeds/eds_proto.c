@@ -329,8 +329,7 @@ size_t eds_fmt_welcome(char *buf, size_t cap, uint64_t last_seq)
     return finish(buf, cap, n, ok);
 }
 
-/* Appends v in decimal (one line per record gets an ack: no printf for it). */
-static bool append_u64(char *buf, size_t cap, size_t *len, uint64_t v)
+size_t eds_fmt_u64(char *buf, size_t cap, uint64_t v)
 {
     char tmp[20];
     size_t n = 0;
@@ -338,12 +337,20 @@ static bool append_u64(char *buf, size_t cap, size_t *len, uint64_t v)
         tmp[n++] = (char)('0' + v % 10);
         v /= 10;
     } while (v);
-    if (n > cap - *len)
-        return false;
+    if (n >= cap)
+        return 0;
     for (size_t i = 0; i < n; i++)
-        buf[*len + i] = tmp[n - 1 - i];
+        buf[i] = tmp[n - 1 - i];
+    buf[n] = '\0';
+    return n;
+}
+
+/* Appends v in decimal (one line per record gets an ack: no printf for it). */
+static bool append_u64(char *buf, size_t cap, size_t *len, uint64_t v)
+{
+    size_t n = eds_fmt_u64(buf + *len, cap - *len, v); /* the NUL is overwritten or finished */
     *len += n;
-    return true;
+    return n > 0;
 }
 
 size_t eds_fmt_ack(char *buf, size_t cap, uint64_t seq, bool duplicate)

@@ -124,6 +124,10 @@ typedef enum eds_proto_error {
 const char *eds_proto_error_name(eds_proto_error e);
 bool eds_proto_error_fatal(eds_proto_error e);
 
+/* v in decimal into buf (cap bytes), NUL-terminated; returns its length, or 0 when it
+ * does not fit (cap 21 always does). No printf: one per record (acks, MQTT 5 seq). */
+size_t eds_fmt_u64(char *buf, size_t cap, uint64_t v);
+
 /*
  * Formatters. Each writes one complete line, LF included, into buf (cap
  * bytes) and returns its length, or 0 when it does not fit (nothing useful

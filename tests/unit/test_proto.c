@@ -253,6 +253,18 @@ static void test_format_exact(void **state)
     /* Too small a buffer gives 0, never a cut line. */
     assert_int_equal(eds_fmt_ack(b, 10, 42, false), 0);
     assert_int_equal(eds_fmt_hello(b, 30, "myrio-01", "s3cret", "7f3a"), 0);
+    /* an ack that fits exactly (20 + 2 digits + "}\n" = 24 bytes) and one byte short */
+    assert_int_equal(eds_fmt_ack(b, 24, 42, false), 24);
+    assert_int_equal(eds_fmt_ack(b, 23, 42, false), 0);
+    /* eds_fmt_u64: decimal, NUL-terminated, 0 when it does not fit */
+    assert_int_equal(eds_fmt_u64(b, sizeof(b), 0), 1);
+    assert_string_equal(b, "0");
+    assert_int_equal(eds_fmt_u64(b, 21, UINT64_MAX), 20);
+    assert_string_equal(b, "18446744073709551615");
+    assert_int_equal(eds_fmt_u64(b, 20, UINT64_MAX), 0);
+    assert_int_equal(eds_fmt_u64(b, 3, 123), 0);
+    assert_int_equal(eds_fmt_u64(b, 4, 123), 3);
+    assert_string_equal(b, "123");
 }
 
 /* What the formatters write, the parser reads back. */
