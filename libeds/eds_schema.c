@@ -178,6 +178,7 @@ typedef struct cctx {
     size_t ntoks;
     char path[512]; /* dotted field path of the rules being compiled */
     size_t plen;
+    size_t regex_total; /* expanded size of the regex rules so far */
 } cctx;
 
 static int fail(cctx *c, const char *rule, const char *fmt, ...)
@@ -474,6 +475,16 @@ static int rule_regex(cctx *c, const char *rule, const cJSON *v, rules *r)
 {
     if (!cJSON_IsString(v))
         return fail(c, rule, "expected a string");
+    size_t size;
+    char refused[160];
+    if (!eds_schema__regex_check(v->valuestring, &size, refused, sizeof(refused)))
+        return fail(c, rule, "regular expression refused: %s", refused);
+    c->regex_total += size;
+    if (c->regex_total > EDS_SCHEMA_REGEX_MAX_TOTAL)
+        return fail(c, rule,
+                    "the schema's regular expressions together are larger than %d elements "
+                    "once repetitions are expanded",
+                    EDS_SCHEMA_REGEX_MAX_TOTAL);
     /* Compiled alone first: if it compiles, its parentheses balance, so the
      * anchored form below cannot be escaped by a pattern like "a)|(b". */
     regex_t probe;
