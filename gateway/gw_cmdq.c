@@ -24,6 +24,7 @@ gw_cmd *gw_cmd_create(const gw_cmd_parts *in, size_t *budget)
     cmd->id = 0;
     cmd->uid = in->uid;
     cmd->expires_at = in->expires_at;
+    cmd->with_agent = false;
     cmd->len = in->len;
     cmd->ref_len = (uint32_t)in->ref_len;
     cmd->rt_len = (uint32_t)in->rt_len;

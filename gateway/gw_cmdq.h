@@ -10,6 +10,7 @@
 #ifndef GW_CMDQ_H
 #define GW_CMDQ_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -18,6 +19,7 @@ typedef struct gw_cmd {
     int64_t id;         /* per connection, once sent */
     uint64_t uid;       /* in the command store (gw_cmdstore.h); 0: not stored */
     int64_t expires_at; /* wall clock, ms since the epoch; 0: never */
+    bool with_agent;    /* sent to a cmd_results agent: its expiry is the agent's now */
     size_t len;
     /* After json: ref_len bytes of the payload's own "id" member (JSON text, for the
      * result's "ref"), then the MQTT 5 response topic and correlation data of the

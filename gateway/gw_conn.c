@@ -139,12 +139,16 @@ static uint32_t addr_preauth(const gw_conn *c)
 }
 
 /* True when c should be closed before o (the rule of evict_preauth). */
-static bool evict_before(const gw_conn *c, const gw_conn *o)
+static bool evict_before(const gw_conn *c, const gw_conn *o, int64_t now)
 {
     bool good = gw_guard_known_good(c->ip), o_good = gw_guard_known_good(o->ip);
     if (good != o_good)
         return !good;
     uint32_t n = addr_preauth(c), o_n = addr_preauth(o);
+    if (n != o_n)
+        return n > o_n;
+    n = gw_guard_recent_opens(c->ip, now);
+    o_n = gw_guard_recent_opens(o->ip, now);
     if (n != o_n)
         return n > o_n;
     return c->created_ms < o->created_ms;
@@ -154,15 +158,18 @@ static bool evict_before(const gw_conn *c, const gw_conn *o)
  * from an unknown address goes before one from a known-good address (a
  * device logged in from there), so a flood of new connections cannot close
  * a returning device's login before its hello; among the same kind, one from
- * the address holding the most pre-auth connections, then the oldest. Known-
- * good connections stay bounded by max_clients and max_conn_per_ip, and go
- * too when nothing else is left to close. */
+ * the address holding the most pre-auth connections, then from the address
+ * that opened the most lately (a flood cycling through many addresses comes
+ * back to each; a device's first login from an address is its only one),
+ * then the oldest. Known-good connections stay bounded by max_clients and
+ * max_conn_per_ip, and go too when nothing else is left to close. */
 static void evict_preauth(gw_conns *t)
 {
     gw_conn *old = NULL;
+    int64_t now = gw_now_ms();
     for (size_t fd = 0; fd < t->cap; fd++) {
         gw_conn *c = t->by_fd[fd];
-        if (c && c->preauth && (!old || evict_before(c, old)))
+        if (c && c->preauth && (!old || evict_before(c, old, now)))
             old = c;
     }
     if (!old)
@@ -220,6 +227,7 @@ void gw_conns_accept(gw_conns *t, gw_listener *l, gw_guard *g, eds_tls_ctx *tls_
         c->ip = ip;
         if (ip)
             ip->conns++;
+        gw_guard_opened(ip, c->created_ms);
         eds_framer_init(&c->framer, t->cfg->max_line);
         memcpy(c->peer, peer, sizeof(c->peer));
         set_nonblock_opts(fd);

@@ -79,6 +79,7 @@ typedef struct gw_conn {
     /* downlink */
     int64_t next_cmd_id;
     bool cmd_results; /* the agent's hello asked for command results (protocol.md) */
+    size_t max_line;  /* the agent's limit on a received line (its hello); 0: not given */
     gw_cmdq unacked;
 } gw_conn;
 
@@ -113,8 +114,10 @@ int gw_listener_open(gw_listener *l, gw_loop *loop, const gw_listener_conf *lc, 
  * max_conn_per_ip with server_busy; tls_ctx for a TLS listener. Past
  * max_unauthenticated connections without a hello, one of them is closed
  * (server_busy): from an unknown address before a known-good one, then from
- * the address holding the most, then the oldest; so squatters cannot keep a
- * device that logged in before from logging in again. */
+ * the address holding the most, then from the one that opened the most in
+ * the last 10 to 20 s, then the oldest; so squatters cannot keep a device that
+ * logged in before from logging in again, and a flood that comes back to its
+ * addresses closes its own connections before a device's first login. */
 void gw_conns_accept(gw_conns *t, gw_listener *l, gw_guard *g, eds_tls_ctx *tls_ctx);
 
 /* Tells the loop what c waits for (reading, writing, or the handshake). */

@@ -14,12 +14,14 @@
 
 #define PARK_BITS 14 /* hash buckets for parked ids: 128 KiB */
 #define WARN_EVERY_MS 10000
-#define RESULTS_MAX 4096                /* results waiting for the broker at most... */
-#define RESULTS_BYTES (4 * 1024 * 1024) /* ...and their bytes */
+#define RESULTS_MAX 4096                /* results waiting for the broker: past this... */
+#define RESULTS_BYTES (4 * 1024 * 1024) /* ...or this, no new result is made that can wait */
+#define RESULT_TAG (GW_TOKEN_UNTRACKED | 1ULL << 62) /* publish tokens of results */
 
-/* The cmd line's head with the largest id: a command that fits after it fits always. */
-static const char CMD_HEAD[] =
-    "{\"type\":\"cmd\",\"id\":9007199254740991,\"uid\":9007199254740991,\"data\":";
+/* The cmd line's head with the largest numbers: a command that fits after it fits always
+ * (within the gateway's max_line; an agent's own may be lower, checked when sending). */
+static const char CMD_HEAD[] = "{\"type\":\"cmd\",\"id\":9007199254740991,\"uid\":9007199254740991,"
+                               "\"ttl\":9007199254740991,\"data\":";
 #define CMD_HEAD_LEN (sizeof(CMD_HEAD) - 1)
 
 int gw_downlink_init(gw_downlink *dl, const gw_config *cfg, gw_window *w, gw_conns *conns,
@@ -31,7 +33,8 @@ int gw_downlink_init(gw_downlink *dl, const gw_config *cfg, gw_window *w, gw_con
     dl->conns = conns;
     dl->relay = relay;
     dl->st = st;
-    gw_outbox_init(&dl->results, RESULTS_MAX, RESULTS_BYTES);
+    /* Serials from the clock: a late publish event of an earlier run names no result. */
+    gw_outbox_init(&dl->results, RESULTS_MAX, RESULTS_BYTES, (uint64_t)eds_wall_ms() << 10);
     dl->warn_limit = (eds_log_limit)EDS_LOG_LIMIT_INIT(WARN_EVERY_MS);
     return gw_cmdpark_init(&dl->park, PARK_BITS);
 }
@@ -62,34 +65,92 @@ static gw_cmd_parts parts_of(const gw_cmd *c)
                           .corr_len = c->corr_len};
 }
 
-/* Publishes a result now, or keeps it (in order) until the broker takes it. */
-static void send_result(gw_downlink *dl, const char *topic, const char *b, size_t len,
-                        const void *corr, size_t corr_len)
+/* Hands m's part to the publisher; false when it cannot take it now. */
+static bool publish_part(gw_downlink *dl, gw_outmsg *m, unsigned part)
 {
     int qos = dl->cfg->qos ? 1 : 0;
-    if (!gw_outbox_head(&dl->results) &&
-        gw_relay_try_publish(dl->relay, topic, b, len, qos, corr, corr_len) == EDS_OK)
-        return;
-    if (!gw_outbox_push(&dl->results, topic, b, len, corr, corr_len))
-        warn(dl, "command result for %s dropped: %d results wait for the broker", topic,
-             RESULTS_MAX);
+    uint64_t token = gw_outbox_token(m, part, RESULT_TAG);
+    int rc;
+    if (part == GW_OUT_MAIN) {
+        char topic[GW_TOPIC_MAX];
+        gw_relay_topic(dl->relay, m->device, "cmd/result", topic);
+        rc = gw_relay_try_publish(dl->relay, topic, m->payload, m->len, qos, NULL, 0, token);
+    } else {
+        rc = gw_relay_try_publish(dl->relay, m->rt, m->payload, m->len, qos, m->corr, m->corr_len,
+                                  token);
+    }
+    if (rc != EDS_OK)
+        return false;
+    m->sent |= (uint8_t)part;
+    return true;
 }
 
 void gw_downlink_flush(gw_downlink *dl)
 {
-    const gw_outmsg *m;
-    int qos = dl->cfg->qos ? 1 : 0;
-    while ((m = gw_outbox_head(&dl->results)) != NULL &&
-           gw_relay_try_publish(dl->relay, m->topic, m->payload, m->len, qos, m->corr,
-                                m->corr_len) == EDS_OK)
-        gw_outbox_pop(&dl->results);
+    if (!dl->results_unsent)
+        return;
+    for (gw_outmsg *m = dl->results.head; m; m = m->next) {
+        uint8_t todo = gw_outmsg_parts(m) & (uint8_t)~m->sent;
+        if (((todo & GW_OUT_MAIN) && !publish_part(dl, m, GW_OUT_MAIN)) ||
+            ((todo & GW_OUT_RT) && !publish_part(dl, m, GW_OUT_RT)))
+            return; /* the rest at the end of a later batch */
+    }
+    dl->results_unsent = false;
 }
 
-/* Publishes {"status":S[,"ref":R][,"reason":..][,"errors":{..}]} to P/device/cmd/result
- * and, for an MQTT 5 request, to its response topic with its correlation data; kept
- * while the broker is away or the publisher is full (gw_outbox.h). */
-static void result(gw_downlink *dl, const char *device, const gw_cmd_parts *p, const char *status,
-                   const char *reason, const char *errors)
+bool gw_downlink_published(gw_downlink *dl, uint64_t token, bool ok)
+{
+    unsigned part;
+    gw_outmsg *m = gw_outbox_find(&dl->results, token, RESULT_TAG, &part);
+    if (!m)
+        return (token & RESULT_TAG) == RESULT_TAG; /* a result's, already finished */
+    if (!ok) {
+        m->sent &= (uint8_t)~part; /* sent again at the end of the batch */
+        dl->results_unsent = true;
+        return true;
+    }
+    m->done |= (uint8_t)part;
+    if (m->done != gw_outmsg_parts(m))
+        return true;
+    eds_error err;
+    if (gw_cmdstore_del(dl->store, m->uid, &err) != EDS_OK)
+        warn(dl, "command store: %s", err.msg);
+    gw_outbox_remove(&dl->results, m);
+    return true;
+}
+
+/* Keeps a result (in memory and in the command store, under uid: its command's, or 0
+ * for a new one) until the broker confirms it; published at the end of the batch. */
+static void keep_result(gw_downlink *dl, const char *device, const gw_cmd_parts *p, const char *b,
+                        size_t len, uint64_t uid)
+{
+    gw_result_parts rp = {.device = device,
+                          .payload = b,
+                          .len = len,
+                          .rt = p->rt,
+                          .rt_len = p->rt_len,
+                          .corr = p->corr,
+                          .corr_len = p->corr_len,
+                          .uid = uid};
+    eds_error err;
+    gw_outmsg *m = gw_outbox_push(&dl->results, &rp);
+    if (!m) {
+        warn(dl, "command result for %s lost: %zu results wait for the broker", device,
+             dl->results.n);
+        if (gw_cmdstore_del(dl->store, uid, &err) != EDS_OK) /* or it comes back */
+            warn(dl, "command store: %s", err.msg);
+        return;
+    }
+    if (gw_cmdstore_result(dl->store, m, &err) != EDS_OK)
+        warn(dl, "command store (the result lives in memory only): %s", err.msg);
+    dl->results_unsent = true;
+}
+
+/* The result {"status":S[,"ref":R][,"reason":..][,"errors":{..}]} of a command (uid: in
+ * the store, 0: none), for P/device/cmd/result and, for an MQTT 5 request, its response
+ * topic with its correlation data. */
+static void result(gw_downlink *dl, const char *device, const gw_cmd_parts *p, uint64_t uid,
+                   const char *status, const char *reason, const char *errors)
 {
     size_t cap =
         64 + p->ref_len + (reason ? strlen(reason) * 6 : 0) + (errors ? strlen(errors) : 0);
@@ -120,29 +181,16 @@ static void result(gw_downlink *dl, const char *device, const gw_cmd_parts *p, c
         len += 10 + el;
     }
     b[len++] = '}';
-    char topic[GW_TOPIC_MAX];
-    gw_relay_topic(dl->relay, device, "cmd/result", topic);
-    send_result(dl, topic, b, len, NULL, 0);
-    if (p->rt_len)
-        send_result(dl, p->rt, b, len, p->corr, p->corr_len);
+    keep_result(dl, device, p, b, len, uid);
 }
 
-/* cmd's result is out: off the store, freed. */
-static void release(gw_downlink *dl, gw_cmd *cmd)
-{
-    eds_error err;
-    if (gw_cmdstore_del(dl->store, cmd, &err) != EDS_OK)
-        warn(dl, "command store: %s", err.msg);
-    gw_cmd_free(cmd, &dl->held_bytes);
-}
-
-/* Frees cmd after publishing its result. */
+/* Frees cmd after making its result (which replaces it in the store). */
 static void finish(gw_downlink *dl, const char *device, gw_cmd *cmd, const char *status,
                    const char *reason)
 {
     gw_cmd_parts p = parts_of(cmd);
-    result(dl, device, &p, status, reason, NULL);
-    release(dl, cmd);
+    result(dl, device, &p, cmd->uid, status, reason, NULL);
+    gw_cmd_free(cmd, &dl->held_bytes);
 }
 
 static void dropped(gw_downlink *dl, const char *device, gw_cmd *cmd, const char *why)
@@ -181,27 +229,70 @@ static void adopt(gw_downlink *dl, gw_device *d)
     gw_cmdpark_remove(&dl->park, e, &dl->held_bytes);
 }
 
+/* Whole seconds cmd has left at now, rounded up, at least 1 (the cmd line's "ttl");
+ * 0 for a command that never expires. */
+static uint64_t ttl_of(const gw_cmd *cmd, int64_t now)
+{
+    if (!cmd->expires_at)
+        return 0;
+    int64_t left = cmd->expires_at - now;
+    return left <= 1000 ? 1 : (uint64_t)((left + 999) / 1000);
+}
+
+/* The longest cmd line c's agent takes (LF included): its own max_line from the hello
+ * when it gave one and it is below the gateway's. */
+static size_t line_limit(const gw_downlink *dl, const gw_conn *c)
+{
+    return c->max_line && c->max_line < dl->cfg->max_line ? c->max_line : dl->cfg->max_line;
+}
+
+/* Writes cmd's line to c; false (nothing written) when it does not fit c's limit. */
+static bool send_cmd(gw_downlink *dl, gw_conn *c, gw_cmd *cmd, int64_t now)
+{
+    size_t cap = cmd->len + 128;
+    char *p = gw_conn_out_reserve(c, cap);
+    /* An agent that speaks command results gets the uid (it recognises a command sent
+     * again after a reconnect or its own power cycle) and the seconds left. */
+    uint64_t uid = c->cmd_results ? cmd->uid : 0;
+    uint64_t ttl = c->cmd_results ? ttl_of(cmd, now) : 0;
+    size_t n = p ? eds_fmt_cmd_uid(p, cap, cmd->id, uid, ttl, cmd->json, cmd->len) : 0;
+    if (n > line_limit(dl, c))
+        return false;
+    if (n)
+        gw_conn_out_commit(dl->conns, c, n);
+    return true;
+}
+
 void gw_downlink_deliver(gw_downlink *dl, gw_conn *c)
 {
     gw_device *d = c->dev;
     adopt(dl, d);
     int64_t now = eds_wall_ms();
-    while (d->held.head && c->unacked.n < GW_MAX_UNACKED_CMDS) {
+    /* Results waiting for the broker past their bound: no new command goes out (its
+     * result could not be kept) until they drain; the timer tries again. */
+    while (d->held.head && c->unacked.n < GW_MAX_UNACKED_CMDS && !gw_outbox_full(&dl->results)) {
         gw_cmd *cmd = gw_cmdq_pop(&d->held);
-        if (expired(cmd, now)) {
+        if (!cmd->with_agent && expired(cmd, now)) {
             dl->st->cmds_expired++;
             finish(dl, d->id, cmd, "expired", "expired before the device was online");
             continue;
         }
         cmd->id = ++c->next_cmd_id;
-        size_t cap = cmd->len + 96;
-        char *p = gw_conn_out_reserve(c, cap);
-        /* An agent that speaks command results gets the uid: it recognises a command
-         * sent again after a reconnect or its own power cycle. */
-        uint64_t uid = c->cmd_results ? cmd->uid : 0;
-        size_t n = p ? eds_fmt_cmd_uid(p, cap, cmd->id, uid, cmd->json, cmd->len) : 0;
-        if (n)
-            gw_conn_out_commit(dl->conns, c, n);
+        if (!send_cmd(dl, c, cmd, now)) {
+            char why[160];
+            snprintf(why, sizeof(why), "the cmd line does not fit %s's max_line (%zu bytes)", d->id,
+                     line_limit(dl, c));
+            dropped(dl, d->id, cmd, why);
+            continue;
+        }
+        if (c->cmd_results && !cmd->with_agent) {
+            /* From now on the agent decides when it has expired (protocol.md), also
+             * after a restart of the gateway. */
+            cmd->with_agent = true;
+            eds_error err;
+            if (gw_cmdstore_sent(dl->store, cmd, &err) != EDS_OK)
+                warn(dl, "command store: %s", err.msg);
+        }
         gw_cmdq_push(&c->unacked, cmd);
         dl->st->cmds_sent++;
     }
@@ -236,7 +327,7 @@ static bool make_room(gw_downlink *dl, size_t size, const gw_park_entry *keep)
 typedef struct checked {
     char *line; /* CMD_HEAD + the minified payload; owned */
     size_t len; /* of the minified payload (at line + CMD_HEAD_LEN) */
-    char *ref;  /* the payload's "id" member as JSON text; owned */
+    char *ref;  /* the payload's "id" member: its bytes in the minified payload; owned */
     size_t ref_len;
     const char *status; /* NULL: fine */
     char reason[600];   /* room for err.msg (512) and the words around it */
@@ -273,11 +364,33 @@ static bool blank(const char *text, size_t len)
     return true;
 }
 
+/* The reason of a refused parse: the parser counts bytes in the cmd line around the
+ * payload; the publisher of the command wants them counted in its payload. */
+static void parse_reason(const char *msg, char *out, size_t cap)
+{
+    static const char at[] = "not valid JSON at byte ";
+    size_t byte;
+    if (strncmp(msg, at, sizeof(at) - 1) == 0 && sscanf(msg + sizeof(at) - 1, "%zu", &byte) == 1 &&
+        byte > CMD_HEAD_LEN)
+        snprintf(out, cap, "not valid JSON at byte %zu of the command", byte - CMD_HEAD_LEN);
+    else if (strncmp(msg, "not valid JSON", 14) == 0)
+        snprintf(out, cap, "%s", msg);
+    else
+        snprintf(out, cap, "not valid JSON: %s", msg);
+}
+
 /* One strict parse of the cmd line as the agent will get it (nesting counts with the
  * line around the payload), then the payload minified in place for sending. */
 static void check(gw_downlink *dl, const char *device, const char *payload, size_t len, checked *ck)
 {
     memset(ck, 0, sizeof(*ck));
+    /* Size first: a command too long for any agent costs no parse. */
+    if (CMD_HEAD_LEN + len + 2 > dl->cfg->max_line) {
+        ck->status = "dropped";
+        snprintf(ck->reason, sizeof(ck->reason),
+                 "%zu bytes (as published) do not fit a max_line cmd line", len);
+        return;
+    }
     ck->line = malloc(CMD_HEAD_LEN + len + 2);
     if (!ck->line) {
         ck->status = "dropped";
@@ -302,22 +415,28 @@ static void check(gw_downlink *dl, const char *device, const char *payload, size
     }
     if (rc != EDS_OK) {
         ck->status = "rejected";
-        snprintf(ck->reason, sizeof(ck->reason), "not valid JSON: %s", err.msg);
+        parse_reason(err.msg, ck->reason, sizeof(ck->reason));
         return;
     }
-    const cJSON *id = cJSON_GetObjectItemCaseSensitive(m.data, "id");
-    ck->ref = id ? cJSON_PrintUnformatted(id) : NULL;
-    ck->ref_len = ck->ref ? strlen(ck->ref) : 0;
+    /* Which member is "id": its text is taken from the minified payload below. */
+    size_t id_at = 0;
+    const cJSON *id = NULL;
+    if (cJSON_IsObject(m.data))
+        for (id = m.data->child; id && strcmp(id->string, "id") != 0; id = id->next)
+            id_at++;
     check_schema(dl, device, &m, ck);
     /* Minified in place (never longer, and never ahead of what it reads). */
     ck->len = m.data_ws ? eds_json_minify(m.data_json, m.data_len, body)
                         : (memmove(body, m.data_json, m.data_len), m.data_len);
     eds_msg_free(&m);
-    if (!ck->status && CMD_HEAD_LEN + ck->len + 2 > dl->cfg->max_line) {
-        /* The agent could never take it (its line limit is the gateway's). */
-        ck->status = "dropped";
-        snprintf(ck->reason, sizeof(ck->reason), "%zu bytes do not fit a max_line cmd line",
-                 ck->len);
+    const char *ref;
+    if (id && eds_json_member_text(body, ck->len, id_at, &ref, &ck->ref_len)) {
+        /* The command's own bytes (77.0 stays 77.0), never re-printed. */
+        ck->ref = malloc(ck->ref_len);
+        if (ck->ref)
+            memcpy(ck->ref, ref, ck->ref_len);
+        else
+            ck->ref_len = 0;
     }
 }
 
@@ -409,7 +528,7 @@ void gw_downlink_message(gw_downlink *dl, const gw_pub_event *ev)
         else
             dl->st->cmds_dropped++;
         warn(dl, "command for %s %s: %s", id, ck.status, ck.reason);
-        result(dl, id, &parts, ck.status, ck.reason, ck.errors);
+        result(dl, id, &parts, 0, ck.status, ck.reason, ck.errors);
         free(ck.errors);
         free(ck.line);
         free(ck.ref);
@@ -430,7 +549,7 @@ void gw_downlink_message(gw_downlink *dl, const gw_pub_event *ev)
     if (!cmd) {
         dl->st->cmds_dropped++;
         warn(dl, "command for %s dropped: max_held_bytes reached", id);
-        result(dl, id, &parts, "dropped", "max_held_bytes reached", NULL);
+        result(dl, id, &parts, 0, "dropped", "max_held_bytes reached", NULL);
         if (e && !e->q.head)
             gw_cmdpark_remove(&dl->park, e, &dl->held_bytes);
         free(ck.line);
@@ -446,11 +565,20 @@ void gw_downlink_message(gw_downlink *dl, const gw_pub_event *ev)
         gw_downlink_deliver(dl, d->conn);
 }
 
+/* An agent answered a command id not outstanding on its connection: counted, logged
+ * rate-limited (an agent could send any number). */
+static void unknown_answer(gw_downlink *dl, const gw_conn *c, const char *what, int64_t id)
+{
+    dl->st->cmd_answers_unknown++;
+    warn(dl, "%s: %s for unknown command id %" PRId64 " (%" PRIu64 " so far)", c->peer, what, id,
+         dl->st->cmd_answers_unknown);
+}
+
 void gw_downlink_ack(gw_downlink *dl, gw_conn *c, int64_t id)
 {
     gw_cmd *cmd = gw_cmdq_take(&c->unacked, id);
     if (!cmd) {
-        eds_log_info("%s: ack for unknown command id %" PRId64, c->peer, id);
+        unknown_answer(dl, c, "ack", id);
         return;
     }
     dl->st->cmds_delivered++;
@@ -459,21 +587,42 @@ void gw_downlink_ack(gw_downlink *dl, gw_conn *c, int64_t id)
         gw_downlink_deliver(dl, c);
 }
 
-void gw_downlink_nack(gw_downlink *dl, gw_conn *c, int64_t id, const cJSON *errors)
+/* The result status of an agent's nack: its "status" when it is one the agent may give,
+ * else rejected (as before the status member existed). */
+static const char *nack_status(const char *status)
 {
-    gw_cmd *cmd = gw_cmdq_take(&c->unacked, id);
+    if (status && (strcmp(status, "expired") == 0 || strcmp(status, "dropped") == 0))
+        return status;
+    return "rejected";
+}
+
+void gw_downlink_nack(gw_downlink *dl, gw_conn *c, const eds_msg *m)
+{
+    gw_cmd *cmd = gw_cmdq_take(&c->unacked, m->id);
     if (!cmd) {
-        eds_log_info("%s: nack for unknown command id %" PRId64, c->peer, id);
+        unknown_answer(dl, c, "nack", m->id);
         return;
     }
     const char *device = c->dev ? c->dev->id : "?";
-    dl->st->cmds_rejected++;
-    char *errs = cJSON_PrintUnformatted(errors);
-    warn(dl, "command for %s rejected by the agent: %.300s", device, errs ? errs : "?");
+    const char *status = nack_status(m->status);
     gw_cmd_parts p = parts_of(cmd);
-    result(dl, device, &p, "rejected", "refused by the agent", errs);
-    free(errs);
-    release(dl, cmd);
+    if (status[0] == 'r') {
+        dl->st->cmds_rejected++;
+        char *errs = cJSON_PrintUnformatted(m->errors);
+        warn(dl, "command for %s rejected by the agent: %.300s", device, errs ? errs : "?");
+        result(dl, device, &p, cmd->uid, "rejected", "refused by the agent", errs);
+        free(errs);
+    } else {
+        if (status[0] == 'e')
+            dl->st->cmds_expired++;
+        else
+            dl->st->cmds_dropped++;
+        char why[300];
+        snprintf(why, sizeof(why), "the agent: %.280s", m->reason ? m->reason : status);
+        warn(dl, "command for %s %s by the agent: %s", device, status, why);
+        result(dl, device, &p, cmd->uid, status, why, NULL);
+    }
+    gw_cmd_free(cmd, &dl->held_bytes);
     if (c->dev)
         gw_downlink_deliver(dl, c);
 }
@@ -495,7 +644,7 @@ static void expire_queue(gw_downlink *dl, const char *device, gw_cmdq *q, int64_
     gw_cmdq keep = {0};
     gw_cmd *cmd;
     while ((cmd = gw_cmdq_pop(q)) != NULL) {
-        if (!expired(cmd, now)) {
+        if (cmd->with_agent || !expired(cmd, now)) {
             gw_cmdq_push(&keep, cmd);
             continue;
         }
@@ -503,6 +652,15 @@ static void expire_queue(gw_downlink *dl, const char *device, gw_cmdq *q, int64_
         finish(dl, device, cmd, "expired", "expired before the device was online");
     }
     *q = keep;
+}
+
+/* A result from the store: waits for the broker again. */
+static void restored_result(void *ctx, const gw_result_parts *p)
+{
+    gw_downlink *dl = ctx;
+    if (!gw_outbox_push(&dl->results, p)) /* out of memory: it stays on disk */
+        eds_log_error("command result for %s: out of memory; kept in the store", p->device);
+    dl->results_unsent = true;
 }
 
 /* A command from the store: back where it was waiting. */
@@ -520,10 +678,12 @@ static void restored(void *ctx, const char *device, gw_cmd *cmd)
 
 int gw_downlink_open_store(gw_downlink *dl, const char *dir, eds_error *err)
 {
-    int rc = gw_cmdstore_open(dir, restored, dl, &dl->held_bytes, &dl->store, err);
-    if (rc == EDS_OK && dl->held_bytes)
-        eds_log_notice("%zu bytes of downlink commands taken back from the command store",
-                       dl->held_bytes);
+    gw_cmdstore_fns fns = {.cmd = restored, .result = restored_result, .ctx = dl};
+    int rc = gw_cmdstore_open(dir, &fns, &dl->held_bytes, &dl->store, err);
+    if (rc == EDS_OK && (dl->held_bytes || dl->results.n))
+        eds_log_notice("%zu bytes of downlink commands and %zu results waiting for the broker "
+                       "taken back from the command store",
+                       dl->held_bytes, dl->results.n);
     return rc;
 }
 
@@ -546,6 +706,8 @@ static void compact(gw_downlink *dl)
         }
         for (const gw_park_entry *e = dl->park.oldest; e; e = e->newer)
             rewrite_queue(dl, e->id, &e->q);
+        for (const gw_outmsg *m = dl->results.head; m; m = m->next)
+            gw_cmdstore_rewrite_put_result(dl->store, m);
         if (gw_cmdstore_rewrite_end(dl->store, &err) == EDS_OK)
             return;
     }
@@ -557,11 +719,15 @@ void gw_downlink_tick(gw_downlink *dl)
     eds_log_limit_flush(&dl->warn_limit); /* the summary of a burst that has stopped */
     if (gw_cmdstore_wants_compaction(dl->store))
         compact(dl);
+    if (gw_outbox_full(&dl->results))
+        return; /* expiring makes results: later, once those waiting have drained */
     int64_t now = eds_wall_ms();
     for (size_t i = 0; i < dl->w->n_devices; i++) {
         gw_device *d = dl->w->devices[i];
         if (d->held.head)
             expire_queue(dl, d->id, &d->held, now);
+        if (d->held.head && gw_ready_conn(d)) /* held back while results were full */
+            gw_downlink_deliver(dl, d->conn);
     }
     for (gw_park_entry *e = dl->park.oldest, *next; e; e = next) {
         next = e->newer;

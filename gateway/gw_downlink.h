@@ -16,10 +16,13 @@
  * topic gets its result there too, with the same correlation data.
  *
  * Every command for a known device (one that has connected) is in the
- * command store (gw_cmdstore.h) from its arrival to its result, so held and
- * unacked commands survive a restart, kill -9 included. Commands parked for
- * an id never seen stay in memory until it connects: a flood of made-up ids
- * costs no writes to the Pi's SD card.
+ * command store (gw_cmdstore.h) from its arrival to its result, and every
+ * result from then until the broker confirmed it (PUBACK), so held and
+ * unacked commands and results waiting for the broker survive a restart,
+ * kill -9 included. Results wait in a bounded queue (gw_outbox.h): once it is
+ * full no command is sent or expired (those make results) until it drains.
+ * Commands parked for an id never seen stay in memory until it connects: a
+ * flood of made-up ids costs no writes to the Pi's SD card.
  *
  * Owns every command alive (held on a device, parked for an id never seen,
  * or unacked on a connection) and their byte budget (max_held_bytes, all
@@ -60,8 +63,9 @@ typedef struct gw_downlink {
     size_t held_bytes;         /* commands owned by the gateway (held, parked or unacked) */
     eds_log_limit warn_limit;  /* warnings: at most one every 10 s, then a summary */
     bool retained_logged;
-    gw_outbox results; /* results waiting for the broker (or for room at the publisher) */
-    char *buf;         /* result documents; owned */
+    gw_outbox results;   /* results until the broker confirmed them (also in the store) */
+    bool results_unsent; /* some of them wait to be handed to the publisher */
+    char *buf;           /* result documents; owned */
     size_t buf_cap;
 } gw_downlink;
 
@@ -88,8 +92,9 @@ void gw_downlink_deliver(gw_downlink *dl, gw_conn *c);
 /* The agent acked command id on c: result delivered; delivers the next. */
 void gw_downlink_ack(gw_downlink *dl, gw_conn *c, int64_t id);
 
-/* The agent refused command id on c (errors: its Cerberus-style object). */
-void gw_downlink_nack(gw_downlink *dl, gw_conn *c, int64_t id, const cJSON *errors);
+/* The agent gave command m->id on c up: m->status "expired" or "dropped" (with m->reason)
+ * gives that result; anything else is rejected, with m->errors (Cerberus layout). */
+void gw_downlink_nack(gw_downlink *dl, gw_conn *c, const eds_msg *m);
 
 /* c leaves device d: its unacked commands go back to the front of d's queue. */
 void gw_downlink_detach(gw_downlink *dl, gw_conn *c, gw_device *d);
@@ -100,6 +105,10 @@ void gw_downlink_conn_gone(gw_downlink *dl, gw_conn *c);
 /* Publishes the results that wait for the broker, while the publisher takes them (once
  * per batch, after the records). */
 void gw_downlink_flush(gw_downlink *dl);
+
+/* A publish event (DONE: ok) of token: true when it was a result's (handled: confirmed,
+ * the result is finished and leaves the store; failed, it is sent again). */
+bool gw_downlink_published(gw_downlink *dl, uint64_t token, bool ok);
 
 /* Timer: commands past their expiry get their result and are freed; the store is
  * compacted when it has grown enough. */

@@ -13,6 +13,8 @@ int gw_guard_init(gw_guard *g)
 {
     g->n = 0;
     g->n_good = 0;
+    g->good_added = 0;
+    g->good_seen = false;
     g->fails = (gw_bucket){0};
     g->tab = calloc(GUARD_BUCKETS, sizeof(*g->tab));
     return g->tab ? EDS_OK : EDS_ERR_NOMEM;
@@ -57,6 +59,30 @@ bool gw_guard_conn_allowed(const gw_ip *ip, uint32_t max_per_ip)
     return !ip || max_per_ip == 0 || ip->conns < max_per_ip;
 }
 
+void gw_guard_opened(gw_ip *ip, int64_t now)
+{
+    if (!ip)
+        return;
+    int64_t win = now / GW_OPENS_WINDOW_MS;
+    if (ip->opens_win != win) {
+        ip->opens_before = ip->opens_win == win - 1 ? ip->opens : 0;
+        ip->opens = 0;
+        ip->opens_win = win;
+    }
+    if (ip->opens < UINT32_MAX / 2)
+        ip->opens++;
+}
+
+uint32_t gw_guard_recent_opens(const gw_ip *ip, int64_t now)
+{
+    if (!ip)
+        return UINT32_MAX;
+    int64_t win = now / GW_OPENS_WINDOW_MS;
+    if (ip->opens_win == win)
+        return ip->opens + ip->opens_before;
+    return ip->opens_win == win - 1 ? ip->opens : 0;
+}
+
 int64_t gw_guard_login_failed(gw_ip *ip, int64_t now)
 {
     if (!ip)
@@ -95,21 +121,52 @@ static gw_ip *oldest_good(gw_guard *g)
     return old;
 }
 
+/* ip becomes known-good, making room when GW_GUARD_MAX_GOOD are known. */
+static void make_good(gw_guard *g, gw_ip *ip)
+{
+    if (g->n_good >= GW_GUARD_MAX_GOOD) {
+        gw_ip *old = oldest_good(g);
+        if (old)
+            forget_good(g, old);
+    }
+    ip->good = true;
+    g->n_good++;
+}
+
 void gw_guard_login_ok(gw_guard *g, gw_ip *ip, int64_t now)
 {
     if (!ip)
         return;
     ip->fails = 0;
     if (!ip->good) {
-        if (g->n_good >= GW_GUARD_MAX_GOOD) {
-            gw_ip *old = oldest_good(g);
-            if (old)
-                forget_good(g, old);
-        }
-        ip->good = true;
-        g->n_good++;
+        make_good(g, ip);
+        g->good_added++;
+    } else {
+        g->good_seen = true;
     }
     ip->good_ms = now;
+}
+
+bool gw_guard_restore_good(gw_guard *g, const char *addr, int64_t good_ms)
+{
+    gw_ip *ip = gw_guard_ip(g, addr);
+    if (!ip)
+        return false;
+    if (!ip->good) {
+        make_good(g, ip);
+        ip->good_ms = good_ms;
+    } else if (good_ms > ip->good_ms) {
+        ip->good_ms = good_ms;
+    }
+    return true;
+}
+
+void gw_guard_each_good(const gw_guard *g, void (*fn)(void *ctx, const gw_ip *ip), void *ctx)
+{
+    for (size_t i = 0; i < GUARD_BUCKETS; i++)
+        for (const gw_ip *ip = g->tab[i]; ip; ip = ip->next)
+            if (ip->good)
+                fn(ctx, ip);
 }
 
 bool gw_guard_known_good(const gw_ip *ip)
@@ -127,7 +184,8 @@ void gw_guard_sweep(gw_guard *g, int64_t now)
                 ip->fails = 0;
             if (ip->good && now - ip->good_ms > GW_GOOD_FORGET_MS)
                 forget_good(g, ip);
-            if (ip->conns == 0 && ip->fails == 0 && !ip->good) {
+            if (ip->conns == 0 && ip->fails == 0 && !ip->good &&
+                gw_guard_recent_opens(ip, now) == 0) {
                 *pp = ip->next;
                 free(ip);
                 g->n--;

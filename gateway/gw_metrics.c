@@ -135,6 +135,8 @@ static const struct {
     C(cmds_expired, "eds_commands_expired_total",
       "Commands that expired before delivery (cmd_expiry, MQTT 5 expiry)."),
     C(cmds_retained, "eds_commands_retained_total", "Retained messages on cmd topics, ignored."),
+    C(cmd_answers_unknown, "eds_command_answers_unknown_total",
+      "Acks and nacks from agents for command ids the gateway does not know."),
     C(bytes_in, "eds_received_bytes_total", "Bytes read from agents."),
     C(bytes_out, "eds_sent_bytes_total", "Bytes written to agents."),
     C(tls_failures, "eds_tls_failures_total", "TLS handshakes that failed."),

@@ -44,13 +44,13 @@ int gw_relay_publish_untracked(gw_relay *r, const char *topic, const char *paylo
 }
 
 int gw_relay_try_publish(gw_relay *r, const char *topic, const char *payload, size_t len, int qos,
-                         const void *corr, size_t corr_len)
+                         const void *corr, size_t corr_len, uint64_t token)
 {
     if (!r->broker_up || r->restoring)
         return EDS_ERR_BROKER;
     gw_pub_props props = {.corr = corr, .corr_len = corr_len};
-    return gw_publisher_publish_props(r->pub, topic, payload, len, qos, false, GW_TOKEN_UNTRACKED,
-                                      NULL, &props);
+    return gw_publisher_publish_props(r->pub, topic, payload, len, qos, false,
+                                      token | GW_TOKEN_UNTRACKED, NULL, &props);
 }
 
 void gw_relay_status(gw_relay *r, gw_device *d)

@@ -58,11 +58,12 @@ void gw_rfc3339(time_t t, char *buf, size_t cap);
 int gw_relay_publish_untracked(gw_relay *r, const char *topic, const char *payload, size_t len,
                                int qos, bool retain);
 
-/* Publishes something untracked now if the publisher takes it, with MQTT 5 correlation
- * data (corr_len bytes; NULL: none): EDS_OK, EDS_ERR_BROKER (not connected, or restoring)
- * or the publisher's EDS_ERR_FULL; the caller keeps it for later then. */
+/* Publishes something that is not a record now if the publisher takes it, with MQTT 5
+ * correlation data (corr_len bytes; NULL: none) and token (with GW_TOKEN_UNTRACKED set:
+ * its DONE/FAILED event is the caller's): EDS_OK, EDS_ERR_BROKER (not connected, or
+ * restoring) or the publisher's EDS_ERR_FULL; the caller keeps it for later then. */
 int gw_relay_try_publish(gw_relay *r, const char *topic, const char *payload, size_t len, int qos,
-                         const void *corr, size_t corr_len);
+                         const void *corr, size_t corr_len, uint64_t token);
 
 /* Queues d's retained status (its online, since and peer now). Statuses are
  * never lost: they wait for the broker and for room at the publisher. */

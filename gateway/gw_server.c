@@ -26,6 +26,7 @@
 #include "eds_tls.h"
 #include "gw_conn.h"
 #include "gw_downlink.h"
+#include "gw_goodfile.h"
 #include "gw_guard.h"
 #include "gw_journal.h"
 #include "gw_loop.h"
@@ -50,6 +51,7 @@ struct gw_server {
     size_t n_listeners;
     gw_window window;
     gw_guard guard;
+    gw_goodfile *goodfile; /* the guard's known-good addresses on disk */
     gw_conns conns;
     gw_relay relay;
     gw_downlink downlink;
@@ -58,9 +60,11 @@ struct gw_server {
     eds_passwd *passwd;
     eds_tls_ctx *tls_ctx;
     gw_journal journal;
-    bool stopping, status_blocked;
+    bool stopping, status_blocked, status_due;
     int64_t stop_deadline_ms, next_stats_ms, started_ms, next_ip_sweep_ms, next_expiry_ms;
-    char online[128]; /* the gateway's retained status while all is well */
+    char since[32];             /* the gateway's start, for its retained status */
+    time_t broker_since;        /* the broker connection's start */
+    uint64_t broker_reconnects; /* connections to the broker after the first */
     gw_stats st;
 };
 
@@ -92,13 +96,18 @@ static void on_pub_event(void *ctx, const gw_pub_event *ev)
     switch (ev->type) {
     case GW_PUB_DONE:
     case GW_PUB_FAILED:
+        if (gw_downlink_published(&s->downlink, ev->token, ev->type == GW_PUB_DONE))
+            break;
         d = gw_relay_result(&s->relay, ev->token, ev->type == GW_PUB_DONE);
         if (d)
             gw_session_progress(&s->session, d);
         break;
     case GW_PUB_CONNECTED:
         gw_relay_connected(&s->relay);
-        s->status_blocked = false; /* the connect published the plain online status */
+        if (s->broker_since)
+            s->broker_reconnects++;
+        s->broker_since = time(NULL);
+        s->status_due = true; /* end_batch publishes it */
         break;
     case GW_PUB_DISCONNECTED:
         if (s->relay.broker_up)
@@ -280,6 +289,7 @@ static void tick(gw_server *s)
         s->next_ip_sweep_ms = now + 10000;
         gw_guard_sweep(&s->guard, now);
     }
+    gw_goodfile_tick(s->goodfile, &s->guard, now, time(NULL));
     if (now >= s->next_expiry_ms) {
         s->next_expiry_ms = now + 1000;
         gw_downlink_tick(&s->downlink);
@@ -291,18 +301,24 @@ static void tick(gw_server *s)
     }
 }
 
-/* The gateway's retained status: online, and whether state_dir holds the acks. */
+/* The gateway's retained status: online since, the broker connection's start
+ * and how many came before it, and whether state_dir holds the acks. Published
+ * at each connection to the broker and when state_dir changes; the publisher's
+ * will says offline. */
 static void publish_gateway_status(gw_server *s, bool blocked)
 {
-    char topic[GW_TOPIC_MAX], body[512];
+    char topic[GW_TOPIC_MAX], body[512], broker_since[32];
     snprintf(topic, sizeof(topic), "%s/_gateway/status", s->cfg->topic_prefix);
-    int n = snprintf(body, sizeof(body), "%s", s->online);
-    if (blocked && n > 1) /* {"online":true,...} + the reason */
-        n = snprintf(body + n - 1, sizeof(body) - (size_t)n + 1,
-                     ",\"state_dir\":\"cannot be written: acks held\"}") +
-            n - 1;
-    if (gw_relay_publish_untracked(&s->relay, topic, body, (size_t)n, 1, true) == EDS_OK)
+    gw_rfc3339(s->broker_since, broker_since, sizeof(broker_since));
+    int n = snprintf(body, sizeof(body),
+                     "{\"online\":true,\"since\":\"%s\",\"broker_since\":\"%s\","
+                     "\"broker_reconnects\":%" PRIu64 "%s}",
+                     s->since, broker_since, s->broker_reconnects,
+                     blocked ? ",\"state_dir\":\"cannot be written: acks held\"" : "");
+    if (gw_relay_publish_untracked(&s->relay, topic, body, (size_t)n, 1, true) == EDS_OK) {
         s->status_blocked = blocked;
+        s->status_due = false;
+    }
 }
 
 /* End of an iteration: journal first, then the acks it covers, then closes. */
@@ -319,7 +335,7 @@ static void end_batch(gw_server *s)
     if (!s->relay.held)
         s->relay.held = !gw_journal_write(&s->journal, now, s->relay.store_failed);
     bool blocked = gw_journal_blocked(&s->journal);
-    if (blocked != s->status_blocked && s->relay.broker_up)
+    if ((s->status_due || blocked != s->status_blocked) && s->relay.broker_up)
         publish_gateway_status(s, blocked);
     gw_session_end_batch(&s->session);
 }
@@ -348,15 +364,12 @@ static int open_signals(gw_server *s, eds_error *err)
 static int open_publisher(gw_server *s, eds_error *err)
 {
     const gw_config *cfg = s->cfg;
-    char client_id[128], host[64] = "localhost", will_topic[GW_TOPIC_MAX], sub[GW_TOPIC_MAX],
-                         online[128], since[32];
+    char client_id[128], host[64] = "localhost", will_topic[GW_TOPIC_MAX], sub[GW_TOPIC_MAX];
     gethostname(host, sizeof(host) - 1);
     snprintf(client_id, sizeof(client_id), "eds-gateway-%s", host);
     snprintf(will_topic, sizeof(will_topic), "%s/_gateway/status", cfg->topic_prefix);
     snprintf(sub, sizeof(sub), "%s/+/cmd", cfg->topic_prefix);
-    gw_rfc3339(time(NULL), since, sizeof(since));
-    snprintf(online, sizeof(online), "{\"online\":true,\"since\":\"%s\"}", since);
-    snprintf(s->online, sizeof(s->online), "%s", online);
+    gw_rfc3339(time(NULL), s->since, sizeof(s->since));
     char *broker_pw = NULL;
     int rc;
     bool exposed = false;
@@ -375,7 +388,7 @@ static int open_publisher(gw_server *s, eds_error *err)
         .password = broker_pw,
         .will_topic = will_topic,
         .will_payload = "{\"online\":false}",
-        .online_payload = online,
+        .online_payload = NULL, /* publish_gateway_status, at GW_PUB_CONNECTED */
         .subscribe_topic = sub,
         .max_inflight = cfg->max_inflight,
         .keepalive = cfg->broker_keepalive, /* a hung broker: noticed in 2-3x this */
@@ -442,7 +455,9 @@ int gw_server_create(const gw_config *cfg, gw_server **out, eds_error *err)
                             cfg->password_file);
     }
     if ((rc = gw_journal_open(&s->journal, cfg->state_dir, &s->window, &s->st, err)) != EDS_OK ||
-        (rc = gw_downlink_open_store(&s->downlink, cfg->state_dir, err)) != EDS_OK)
+        (rc = gw_downlink_open_store(&s->downlink, cfg->state_dir, err)) != EDS_OK ||
+        (rc = gw_goodfile_open(cfg->state_dir, &s->guard, gw_now_ms(), time(NULL), &s->goodfile,
+                               err)) != EDS_OK)
         goto err;
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         if (cfg->listeners[i].tls && !s->tls_ctx &&
@@ -554,6 +569,7 @@ void gw_server_destroy(gw_server *s)
     gw_schemas_destroy(s->schemas);
     eds_passwd_destroy(s->passwd);
     eds_tls_ctx_destroy(s->tls_ctx);
+    gw_goodfile_close(s->goodfile, &s->guard, gw_now_ms(), time(NULL));
     gw_guard_free(&s->guard);
     gw_session_free(&s->session);
     gw_metrics_destroy(s->metrics);

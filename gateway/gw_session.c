@@ -195,6 +195,7 @@ static void handle_hello(gw_session *ss, gw_conn *c, const eds_msg *m)
      * try_welcome waits for them, then applies the stream. */
     snprintf(c->stream, sizeof(c->stream), "%s", m->stream);
     c->cmd_results = m->cmd_results;
+    c->max_line = m->max_line < SIZE_MAX ? (size_t)m->max_line : SIZE_MAX;
     d->conn = c;
     c->dev = d;
     d->schema = gw_schemas_for(ss->schemas, d->id);
@@ -336,7 +337,7 @@ static int on_line(gw_session *ss, gw_conn *c, const char *line, size_t len)
         gw_downlink_ack(ss->dl, c, m.id);
         break;
     case EDS_MSG_CMD_NACK:
-        gw_downlink_nack(ss->dl, c, m.id, m.errors);
+        gw_downlink_nack(ss->dl, c, &m);
         break;
     case EDS_MSG_HELLO:
         send_error(ss, c, EDS_PE_BAD_MESSAGE, "already authenticated");

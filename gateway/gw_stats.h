@@ -17,6 +17,7 @@ typedef struct gw_stats {
     /* commands: cmds_in = delivered + rejected + expired + dropped + still held; sent counts
      * cmd lines written (a command sent again after a reconnect counts again) */
     uint64_t cmds_sent, cmds_rejected, cmds_expired, cmds_retained;
+    uint64_t cmd_answers_unknown; /* acks/nacks for command ids not outstanding */
     /* issue 15: floods, squatters, a full state_dir, what was skipped */
     uint64_t preauth_evicted, logins_throttled, journal_failures, store_failures, rejected_skipped,
         stats_skipped;

@@ -78,14 +78,7 @@ int gw_syncer_start(int fd, int64_t interval_ms, gw_syncer **out)
     eds_cond_init_monotonic(&s->cond);
     pthread_mutex_init(&s->lock, NULL);
     pthread_mutex_init(&s->sync_lock, NULL);
-    /* The thread takes no signals: the gateway reads SIGTERM/SIGHUP from a signalfd,
-     * which only works while every thread blocks them. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int prc = pthread_create(&s->thread, NULL, run, s);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (prc != 0) {
+    if (gw_thread_start(&s->thread, run, s) != 0) {
         pthread_cond_destroy(&s->cond);
         pthread_mutex_destroy(&s->lock);
         pthread_mutex_destroy(&s->sync_lock);
@@ -130,6 +123,18 @@ void gw_syncer_stop(gw_syncer *s)
     pthread_mutex_destroy(&s->lock);
     pthread_mutex_destroy(&s->sync_lock);
     free(s);
+}
+
+int gw_thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+    /* The gateway reads SIGTERM/SIGHUP from a signalfd, which only works while
+     * every thread blocks them. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(t, NULL, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
 }
 
 void gw_sync_dir(const char *path)

@@ -20,6 +20,7 @@
 #ifndef GW_SYNCER_H
 #define GW_SYNCER_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -41,6 +42,10 @@ void gw_syncer_set_fd(gw_syncer *s, int fd);
 
 /* Syncs once more if dirty, stops the thread and frees it; NULL ok. */
 void gw_syncer_stop(gw_syncer *s);
+
+/* pthread_create of a thread that takes no signals (the loop reads them from
+ * a signalfd): 0 or pthread_create's error. */
+int gw_thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
 
 /* fsync of the directory that holds path, so that a rename into it survives a
  * power cut (best effort: errors are ignored). */

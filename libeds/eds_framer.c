@@ -144,6 +144,20 @@ int eds_framer_next(eds_framer *f, const char **line, size_t *len)
         const char *nl =
             held > f->scanned ? memchr(from + f->scanned, '\n', held - f->scanned) : NULL;
         size_t n = nl ? (size_t)(nl - from) : held;
+        if (f->skipping) { /* the rest of a too-long line */
+            f->start = nl ? f->start + n + 1 : f->end;
+            f->scanned = 0;
+            f->skipping = !nl;
+            continue;
+        }
+        if (n > limit && f->skip_long) {
+            *line = from; /* stays valid: the next call only moves start */
+            *len = limit;
+            f->start = nl ? f->start + n + 1 : f->end;
+            f->scanned = 0;
+            f->skipping = !nl;
+            return EDS_FRAMER_SKIPPED;
+        }
         if (n > limit) {
             f->failed = true;
             consumed_all(f);

@@ -34,6 +34,9 @@
 #define EDS_FRAMER_LINE 1
 /* eds_framer_next: no complete line held; read more input. */
 #define EDS_FRAMER_MORE 0
+/* eds_framer_next with skip_long: a line exceeded max_line; *line holds its first
+ * max_line - 1 bytes, the rest is discarded up to the next LF. */
+#define EDS_FRAMER_SKIPPED 2
 
 typedef struct eds_framer {
     char *buf;       /* input; owned */
@@ -43,6 +46,8 @@ typedef struct eds_framer {
     size_t scanned;  /* bytes from start known to hold no LF */
     size_t max_line; /* longest accepted line, LF included */
     bool failed;     /* a line was too long; every later call fails */
+    bool skip_long;  /* set by the caller: a too-long line is skipped, not fatal */
+    bool skipping;   /* discarding the rest of a too-long line, up to its LF */
     bool lent;       /* buf came from eds_framer_lend: kept when empty, for eds_framer_reclaim */
     char *back;      /* a lent buffer the framer is done with (an unfinished line moved out) */
     size_t back_cap;
@@ -90,7 +95,9 @@ int eds_framer_feed(eds_framer *f, const char *data, size_t len);
  * The next complete non-empty line: EDS_FRAMER_LINE with *line and *len
  * set; EDS_FRAMER_MORE when the input held has no complete line (the
  * partial one is kept); EDS_ERR_TOOLONG when a line exceeded max_line (for
- * good: the connection must close).
+ * good: the connection must close), or, with f->skip_long set,
+ * EDS_FRAMER_SKIPPED with the line's start in *line and *len, after which
+ * the framer drops input up to the next LF and carries on.
  */
 int eds_framer_next(eds_framer *f, const char **line, size_t *len);
 

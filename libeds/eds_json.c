@@ -768,6 +768,59 @@ size_t eds_json_minify(const char *in, size_t len, char *out)
     return n;
 }
 
+/* Past the minified JSON value at json[i] (valid JSON): its end index. */
+static size_t skip_value(const char *json, size_t len, size_t i)
+{
+    int depth = 0;
+    bool str = false;
+    for (; i < len; i++) {
+        char ch = json[i];
+        if (str) {
+            if (ch == '\\')
+                i++;
+            else if (ch == '"')
+                str = false;
+            else
+                continue;
+            if (!str && depth == 0)
+                return i + 1;
+        } else if (ch == '"') {
+            str = true;
+        } else if (ch == '{' || ch == '[') {
+            depth++;
+        } else if (ch == '}' || ch == ']' || ch == ',') {
+            if (depth == 0)
+                return i; /* the end of a scalar */
+            if (ch != ',' && --depth == 0)
+                return i + 1;
+        }
+    }
+    return len;
+}
+
+bool eds_json_member_text(const char *json, size_t len, size_t n, const char **v, size_t *vlen)
+{
+    if (len < 2 || json[0] != '{')
+        return false;
+    size_t i = 1;
+    for (size_t k = 0; i < len && json[i] == '"'; k++) {
+        i = skip_value(json, len, i); /* the key */
+        if (i >= len || json[i] != ':')
+            return false;
+        size_t start = ++i;
+        i = skip_value(json, len, i);
+        if (k == n) {
+            *v = json + start;
+            *vlen = i - start;
+            return i > start;
+        }
+        if (i >= len || json[i] != ',')
+            return false;
+        i++;
+    }
+    return false;
+}
+
 bool eds_json_append_text(char *buf, size_t cap, size_t *len, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";

@@ -69,6 +69,12 @@ bool eds_json_is_value(const char *text, size_t len);
  * least len bytes); returns the length written. Strings are copied as they are. */
 size_t eds_json_minify(const char *in, size_t len, char *out);
 
+/* The text of the value of the n-th member (0-based, in the order written) of the
+ * minified JSON object json[0..len) (valid JSON, e.g. checked by eds_json_parse and passed
+ * through eds_json_minify): *v points into json, *vlen its length. False when json is not
+ * an object or has fewer members. */
+bool eds_json_member_text(const char *json, size_t len, size_t n, const char **v, size_t *vlen);
+
 /* Appends s[0..n) as a JSON string literal, quotes included, at buf+*len, bounded by
  * cap: '"', '\\' and control characters escaped (\n, \r, \t, else \u00XX). Bytes
  * from 0x80 up are copied when s is valid UTF-8, else each is written as \u00XX (the

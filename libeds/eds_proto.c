@@ -52,6 +52,11 @@ static int parse_to_gateway(eds_msg *m, const char *type, eds_error *err)
             return eds_error_set(err, EDS_ERR_PROTO, "hello needs an integer \"proto\"");
         m->proto = (int)d;
         m->cmd_results = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m->root, "cmd_results"));
+        if (cJSON_GetObjectItemCaseSensitive(m->root, "max_line")) {
+            if (!get_int(m->root, "max_line", 1, (double)EDS_SEQ_MAX, &d))
+                return eds_error_set(err, EDS_ERR_PROTO, "\"max_line\" must be a positive integer");
+            m->max_line = (uint64_t)d;
+        }
         return EDS_OK;
     }
     if (strcmp(type, "data") == 0) {
@@ -80,6 +85,8 @@ static int parse_to_gateway(eds_msg *m, const char *type, eds_error *err)
         m->errors = cJSON_GetObjectItemCaseSensitive(m->root, "errors");
         if (!cJSON_IsObject(m->errors))
             return eds_error_set(err, EDS_ERR_PROTO, "nack needs an object \"errors\"");
+        m->status = get_string(m->root, "status");
+        m->reason = get_string(m->root, "reason");
         return EDS_OK;
     }
     if (strcmp(type, "ping") == 0) {
@@ -125,6 +132,8 @@ static int parse_to_agent(eds_msg *m, const char *type, eds_error *err)
         m->id = (int64_t)d;
         if (get_int(m->root, "uid", 1, (double)EDS_SEQ_MAX, &d))
             m->uid = (uint64_t)d;
+        if (get_int(m->root, "ttl", 1, (double)EDS_SEQ_MAX, &d))
+            m->ttl = (uint64_t)d;
         m->data = cJSON_GetObjectItemCaseSensitive(m->root, "data");
         if (!m->data)
             return eds_error_set(err, EDS_ERR_PROTO, "cmd needs \"data\"");
@@ -358,15 +367,16 @@ size_t eds_fmt_nack(char *buf, size_t cap, uint64_t seq, const char *errors_json
 
 size_t eds_fmt_cmd(char *buf, size_t cap, int64_t id, const char *data_json, size_t data_len)
 {
-    return eds_fmt_cmd_uid(buf, cap, id, 0, data_json, data_len);
+    return eds_fmt_cmd_uid(buf, cap, id, 0, 0, data_json, data_len);
 }
 
-size_t eds_fmt_cmd_uid(char *buf, size_t cap, int64_t id, uint64_t uid, const char *data_json,
-                       size_t data_len)
+size_t eds_fmt_cmd_uid(char *buf, size_t cap, int64_t id, uint64_t uid, uint64_t ttl,
+                       const char *data_json, size_t data_len)
 {
     size_t n = 0;
     bool ok = appendf(buf, cap, &n, "{\"type\":\"cmd\",\"id\":%lld,", (long long)id) &&
               (!uid || appendf(buf, cap, &n, "\"uid\":%llu,", (unsigned long long)uid)) &&
+              (!ttl || appendf(buf, cap, &n, "\"ttl\":%llu,", (unsigned long long)ttl)) &&
               append(buf, cap, &n, "\"data\":", 7) && append(buf, cap, &n, data_json, data_len) &&
               append(buf, cap, &n, "}", 1);
     return finish(buf, cap, n, ok);
@@ -381,29 +391,76 @@ size_t eds_fmt_cmd_nack(char *buf, size_t cap, int64_t id, const char *errors_js
     return finish(buf, cap, n, ok);
 }
 
+size_t eds_fmt_cmd_nack_status(char *buf, size_t cap, int64_t id, const char *status,
+                               const char *reason)
+{
+    size_t n = 0;
+    bool ok = appendf(buf, cap, &n, "{\"type\":\"nack\",\"id\":%lld,\"status\":", (long long)id) &&
+              eds_json_append_string(buf, cap, &n, status) &&
+              append(buf, cap, &n, ",\"reason\":", 10) &&
+              eds_json_append_string(buf, cap, &n, reason) &&
+              append(buf, cap, &n, ",\"errors\":{\"cmd\":[", 18) &&
+              eds_json_append_string(buf, cap, &n, reason) && append(buf, cap, &n, "]}}", 3);
+    return finish(buf, cap, n, ok);
+}
+
+/* Puts member (",KEY:VALUE", mlen bytes) before the closing brace of the line buf[0..n). */
+static size_t add_member(char *buf, size_t cap, size_t n, const char *member, size_t mlen)
+{
+    if (n < 2 || buf[n - 1] != '\n' || buf[n - 2] != '}' || cap - (n - 2) < mlen + 2)
+        return 0;
+    memcpy(buf + n - 2, member, mlen);
+    memcpy(buf + n - 2 + mlen, "}\n", 2);
+    return n + mlen;
+}
+
 size_t eds_fmt_add_cmd_results(char *buf, size_t cap, size_t n)
 {
-    static const char flag[] = ",\"cmd_results\":true}\n";
-    if (n < 2 || buf[n - 1] != '\n' || buf[n - 2] != '}' || cap - (n - 2) < sizeof(flag) - 1)
-        return 0;
-    memcpy(buf + n - 2, flag, sizeof(flag) - 1);
-    return n - 2 + sizeof(flag) - 1;
+    static const char flag[] = ",\"cmd_results\":true";
+    return add_member(buf, cap, n, flag, sizeof(flag) - 1);
 }
+
+size_t eds_fmt_add_max_line(char *buf, size_t cap, size_t n, uint64_t max_line)
+{
+    char member[40];
+    int k = snprintf(member, sizeof(member), ",\"max_line\":%llu", (unsigned long long)max_line);
+    return add_member(buf, cap, n, member, (size_t)k);
+}
+
+/* Reads the digits at line[i..] (at most 16) up to a comma: the number, and *end the
+ * comma's index; false when there is none. */
+static bool line_number(const char *line, size_t len, size_t i, uint64_t *v, size_t *end)
+{
+    size_t from = i;
+    *v = 0;
+    for (; i < len && i < from + 16 && line[i] >= '0' && line[i] <= '9'; i++)
+        *v = *v * 10 + (uint64_t)(line[i] - '0');
+    *end = i;
+    return i > from && i < len && line[i] == ',' && *v <= EDS_SEQ_MAX;
+}
+
+static const char cmd_head[] = "{\"type\":\"cmd\",\"id\":";
 
 bool eds_cmd_line_id(const char *line, size_t len, int64_t *id)
 {
-    static const char head[] = "{\"type\":\"cmd\",\"id\":";
-    size_t h = sizeof(head) - 1;
-    if (len <= h || memcmp(line, head, h) != 0)
-        return false;
-    uint64_t v = 0;
-    size_t i = h;
-    for (; i < len && i < h + 16 && line[i] >= '0' && line[i] <= '9'; i++)
-        v = v * 10 + (uint64_t)(line[i] - '0');
-    if (i == h || i >= len || line[i] != ',' || v > EDS_SEQ_MAX)
+    size_t h = sizeof(cmd_head) - 1, end;
+    uint64_t v;
+    if (len <= h || memcmp(line, cmd_head, h) != 0 || !line_number(line, len, h, &v, &end))
         return false;
     *id = (int64_t)v;
     return true;
+}
+
+uint64_t eds_cmd_line_uid(const char *line, size_t len)
+{
+    static const char uid[] = ",\"uid\":";
+    size_t h = sizeof(cmd_head) - 1, u = sizeof(uid) - 1, end;
+    uint64_t v;
+    if (len <= h || memcmp(line, cmd_head, h) != 0 || !line_number(line, len, h, &v, &end) ||
+        len - end <= u || memcmp(line + end, uid, u) != 0 ||
+        !line_number(line, len, end + u, &v, &end))
+        return 0;
+    return v;
 }
 
 size_t eds_fmt_pong(char *buf, size_t cap)

@@ -69,12 +69,16 @@ typedef struct eds_msg {
     uint64_t last_seq;     /* welcome */
     int64_t id;            /* cmd, cmd ack */
     uint64_t uid;          /* cmd: the gateway's uid of the command (cmd_results); 0: none */
+    uint64_t ttl;          /* cmd: seconds left until the command expires (cmd_results); 0: none */
+    uint64_t max_line;     /* hello: the agent's limit on a received line, LF included; 0: none */
     bool duplicate;        /* ack */
     cJSON *data;           /* data: the record object; cmd: any JSON value */
     const char *data_json; /* data, cmd: the member's text in the line (not NUL-terminated) */
     size_t data_len;       /* its length in bytes */
     bool data_ws;          /* it holds white space between tokens (eds_json_minify drops it) */
     cJSON *errors;         /* nack, cmd nack */
+    const char *status;    /* cmd nack: its "status" ("expired", "dropped"); NULL when absent */
+    const char *reason;    /* cmd nack: its "reason"; NULL when absent */
     bool cmd_results;      /* hello, welcome: the side speaks command results (protocol.md) */
     const char *code;      /* error */
     const char *message;   /* error */
@@ -136,23 +140,37 @@ size_t eds_fmt_ack(char *buf, size_t cap, uint64_t seq, bool duplicate);
 size_t eds_fmt_nack(char *buf, size_t cap, uint64_t seq, const char *errors_json,
                     size_t errors_len);
 size_t eds_fmt_cmd(char *buf, size_t cap, int64_t id, const char *data_json, size_t data_len);
-/* {"type":"cmd","id":N,"uid":U,"data":...}: with the command's uid (a cmd_results agent;
- * uid 0 writes the plain eds_fmt_cmd line). */
-size_t eds_fmt_cmd_uid(char *buf, size_t cap, int64_t id, uint64_t uid, const char *data_json,
-                       size_t data_len);
+/* {"type":"cmd","id":N,"uid":U,"ttl":S,"data":...}: for a cmd_results agent, with the
+ * command's uid and the seconds it has left (uid 0: no uid; ttl 0: no ttl; both 0: the
+ * plain eds_fmt_cmd line). */
+size_t eds_fmt_cmd_uid(char *buf, size_t cap, int64_t id, uint64_t uid, uint64_t ttl,
+                       const char *data_json, size_t data_len);
 size_t eds_fmt_pong(char *buf, size_t cap);
 /* {"type":"nack","id":N,"errors":ERRORS}: the agent refuses command id (cmd_results). */
 size_t eds_fmt_cmd_nack(char *buf, size_t cap, int64_t id, const char *errors_json,
                         size_t errors_len);
 
+/* {"type":"nack","id":N,"status":S,"reason":R,"errors":{"cmd":[R]}}: the agent gives
+ * command id up with status S ("expired" or "dropped"); errors keeps it a final refusal
+ * for a gateway that does not know status. */
+size_t eds_fmt_cmd_nack_status(char *buf, size_t cap, int64_t id, const char *status,
+                               const char *reason);
+
 /* Adds ,"cmd_results":true to the hello or welcome line buf[0..n) just formatted
  * (cap bytes); returns the new length, or 0 when it does not fit. */
 size_t eds_fmt_add_cmd_results(char *buf, size_t cap, size_t n);
+
+/* Adds ,"max_line":N (the agent's own line limit) to the hello line buf[0..n); returns
+ * the new length, or 0 when it does not fit. */
+size_t eds_fmt_add_max_line(char *buf, size_t cap, size_t n, uint64_t max_line);
 
 /* The id of a line that starts the way every gateway writes a cmd line
  * ({"type":"cmd","id":N,), also when the rest is not valid JSON: so that an agent
  * can answer that one command instead of dropping its connection. False if not. */
 bool eds_cmd_line_id(const char *line, size_t len, int64_t *id);
+/* The uid of such a line when "uid":U follows the id ({"type":"cmd","id":N,"uid":U,),
+ * else 0. */
+uint64_t eds_cmd_line_uid(const char *line, size_t len);
 size_t eds_fmt_error(char *buf, size_t cap, eds_proto_error code, const char *message);
 
 /* eds_json_append_text() of the NUL-terminated s. */

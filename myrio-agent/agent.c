@@ -1,7 +1,9 @@
 /*
  * agent.c - the engine: record intake, the protocol v1 state machine and
- * the poll(2) loop. It uses the queue, spool, transport and input modules;
- * none of them calls back into it except through the accept callback.
+ * the poll(2) loop (agent_create.c builds it). It uses the queue, spool,
+ * transport, input and downlink modules; none of them calls back into it
+ * except the inputs through the accept callback. Commands from the gateway
+ * go to agent_downlink, whose answers it sends.
  *
  * Delivery: a record is appended to the spool (or the memory queue) before
  * eds_agent_send returns, sent once it is durable, and removed only when
@@ -11,100 +13,17 @@
  * queue is sent again from its oldest record, after dropping what the
  * welcome's last_seq says was already handled.
  */
-#include "edsagent.h"
+#include "agent_engine.h"
 
 #include "eds_clock.h"
-#include "eds_backoff.h"
-#include "agent_cmds.h"
-#include "agent_input.h"
-#include "agent_queue.h"
-#include "agent_spool.h"
-#include "agent_transport.h"
-#include "eds_framer.h"
 #include "eds_log.h"
-#include "eds_passwd.h"
-#include "eds_proto.h"
-#include "eds_schema.h"
-#include "eds_tls.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <netinet/in.h>
 #include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
-
-#define RX_CHUNK 16384
-#define CMDQ_PAUSE 128          /* stop reading the gateway while this many commands wait */
-#define OUT_SLACK 1024          /* room kept free in the output buffer for acks and pings */
-#define OUT_CTRL_MAX (1u << 20) /* growth allowed beyond that for acks and pings */
-#define FATAL_BACKOFF_MS 60000
-#define ACKED_FLUSH_MS                                                                             \
-    30000 /* persist the acked marker this often (flash wear; welcome corrects) */
-
-enum conn_state { ST_IDLE, ST_CONNECTING, ST_HELLO, ST_READY };
-
-struct eds_agent {
-    eds_agent_config cfg; /* strings owned (copied) */
-    char *password;
-    eds_schema *schema;
-    eds_schema *cmd_schema; /* NULL: commands are not checked */
-    bool gw_cmd_results;    /* the gateway's welcome offered command results (nack id) */
-    agent_queue q;
-    agent_spool *spool;
-    agent_inputs *in;
-    char stream[EDS_STREAM_MAX + 1];
-    uint64_t next_seq;
-    char *scratch; /* max_line + 64: strict re-parse of incoming records */
-    char *rx;      /* RX_CHUNK: lent to the framer for each read, taken back once consumed */
-
-    enum conn_state st;
-    agent_conn *conn;
-    eds_tls_ctx *tls;  /* NULL: plain TCP */
-    uint64_t gen;      /* connection counter */
-    uint64_t sent_max; /* highest seq sent on any connection of this process */
-    eds_framer fr;
-    char *out;
-    size_t out_len, out_cap;
-    size_t out_base;      /* data lines fill the output buffer up to out_base - OUT_SLACK */
-    uint64_t deadline_ms; /* connect + welcome */
-    uint64_t last_rx_ms, ping_sent_ms;
-    bool ping_out;
-    bool drop_conn; /* set while parsing: close after this read */
-    const char *drop_reason;
-    int backoff_hint; /* 0 normal, 1 fatal refusal, 2 replaced */
-    uint64_t reconnect_at_ms;
-    eds_backoff bo;
-    unsigned fail_streak;
-
-    agent_cmds cmdq; /* waiting for eds_agent_next_cmd or the tcp client (cmd_tcp) */
-    int cmd_udp_fd;
-
-    /* what eds_agent_pollfds handed out, for eds_agent_dispatch */
-    int polled_conn;  /* the connection's fd, or -1 */
-    size_t polled_in; /* index of the first input fd */
-    size_t polled_n;
-
-    uint64_t acked_flush_at;
-    uint64_t stats_at; /* next status line; 0 before the first poll */
-    uint64_t ready_since_ms;
-    uint64_t store_error_logged_at;
-    eds_agent_stats stats;
-    volatile sig_atomic_t stop;
-};
-
-static uint64_t secs_ms(double s)
-{
-    return s <= 0 ? 0 : (uint64_t)(s * 1000.0 + 0.5);
-}
 
 /* ---- records in ------------------------------------------------------ */
 
@@ -243,8 +162,7 @@ int eds_agent_send_str(eds_agent *a, const char *json)
     return rc;
 }
 
-/* The inputs' accept callback: queue, or report a bad record on stderr. */
-static int accept_record(void *ctx, const char *json, size_t len)
+int agent_accept_record(void *ctx, const char *json, size_t len)
 {
     eds_agent *a = ctx;
     eds_error err;
@@ -319,6 +237,7 @@ static void disconnect(eds_agent *a, enum eds_log_level level, const char *why)
     a->drop_conn = false;
     a->reconnect_at_ms = eds_monotonic_ms() + delay;
     a->gen++;
+    agent_dl_disconnected(&a->dl);
 }
 
 static void on_connected(eds_agent *a)
@@ -326,11 +245,13 @@ static void on_connected(eds_agent *a)
     eds_log_info("connected to gateway %s (%s), sending hello as %s (stream %s)",
                  conn_peer(a->conn), conn_security(a->conn), a->cfg.device, a->stream);
     eds_framer_init(&a->fr, a->cfg.max_line);
+    a->fr.skip_long = true; /* a command too long is dropped, the connection kept */
     a->st = ST_HELLO;
     a->last_rx_ms = eds_monotonic_ms();
     char line[1024];
     size_t n = eds_fmt_hello(line, sizeof(line), a->cfg.device, a->password, a->stream);
     n = eds_fmt_add_cmd_results(line, sizeof(line), n);
+    n = eds_fmt_add_max_line(line, sizeof(line), n, a->cfg.max_line);
     out_append(a, line, n);
 }
 
@@ -397,7 +318,7 @@ static void on_welcome(eds_agent *a, const eds_msg *m)
     a->st = ST_READY;
     a->ready_since_ms = eds_monotonic_ms();
     a->stats.connects++;
-    a->gw_cmd_results = m->cmd_results;
+    agent_dl_connected(&a->dl, m->cmd_results);
     eds_backoff_reset(&a->bo);
     uint64_t last = m->last_seq;
     if (!a->spool && last > a->sent_max) {
@@ -441,170 +362,6 @@ static void on_welcome(eds_agent *a, const eds_msg *m)
                    skipped ? " (dropped those from the queue)" : "", to_send, eds_plural(to_send));
 }
 
-static void send_cmd_ack(eds_agent *a, int64_t id)
-{
-    char line[64];
-    size_t n = eds_fmt_cmd_ack(line, sizeof(line), id);
-    out_append(a, line, n);
-}
-
-/* Refuses command id with errors (a Cerberus-style object, JSON text): a gateway that
- * offered command results gets them in a nack; an older one an ack (it knows no nack
- * and would otherwise send the command again on every connection). */
-static void refuse_cmd(eds_agent *a, int64_t id, const char *errors, size_t len)
-{
-    a->stats.cmds_refused++;
-    eds_log_warning("command %" PRId64 " refused: %.*s", id, (int)(len > 300 ? 300 : len), errors);
-    if (!a->gw_cmd_results) {
-        send_cmd_ack(a, id);
-        return;
-    }
-    size_t cap = len + 64;
-    char *line = malloc(cap);
-    size_t n = line ? eds_fmt_cmd_nack(line, cap, id, errors, len) : 0;
-    if (n)
-        out_append(a, line, n);
-    free(line);
-}
-
-/* Refuses command id with one message under "cmd". */
-static void refuse_cmd_msg(eds_agent *a, int64_t id, const char *msg)
-{
-    char errors[700];
-    size_t n = 0;
-    memcpy(errors, "{\"cmd\":[", 8);
-    n = 8;
-    if (!eds_json_append_string(errors, sizeof(errors) - 3, &n, msg))
-        n = 8;
-    memcpy(errors + n, "]}", 2);
-    refuse_cmd(a, id, errors, n + 2);
-}
-
-/* The command's data passes cmd_schema (or there is none); else refused. */
-static bool cmd_valid(eds_agent *a, const eds_msg *m)
-{
-    if (!a->cmd_schema)
-        return true;
-    if (!cJSON_IsObject(m->data)) {
-        refuse_cmd_msg(a, m->id, "must be of dict type");
-        return false;
-    }
-    cJSON *errors = NULL;
-    if (eds_schema_validate(a->cmd_schema, m->data, &errors) == EDS_OK)
-        return true;
-    char *text = errors ? cJSON_PrintUnformatted(errors) : NULL;
-    cJSON_Delete(errors);
-    if (text)
-        refuse_cmd(a, m->id, text, strlen(text));
-    else
-        refuse_cmd_msg(a, m->id, "out of memory while checking cmd_schema");
-    free(text);
-    return false;
-}
-
-static void flush_output(eds_agent *a);
-
-/* The head of the queue was taken by a consumer: acked if its connection is this one
- * (otherwise the gateway sends it again, and its uid gets the ack then). */
-static void cmd_taken(eds_agent *a)
-{
-    const agent_cmd *c = agent_cmds_head(&a->cmdq);
-    if (c->gen == a->gen && a->st == ST_READY) {
-        send_cmd_ack(a, c->id);
-        flush_output(a);
-    }
-    agent_cmds_taken(&a->cmdq);
-    a->stats.cmds++;
-}
-
-/* cmd_tcp: writes waiting commands to the local tcp client while it takes them. */
-static void pump_cmds(eds_agent *a)
-{
-    const agent_cmd *c;
-    while (a->cfg.cmd_tcp && a->in && (c = agent_cmds_head(&a->cmdq)) != NULL &&
-           inputs_send_line(a->in, c->json, c->len) == EDS_OK)
-        cmd_taken(a);
-}
-
-/* A command for a local consumer: it waits (in the spool with one) until taken. */
-static void queue_cmd(eds_agent *a, const eds_msg *m, const char *json, size_t len)
-{
-    switch (agent_cmds_offer(&a->cmdq, m->id, a->gen, m->uid, json, len)) {
-    case AGENT_CMD_TAKEN_BEFORE:
-        send_cmd_ack(a, m->id); /* taken before its ack could go: ack it now */
-        break;
-    case AGENT_CMD_FULL:
-        eds_log_error("command %" PRId64 " not taken: %d commands (or 1 MiB) wait for the "
-                      "application; the gateway keeps it and sends it again after a reconnect",
-                      m->id, AGENT_CMDS_MAX);
-        break;
-    default:
-        pump_cmds(a);
-    }
-}
-
-static void deliver_cmd(eds_agent *a, const eds_msg *m)
-{
-    if (!cmd_valid(a, m))
-        return;
-    /* The data as the gateway wrote it, never re-printed (77.0 stays 77.0). */
-    char *json = malloc(m->data_len + 2);
-    if (!json) {
-        eds_log_error("command %" PRId64 ": out of memory", m->id);
-        return;
-    }
-    size_t len = m->data_len;
-    if (m->data_ws)
-        len = eds_json_minify(m->data_json, m->data_len, json);
-    else
-        memcpy(json, m->data_json, len);
-    json[len] = '\0';
-    bool handed = false;
-    if (a->cfg.cmd_stdout) {
-        json[len] = '\n';
-        size_t off = 0;
-        while (off < len + 1) {
-            ssize_t w = write(STDOUT_FILENO, json + off, len + 1 - off);
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w <= 0)
-                break;
-            off += (size_t)w;
-        }
-        json[len] = '\0';
-        if (off == len + 1)
-            handed = true;
-        else
-            eds_log_error("command %" PRId64 ": cannot write to stdout: %s", m->id,
-                          strerror(errno));
-    }
-    if (a->cfg.cmd_udp > 0) {
-        struct sockaddr_in sa;
-        memset(&sa, 0, sizeof(sa));
-        sa.sin_family = AF_INET;
-        sa.sin_port = htons((uint16_t)a->cfg.cmd_udp);
-        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        if (sendto(a->cmd_udp_fd, json, len, 0, (struct sockaddr *)&sa, sizeof(sa)) == (ssize_t)len)
-            handed = true;
-        else
-            eds_log_error("command %" PRId64 ": cannot send to udp 127.0.0.1:%d: %s", m->id,
-                          a->cfg.cmd_udp, strerror(errno));
-    }
-    /* The tcp client (cmd_tcp) or eds_agent_next_cmd, when one is the consumer, decides
-     * the ack: stdout and UDP beside it are extras (agent.md: several may be set). */
-    if (a->cfg.cmd_tcp || (!a->cfg.cmd_stdout && a->cfg.cmd_udp <= 0)) {
-        queue_cmd(a, m, json, len);
-        free(json);
-        return;
-    }
-    free(json);
-    if (handed) {
-        a->stats.cmds++;
-        send_cmd_ack(a, m->id);
-        eds_log_info("command %" PRId64 " handed over and acked", m->id);
-    }
-}
-
 static void on_error_msg(eds_agent *a, const eds_msg *m)
 {
     const char *code = m->code ? m->code : "?";
@@ -633,15 +390,8 @@ static void on_line(eds_agent *a, const char *line, size_t len)
     eds_error err;
     a->last_rx_ms = eds_monotonic_ms();
     int rc = eds_msg_parse(line, len, EDS_TO_AGENT, &m, &err);
-    int64_t cmd_id;
-    if (rc != EDS_OK && a->st == ST_READY && eds_cmd_line_id(line, len, &cmd_id)) {
-        /* A command this agent cannot parse (an older gateway passes on duplicate keys
-         * or deep nesting): refuse that one, keep the connection. */
-        char msg[600];
-        snprintf(msg, sizeof(msg), "not valid JSON: %s", err.msg);
-        refuse_cmd_msg(a, cmd_id, msg);
-        return;
-    }
+    if (rc != EDS_OK && agent_dl_bad_line(&a->dl, line, len, err.msg))
+        return; /* a command this agent cannot parse: refused, the connection kept */
     if (rc != EDS_OK) {
         eds_log_error("gateway sent an invalid line (%s): %.*s", err.msg,
                       (int)(len > 200 ? 200 : len), line);
@@ -666,7 +416,7 @@ static void on_line(eds_agent *a, const char *line, size_t len)
             on_reply(a, &m);
             break;
         case EDS_MSG_CMD:
-            deliver_cmd(a, &m);
+            agent_dl_cmd(&a->dl, &m, a->in, eds_wall_ms());
             break;
         case EDS_MSG_PONG:
             a->ping_out = false;
@@ -679,6 +429,15 @@ static void on_line(eds_agent *a, const char *line, size_t len)
         }
     }
     eds_msg_free(&m);
+}
+
+/* A line over max_line that is not a command the downlink could answer. */
+static void log_skipped_line(const char *line, size_t len)
+{
+    static eds_log_limit lim = EDS_LOG_LIMIT_INIT(60000);
+    eds_log_limited(&lim, EDS_LOG_WARNING,
+                    "gateway sent a line longer than max_line: skipped: %.*s",
+                    (int)(len > 80 ? 80 : len), line);
 }
 
 static void conn_readable(eds_agent *a)
@@ -705,24 +464,23 @@ static void conn_readable(eds_agent *a)
         eds_framer_commit(&a->fr, n);
         const char *line;
         size_t len;
-        while (!a->drop_conn && (rc = eds_framer_next(&a->fr, &line, &len)) == EDS_FRAMER_LINE)
-            on_line(a, line, len);
+        while (!a->drop_conn && ((rc = eds_framer_next(&a->fr, &line, &len)) == EDS_FRAMER_LINE ||
+                                 rc == EDS_FRAMER_SKIPPED)) {
+            if (rc == EDS_FRAMER_LINE)
+                on_line(a, line, len);
+            else if (!agent_dl_bad_line(&a->dl, line, len, NULL))
+                log_skipped_line(line, len);
+        }
         size_t cap;
         char *back = eds_framer_reclaim(&a->fr, &cap); /* no malloc and free per read */
         if (back && !a->rx && cap == RX_CHUNK)
             a->rx = back;
         else
             free(back);
-        if (rc == EDS_ERR_TOOLONG) {
-            disconnect(a, EDS_LOG_ERROR, "gateway sent a line longer than max_line");
-            return;
-        }
         if (a->drop_conn) {
             disconnect(a, EDS_LOG_WARNING, a->drop_reason);
             return;
         }
-        if (a->cmdq.n >= CMDQ_PAUSE)
-            return;
     }
 }
 
@@ -748,6 +506,11 @@ static void fill_output(eds_agent *a)
 
 static void flush_output(eds_agent *a)
 {
+    const char *replies;
+    size_t n_replies = agent_dl_replies(&a->dl, &replies);
+    if (n_replies && a->st == ST_READY)
+        out_append(a, replies, n_replies);
+    agent_dl_replies_clear(&a->dl);
     while (a->conn && a->st >= ST_HELLO && a->out_len > 0) {
         size_t n;
         eds_error err;
@@ -797,6 +560,7 @@ static int pump(eds_agent *a)
                 eds_log_error("%s", err.msg);
         }
     }
+    agent_dl_tick(&a->dl, a->in, eds_wall_ms());
     fill_output(a);
     flush_output(a);
     return EDS_OK;
@@ -878,6 +642,9 @@ static int64_t next_timer(const eds_agent *a, uint64_t t)
         CONSIDER(a->acked_flush_at);
     if (a->cfg.stats_interval > 0 && a->stats_at)
         CONSIDER(a->stats_at);
+    int64_t expiry = agent_dl_next_due(&a->dl, eds_wall_ms());
+    if (expiry >= 0)
+        CONSIDER(t + (uint64_t)expiry);
 #undef CONSIDER
     return due;
 }
@@ -896,7 +663,7 @@ int eds_agent_pollfds(eds_agent *a, struct pollfd *fds, size_t cap, int *timeout
     size_t n = 0;
     a->polled_conn = -1;
     if (a->conn && cap > 0) {
-        bool reading = a->st >= ST_HELLO && a->cmdq.n < CMDQ_PAUSE;
+        bool reading = a->st >= ST_HELLO;
         bool writing = a->out_len > 0;
         fds[n].fd = conn_fd(a->conn);
         fds[n].events = conn_poll_events(a->conn, reading, writing);
@@ -920,7 +687,7 @@ int eds_agent_pollfds(eds_agent *a, struct pollfd *fds, size_t cap, int *timeout
     }
     if (wait > 60000)
         wait = 60000;
-    if (a->conn && conn_pending(a->conn) && a->cmdq.n < CMDQ_PAUSE)
+    if (a->conn && conn_pending(a->conn))
         wait = 0;
     *timeout_ms = (int)wait;
     return (int)n;
@@ -944,15 +711,13 @@ int eds_agent_dispatch(eds_agent *a, const struct pollfd *fds, size_t n)
             }
         } else {
             /* Either readiness may be what TLS waits for: try both directions. */
-            if (a->cmdq.n < CMDQ_PAUSE)
-                conn_readable(a);
+            conn_readable(a);
             if (a->conn)
                 flush_output(a);
         }
     }
     if (a->in) {
         inputs_handle(a->in, fds + a->polled_in, n - a->polled_in, t);
-        pump_cmds(a); /* a tcp client may have connected, or made room */
     }
     a->polled_n = 0;
     a->polled_conn = -1;
@@ -1033,17 +798,10 @@ void eds_agent_stop(eds_agent *a)
 
 int eds_agent_next_cmd(eds_agent *a, char *buf, size_t cap, int64_t *id)
 {
-    const agent_cmd *c = agent_cmds_head(&a->cmdq);
-    if (!c)
-        return 0;
-    if (c->len + 1 > cap || c->len > 0x7fffffff)
-        return EDS_ERR_TOOLONG;
-    memcpy(buf, c->json, c->len);
-    buf[c->len] = '\0';
-    *id = c->id;
-    int len = (int)c->len;
-    cmd_taken(a);
-    return len;
+    int rc = agent_dl_next(&a->dl, buf, cap, id, eds_wall_ms());
+    if (rc > 0)
+        flush_output(a);
+    return rc;
 }
 
 void eds_agent_get_stats(const eds_agent *a, eds_agent_stats *out)
@@ -1054,6 +812,8 @@ void eds_agent_get_stats(const eds_agent *a, eds_agent_stats *out)
         out->invalid += inputs_too_long(a->in);
     }
     out->pending = pending_records(a);
+    out->cmds = a->dl.handed;
+    out->cmds_refused = a->dl.refused;
 }
 
 bool eds_agent_connected(const eds_agent *a)
@@ -1074,240 +834,4 @@ const char *eds_agent_stream(const eds_agent *a)
 const char *eds_agent_strerror(int code)
 {
     return eds_strerror(code);
-}
-
-/* ---- create / destroy ------------------------------------------------ */
-
-static int read_password(const char *path, char **out, eds_error *err)
-{
-    bool exposed;
-    int rc = eds_secret_read("password_file", path, out, &exposed, err);
-    if (rc == EDS_OK && exposed)
-        eds_log_warning("password_file %s can be read by other users (chmod 600 it)", path);
-    return rc;
-}
-
-#define AGENT_CONFIG_STRINGS 12
-
-/* The string fields of a config, which the agent owns copies of. */
-static void config_strings(eds_agent_config *c, char **out[AGENT_CONFIG_STRINGS])
-{
-    char **all[AGENT_CONFIG_STRINGS] = {
-        &c->gateway_host, &c->device, &c->password,    &c->password_file,
-        &c->stream,       &c->schema, &c->spool,       &c->cafile,
-        &c->cert,         &c->key,    &c->server_name, &c->cmd_schema,
-    };
-    memcpy(out, all, sizeof(all));
-}
-
-static int dup_str(char **dst, const char *src)
-{
-    *dst = NULL;
-    if (!src)
-        return EDS_OK;
-    *dst = strdup(src);
-    return *dst ? EDS_OK : EDS_ERR_NOMEM;
-}
-
-static uint64_t seed_from_urandom(void)
-{
-    uint64_t seed = 0;
-    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        if (read(fd, &seed, sizeof(seed)) != (ssize_t)sizeof(seed))
-            seed = 0;
-        close(fd);
-    }
-    if (seed == 0)
-        seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
-    return seed;
-}
-
-static int check_config(const eds_agent_config *c, eds_error *err)
-{
-    if (!c->gateway_host || !c->gateway_host[0])
-        return eds_error_set(err, EDS_ERR_CONFIG, "no gateway given (--gateway HOST:PORT)");
-    if (!c->device || !eds_device_id_valid(c->device))
-        return eds_error_set(err, EDS_ERR_CONFIG,
-                             "device id '%s' is missing or invalid: 1-64 letters, digits, _ . -, "
-                             "starting with a letter or digit",
-                             c->device ? c->device : "");
-    if (c->stream && !eds_stream_id_valid(c->stream))
-        return eds_error_set(err, EDS_ERR_CONFIG, "stream id '%s' is invalid", c->stream);
-    if (c->window < 1 || c->queue_max < 1 || c->max_line < 256)
-        return eds_error_set(err, EDS_ERR_CONFIG, "window, queue_max and max_line must be set");
-    if (c->spool && c->spool_max < 65536)
-        return eds_error_set(err, EDS_ERR_CONFIG, "spool_max must be at least 64k");
-    return EDS_OK;
-}
-
-int eds_agent_create(const eds_agent_config *cfg, eds_agent **out, eds_error *err)
-{
-    *out = NULL;
-    int rc = check_config(cfg, err);
-    if (rc != EDS_OK)
-        return rc;
-    eds_agent *a = calloc(1, sizeof(*a));
-    if (!a)
-        return eds_error_set(err, EDS_ERR_NOMEM, "out of memory");
-    a->cmd_udp_fd = -1;
-    a->polled_conn = -1;
-    a->cfg = *cfg;
-    /* Deep-copy every string so the caller's config can go away. */
-    char **strs[AGENT_CONFIG_STRINGS];
-    const char *srcs[AGENT_CONFIG_STRINGS];
-    config_strings(&a->cfg, strs);
-    for (size_t i = 0; i < AGENT_CONFIG_STRINGS; i++) {
-        srcs[i] = *strs[i];
-        *strs[i] = NULL;
-    }
-    for (size_t i = 0; i < AGENT_CONFIG_STRINGS; i++) {
-        if (dup_str(strs[i], srcs[i]) != EDS_OK) {
-            rc = eds_error_set(err, EDS_ERR_NOMEM, "out of memory");
-            goto fail;
-        }
-    }
-    if (a->cfg.password) {
-        a->password = strdup(a->cfg.password);
-        if (!a->password) {
-            rc = eds_error_set(err, EDS_ERR_NOMEM, "out of memory");
-            goto fail;
-        }
-    } else if (a->cfg.password_file) {
-        rc = read_password(a->cfg.password_file, &a->password, err);
-        if (rc != EDS_OK)
-            goto fail;
-    }
-    if (a->cfg.window > (int)a->cfg.queue_max && !a->cfg.spool)
-        a->cfg.window = (int)a->cfg.queue_max;
-    a->scratch = malloc(a->cfg.max_line + 64);
-    a->out_cap = a->out_base = 2 * a->cfg.max_line + 4 * OUT_SLACK;
-    a->out = malloc(a->out_cap);
-    if (!a->scratch || !a->out) {
-        rc = eds_error_set(err, EDS_ERR_NOMEM, "out of memory");
-        goto fail;
-    }
-    rc = agq_init(&a->q, a->cfg.queue_max);
-    if (rc != EDS_OK) {
-        rc = eds_error_set(err, rc, "out of memory for queue_max %zu", a->cfg.queue_max);
-        goto fail;
-    }
-    if (a->cfg.schema) {
-        rc = eds_schema_load_file(a->cfg.schema, &a->schema, err);
-        if (rc != EDS_OK)
-            goto fail;
-    }
-    if (a->cfg.cmd_schema) {
-        rc = eds_schema_load_file(a->cfg.cmd_schema, &a->cmd_schema, err);
-        if (rc != EDS_OK)
-            goto fail;
-    }
-    uint64_t seed = seed_from_urandom();
-    if (a->cfg.spool) {
-        rc = spool_open(a->cfg.spool, a->cfg.spool_max, a->cfg.spool_sync, &a->spool, err);
-        if (rc != EDS_OK)
-            goto fail;
-        snprintf(a->stream, sizeof(a->stream), "%s", spool_stream(a->spool));
-        a->next_seq = spool_last_seq(a->spool) + 1;
-        /* Commands waiting for the application survive a power cycle with the spool. */
-        if ((rc = agent_cmds_open(&a->cmdq, a->cfg.spool, err)) != EDS_OK)
-            goto fail;
-    } else {
-        snprintf(a->stream, sizeof(a->stream), "%016" PRIx64, seed_from_urandom());
-        a->next_seq = 1;
-    }
-    if (a->cfg.stream)
-        snprintf(a->stream, sizeof(a->stream), "%s", a->cfg.stream);
-    if (a->cfg.tls) {
-        eds_tls_client_opts topts = {
-            .cafile = a->cfg.cafile,
-            .certfile = a->cfg.cert,
-            .keyfile = a->cfg.key,
-            .server_name = a->cfg.server_name ? a->cfg.server_name : a->cfg.gateway_host,
-        };
-        rc = eds_tls_client_ctx_create(&topts, &a->tls, err);
-        if (rc != EDS_OK)
-            goto fail;
-    }
-    if (a->cfg.cmd_udp > 0) {
-        a->cmd_udp_fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        if (a->cmd_udp_fd < 0) {
-            rc = eds_error_set(err, EDS_ERR_IO, "cmd_udp socket: %s", strerror(errno));
-            goto fail;
-        }
-    }
-    eds_backoff_init(&a->bo, (uint32_t)secs_ms(a->cfg.reconnect_min),
-                     (uint32_t)secs_ms(a->cfg.reconnect_max), seed);
-    if (a->cfg.read_stdin || a->cfg.tcp_port > 0 || a->cfg.udp_port > 0 || a->cfg.simulate > 0) {
-        agent_inputs_config ic = {
-            .read_stdin = a->cfg.read_stdin,
-            .tcp_port = a->cfg.tcp_port,
-            .udp_port = a->cfg.udp_port,
-            .simulate = a->cfg.simulate,
-            .count = a->cfg.count,
-            .max_line = a->cfg.max_line - 64,
-            .seed = seed ^ 0x5bd1e995u,
-        };
-        rc = inputs_open(&ic, accept_record, a, &a->in, err);
-        if (rc != EDS_OK)
-            goto fail;
-    }
-    a->st = ST_IDLE;
-    a->reconnect_at_ms = eds_monotonic_ms();
-    a->acked_flush_at = eds_monotonic_ms() + ACKED_FLUSH_MS;
-    eds_log_info("agent %s: gateway %s:%d, stream %s, next seq %" PRIu64 ", %s", a->cfg.device,
-                 a->cfg.gateway_host, a->cfg.gateway_port, a->stream, a->next_seq,
-                 a->spool ? "spool on disk" : "memory queue only");
-    *out = a;
-    return EDS_OK;
-fail:
-    eds_agent_destroy(a);
-    return rc;
-}
-
-void eds_agent_destroy(eds_agent *a)
-{
-    if (!a)
-        return;
-    inputs_close(a->in);
-    conn_close(a->conn);
-    eds_tls_ctx_destroy(a->tls);
-    eds_framer_free(&a->fr);
-    spool_close(a->spool);
-    agq_free(&a->q);
-    eds_schema_destroy(a->schema);
-    eds_schema_destroy(a->cmd_schema);
-    agent_cmds_close(&a->cmdq);
-    if (a->cmd_udp_fd >= 0)
-        close(a->cmd_udp_fd);
-    if (a->password) {
-        memset(a->password, 0, strlen(a->password));
-        free(a->password);
-    }
-    char **strs[AGENT_CONFIG_STRINGS];
-    config_strings(&a->cfg, strs);
-    for (size_t i = 0; i < AGENT_CONFIG_STRINGS; i++)
-        free(*strs[i]);
-    free(a->scratch);
-    free(a->rx);
-    free(a->out);
-    free(a);
-}
-
-eds_agent *eds_agent_open(const char *conf_path, char *errbuf, size_t errcap)
-{
-    eds_agent_config cfg;
-    eds_agent_config_init(&cfg);
-    eds_error err;
-    eds_error_clear(&err);
-    eds_agent *a = NULL;
-    int rc = eds_agent_config_load(&cfg, conf_path, &err);
-    if (rc == EDS_OK && cfg.log_level >= 0)
-        eds_log_init("edsagent", (enum eds_log_level)cfg.log_level);
-    if (rc == EDS_OK)
-        rc = eds_agent_create(&cfg, &a, &err);
-    eds_agent_config_free(&cfg);
-    if (rc != EDS_OK && errbuf && errcap)
-        snprintf(errbuf, errcap, "%s", err.msg);
-    return rc == EDS_OK ? a : NULL;
 }

@@ -157,7 +157,8 @@ typedef struct eds_agent_stats {
     uint64_t connects;        /* successful welcomes */
     uint64_t cmds;            /* downlink commands handed over */
     uint64_t pending;         /* records not yet acked (memory + spool) */
-    uint64_t cmds_refused;    /* downlink commands refused: cmd_schema, or not parseable */
+    uint64_t cmds_refused;    /* downlink commands not handed over: refused (cmd_schema, not
+                               * parseable), expired, or dropped (too long, queue full) */
 } eds_agent_stats;
 
 typedef struct eds_agent eds_agent;

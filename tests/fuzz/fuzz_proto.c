@@ -92,9 +92,9 @@ static void round_trip(const eds_msg *m)
             abort();
         break;
     case EDS_MSG_CMD:
-        n = eds_fmt_cmd_uid(buf, cap, m->id, m->uid, json, jlen);
+        n = eds_fmt_cmd_uid(buf, cap, m->id, m->uid, m->ttl, json, jlen);
         reparse(buf, n, EDS_TO_AGENT, &r);
-        if (r.type != EDS_MSG_CMD || r.id != m->id || r.uid != m->uid ||
+        if (r.type != EDS_MSG_CMD || r.id != m->id || r.uid != m->uid || r.ttl != m->ttl ||
             !cJSON_Compare(r.data, m->data, 1))
             abort();
         break;

@@ -74,7 +74,7 @@ class TcpConsumerTest(AgentCmdCase):
         p.kill()
         self.gw.kill()
         p2 = self.start_agent("--tcp", port, "--cmd-tcp", "--spool", spool)
-        p2.wait_for_line(r"1 downlink commands from before the restart")
+        p2.wait_for_line(r"1 downlink command from before the restart")
         p2.wait_for_line(r"reading NDJSON records from tcp")
         c = socket.create_connection(("127.0.0.1", port), timeout=10)
         self.addCleanup(c.close)

@@ -11,7 +11,9 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 import unittest
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import edsrig  # noqa: E402
@@ -84,6 +86,50 @@ class DeliveredAndByteExactTest(ResultCase):
         self.assertEqual(st["cmds_sent"], 1)
 
 
+class RefAndReasonTest(ResultCase):
+    gw_options = {"stats_interval": 0.3, "max_line": 400}
+
+    def test_ref_is_the_commands_own_id_bytes_minified(self):
+        c, _ = self.session(DEV)
+        ids = [b'77.0', b'12345678901234567890', b'"a\\u00e9\\"b\\\\ c"', b'{ "k" : [1, 2.50] }',
+               b'-0.0e+1']
+        for i, v in enumerate(ids):
+            self.send(b'{"n":%d, "id" : ' % i + v + b'}')
+        for i in range(len(ids)):
+            self.assertEqual(json.loads(c.recv_line())["id"], i + 1)
+            c.send_json({"type": "ack", "id": i + 1})
+        raw = [m.payload for m in self.sub.wait_for_count("energy/%s/cmd/result" % DEV, len(ids))]
+        self.assertEqual(raw, [b'{"status":"delivered","ref":77.0}',
+                               b'{"status":"delivered","ref":12345678901234567890}',
+                               b'{"status":"delivered","ref":"a\\u00e9\\"b\\\\ c"}',
+                               b'{"status":"delivered","ref":{"k":[1,2.50]}}',
+                               b'{"status":"delivered","ref":-0.0e+1}'])
+
+    def test_too_long_is_dropped_before_any_parse_and_offsets_are_the_payloads(self):
+        c, _ = self.session(DEV)
+        # Not JSON and too long: the size is checked first (dropped, not rejected).
+        self.send(b'{"id":"big","x":"' + b"y" * 400)
+        self.send(b'{"a":1,}')
+        self.send(b'{"id":"fits","x":"' + b"y" * 200 + b'"}')
+        got = self.results(2)
+        self.assertEqual(got[0]["status"], "dropped")
+        self.assertIn("417 bytes (as published) do not fit a max_line cmd line", got[0]["reason"])
+        self.assertNotIn("ref", got[0])
+        self.assertEqual(got[1], {"status": "rejected",
+                                  "reason": "not valid JSON at byte 8 of the command"})
+        self.assertEqual(json.loads(c.recv_line())["data"]["id"], "fits")
+
+    def test_answers_for_unknown_ids_are_counted_and_rate_limited(self):
+        c, _ = self.session(DEV)
+        for i in range(200):
+            c.send_json({"type": "ack" if i % 2 else "nack", "id": 1000 + i,
+                         "errors": {"x": ["y"]}})
+        self.barrier(c)
+        self.gw.wait_for_line(r"ack for unknown command id 1000 \(1 so far\)")
+        lines = [ln for ln in self.gw.output().splitlines() if "for unknown command id" in ln]
+        self.assertLessEqual(len(lines), 2, lines)  # one, then at most a summary per 10 s
+
+
 class SchemaTest(ResultCase):
     auto_rig = False
 
@@ -127,9 +173,10 @@ class AgentResultsTest(ResultCase):
         self.assertEqual(c.recv_line(),
                          b'{"type":"welcome","proto":1,"last_seq":0,"cmd_results":true}')
         self.send(b'{"id":7,"valve":"open"}')
-        # Such an agent also gets the command's uid, to recognise it if it comes again.
-        self.assertRegex(c.recv_line(),
-                         rb'^\{"type":"cmd","id":1,"uid":[1-9][0-9]*,"data":\{"id":7,"valve":"open"\}\}$')
+        # Such an agent also gets the command's uid, to recognise it if it comes again, and
+        # its time to live (cmd_expiry, 86400 s by default).
+        self.assertRegex(c.recv_line(), rb'^\{"type":"cmd","id":1,"uid":[1-9][0-9]*,"ttl":86400,'
+                         rb'"data":\{"id":7,"valve":"open"\}\}$')
         c.send_json({"type": "nack", "id": 1, "errors": {"valve": ["unallowed value open"]}})
         got = self.results(1)
         self.assertEqual(got, [{"status": "rejected", "ref": 7, "reason": "refused by the agent",
@@ -138,6 +185,94 @@ class AgentResultsTest(ResultCase):
     def test_old_agent_gets_the_old_welcome(self):
         c, welcome = self.session(DEV)  # asserts the byte-exact welcome without cmd_results
         self.assertEqual(welcome["last_seq"], 0)
+
+
+def results_hello(test, device=DEV, **extra):
+    """A cmd_results agent's session (hello with extra members); returns the client."""
+    c = test.connect()
+    h = hello(device, test.gw.devices.get(device), "s1")
+    h["cmd_results"] = True
+    h.update(extra)
+    c.send_json(h)
+    test.assertEqual(c.recv_json()["cmd_results"], True)
+    return c
+
+
+class ContractTest(ResultCase):
+    """The agent's max_line from its hello, ttl on cmd lines, nacks with a status."""
+    gw_options = {"stats_interval": 0.3, "cmd_expiry": 2}
+
+    def test_agent_max_line_drops_what_it_cannot_take(self):
+        c = results_hello(self, max_line=120)
+        self.send(b'{"id":"big","x":"' + b"y" * 100 + b'"}')
+        self.send(b'{"id":"small"}')
+        line = c.recv_line()
+        self.assertRegex(line, rb'^\{"type":"cmd","id":2,"uid":[0-9]+,"ttl":[12],"data":'
+                         rb'\{"id":"small"\}\}$')
+        self.assertLessEqual(len(line) + 1, 120)
+        got = self.results(1)
+        self.assertEqual(got[0]["status"], "dropped")
+        self.assertEqual(got[0]["ref"], "big")
+        self.assertIn("myrio-01's max_line (120 bytes)", got[0]["reason"])
+
+    def test_a_bad_max_line_is_a_bad_hello(self):
+        c = self.connect()
+        h = hello(DEV, self.gw.devices.get(DEV), "s1")
+        h["max_line"] = "many"
+        c.send_json(h)
+        # Any malformed hello is refused the same way (nothing told before auth).
+        self.assertClosedWithError(c, "auth_failed")
+
+    def test_expiry_is_the_agents_once_it_has_the_command(self):
+        c = results_hello(self)
+        self.send(b'{"id":"slow"}')
+        first = json.loads(c.recv_line())
+        self.assertIn(first["ttl"], (1, 2))
+        # Past cmd_expiry (2 s), not acked, and the connection goes: the gateway does not
+        # expire it (the agent has it and decides), but sends it again with "ttl":1.
+        c.close()
+        self.stats(lambda d: d["devices_online"] == 0, "device offline")
+        deadline = time.monotonic() + 3.0
+        self.stats(lambda d: time.monotonic() > deadline, "cmd_expiry passed")
+        c = results_hello(self)
+        again = json.loads(c.recv_line())
+        self.assertEqual((again["uid"], again["ttl"], again["data"]),
+                         (first["uid"], 1, {"id": "slow"}))
+        c.send_json({"type": "ack", "id": again["id"]})
+        self.assertEqual(self.results(1), [{"status": "delivered", "ref": "slow"}])
+        st = self.stats(lambda d: d["cmds_delivered"] >= 1, "cmds_delivered")
+        self.assertEqual(st["cmds_expired"], 0)
+
+    def test_nack_status_maps_to_the_result(self):
+        c = results_hello(self)
+        for ref in ("e", "d", "odd", "plain"):
+            self.send(b'{"id":"%s"}' % ref.encode())
+        ids = [json.loads(c.recv_line())["id"] for _ in range(4)]
+        c.send_json({"type": "nack", "id": ids[0], "status": "expired",
+                     "reason": "ttl passed in the agent", "errors": {"cmd": ["ttl passed"]}})
+        c.send_json({"type": "nack", "id": ids[1], "status": "dropped",
+                     "reason": "agent queue full", "errors": {"cmd": ["agent queue full"]}})
+        c.send_json({"type": "nack", "id": ids[2], "status": "odd", "errors": {"cmd": ["x"]}})
+        c.send_json({"type": "nack", "id": ids[3], "errors": {"v": ["bad"]}})
+        got = self.results(4)
+        self.assertEqual(got[0], {"status": "expired", "ref": "e",
+                                  "reason": "the agent: ttl passed in the agent"})
+        self.assertEqual(got[1], {"status": "dropped", "ref": "d",
+                                  "reason": "the agent: agent queue full"})
+        self.assertEqual(got[2]["status"], "rejected")
+        self.assertEqual(got[2]["errors"], {"cmd": ["x"]})
+        self.assertEqual(got[3]["status"], "rejected")
+        st = self.stats(lambda d: d["cmds_rejected"] >= 2, "cmds_rejected")
+        self.assertEqual((st["cmds_expired"], st["cmds_dropped"]), (1, 1))
+
+    def test_old_agent_gets_no_ttl_and_gateway_expiry_before_sending(self):
+        c, _ = self.session(DEV)
+        self.send(b'{"id":"old"}')
+        self.assertEqual(c.recv_line(), b'{"type":"cmd","id":1,"data":{"id":"old"}}')
+        c.close()
+        self.stats(lambda d: d["devices_online"] == 0, "device offline")
+        # Back in the held queue, past cmd_expiry: the gateway's expiry applies.
+        self.assertEqual(self.results(1)[0]["status"], "expired")
 
 
 class LimitsTest(ResultCase):
@@ -187,6 +322,69 @@ class DurableTest(ResultCase):
         self.sub.wait_for_message("energy/_gateway/status", match=lambda m: m.json()["online"])
         c, _ = self.session(DEV)
         self.barrier(c)
+
+
+def scrape(port):
+    """{metric name: value} of the gateway's /metrics (no labels)."""
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10) as r:
+        text = r.read().decode()
+    return {ln.split()[0]: float(ln.split()[1]) for ln in text.splitlines()
+            if ln and not ln.startswith("#") and "{" not in ln}
+
+
+class DurableResultsTest(ResultCase):
+    """Results made while the broker is away are in state_dir/cmds.log until the broker
+    confirms them: a kill -9 then loses none, and none arrives twice."""
+    auto_rig = False
+
+    def setUp(self):
+        self.mport = edsrig.free_port()
+        self.start_rig({"metrics_listener": str(self.mport), "cmd_expiry": 3}, durable=True)
+        super().setUp()
+
+    def counters(self, pred, what):
+        return edsrig.wait_until(lambda: (lambda m: m if pred(m) else None)(scrape(self.mport)),
+                                 30, what)
+
+    def test_results_made_while_the_broker_is_away_survive_kill_9_exactly_once(self):
+        off, _ = self.session("myrio-02")  # known, then offline: its commands are held
+        off.close()
+        self.counters(lambda m: m["eds_devices_online"] == 0, "myrio-02 offline")
+        c = results_hello(self)
+        for ref in ("acked", "nacked", "agent-expired"):
+            self.send(b'{"id":"%s"}' % ref.encode())
+        ids = [json.loads(c.recv_line())["id"] for _ in range(3)]
+        self.send(b'{"id":"held-1"}', device="myrio-02")
+        self.send(b'{"id":"held-2"}', device="myrio-02")
+        self.counters(lambda m: m["eds_commands_received_total"] == 5, "5 commands in")
+        self.broker.stop()
+        # While the broker is away: the agent answers three, two held ones expire.
+        c.send_json({"type": "ack", "id": ids[0]})
+        c.send_json({"type": "nack", "id": ids[1], "errors": {"id": ["no"]}})
+        c.send_json({"type": "nack", "id": ids[2], "status": "expired", "reason": "late",
+                     "errors": {"cmd": ["late"]}})
+        self.counters(lambda m: m["eds_commands_expired_total"] == 3 and
+                      m["eds_commands_delivered_total"] == 1 and
+                      m["eds_commands_rejected_total"] == 1, "five results made")
+        self.gw.kill()
+        self.broker.start()
+        self.gw.start()
+        # A command published after the restart is refused at once: its result comes
+        # after those taken back from the store (one queue, in order), so when it is
+        # here every earlier result is too, and any second copy would have been.
+        reader = edsrig.MqttClient(self.broker, edsrig.READER_USER, edsrig.READER_PASSWORD)
+        self.addCleanup(reader.close)
+        reader.publish("energy/%s/cmd" % DEV, b'"barrier', qos=1)
+        self.sub.wait_for(lambda msgs: any(m.topic == "energy/%s/cmd/result" % DEV and
+                                           "ref" not in m.json() for m in msgs),
+                          what="the barrier's result")
+        got = {}
+        for dev in (DEV, "myrio-02"):
+            for msg in self.sub.messages("energy/%s/cmd/result" % dev):
+                got.setdefault(msg.json().get("ref"), []).append(msg.json()["status"])
+        self.assertEqual(got, {"acked": ["delivered"], "nacked": ["rejected"],
+                               "agent-expired": ["expired"], "held-1": ["expired"],
+                               "held-2": ["expired"], None: ["rejected"]})
 
 
 class RetainedTest(ResultCase):

@@ -19,7 +19,8 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import edsrig  # noqa: E402
 from edsrig import RigTimeout  # noqa: E402
-from hostile import wait_stats  # noqa: E402
+from hostile import connect, hello_line, wait_stats  # noqa: E402
+from test_hostile_squat import read_line  # noqa: E402
 from gwrig import (Gateway, GatewayTestCase, data_msg, hello, in_asan_build,  # noqa: E402
                    line_of, record)
 
@@ -236,6 +237,52 @@ class FullDiskTest(GatewayTestCase):
                 self.id().split(".", 1)[-1], self.qos, self.tmpfs_size, filled, stuck, a.next - 1,
                 st["journal_failures"], st["store_failures"], acked_before_kill, b.last_seq,
                 len(got), dups))
+
+
+class KnownGoodFullDiskTest(FullDiskTest):
+    """The known-good addresses file (state_dir/known_good) on a full state_dir: logins
+    are not affected, the failed write is said once, and the file is written by itself
+    once there is room."""
+
+    def test_full_state_dir_holds_acks_and_loses_nothing(self):
+        self.skipTest("FullDiskTest runs it; this class checks the known-good file")
+
+    def login(self, source):
+        s = connect(self.gw.port, source, timeout=5 * SLOW)
+        try:
+            s.sendall(hello_line("myrio-03", self.gw.devices["myrio-03"], "kg"))
+            return read_line(s, 5 * SLOW)
+        finally:
+            s.close()
+
+    def known_good(self):
+        try:
+            with open(os.path.join(self.holder.inside, "known_good")) as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def test_full_state_dir_does_not_stop_logins(self):
+        mark = self.gw.mark()
+        self.holder.fill()
+        for source in ("127.0.0.3", "127.0.0.4"):
+            welcome = self.login(source)
+            self.assertTrue(welcome.startswith(b'{"type":"welcome"'), welcome)
+        self.gw.wait_for_line(r"known-good addresses: cannot write .*No space left", 10 * SLOW,
+                              start=mark)
+        self.assertNotIn("127.0.0.3 ", self.known_good())
+        # A third login while it stays full (retried every 5 s): still said once.
+        welcome = self.login("127.0.0.5")
+        self.assertTrue(welcome.startswith(b'{"type":"welcome"'), welcome)
+        self.holder.free()
+        self.gw.wait_for_line(r"known-good addresses: .* written again", 20 * SLOW, start=mark)
+        text = self.known_good()
+        for source in ("127.0.0.3", "127.0.0.4", "127.0.0.5"):
+            self.assertIn(source + " ", text)
+        lines = self.gw.output().splitlines()[mark:]
+        self.assertEqual(sum("known-good addresses: cannot write" in ln for ln in lines), 1,
+                         "the failed write was not said once")
+        self.assertFalse(os.path.exists(os.path.join(self.holder.inside, "known_good.tmp")))
 
 
 class FullDiskQos2Test(FullDiskTest):

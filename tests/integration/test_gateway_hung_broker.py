@@ -31,6 +31,24 @@ SLOW = 3.0 if in_asan_build() else 1.0
 DETECT_BOUND = 15.0  # the issue's bound with the default broker_keepalive and publish timeout
 
 
+def gateway_status(tc, match=lambda doc: doc["online"]):
+    """The last _gateway/status document the subscriber got, once one matches."""
+    topic = "%s/_gateway/status" % tc.gw.prefix
+    tc.sub.wait_for_message(topic, 30 * SLOW, lambda m: match(m.json()))
+    return tc.sub.messages(topic)[-1].json()
+
+
+def assert_reconnect_shown(tc, before):
+    """After the broker link came back: the retained status says so, a later broker_since
+    and one more broker_reconnects than `before` at least, the gateway's since unchanged."""
+    after = gateway_status(tc, lambda doc: doc["online"] and
+                           doc["broker_reconnects"] > before["broker_reconnects"])
+    tc.assertEqual(after["since"], before["since"])
+    tc.assertGreater(after["broker_since"], before["broker_since"])  # RFC 3339, UTC
+    tc.assertEqual(tc.retained("%s/_gateway/status" % tc.gw.prefix).json(), after)
+    return after
+
+
 def twenty_acked_and_a_pinger(tc, stream):
     """myrio-01 on stream with records 1..20 sent and acked, and myrio-02 connected to ping."""
     a, welcome = tc.session("myrio-01", stream=stream)
@@ -59,6 +77,8 @@ class HungBrokerTest(GatewayTestCase):
 
     def test_stopped_broker_is_noticed_and_agents_hear_from_the_gateway(self):
         a, pinger = twenty_acked_and_a_pinger(self, "hung")
+        status = gateway_status(self)
+        self.assertEqual(status["broker_reconnects"], 0)
 
         # Records in flight when the broker stops: no acks for them.
         mark = self.gw.mark()
@@ -80,6 +100,8 @@ class HungBrokerTest(GatewayTestCase):
         t_hello = time.monotonic()
         b = self.connect()
         b.send_json(hello("myrio-01", self.gw.devices["myrio-01"], "hung"))
+        # A ping before the welcome is read after it (docs/protocol.md): no pong first.
+        b.send_json({"type": "ping"})
         reply = b.recv_json(3 + 3 * SLOW)
         waited = time.monotonic() - t_hello
         self.assertEqual(reply.get("code"), "server_busy", reply)
@@ -97,6 +119,7 @@ class HungBrokerTest(GatewayTestCase):
         # Resume: the agent comes back and everything arrives.
         self.resume_broker()
         self.gw.wait_for_line(r"connected to the broker", 30 * SLOW, start=mark)
+        status = assert_reconnect_shown(self, status)
         deadline = time.monotonic() + 30 * SLOW
         while True:  # its welcome waits for the old records to settle (bounded)
             try:
@@ -124,9 +147,9 @@ class HungBrokerTest(GatewayTestCase):
             "FIGURES %s: broker SIGSTOPped with 20 records in flight: noticed after %.1f s by %r "
             "(bound %.0f s); pongs in %s s meanwhile; a reconnecting agent heard server_busy "
             "after %.1f s; after SIGCONT the welcome said last_seq %d, all 40 records on the "
-            "broker (%d messages)\n" % (
+            "broker (%d messages); status %s\n" % (
                 self.id().split(".", 1)[-1], detected, how.group(1), DETECT_BOUND,
-                ", ".join("%.3f" % t for t in pong_times), waited, last, len(got)))
+                ", ".join("%.3f" % t for t in pong_times), waited, last, len(got), status))
 
 
 class HungBrokerKeepaliveOnlyTest(HungBrokerTest):
@@ -166,6 +189,8 @@ class UnconfirmedPublishesTest(GatewayTestCase):
     def run_withheld(self, qos, deadline_s, options):
         self.start_proxied_rig(options, qos)
         a, pinger = twenty_acked_and_a_pinger(self, "acks")
+        status = gateway_status(self)
+        self.assertEqual(status["broker_reconnects"], 0)
 
         mark = self.gw.mark()
         self.proxy.withhold()
@@ -204,6 +229,8 @@ class UnconfirmedPublishesTest(GatewayTestCase):
                           10 * SLOW, "all 40 records on the broker")
         stats = self.stats_with_timeouts(10 * SLOW)
         self.assertEqual(stats["broker"], "connected")
+        # The reconnect the deadline made shows on the retained status.
+        status = assert_reconnect_shown(self, status)
         # A record sent after them arrives after any duplicate of theirs (one connection,
         # per-topic order): then count.
         a.send_json(data_msg(41, record(41)))
@@ -223,10 +250,10 @@ class UnconfirmedPublishesTest(GatewayTestCase):
             "FIGURES %s: qos %d, broker_publish_timeout %d s, keepalive 4 s answered: "
             "noticed after %.1f s (logged %s s); %d confirmations withheld over %d proxy "
             "connections; acks 21..40 within %.1f s of healing; %d messages for 40 records; "
-            "stats broker_timeouts %d\n" % (
+            "stats broker_timeouts %d; status %s\n" % (
                 self.id().split(".", 1)[-1], qos, deadline_s, detected, m.group(1),
                 self.proxy.withheld, self.proxy.connections, recovered, len(got),
-                stats["broker_timeouts"]))
+                stats["broker_timeouts"], status))
 
     def test_qos1_default_deadline(self):
         self.run_withheld(1, 10, {})  # broker_publish_timeout: the default

@@ -142,12 +142,13 @@ def read_line(s, timeout):
 
 
 class ConnectFlood:
-    """A thread opening connections that never say hello from 250 addresses as fast as it
-    can, concurrently with the test; at most `keep` open (the test's file descriptors),
+    """A thread opening connections that never say hello from 250 addresses (source_of) as
+    fast as it can, concurrently with the test; at most `keep` open (the test's file descriptors),
     bounded by `max_conns` and `max_s`."""
 
-    def __init__(self, port, keep=400, max_conns=300000, max_s=20.0):
+    def __init__(self, port, keep=400, max_conns=300000, max_s=20.0, source_of=addr):
         self.port, self.keep, self.max_conns, self.max_s = port, keep, max_conns, max_s
+        self.source_of = source_of
         self.opened = 0
         self.took = 0.0
         self._stop = threading.Event()
@@ -164,7 +165,7 @@ class ConnectFlood:
             while (not self._stop.is_set() and self.opened < self.max_conns
                    and time.monotonic() - t0 < self.max_s):
                 try:
-                    socks.append(connect(self.port, addr(self.opened), timeout=2.0))
+                    socks.append(connect(self.port, self.source_of(self.opened), timeout=2.0))
                 except OSError:
                     pass
                 self.opened += 1
@@ -208,6 +209,17 @@ class ConnectFloodTest(HostileTestCase):
         finally:
             s.close()
 
+    def reconnect(self, flood, sent, failures):
+        """One session during the flood: its seq into sent once acked, or what came instead
+        of the welcome into failures."""
+        self.assertTrue(flood.running(), "the flood ended before the reconnects")
+        welcome, seq, ack = self.session(None)
+        if seq is None:
+            failures.append(welcome[:120])
+            return
+        self.assertEqual(ack, b'{"type":"ack","seq":%d}' % seq)
+        sent.append(seq)
+
     def test_known_device_gets_in_during_connect_flood(self):
         # The device's first login, before the flood: its address becomes known-good.
         welcome, seq, ack = self.session(1)
@@ -231,14 +243,8 @@ class ConnectFloodTest(HostileTestCase):
         # machine, ASan), bounded in count and time.
         while attempts < self.RECONNECTS or (not turned_over() and attempts < self.MAX_RECONNECTS
                                              and time.monotonic() - t0 < 10 * SLOW):
-            self.assertTrue(flood.running(), "the flood ended before the reconnects")
             attempts += 1
-            welcome, seq, ack = self.session(None)
-            if seq is None:
-                failures.append(welcome[:120])
-                continue
-            self.assertEqual(ack, b'{"type":"ack","seq":%d}' % seq)
-            sent.append(seq)
+            self.reconnect(flood, sent, failures)
         took = time.monotonic() - t0
         flood_running = flood.running()
         flood.stop()

@@ -192,6 +192,40 @@ static void test_unterminated_line_is_bounded(void **state)
     eds_framer_free(&f);
 }
 
+/* skip_long: a too-long line comes out once as EDS_FRAMER_SKIPPED with its first
+ * max_line - 1 bytes, the rest of it is dropped up to its LF in any split (never held
+ * beyond the bound), and the lines after it come out as usual. */
+static void test_skip_long_carries_on(void **state)
+{
+    (void)state;
+    eds_framer f;
+    eds_framer_init(&f, 8);
+    f.skip_long = true;
+    const char *line;
+    size_t len;
+    put(&f, "ok\n{\"id\":12", 11);
+    assert_int_equal(eds_framer_next(&f, &line, &len), EDS_FRAMER_LINE);
+    assert_int_equal(eds_framer_next(&f, &line, &len), EDS_FRAMER_SKIPPED);
+    assert_int_equal(len, 7);
+    assert_memory_equal(line, "{\"id\":1", 7);
+    for (int i = 0; i < 1000; i++) { /* the rest of it, 3 bytes at a time */
+        put(&f, "xyz", 3);
+        assert_int_equal(eds_framer_next(&f, &line, &len), EDS_FRAMER_MORE);
+        assert_true(eds_framer_pending(&f) < 8);
+    }
+    put(&f, "z\nnext\n", 7);
+    assert_int_equal(eds_framer_next(&f, &line, &len), EDS_FRAMER_LINE);
+    assert_int_equal(len, 4);
+    assert_memory_equal(line, "next", 4);
+    /* a long line whose LF is in the same read */
+    put(&f, "0123456789\nend\n", 15);
+    assert_int_equal(eds_framer_next(&f, &line, &len), EDS_FRAMER_SKIPPED);
+    assert_int_equal(eds_framer_next(&f, &line, &len), EDS_FRAMER_LINE);
+    assert_memory_equal(line, "end", 3);
+    assert_int_equal(eds_framer_next(&f, &line, &len), EDS_FRAMER_MORE);
+    eds_framer_free(&f);
+}
+
 /* A CR counts toward the limit, since the limit is on bytes received. */
 static void test_cr_counts_toward_limit(void **state)
 {
@@ -352,6 +386,7 @@ int main(void)
         cmocka_unit_test(test_lines_before_refusal),
         cmocka_unit_test(test_unterminated_line_is_bounded),
         cmocka_unit_test(test_cr_counts_toward_limit),
+        cmocka_unit_test(test_skip_long_carries_on),
         cmocka_unit_test(test_big_line_memory_released),
         cmocka_unit_test(test_partial_tail_not_pinning_the_read_buffer),
         cmocka_unit_test(test_pause_is_not_asking),

@@ -415,6 +415,26 @@ static void test_append_text(void **state)
     assert_int_equal(len, 2);
 }
 
+/* The n-th member's value text of a minified object, every kind of value. */
+static void test_member_text(void **state)
+{
+    (void)state;
+    const char *j = "{\"a\":77.0,\"b\":\"x\\\"},\",\"c\":{\"d\":[1,{\"e\":\"]\"}]},\"id\":-1e+2,"
+                    "\"f\":[],\"g\":true}";
+    const char *want[] = {"77.0",  "\"x\\\"},\"", "{\"d\":[1,{\"e\":\"]\"}]}",
+                          "-1e+2", "[]",          "true"};
+    const char *v;
+    size_t vlen;
+    for (size_t n = 0; n < 6; n++) {
+        assert_true(eds_json_member_text(j, strlen(j), n, &v, &vlen));
+        assert_int_equal(vlen, strlen(want[n]));
+        assert_memory_equal(v, want[n], vlen);
+    }
+    assert_false(eds_json_member_text(j, strlen(j), 6, &v, &vlen));
+    assert_false(eds_json_member_text("{}", 2, 0, &v, &vlen));
+    assert_false(eds_json_member_text("[1]", 3, 0, &v, &vlen));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -427,6 +447,7 @@ int main(void)
         cmocka_unit_test(test_many_nodes),
         cmocka_unit_test(test_proto_lenient_is_bad_json),
         cmocka_unit_test(test_append_text),
+        cmocka_unit_test(test_member_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

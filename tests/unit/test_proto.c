@@ -271,6 +271,60 @@ static void test_roundtrip(void **state)
     eds_msg_free(&m);
 }
 
+/* The #13 contract: the agent's max_line in its hello, ttl on cmd lines, nacks with a
+ * status; each formatted by one side and parsed by the other. */
+static void test_cmd_contract(void **state)
+{
+    (void)state;
+    char b[256];
+    eds_msg m;
+    eds_error err;
+    size_t n = eds_fmt_hello(b, sizeof(b), "dev", NULL, "s");
+    n = eds_fmt_add_cmd_results(b, sizeof(b), n);
+    n = eds_fmt_add_max_line(b, sizeof(b), n, 4096);
+    assert_memory_equal(b,
+                        "{\"type\":\"hello\",\"device\":\"dev\",\"stream\":\"s\",\"proto\":1,"
+                        "\"cmd_results\":true,\"max_line\":4096}\n",
+                        n);
+    assert_int_equal(eds_msg_parse(b, n - 1, EDS_TO_GATEWAY, &m, &err), EDS_OK);
+    assert_true(m.cmd_results);
+    assert_int_equal(m.max_line, 4096);
+    eds_msg_free(&m);
+    assert_int_equal(
+        parse("{\"type\":\"hello\",\"device\":\"d\",\"proto\":1}", EDS_TO_GATEWAY, &m, &err),
+        EDS_OK);
+    assert_int_equal(m.max_line, 0); /* absent: the gateway's own */
+    eds_msg_free(&m);
+    assert_int_equal(parse("{\"type\":\"hello\",\"device\":\"d\",\"proto\":1,\"max_line\":0}",
+                           EDS_TO_GATEWAY, &m, &err),
+                     EDS_ERR_PROTO);
+    assert_int_equal(parse("{\"type\":\"hello\",\"device\":\"d\",\"proto\":1,\"max_line\":1.5}",
+                           EDS_TO_GATEWAY, &m, &err),
+                     EDS_ERR_PROTO);
+    n = eds_fmt_cmd_uid(b, sizeof(b), 3, 17, 3600, "{\"p\":77.0}", 10);
+    assert_memory_equal(
+        b, "{\"type\":\"cmd\",\"id\":3,\"uid\":17,\"ttl\":3600,\"data\":{\"p\":77.0}}\n", n);
+    assert_int_equal(eds_msg_parse(b, n - 1, EDS_TO_AGENT, &m, &err), EDS_OK);
+    assert_int_equal(m.uid, 17);
+    assert_int_equal(m.ttl, 3600);
+    eds_msg_free(&m);
+    n = eds_fmt_cmd_uid(b, sizeof(b), 3, 17, 0, "1", 1);
+    assert_memory_equal(b, "{\"type\":\"cmd\",\"id\":3,\"uid\":17,\"data\":1}\n", n);
+    n = eds_fmt_cmd_nack_status(b, sizeof(b), 4, "dropped", "agent queue \"full\"");
+    assert_memory_equal(
+        b,
+        "{\"type\":\"nack\",\"id\":4,\"status\":\"dropped\",\"reason\":\"agent "
+        "queue \\\"full\\\"\",\"errors\":{\"cmd\":[\"agent queue \\\"full\\\"\"]}}\n",
+        n);
+    assert_int_equal(eds_msg_parse(b, n - 1, EDS_TO_GATEWAY, &m, &err), EDS_OK);
+    assert_int_equal(m.type, EDS_MSG_CMD_NACK);
+    assert_string_equal(m.status, "dropped");
+    assert_string_equal(m.reason, "agent queue \"full\"");
+    assert_non_null(cJSON_GetObjectItemCaseSensitive(m.errors, "cmd"));
+    eds_msg_free(&m);
+    assert_int_equal(eds_fmt_cmd_nack_status(b, 40, 4, "dropped", "agent queue full"), 0);
+}
+
 static void test_error_codes(void **state)
 {
     assert_string_equal(eds_proto_error_name(EDS_PE_AUTH_FAILED), "auth_failed");
@@ -287,7 +341,7 @@ int main(void)
         cmocka_unit_test(test_bad_json),     cmocka_unit_test(test_many_keys_duplicate),
         cmocka_unit_test(test_to_agent),     cmocka_unit_test(test_device_ids),
         cmocka_unit_test(test_format_exact), cmocka_unit_test(test_roundtrip),
-        cmocka_unit_test(test_error_codes),
+        cmocka_unit_test(test_error_codes),  cmocka_unit_test(test_cmd_contract),
     };
     return cmocka_run_group_tests_name("proto", tests, NULL, NULL);
 }

@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent_cmds.h"
 #include "edsagent.h"
 #include "eds_log.h"
 #include "eds_proto.h"
@@ -282,8 +283,9 @@ static void test_hello_carries_device_password_stream(void **state)
     gw_accept(f);
     char line[1024];
     gw_line(f, line, sizeof(line));
-    assert_string_equal(line, "{\"type\":\"hello\",\"device\":\"myrio-01\",\"password\":\"s3cret\","
-                              "\"stream\":\"feed01\",\"proto\":1,\"cmd_results\":true}");
+    assert_string_equal(
+        line, "{\"type\":\"hello\",\"device\":\"myrio-01\",\"password\":\"s3cret\","
+              "\"stream\":\"feed01\",\"proto\":1,\"cmd_results\":true,\"max_line\":65536}");
 }
 
 static void test_window_order_and_acks(void **state)
@@ -566,6 +568,92 @@ static void test_cmd_acks_not_lost_while_output_full(void **state)
             data++;
         }
     }
+}
+
+/* A cmd_results session: hello read, welcome offering command results sent. */
+static void gw_results_session(fixture *f)
+{
+    char line[1024];
+    gw_accept(f);
+    gw_line(f, line, sizeof(line)); /* hello */
+    gw_send(f, "{\"type\":\"welcome\",\"proto\":1,\"last_seq\":0,\"cmd_results\":true}\n");
+    RUN_UNTIL(f, eds_agent_connected(f->a));
+}
+
+/* Contract items 1 and 4 (protocol.md): a cmd line longer than the agent's max_line is
+ * skipped to its LF and nacked "dropped", commands past the agent's bound are nacked
+ * "dropped", and the connection stays: records are still sent and acked. */
+static void test_cmd_too_long_and_queue_full_keep_the_connection(void **state)
+{
+    fixture *f = *state;
+    f->cfg.max_line = 1024;
+    create_agent(f);
+    gw_results_session(f);
+    char *big = malloc(4096);
+    int k = snprintf(big, 4096, "{\"type\":\"cmd\",\"id\":5,\"uid\":50,\"data\":\"");
+    memset(big + k, 'x', 3000);
+    strcpy(big + k + 3000, "\"}\n");
+    gw_send(f, big);
+    free(big);
+    char line[1024];
+    gw_line(f, line, sizeof(line));
+    assert_string_equal(line, "{\"type\":\"nack\",\"id\":5,\"status\":\"dropped\",\"reason\":"
+                              "\"cmd line longer than the agent's max_line (1024 bytes)\","
+                              "\"errors\":{\"cmd\":[\"cmd line longer than the agent's max_line "
+                              "(1024 bytes)\"]}}");
+    for (int i = 0; i < AGENT_CMDS_MAX + 3; i++)
+        gw_sendf(f, "{\"type\":\"cmd\",\"id\":%d,\"uid\":%d,\"data\":%d}\n", 100 + i, 1000 + i, i);
+    for (int i = AGENT_CMDS_MAX; i < AGENT_CMDS_MAX + 3; i++) {
+        char want[256];
+        snprintf(want, sizeof(want),
+                 "{\"type\":\"nack\",\"id\":%d,\"status\":\"dropped\",\"reason\":\"agent "
+                 "queue full\",\"errors\":{\"cmd\":[\"agent queue full\"]}}",
+                 100 + i);
+        gw_line(f, line, sizeof(line));
+        assert_string_equal(line, want);
+    }
+    /* the same uid again (its nack was lost): the same answer, nothing queued */
+    gw_sendf(f, "{\"type\":\"cmd\",\"id\":900,\"uid\":%d,\"data\":0}\n", 1000 + AGENT_CMDS_MAX);
+    gw_line(f, line, sizeof(line));
+    assert_non_null(strstr(line, "\"id\":900,\"status\":\"dropped\""));
+    send_record(f, 1);
+    int sample = 0;
+    uint64_t seq = gw_data(f, &sample);
+    gw_sendf(f, "{\"type\":\"ack\",\"seq\":%llu}\n", (unsigned long long)seq);
+    RUN_UNTIL(f, eds_agent_pending(f->a) == 0);
+    assert_true(eds_agent_connected(f->a));
+    eds_agent_stats st;
+    eds_agent_get_stats(f->a, &st);
+    assert_int_equal(st.connects, 1);
+    assert_int_equal(st.cmds_refused, 4);
+    char buf[64];
+    int64_t id;
+    assert_int_equal(eds_agent_next_cmd(f->a, buf, sizeof(buf), &id), 1);
+    assert_string_equal(buf, "0");
+    assert_int_equal(id, 100);
+}
+
+/* Contract item 2: a command with a ttl is never handed over past it; it is nacked
+ * "expired" (without anyone asking), and a resend of it gets the same nack. */
+static void test_cmd_ttl_expires_unconsumed(void **state)
+{
+    fixture *f = *state;
+    create_agent(f);
+    gw_results_session(f);
+    gw_send(f, "{\"type\":\"cmd\",\"id\":1,\"uid\":11,\"ttl\":1,\"data\":{\"p\":1}}\n");
+    char line[1024];
+    static const char expired[] =
+        "\"status\":\"expired\",\"reason\":\"expired on the agent before the application took "
+        "it\",\"errors\":{\"cmd\":[\"expired on the agent before the application took it\"]}}";
+    assert_int_equal(gw_line_within(f, line, sizeof(line), 5000), 0);
+    assert_string_equal(line + strlen("{\"type\":\"nack\",\"id\":1,"), expired);
+    char buf[64];
+    int64_t id;
+    assert_int_equal(eds_agent_next_cmd(f->a, buf, sizeof(buf), &id), 0);
+    gw_send(f, "{\"type\":\"cmd\",\"id\":2,\"uid\":11,\"ttl\":1,\"data\":{\"p\":1}}\n");
+    gw_line(f, line, sizeof(line));
+    assert_string_equal(line + strlen("{\"type\":\"nack\",\"id\":2,"), expired);
+    assert_int_equal(eds_agent_next_cmd(f->a, buf, sizeof(buf), &id), 0);
 }
 
 static void test_ping_and_dead_connection(void **state)
@@ -915,6 +1003,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cmd_refused_and_resent_uid_taken_once, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_cmd_acks_not_lost_while_output_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cmd_too_long_and_queue_full_keep_the_connection, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_cmd_ttl_expires_unconsumed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ping_and_dead_connection, setup, teardown),
         cmocka_unit_test_setup_teardown(test_auth_failed_backs_off_long, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replaced_reconnects_after_the_longest_delay, setup,

@@ -27,6 +27,7 @@ typedef struct got {
     gw_cmd *cmd[8];
     size_t n;
     size_t budget;
+    gw_outbox results; /* what open handed back as results */
 } got;
 
 static void on_restore(void *ctx, const char *device, gw_cmd *cmd)
@@ -37,11 +38,18 @@ static void on_restore(void *ctx, const char *device, gw_cmd *cmd)
     g->cmd[g->n++] = cmd;
 }
 
+static void on_result(void *ctx, const gw_result_parts *p)
+{
+    got *g = ctx;
+    assert_non_null(gw_outbox_push(&g->results, p));
+}
+
 static void got_free(got *g)
 {
     for (size_t i = 0; i < g->n; i++)
         gw_cmd_free(g->cmd[i], &g->budget);
     assert_int_equal(g->budget, 0);
+    gw_outbox_free(&g->results);
     memset(g, 0, sizeof(*g));
 }
 
@@ -59,12 +67,34 @@ static gw_cmd *make(const char *json, const char *ref, int64_t expires, size_t *
     return gw_cmd_create(&p, budget);
 }
 
+/* A fresh store directory, opened into *s (path: its cmds.log). */
+static void fresh(char *dir, char *path, size_t cap, got *g, gw_cmdstore **s);
+
+/* Removes the store's directory after a test. */
+static void remove_store(const char *dir)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "%s/cmds.log", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
 static void reopen(const char *dir, got *g, gw_cmdstore **s)
 {
     eds_error err;
     gw_cmdstore_close(*s);
     *s = NULL;
-    assert_int_equal(gw_cmdstore_open(dir, on_restore, g, &g->budget, s, &err), EDS_OK);
+    gw_outbox_init(&g->results, 100, 1 << 20, 1);
+    gw_cmdstore_fns fns = {.cmd = on_restore, .result = on_result, .ctx = g};
+    assert_int_equal(gw_cmdstore_open(dir, &fns, &g->budget, s, &err), EDS_OK);
+}
+
+static void fresh(char *dir, char *path, size_t cap, got *g, gw_cmdstore **s)
+{
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, cap, "%s/cmds.log", dir);
+    *s = NULL;
+    reopen(dir, g, s);
 }
 
 static void test_add_del_reopen(void **state)
@@ -85,7 +115,7 @@ static void test_add_del_reopen(void **state)
     assert_int_equal(gw_cmdstore_add(s, "ghost", b, &err), EDS_OK);
     assert_int_equal(gw_cmdstore_add(s, "dev-1", c, &err), EDS_OK);
     assert_true(a->uid < b->uid && b->uid < c->uid);
-    assert_int_equal(gw_cmdstore_del(s, b, &err), EDS_OK);
+    assert_int_equal(gw_cmdstore_del(s, b->uid, &err), EDS_OK);
     reopen(dir, &g, &s); /* like a kill -9: nothing was closed cleanly before */
     assert_int_equal(g.n, 2);
     assert_string_equal(g.device[0], "dev-1");
@@ -97,7 +127,7 @@ static void test_add_del_reopen(void **state)
     assert_int_equal(g.cmd[0]->uid, a->uid);
     assert_string_equal(g.cmd[1]->json, "\"c\"");
     /* Finish one of the restored ones: after the next open only c is left. */
-    assert_int_equal(gw_cmdstore_del(s, g.cmd[0], &err), EDS_OK);
+    assert_int_equal(gw_cmdstore_del(s, g.cmd[0]->uid, &err), EDS_OK);
     gw_cmd *d = make("{}", "", 0, &budget);
     assert_int_equal(gw_cmdstore_add(s, "dev-2", d, &err), EDS_OK);
     assert_true(d->uid > c->uid); /* uids never repeat across opens */
@@ -165,8 +195,8 @@ static void test_rewrite_not_in_uid_order(void **state)
     assert_string_equal(g.cmd[1]->json, "{\"c\":3}");
     assert_string_equal(g.cmd[2]->json, "{\"a\":1}");
     got_free(&g);
-    assert_int_equal(gw_cmdstore_del(s, a, &err), EDS_OK);
-    assert_int_equal(gw_cmdstore_del(s, b, &err), EDS_OK);
+    assert_int_equal(gw_cmdstore_del(s, a->uid, &err), EDS_OK);
+    assert_int_equal(gw_cmdstore_del(s, b->uid, &err), EDS_OK);
     reopen(dir, &g, &s);
     assert_int_equal(g.n, 1);
     assert_string_equal(g.device[0], "dev-1");
@@ -232,9 +262,128 @@ static void test_full_disk_mid_record(void **state)
     rmdir(dir);
 }
 
+/* A result replaces its command until it is confirmed (D); a result without a command
+ * gets its own uid; an S record comes back as with_agent; a rewrite keeps results. */
+static void test_results_and_sent(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/eds-cmdstore-XXXXXX", path[64];
+    got g = {0};
+    gw_cmdstore *s;
+    fresh(dir, path, sizeof(path), &g, &s);
+    size_t budget = 0;
+    eds_error err;
+    gw_outbox out;
+    gw_outbox_init(&out, 10, 1 << 20, 1);
+    gw_cmd *a = make("{\"a\":1}", "", 0, &budget);
+    gw_cmd *b = make("{\"b\":2}", "", 0, &budget);
+    assert_int_equal(gw_cmdstore_add(s, "dev-1", a, &err), EDS_OK);
+    assert_int_equal(gw_cmdstore_add(s, "dev-1", b, &err), EDS_OK);
+    assert_int_equal(gw_cmdstore_sent(s, b, &err), EDS_OK);
+    gw_result_parts rp = {.device = "dev-1",
+                          .payload = "{\"status\":\"delivered\"}",
+                          .len = 22,
+                          .rt = "r/t",
+                          .rt_len = 3,
+                          .corr = "\0k",
+                          .corr_len = 2,
+                          .uid = a->uid};
+    gw_outmsg *ra = gw_outbox_push(&out, &rp);
+    assert_int_equal(gw_cmdstore_result(s, ra, &err), EDS_OK);
+    assert_int_equal(ra->uid, a->uid);
+    rp = (gw_result_parts){.device = "ghost", .payload = "{\"status\":\"rejected\"}", .len = 21};
+    gw_outmsg *rx = gw_outbox_push(&out, &rp);
+    assert_int_equal(gw_cmdstore_result(s, rx, &err), EDS_OK);
+    assert_true(rx->uid > b->uid); /* a uid of its own */
+    reopen(dir, &g, &s);           /* a kill -9 */
+    assert_int_equal(g.n, 1);      /* a became its result */
+    assert_int_equal(g.cmd[0]->uid, b->uid);
+    assert_true(g.cmd[0]->with_agent);
+    assert_int_equal(g.results.n, 2);
+    const gw_outmsg *m = g.results.head;
+    assert_int_equal(m->uid, a->uid);
+    assert_string_equal(m->device, "dev-1");
+    assert_memory_equal(m->payload, "{\"status\":\"delivered\"}", 22);
+    assert_string_equal(m->rt, "r/t");
+    assert_memory_equal(m->corr, "\0k", 2);
+    assert_string_equal(m->next->device, "ghost");
+    got_free(&g);
+    /* Confirmed: gone; the open's rewrite kept S (b still the agent's) and the result. */
+    assert_int_equal(gw_cmdstore_del(s, a->uid, &err), EDS_OK);
+    reopen(dir, &g, &s);
+    assert_int_equal(g.n, 1);
+    assert_true(g.cmd[0]->with_agent);
+    assert_int_equal(g.results.n, 1);
+    assert_int_equal(g.results.head->uid, rx->uid);
+    got_free(&g);
+    assert_int_equal(gw_cmdstore_rewrite_begin(s, &err), EDS_OK);
+    gw_cmdstore_rewrite_put_result(s, rx);
+    assert_int_equal(gw_cmdstore_rewrite_end(s, &err), EDS_OK);
+    reopen(dir, &g, &s);
+    assert_int_equal(g.n, 0);
+    assert_int_equal(g.results.n, 1);
+    got_free(&g);
+    gw_cmdstore_close(s);
+    gw_outbox_free(&out);
+    gw_cmd_free(a, &budget);
+    gw_cmd_free(b, &budget);
+    assert_int_equal(budget, 0);
+    remove_store(dir);
+}
+
+/* A corrupt record in the middle (a bit flipped on the SD card) is skipped: the records
+ * after it come back; a torn last record is still cut off. */
+static void test_corrupt_middle_record_skipped(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/eds-cmdstore-XXXXXX", path[64];
+    got g = {0};
+    gw_cmdstore *s;
+    fresh(dir, path, sizeof(path), &g, &s);
+    size_t budget = 0;
+    eds_error err;
+    gw_cmd *c[4];
+    const char *json[4] = {"{\"n\":1}", "{\"n\":2}", "{\"n\":3}", "{\"n\":4}"};
+    struct stat sb;
+    off_t at = 0;
+    for (int i = 0; i < 4; i++) {
+        c[i] = make(json[i], "", 0, &budget);
+        assert_int_equal(gw_cmdstore_add(s, "dev-1", c[i], &err), EDS_OK);
+        if (i == 0) {
+            assert_int_equal(stat(path, &sb), 0);
+            at = sb.st_size; /* the second record starts here */
+        }
+    }
+    gw_cmdstore_close(s);
+    s = NULL;
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    /* The second record's JSON: its CRC no longer matches. */
+    assert_int_equal(pwrite(fd, "X", 1, at + 34 + 5 + 2), 1);
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(pwrite(fd, "A\7\7", 3, sb.st_size), 3); /* and a torn tail */
+    close(fd);
+    reopen(dir, &g, &s);
+    assert_int_equal(g.n, 3);
+    assert_string_equal(g.cmd[0]->json, "{\"n\":1}");
+    assert_string_equal(g.cmd[1]->json, "{\"n\":3}");
+    assert_string_equal(g.cmd[2]->json, "{\"n\":4}");
+    got_free(&g);
+    reopen(dir, &g, &s); /* the rewrite at open kept them */
+    assert_int_equal(g.n, 3);
+    got_free(&g);
+    gw_cmdstore_close(s);
+    for (int i = 0; i < 4; i++)
+        gw_cmd_free(c[i], &budget);
+    assert_int_equal(budget, 0);
+    remove_store(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_results_and_sent),
+        cmocka_unit_test(test_corrupt_middle_record_skipped),
         cmocka_unit_test(test_add_del_reopen),
         cmocka_unit_test(test_rewrite_not_in_uid_order),
         cmocka_unit_test(test_full_disk_mid_record),

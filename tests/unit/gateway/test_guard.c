@@ -106,6 +106,12 @@ static void test_addresses_bounded(void **state)
     gw_guard_free(&g);
 }
 
+static void count_good(void *ctx, const gw_ip *ip)
+{
+    assert_true(ip->good);
+    (*(int *)ctx)++;
+}
+
 /* An address a device logged in from is known-good: kept without connections,
  * forgotten after a week; a failed login alone does not make it good. */
 static void test_known_good(void **state)
@@ -156,6 +162,57 @@ static void test_known_good_bounded(void **state)
     gw_guard_free(&g);
 }
 
+/* Restored known-good addresses (gw_goodfile at start) keep the later login,
+ * count as no change; logins mark what the file must get. */
+static void test_restore_and_marks(void **state)
+{
+    gw_guard g;
+    assert_int_equal(gw_guard_init(&g), EDS_OK);
+    assert_true(gw_guard_restore_good(&g, "192.0.2.1", 500));
+    assert_true(gw_guard_restore_good(&g, "192.0.2.1", 100)); /* older: kept at 500 */
+    gw_ip *ip = gw_guard_ip(&g, "192.0.2.1");
+    assert_true(gw_guard_known_good(ip));
+    assert_int_equal(ip->good_ms, 500);
+    assert_int_equal(g.n_good, 1);
+    assert_int_equal(g.good_added, 0);
+    assert_false(g.good_seen);
+    gw_guard_login_ok(&g, ip, 900); /* known already: seen, not added */
+    assert_int_equal(g.good_added, 0);
+    assert_true(g.good_seen);
+    gw_guard_login_ok(&g, gw_guard_ip(&g, "192.0.2.2"), 1000);
+    assert_int_equal(g.good_added, 1);
+    int n = 0;
+    gw_guard_each_good(&g, count_good, &n);
+    assert_int_equal(n, 2);
+    gw_guard_free(&g);
+}
+
+/* Connections opened lately: this 10 s window and the one before; an entry
+ * with recent opens outlives its connections until they are old. */
+static void test_recent_opens(void **state)
+{
+    gw_guard g;
+    assert_int_equal(gw_guard_init(&g), EDS_OK);
+    gw_ip *ip = gw_guard_ip(&g, "192.0.2.20");
+    assert_int_equal(gw_guard_recent_opens(ip, 100000), 0);
+    assert_int_equal(gw_guard_recent_opens(NULL, 100000), UINT32_MAX); /* untracked: most */
+    gw_guard_opened(ip, 100000);
+    gw_guard_opened(ip, 105000);
+    assert_int_equal(gw_guard_recent_opens(ip, 109999), 2);
+    gw_guard_opened(ip, 110000); /* the next window: the first two still count */
+    assert_int_equal(gw_guard_recent_opens(ip, 119999), 3);
+    assert_int_equal(gw_guard_recent_opens(ip, 120000), 1); /* only the window before */
+    assert_int_equal(gw_guard_recent_opens(ip, 130000), 0);
+    gw_guard_opened(ip, 150000); /* after a gap: counted afresh */
+    assert_int_equal(gw_guard_recent_opens(ip, 150000), 1);
+    gw_guard_sweep(&g, 155000); /* no connection, but opened lately: kept */
+    assert_ptr_equal(gw_guard_ip(&g, "192.0.2.20"), ip);
+    assert_int_equal(gw_guard_recent_opens(ip, 155000), 1);
+    gw_guard_sweep(&g, 170000); /* 20 s later: nothing recent left, freed */
+    assert_int_equal(g.n, 0);
+    gw_guard_free(&g);
+}
+
 static void test_bucket(void **state)
 {
     gw_bucket b = {0};
@@ -181,10 +238,16 @@ static void test_bucket(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_conn_cap),   cmocka_unit_test(test_login_delay),
-        cmocka_unit_test(test_sweep),      cmocka_unit_test(test_addresses_bounded),
-        cmocka_unit_test(test_bucket),     cmocka_unit_test(test_fail_budget),
-        cmocka_unit_test(test_known_good), cmocka_unit_test(test_known_good_bounded),
+        cmocka_unit_test(test_conn_cap),
+        cmocka_unit_test(test_login_delay),
+        cmocka_unit_test(test_sweep),
+        cmocka_unit_test(test_addresses_bounded),
+        cmocka_unit_test(test_bucket),
+        cmocka_unit_test(test_fail_budget),
+        cmocka_unit_test(test_known_good),
+        cmocka_unit_test(test_known_good_bounded),
+        cmocka_unit_test(test_restore_and_marks),
+        cmocka_unit_test(test_recent_opens),
     };
     return cmocka_run_group_tests_name("gw_guard", tests, NULL, NULL);
 }
