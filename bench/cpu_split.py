@@ -23,7 +23,7 @@ OURS_UNDER_THREADS = [
     "gw_publisher.c:supervise", "gw_syncer.c:run",
 ]
 SHOWN = ["gw_server.c:gw_server_run", "eds_proto.c:eds_msg_parse",
-         "eds_schema.c:eds_schema_validate", "gw_session.c:on_line", "gw_server.c:end_batch",
+         "eds_schema_validate.c:eds_schema_validate", "gw_session.c:on_line", "gw_server.c:end_batch",
          "gw_publisher.c:gw_publisher_dispatch"]
 
 

@@ -20,7 +20,8 @@
 #
 # Where the OpenSSL sysroot is: $EDS_ARM_SYSROOT, else
 # ${XDG_CACHE_HOME:-$HOME/.cache}/eds/armel-sysroot, else (no HOME)
-# /var/cache/eds/armel-sysroot: the same rule as scripts/install-cross.sh. Read from the environment, not a cache
+# /var/cache/eds/armel-sysroot (scripts/sysroot-path.sh, which scripts/install-cross.sh
+# uses too). Read from the environment, not a cache
 # variable, so try_compile projects (which re-read this file) see it too.
 
 set(CMAKE_SYSTEM_NAME Linux)
@@ -40,14 +41,13 @@ set(CMAKE_LIBRARY_ARCHITECTURE ${EDS_ARM_TRIPLET})
 set(CMAKE_C_FLAGS_INIT
     "-march=armv7-a -mtune=cortex-a9 -mfpu=vfpv3 -mfloat-abi=softfp -D_FILE_OFFSET_BITS=64")
 
-if(DEFINED ENV{EDS_ARM_SYSROOT} AND NOT "$ENV{EDS_ARM_SYSROOT}" STREQUAL "")
-    set(EDS_ARM_SYSROOT "$ENV{EDS_ARM_SYSROOT}")
-elseif(DEFINED ENV{XDG_CACHE_HOME} AND NOT "$ENV{XDG_CACHE_HOME}" STREQUAL "")
-    set(EDS_ARM_SYSROOT "$ENV{XDG_CACHE_HOME}/eds/armel-sysroot")
-elseif(DEFINED ENV{HOME} AND NOT "$ENV{HOME}" STREQUAL "")
-    set(EDS_ARM_SYSROOT "$ENV{HOME}/.cache/eds/armel-sysroot")
-else()
-    set(EDS_ARM_SYSROOT "/var/cache/eds/armel-sysroot")
+# scripts/sysroot-path.sh holds the rule (the installer uses it too).
+execute_process(COMMAND sh "${CMAKE_CURRENT_LIST_DIR}/../scripts/sysroot-path.sh" "armel-sysroot"
+                        "$ENV{EDS_ARM_SYSROOT}"
+                OUTPUT_VARIABLE EDS_ARM_SYSROOT OUTPUT_STRIP_TRAILING_WHITESPACE
+                RESULT_VARIABLE _eds_rc)
+if(NOT _eds_rc EQUAL 0)
+    message(FATAL_ERROR "toolchain-myrio: scripts/sysroot-path.sh failed")
 endif()
 if(NOT EXISTS "${EDS_ARM_SYSROOT}/usr/lib/${EDS_ARM_TRIPLET}/libcrypto.so")
     message(FATAL_ERROR "toolchain-myrio: no armel OpenSSL in ${EDS_ARM_SYSROOT}; "

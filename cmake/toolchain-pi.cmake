@@ -13,7 +13,7 @@
 # scripts/build-pi.sh does that. The architecture and the sysroot come from
 # the environment (EDS_PI_ARCH, EDS_PI_SYSROOT; the sysroot's default is
 # ${XDG_CACHE_HOME:-$HOME/.cache}/eds/<arch>-sysroot, the rule of
-# scripts/install-cross-pi.sh), not cache variables, so try_compile projects
+# scripts/install-cross-pi.sh, in scripts/sysroot-path.sh), not cache variables, so try_compile projects
 # (which re-read this file) see them too.
 
 set(CMAKE_SYSTEM_NAME Linux)
@@ -40,14 +40,14 @@ set(CMAKE_C_COMPILER ${EDS_PI_TRIPLET}-gcc)
 set(CMAKE_C_COMPILER_TARGET ${EDS_PI_TRIPLET})
 set(CMAKE_LIBRARY_ARCHITECTURE ${EDS_PI_TRIPLET})
 
-if(DEFINED ENV{EDS_PI_SYSROOT} AND NOT "$ENV{EDS_PI_SYSROOT}" STREQUAL "")
-    set(EDS_PI_SYSROOT "$ENV{EDS_PI_SYSROOT}")
-elseif(DEFINED ENV{XDG_CACHE_HOME} AND NOT "$ENV{XDG_CACHE_HOME}" STREQUAL "")
-    set(EDS_PI_SYSROOT "$ENV{XDG_CACHE_HOME}/eds/${EDS_PI_ARCH}-sysroot")
-elseif(DEFINED ENV{HOME} AND NOT "$ENV{HOME}" STREQUAL "")
-    set(EDS_PI_SYSROOT "$ENV{HOME}/.cache/eds/${EDS_PI_ARCH}-sysroot")
-else()
-    set(EDS_PI_SYSROOT "/var/cache/eds/${EDS_PI_ARCH}-sysroot")
+# scripts/sysroot-path.sh holds the rule (the installer uses it too).
+execute_process(COMMAND sh "${CMAKE_CURRENT_LIST_DIR}/../scripts/sysroot-path.sh"
+                        "${EDS_PI_ARCH}-sysroot"
+                        "$ENV{EDS_PI_SYSROOT}"
+                OUTPUT_VARIABLE EDS_PI_SYSROOT OUTPUT_STRIP_TRAILING_WHITESPACE
+                RESULT_VARIABLE _eds_rc)
+if(NOT _eds_rc EQUAL 0)
+    message(FATAL_ERROR "toolchain-pi: scripts/sysroot-path.sh failed")
 endif()
 set(EDS_PI_ROOT "${EDS_PI_SYSROOT}/root")
 if(NOT EXISTS "${EDS_PI_ROOT}/usr/lib/${EDS_PI_TRIPLET}/libpaho-mqtt3as.so")

@@ -100,67 +100,6 @@ static void family(text_buf *b, const char *name, const char *type, const char *
     put(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-/* The gateway's counters, in the stats topic's order (docs/operations.md). */
-static const struct {
-    const char *name;
-    size_t off;
-    const char *help;
-} counters[] = {
-#define C(field, name, help)                                                                       \
-    {                                                                                              \
-        name, offsetof(gw_stats, field), help                                                      \
-    }
-    C(connections_total, "eds_connections_total", "Agent connections accepted."),
-    C(messages_in, "eds_records_received_total", "Data messages received from agents."),
-    C(acked, "eds_records_acked_total", "Records published to the broker and acked."),
-    C(duplicates, "eds_records_duplicate_total",
-      "Data messages at or below last_seq, not "
-      "published again."),
-    C(rejected, "eds_records_rejected_total", "Records that failed their schema."),
-    C(bad_lines, "eds_bad_lines_total", "Lines that were not JSON or not a valid message."),
-    C(auth_failures, "eds_auth_failures_total", "Hellos refused."),
-    C(timeouts, "eds_timeouts_total", "Connections closed for auth_timeout or idle_timeout."),
-    C(server_busy, "eds_server_busy_total", "Connections refused at max_clients."),
-    C(replaced, "eds_connections_replaced_total",
-      "Connections replaced by a newer one of "
-      "the same device."),
-    C(cmds_in, "eds_commands_received_total", "Commands received from <prefix>/<device>/cmd."),
-    C(cmds_delivered, "eds_commands_delivered_total",
-      "Commands the device's application took (acked by its agent)."),
-    C(cmds_dropped, "eds_commands_dropped_total", "Commands dropped over a limit."),
-    C(cmds_sent, "eds_commands_sent_total",
-      "Command lines written to agents (a resend after a reconnect counts again)."),
-    C(cmds_rejected, "eds_commands_rejected_total",
-      "Commands refused by the gateway's or the agent's command schema."),
-    C(cmds_expired, "eds_commands_expired_total",
-      "Commands that expired before delivery (cmd_expiry, MQTT 5 expiry)."),
-    C(cmds_retained, "eds_commands_retained_total", "Retained messages on cmd topics, ignored."),
-    C(cmd_answers_unknown, "eds_command_answers_unknown_total",
-      "Acks and nacks from agents for command ids the gateway does not know."),
-    C(bytes_in, "eds_received_bytes_total", "Bytes read from agents."),
-    C(bytes_out, "eds_sent_bytes_total", "Bytes written to agents."),
-    C(tls_failures, "eds_tls_failures_total", "TLS handshakes that failed."),
-    C(per_ip_refused, "eds_per_ip_refused_total", "Connections refused by max_conn_per_ip."),
-    C(rate_limited, "eds_rate_limited_total",
-      "Times a device's reading was paused by "
-      "max_rate."),
-    C(login_delays, "eds_login_delays_total", "Failed logins answered after a delay."),
-    C(lines_too_long, "eds_lines_too_long_total",
-      "Connections closed for a line past "
-      "max_line."),
-    C(preauth_evicted, "eds_preauth_evicted_total",
-      "Connections without a good hello closed at max_unauthenticated."),
-    C(logins_throttled, "eds_logins_throttled_total",
-      "Failed logins held back by max_auth_failures."),
-    C(journal_failures, "eds_journal_failures_total", "Journal writes that failed (state_dir)."),
-    C(store_failures, "eds_store_failures_total",
-      "Session store writes that failed (state_dir, qos 2)."),
-    C(rejected_skipped, "eds_rejected_skipped_total",
-      "Rejected-record copies not published (publisher full)."),
-    C(stats_skipped, "eds_stats_skipped_total", "Stats messages not published (publisher full)."),
-#undef C
-};
-
 /* Per-device families: what each prints for one device. */
 enum dev_metric { D_IN, D_ACKED, D_REJECTED, D_DUP, D_LAST_SEEN, D_ONLINE, D_COUNT };
 static const struct {
@@ -207,11 +146,10 @@ static void gauge(text_buf *b, const char *name, const char *help, uint64_t v)
 int gw_metrics_format(const gw_metrics_snapshot *snap, char **text, size_t *len)
 {
     text_buf b = {0};
-    for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++) {
-        uint64_t v;
-        memcpy(&v, (const char *)snap->stats + counters[i].off, sizeof(v));
-        family(&b, counters[i].name, "counter", counters[i].help);
-        put(&b, "%s %" PRIu64 "\n", counters[i].name, v);
+    for (size_t i = 0; i < gw_stats_ncounters; i++) {
+        const gw_stats_counter *c = &gw_stats_counters[i];
+        family(&b, c->metric, "counter", c->help);
+        put(&b, "%s %" PRIu64 "\n", c->metric, gw_stats_value(snap->stats, c));
     }
     gauge(&b, "eds_uptime_seconds", "Seconds since the gateway started.",
           snap->uptime_s > 0 ? (uint64_t)snap->uptime_s : 0);

@@ -8,6 +8,7 @@
 #ifndef GW_STATS_H
 #define GW_STATS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct gw_stats {
@@ -28,5 +29,27 @@ typedef struct gw_device_counters {
     uint64_t records_in, acked, rejected, duplicates;
     int64_t last_seen; /* Unix time (s) of its last data message; 0 = none yet */
 } gw_device_counters;
+
+/* One counter of gw_stats: the stats topic's JSON (gw_server.c) and /metrics
+ * (gw_metrics.c) both walk gw_stats_counters, so a counter added there shows
+ * in both (docs/operations.md has a row for each, in both tables). */
+typedef struct gw_stats_counter {
+    const char *key;    /* field of the stats JSON, and of gw_stats */
+    const char *metric; /* Prometheus name, ending in _total */
+    const char *help;   /* its # HELP text */
+    size_t off;         /* offsetof(gw_stats, field) */
+} gw_stats_counter;
+
+extern const gw_stats_counter gw_stats_counters[];
+extern const size_t gw_stats_ncounters;
+
+static inline uint64_t gw_stats_value(const gw_stats *st, const gw_stats_counter *c)
+{
+    return *(const uint64_t *)(const void *)((const char *)st + c->off);
+}
+
+/* Writes "key":value, for every counter, in the table's order, into buf
+ * (NUL-terminated); returns the length, or 0 if size is too small. */
+size_t gw_stats_json_counters(const gw_stats *st, char *buf, size_t size);
 
 #endif

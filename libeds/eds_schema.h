@@ -29,6 +29,13 @@
  * level of a document the validator descends into). */
 #define EDS_SCHEMA_MAX_DEPTH 64
 
+/* Limits on a `regex` rule's pattern (docs/schema.md, "Regex limits"): beyond
+ * them glibc's regcomp takes gigabytes or minutes, so the load fails. */
+#define EDS_SCHEMA_REGEX_MAX_REPEAT 255  /* largest count in x{n} / x{n,m} */
+#define EDS_SCHEMA_REGEX_MAX_SIZE 1000   /* atoms once repetitions are expanded */
+#define EDS_SCHEMA_REGEX_MAX_NESTING 32  /* groups inside groups */
+#define EDS_SCHEMA_REGEX_MAX_TOTAL 10000 /* sizes of all regex rules of a schema */
+
 /* Opaque, immutable after load, shareable across threads. */
 typedef struct eds_schema eds_schema;
 

@@ -55,4 +55,12 @@ void eds_schema__py_repr_string(const char *s, eds_schema_buf *b);
  * YYYY-MM-DD ("T"|"t") hh:mm:ss[.frac] ("Z"|"z"|(+|-)hh:mm). */
 bool eds_schema__rfc3339_valid(const char *s, size_t len);
 
+/* True when a `regex` pattern keeps the limits of eds_schema.h (repetition
+ * counts, expanded size, nesting) and repeats no part that can match the
+ * empty string, nor lets two alternatives match it: the shapes that make
+ * glibc's regcomp take gigabytes or minutes. *size is set to its size once
+ * repetitions are expanded. Otherwise false, with the reason in why. It does
+ * not check the syntax: regcomp still must accept the pattern. */
+bool eds_schema__regex_check(const char *pattern, size_t *size, char *why, size_t why_size);
+
 #endif

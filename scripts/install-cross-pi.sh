@@ -15,7 +15,7 @@
 #   debs/NAME/   each package unpacked on its own with its DEBIAN/ control
 #                files, so dpkg-shlibdeps reads the packages' symbols files
 #                for the Depends of a cross-built package
-# cmake/toolchain-pi.cmake uses the same rule. Idempotent and quiet when
+# (scripts/sysroot-path.sh; cmake/toolchain-pi.cmake uses it too). Idempotent and quiet when
 # everything is there; needs root (or sudo) only to install host packages.
 #
 # Usage: scripts/install-cross-pi.sh arm64|armhf [--print-sysroot]
@@ -34,15 +34,7 @@ armhf) TRIPLET=arm-linux-gnueabihf ;;
     exit 2
     ;;
 esac
-if [ -n "${EDS_PI_SYSROOT:-}" ]; then
-    SYSROOT=$EDS_PI_SYSROOT
-elif [ -n "${XDG_CACHE_HOME:-}" ]; then
-    SYSROOT=$XDG_CACHE_HOME/eds/$arch-sysroot
-elif [ -n "${HOME:-}" ]; then
-    SYSROOT=$HOME/.cache/eds/$arch-sysroot
-else
-    SYSROOT=/var/cache/eds/$arch-sysroot
-fi
+SYSROOT=$("$(dirname "$0")/sysroot-path.sh" "$arch-sysroot" "${EDS_PI_SYSROOT:-}")
 case "${2:-}" in
 --print-sysroot)
     echo "$SYSROOT"

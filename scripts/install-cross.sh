@@ -10,7 +10,7 @@
 #
 # The sysroot is $EDS_ARM_SYSROOT, else ${XDG_CACHE_HOME:-$HOME/.cache}/eds/
 # armel-sysroot, else (no HOME) /var/cache/eds/armel-sysroot;
-# cmake/toolchain-myrio.cmake uses the same rule. Debian has no static
+# (scripts/sysroot-path.sh, which cmake/toolchain-myrio.cmake uses too). Debian has no static
 # armel cJSON: its source package (apt-get source cjson; the deb-src lines
 # are added to /etc/apt/sources.list.d/eds-deb-src.sources when apt has
 # none) is unpacked, Debian's patches applied, next to the sysroot in
@@ -21,15 +21,7 @@ set -euo pipefail
 TRIPLET=arm-linux-gnueabi
 PKGS=(gcc-arm-linux-gnueabi libc6-dev-armel-cross qemu-user pkg-config file dpkg-dev libc6:armel
       libatomic1:armel libcjson-dev:armel libcmocka-dev:armel)
-if [ -n "${EDS_ARM_SYSROOT:-}" ]; then
-    SYSROOT=$EDS_ARM_SYSROOT
-elif [ -n "${XDG_CACHE_HOME:-}" ]; then
-    SYSROOT=$XDG_CACHE_HOME/eds/armel-sysroot
-elif [ -n "${HOME:-}" ]; then
-    SYSROOT=$HOME/.cache/eds/armel-sysroot
-else
-    SYSROOT=/var/cache/eds/armel-sysroot
-fi
+SYSROOT=$("$(dirname "$0")/sysroot-path.sh" armel-sysroot "${EDS_ARM_SYSROOT:-}")
 
 CJSON_SRC=$(dirname "$SYSROOT")/cjson-src
 

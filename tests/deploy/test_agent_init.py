@@ -40,6 +40,16 @@ def wait_until(cond, timeout=20.0, what="condition"):
     raise AssertionError("timed out after %.0f s waiting for %s" % (timeout, what))
 
 
+def sleep_state(pid):
+    """(State letter, pending signal bits of the process and its thread) from /proc."""
+    fields = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            fields[key] = value.strip()
+    return fields["State"][:1], int(fields["SigPnd"], 16) | int(fields["ShdPnd"], 16)
+
+
 def alive(pid):
     try:
         with open("/proc/%d/stat" % pid) as f:
@@ -174,6 +184,7 @@ class InitScriptTest(unittest.TestCase):
             victim = subprocess.Popen(pre + ["sleep", "300"])
             self.addCleanup(victim.wait)
             self.addCleanup(victim.kill)
+            wait_until(lambda: sleep_state(victim.pid)[0] == "S", what="the victim asleep")
             # What RUNAS, who owns the pid file, could write into it.
             with open(self.defaults["PIDFILE"], "w") as f:
                 f.write("%d\n" % victim.pid)
@@ -184,8 +195,13 @@ class InitScriptTest(unittest.TestCase):
             self.assertEqual(rc, 0, out)
             self.assertIn("names pid %d, which is not eds-agent running as %s: left alone"
                           % (victim.pid, RUNAS), out)
-            time.sleep(0.2)  # a kill would have landed by now; the victim must still run
+            # kill(2) has marked a signal pending before it returns, and stop has
+            # returned: a signal it sent is still pending, or the victim is exiting
+            # (not asleep in sleep(1)) or gone. Nothing to wait for.
             self.assertIsNone(victim.poll(), "stop killed a process that is not the agent")
+            state, pending = sleep_state(victim.pid)
+            self.assertEqual(pending, 0, "stop sent a signal to a process that is not the agent")
+            self.assertEqual(state, "S", "the victim is not asleep: it is exiting")
 
     def test_stop_after_an_upgrade_replaced_the_binary(self):
         pid = self.start_ok()

@@ -67,18 +67,6 @@ static gw_cmd *make(const char *json, const char *ref, int64_t expires, size_t *
     return gw_cmd_create(&p, budget);
 }
 
-/* A fresh store directory, opened into *s (path: its cmds.log). */
-static void fresh(char *dir, char *path, size_t cap, got *g, gw_cmdstore **s);
-
-/* Removes the store's directory after a test. */
-static void remove_store(const char *dir)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "%s/cmds.log", dir);
-    unlink(path);
-    rmdir(dir);
-}
-
 static void reopen(const char *dir, got *g, gw_cmdstore **s)
 {
     eds_error err;
@@ -89,6 +77,8 @@ static void reopen(const char *dir, got *g, gw_cmdstore **s)
     assert_int_equal(gw_cmdstore_open(dir, &fns, &g->budget, s, &err), EDS_OK);
 }
 
+/* A fresh store directory (dir: a mkdtemp template), opened into *s; path gets
+ * its cmds.log. */
 static void fresh(char *dir, char *path, size_t cap, got *g, gw_cmdstore **s)
 {
     assert_non_null(mkdtemp(dir));
@@ -97,14 +87,27 @@ static void fresh(char *dir, char *path, size_t cap, got *g, gw_cmdstore **s)
     reopen(dir, g, s);
 }
 
+/* Ends a test: closes the store, frees the test's commands (the budget must be
+ * back to 0) and removes the directory. */
+static void finish(const char *dir, gw_cmdstore *s, gw_cmd **cmds, size_t n, size_t *budget)
+{
+    gw_cmdstore_close(s);
+    for (size_t i = 0; i < n; i++)
+        gw_cmd_free(cmds[i], budget);
+    assert_int_equal(*budget, 0);
+    char path[64];
+    snprintf(path, sizeof(path), "%s/cmds.log", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
 static void test_add_del_reopen(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/eds-cmdstore-XXXXXX";
-    assert_non_null(mkdtemp(dir));
+    char dir[] = "/tmp/eds-cmdstore-XXXXXX", path[64];
     got g = {0};
-    gw_cmdstore *s = NULL;
-    reopen(dir, &g, &s);
+    gw_cmdstore *s;
+    fresh(dir, path, sizeof(path), &g, &s);
     assert_int_equal(g.n, 0);
     size_t budget = 0;
     eds_error err;
@@ -138,8 +141,6 @@ static void test_add_del_reopen(void **state)
     assert_string_equal(g.device[1], "dev-2");
     got_free(&g);
     /* A torn tail (half a record) is ignored. */
-    char path[64];
-    snprintf(path, sizeof(path), "%s/cmds.log", dir);
     int fd = open(path, O_WRONLY | O_APPEND);
     assert_true(fd >= 0);
     assert_int_equal(write(fd, "A\1\2\3", 4), 4);
@@ -155,14 +156,7 @@ static void test_add_del_reopen(void **state)
     assert_int_equal(g.n, 1);
     assert_string_equal(g.device[0], "dev-2");
     got_free(&g);
-    gw_cmdstore_close(s);
-    gw_cmd_free(a, &budget);
-    gw_cmd_free(b, &budget);
-    gw_cmd_free(c, &budget);
-    gw_cmd_free(d, &budget);
-    assert_int_equal(budget, 0);
-    unlink(path);
-    rmdir(dir);
+    finish(dir, s, (gw_cmd *[]){a, b, c, d}, 4, &budget);
 }
 
 /* Uids never repeat, also when the newest ones were finished and the log compacted
@@ -211,11 +205,10 @@ static void test_uids_never_repeat_after_compactions(void **state)
 static void test_rewrite_not_in_uid_order(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/eds-cmdstore-XXXXXX";
-    assert_non_null(mkdtemp(dir));
+    char dir[] = "/tmp/eds-cmdstore-XXXXXX", path[64];
     got g = {0};
-    gw_cmdstore *s = NULL;
-    reopen(dir, &g, &s);
+    gw_cmdstore *s;
+    fresh(dir, path, sizeof(path), &g, &s);
     size_t budget = 0;
     eds_error err;
     gw_cmd *a = make("{\"a\":1}", "", 0, &budget);
@@ -242,15 +235,7 @@ static void test_rewrite_not_in_uid_order(void **state)
     assert_string_equal(g.device[0], "dev-1");
     assert_int_equal(g.cmd[0]->uid, c->uid);
     got_free(&g);
-    gw_cmdstore_close(s);
-    gw_cmd_free(a, &budget);
-    gw_cmd_free(b, &budget);
-    gw_cmd_free(c, &budget);
-    assert_int_equal(budget, 0);
-    char path[64];
-    snprintf(path, sizeof(path), "%s/cmds.log", dir);
-    unlink(path);
-    rmdir(dir);
+    finish(dir, s, (gw_cmd *[]){a, b, c}, 3, &budget);
 }
 
 /* RLIMIT_FSIZE stands in for a full disk (EFBIG): the record that did not fit is
@@ -258,15 +243,13 @@ static void test_rewrite_not_in_uid_order(void **state)
 static void test_full_disk_mid_record(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/eds-cmdstore-XXXXXX";
-    assert_non_null(mkdtemp(dir));
+    char dir[] = "/tmp/eds-cmdstore-XXXXXX", path[64];
     got g = {0};
-    gw_cmdstore *s = NULL;
-    reopen(dir, &g, &s);
+    gw_cmdstore *s;
+    fresh(dir, path, sizeof(path), &g, &s);
     size_t budget = 0;
     eds_error err;
-    char path[64], big[2048];
-    snprintf(path, sizeof(path), "%s/cmds.log", dir);
+    char big[2048];
     memset(big, 'x', sizeof(big) - 3);
     big[0] = big[sizeof(big) - 3] = '"';
     big[sizeof(big) - 2] = '\0';
@@ -293,13 +276,7 @@ static void test_full_disk_mid_record(void **state)
     assert_string_equal(g.cmd[0]->json, "{\"a\":1}");
     assert_string_equal(g.cmd[1]->json, "{\"c\":3}");
     got_free(&g);
-    gw_cmdstore_close(s);
-    gw_cmd_free(a, &budget);
-    gw_cmd_free(b, &budget);
-    gw_cmd_free(c, &budget);
-    assert_int_equal(budget, 0);
-    unlink(path);
-    rmdir(dir);
+    finish(dir, s, (gw_cmd *[]){a, b, c}, 3, &budget);
 }
 
 /* A result replaces its command until it is confirmed (D); a result without a command
@@ -363,12 +340,8 @@ static void test_results_and_sent(void **state)
     assert_int_equal(g.n, 0);
     assert_int_equal(g.results.n, 1);
     got_free(&g);
-    gw_cmdstore_close(s);
     gw_outbox_free(&out);
-    gw_cmd_free(a, &budget);
-    gw_cmd_free(b, &budget);
-    assert_int_equal(budget, 0);
-    remove_store(dir);
+    finish(dir, s, (gw_cmd *[]){a, b}, 2, &budget);
 }
 
 /* A corrupt record in the middle (a bit flipped on the SD card) is skipped: the records
@@ -412,11 +385,7 @@ static void test_corrupt_middle_record_skipped(void **state)
     reopen(dir, &g, &s); /* the rewrite at open kept them */
     assert_int_equal(g.n, 3);
     got_free(&g);
-    gw_cmdstore_close(s);
-    for (int i = 0; i < 4; i++)
-        gw_cmd_free(c[i], &budget);
-    assert_int_equal(budget, 0);
-    remove_store(dir);
+    finish(dir, s, c, 4, &budget);
 }
 
 /* The bytes of one valid A record (a command for dev-x), from a store of its own; *len

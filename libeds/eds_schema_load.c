@@ -1,50 +1,24 @@
 /*
- * eds_schema.c - loads a Cerberus-style schema (JSON) into a compiled,
- * immutable form, and validates cJSON documents against it.
+ * eds_schema_load.c - loads a Cerberus-style schema (JSON) into its
+ * compiled, immutable form (eds_schema_compiled.h), and frees it.
  *
  * Compiling does all the work that does not depend on the document: rule
- * values are checked, regexes compiled, messages formatted (numbers exactly
- * as Python would print the schema's values), fields sorted for binary
- * search and allow_unknown resolved through the levels. Validating then
- * only walks the document; it allocates only to report errors.
- *
- * Error order follows Cerberus 1.3, which keeps its error list sorted by
- * document path and then schema path: fields come out sorted by name, list
- * items by index, and a field's messages by rule name (which is why the
- * checks below run in alphabetical order of their rule).
+ * values are checked, regexes checked against their limits and compiled,
+ * messages formatted (numbers exactly as Python would print the schema's
+ * values), fields indexed for lookup and allow_unknown resolved through
+ * the levels. Every mistake is an EDS_ERR_SCHEMA naming the file, the
+ * field path and the rule.
  */
-#include "eds_schema.h"
-
+#include "eds_schema_compiled.h"
 #include "eds_schema_util.h"
 
 #include <errno.h>
-#include <math.h>
-#include <regex.h>
 #include <stdarg.h>
-#include <stdbool.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 /* A schema file larger than this is refused rather than read. */
 #define SCHEMA_MAX_FILE (4u * 1024 * 1024)
-/* Longest message built from a document value ("unallowed value ..."). */
-#define MSG_MAX 4096
-/* Required fields tracked with a bitmap while walking a document; any
- * beyond this are looked up by name instead. */
-#define REQ_BITS 1024
-#define SLOT_EMPTY UINT32_MAX
-
-enum {
-    TY_STRING = 1 << 0,
-    TY_INTEGER = 1 << 1,
-    TY_FLOAT = 1 << 2,
-    TY_NUMBER = 1 << 3,
-    TY_BOOLEAN = 1 << 4,
-    TY_DICT = 1 << 5,
-    TY_LIST = 1 << 6,
-};
 
 static const struct {
     const char *name;
@@ -53,61 +27,6 @@ static const struct {
     {"string", TY_STRING},   {"integer", TY_INTEGER}, {"float", TY_FLOAT}, {"number", TY_NUMBER},
     {"boolean", TY_BOOLEAN}, {"dict", TY_DICT},       {"list", TY_LIST},
 };
-
-typedef struct mapping mapping;
-typedef struct rules rules;
-
-typedef struct bound {
-    bool on;
-    double v;
-    char *msg;
-} bound;
-
-struct rules {
-    unsigned types; /* TY_* bits; 0 when there is no type rule */
-    bool nullable;
-    bool has_empty, empty;
-    bool required;
-    int allow_unknown; /* -1: not set here */
-    bool has_between, has_regex, has_format;
-    double lo, hi;
-    bound min, max, minlen, maxlen;
-    char *type_msg, *between_msg, *regex_msg;
-    regex_t re;
-    const cJSON *allowed;   /* array inside the schema's parsed tree */
-    const cJSON *forbidden; /* idem */
-    mapping *map;           /* `schema` for a dict value */
-    rules *items;           /* `schema` for the items of a list value */
-};
-
-typedef struct field {
-    const char *name; /* points into the schema's parsed tree */
-    uint32_t hash;    /* of name */
-    size_t req_idx;   /* position in mapping.req when required */
-    rules r;
-} field;
-
-struct mapping {
-    field *fields; /* sorted by name */
-    size_t n;
-    uint32_t *slots; /* open-addressing index into fields; SLOT_EMPTY when free */
-    size_t mask;     /* slots has mask + 1 entries, a power of two >= 2n */
-    size_t *req;     /* indexes of the required fields */
-    size_t nreq;
-    bool allow_unknown;
-};
-
-struct eds_schema {
-    char *name;
-    cJSON *tree; /* the parsed schema; rules point into it */
-    mapping *top;
-};
-
-static const char MSG_NULL[] = "null value not allowed";
-static const char MSG_EMPTY[] = "empty values not allowed";
-static const char MSG_REQUIRED[] = "required field";
-static const char MSG_UNKNOWN[] = "unknown field";
-static const char MSG_DATETIME[] = "value is not a valid RFC 3339 date-time";
 
 /* ---------------------------------------------------------------------- */
 /* Freeing                                                                 */
@@ -178,6 +97,7 @@ typedef struct cctx {
     size_t ntoks;
     char path[512]; /* dotted field path of the rules being compiled */
     size_t plen;
+    size_t regex_total; /* expanded size of the regex rules so far */
 } cctx;
 
 static int fail(cctx *c, const char *rule, const char *fmt, ...)
@@ -313,7 +233,7 @@ static char *msg_with_number(const cctx *c, const char *prefix, const cJSON *n, 
                              const cJSON *n2)
 {
     eds_schema_buf b;
-    eds_schema__buf_init(&b, MSG_MAX);
+    eds_schema__buf_init(&b, EDS_SCHEMA_MSG_MAX);
     eds_schema__buf_adds(&b, prefix);
     number_repr(c, n, &b);
     if (mid) {
@@ -352,7 +272,7 @@ static int rule_type(cctx *c, const char *rule, const cJSON *v, rules *r)
     if ((cJSON_IsArray(v) && !v->child) || (!cJSON_IsArray(v) && !cJSON_IsString(v)))
         return fail(c, rule, "expected a type name or a non-empty list of type names");
     eds_schema_buf b;
-    eds_schema__buf_init(&b, MSG_MAX);
+    eds_schema__buf_init(&b, EDS_SCHEMA_MSG_MAX);
     eds_schema__buf_adds(&b, "must be of ");
     if (cJSON_IsArray(v))
         eds_schema__buf_adds(&b, "[");
@@ -474,6 +394,16 @@ static int rule_regex(cctx *c, const char *rule, const cJSON *v, rules *r)
 {
     if (!cJSON_IsString(v))
         return fail(c, rule, "expected a string");
+    size_t size;
+    char refused[160];
+    if (!eds_schema__regex_check(v->valuestring, &size, refused, sizeof(refused)))
+        return fail(c, rule, "regular expression refused: %s", refused);
+    c->regex_total += size;
+    if (c->regex_total > EDS_SCHEMA_REGEX_MAX_TOTAL)
+        return fail(c, rule,
+                    "the schema's regular expressions together are larger than %d elements "
+                    "once repetitions are expanded",
+                    EDS_SCHEMA_REGEX_MAX_TOTAL);
     /* Compiled alone first: if it compiles, its parentheses balance, so the
      * anchored form below cannot be escaped by a pattern like "a)|(b". */
     regex_t probe;
@@ -497,7 +427,7 @@ static int rule_regex(cctx *c, const char *rule, const cJSON *v, rules *r)
     }
     r->has_regex = true;
     eds_schema_buf b;
-    eds_schema__buf_init(&b, MSG_MAX + strlen(v->valuestring));
+    eds_schema__buf_init(&b, EDS_SCHEMA_MSG_MAX + strlen(v->valuestring));
     eds_schema__buf_adds(&b, "value does not match regex '");
     eds_schema__buf_adds(&b, v->valuestring);
     eds_schema__buf_adds(&b, "'");
@@ -620,22 +550,6 @@ static int compile_rules(cctx *c, const cJSON *obj, rules *r, bool allow_unknown
     return EDS_OK;
 }
 
-/* Field lookup hashes every key of every document, so the hash reads only
- * the length and three bytes (strlen is vectorised; a byte-wise hash of the
- * whole key was most of the validation time). Names that collide only cost
- * a strcmp each. */
-static uint32_t hash_name(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0)
-        return 0;
-    uint32_t h = (uint32_t)n * 0x9E3779B1u;
-    h ^= ((uint32_t)(unsigned char)s[0] << 16 | (uint32_t)(unsigned char)s[n / 2] << 8 |
-          (uint32_t)(unsigned char)s[n - 1]) *
-         0x85EBCA6Bu;
-    return h ^ (h >> 15);
-}
-
 static int index_fields(mapping *m)
 {
     size_t cap = 4;
@@ -648,7 +562,7 @@ static int index_fields(mapping *m)
         m->slots[i] = SLOT_EMPTY;
     m->mask = cap - 1;
     for (size_t i = 0; i < m->n; i++) {
-        m->fields[i].hash = hash_name(m->fields[i].name);
+        m->fields[i].hash = eds_schema__hash_name(m->fields[i].name);
         size_t k = m->fields[i].hash & m->mask;
         while (m->slots[k] != SLOT_EMPTY)
             k = (k + 1) & m->mask;
@@ -829,467 +743,4 @@ int eds_schema_load_file(const char *path, eds_schema **out, eds_error *err)
     free(buf);
     fclose(fp);
     return rc;
-}
-
-/* ---------------------------------------------------------------------- */
-/* Validating                                                              */
-
-static int add_item(cJSON **list, cJSON *item)
-{
-    if (!item)
-        return EDS_ERR_NOMEM;
-    if (!*list && !(*list = cJSON_CreateArray())) {
-        cJSON_Delete(item);
-        return EDS_ERR_NOMEM;
-    }
-    if (!cJSON_AddItemToArray(*list, item)) {
-        cJSON_Delete(item);
-        return EDS_ERR_NOMEM;
-    }
-    return EDS_OK;
-}
-
-static int add_msg(cJSON **list, const char *msg)
-{
-    return add_item(list, cJSON_CreateString(msg));
-}
-
-/* Adds "<prefix><text of b>"; b is freed. */
-static int add_buf_msg(cJSON **list, eds_schema_buf *b)
-{
-    int rc = b->nomem ? EDS_ERR_NOMEM : add_msg(list, eds_schema__buf_str(b));
-    eds_schema__buf_free(b);
-    return rc;
-}
-
-static int attach(cJSON **obj, const char *key, cJSON *list)
-{
-    if (!*obj && !(*obj = cJSON_CreateObject())) {
-        cJSON_Delete(list);
-        return EDS_ERR_NOMEM;
-    }
-    if (!cJSON_AddItemToObject(*obj, key, list)) {
-        cJSON_Delete(list);
-        return EDS_ERR_NOMEM;
-    }
-    return EDS_OK;
-}
-
-/* cJSON's type tests, inline: they run for every value of every document. */
-static inline bool j_kind(const cJSON *v, int kind)
-{
-    return (v->type & 0xFF) == kind;
-}
-static inline bool j_string(const cJSON *v)
-{
-    return j_kind(v, cJSON_String);
-}
-static inline bool j_number(const cJSON *v)
-{
-    return j_kind(v, cJSON_Number);
-}
-static inline bool j_array(const cJSON *v)
-{
-    return j_kind(v, cJSON_Array);
-}
-static inline bool j_object(const cJSON *v)
-{
-    return j_kind(v, cJSON_Object);
-}
-static inline bool j_null(const cJSON *v)
-{
-    return j_kind(v, cJSON_NULL);
-}
-static inline bool j_bool(const cJSON *v)
-{
-    return j_kind(v, cJSON_True) || j_kind(v, cJSON_False);
-}
-
-/* 1 and 1.0 are both integers in this dialect (JSON has one number type). */
-static bool is_integral(double d)
-{
-    if (!isfinite(d))
-        return false;
-    if (d > -9007199254740992.0 && d < 9007199254740992.0)
-        return d == (double)(int64_t)d;
-    return true; /* every double this large is a whole number */
-}
-
-static bool type_ok(unsigned types, const cJSON *v)
-{
-    if ((types & TY_STRING) && j_string(v))
-        return true;
-    if ((types & (TY_FLOAT | TY_NUMBER)) && j_number(v))
-        return true;
-    if ((types & TY_INTEGER) && j_number(v) && is_integral(v->valuedouble))
-        return true;
-    if ((types & TY_BOOLEAN) && j_bool(v))
-        return true;
-    if ((types & TY_DICT) && j_object(v))
-        return true;
-    if ((types & TY_LIST) && j_array(v))
-        return true;
-    return false;
-}
-
-static size_t utf8_length(const char *s)
-{
-    size_t n = 0;
-    for (; *s; s++)
-        n += ((unsigned char)*s & 0xC0) != 0x80;
-    return n;
-}
-
-/* Length as Python's len(): characters of a string, items of a list,
- * members of a dict; false for other values. */
-static bool sized_length(const cJSON *v, size_t *n)
-{
-    if (j_string(v)) {
-        *n = utf8_length(v->valuestring);
-        return true;
-    }
-    if (j_array(v) || j_object(v)) {
-        size_t k = 0;
-        for (const cJSON *c = v->child; c; c = c->next)
-            k++;
-        *n = k;
-        return true;
-    }
-    return false;
-}
-
-/* JSON equality as Python's ==, except that booleans are not numbers. */
-static bool json_equal(const cJSON *a, const cJSON *b)
-{
-    if (j_number(a) && j_number(b))
-        return a->valuedouble == b->valuedouble;
-    if ((a->type & 0xFF) != (b->type & 0xFF))
-        return false;
-    if (j_string(a))
-        return strcmp(a->valuestring, b->valuestring) == 0;
-    if (j_array(a)) {
-        const cJSON *x = a->child, *y = b->child;
-        for (; x && y; x = x->next, y = y->next) {
-            if (!json_equal(x, y))
-                return false;
-        }
-        return !x && !y;
-    }
-    if (j_object(a)) {
-        size_t na = 0, nb = 0;
-        for (const cJSON *x = a->child; x; x = x->next)
-            na++;
-        for (const cJSON *y = b->child; y; y = y->next)
-            nb++;
-        if (na != nb)
-            return false;
-        for (const cJSON *x = a->child; x; x = x->next) {
-            const cJSON *y = cJSON_GetObjectItemCaseSensitive(b, x->string);
-            if (!y || !json_equal(x, y))
-                return false;
-        }
-        return true;
-    }
-    return true; /* same literal: true, false or null */
-}
-
-static bool in_values(const cJSON *list, const cJSON *v)
-{
-    for (const cJSON *c = list->child; c; c = c->next) {
-        if (json_equal(c, v))
-            return true;
-    }
-    return false;
-}
-
-static bool str_in_values(const cJSON *list, const char *s)
-{
-    for (const cJSON *c = list->child; c; c = c->next) {
-        if (j_string(c) && strcmp(c->valuestring, s) == 0)
-            return true;
-    }
-    return false;
-}
-
-/* Whether item c of a list (key: the key of member c of a dict) is in values. */
-static bool member_in(const cJSON *values, const cJSON *c, bool key)
-{
-    return key ? str_in_values(values, c->string) : in_values(values, c);
-}
-
-static void member_repr(const cJSON *c, bool key, eds_schema_buf *b)
-{
-    if (key)
-        eds_schema__py_repr_string(c->string, b);
-    else
-        eds_schema__py_repr(c, b);
-}
-
-/* "unallowed value X", X as Python's str() of the value. */
-static int add_unallowed_value(cJSON **list, const cJSON *v)
-{
-    eds_schema_buf b;
-    eds_schema__buf_init(&b, MSG_MAX);
-    eds_schema__buf_adds(&b, "unallowed value ");
-    eds_schema__py_str(v, &b);
-    return add_buf_msg(list, &b);
-}
-
-/* `allowed`: a list or dict checks each item (a dict: each key) and
- * reports "unallowed values ('a', 'b')" (a Python tuple); any other value
- * "unallowed value a". */
-static int check_allowed(const cJSON *allowed, const cJSON *v, cJSON **list)
-{
-    if (!j_array(v) && !j_object(v))
-        return in_values(allowed, v) ? EDS_OK : add_unallowed_value(list, v);
-    bool key = j_object(v);
-    size_t bad = 0;
-    for (const cJSON *c = v->child; c; c = c->next)
-        bad += !member_in(allowed, c, key);
-    if (!bad)
-        return EDS_OK;
-    eds_schema_buf b;
-    eds_schema__buf_init(&b, MSG_MAX);
-    eds_schema__buf_adds(&b, "unallowed values (");
-    size_t k = 0;
-    for (const cJSON *c = v->child; c; c = c->next) {
-        if (member_in(allowed, c, key))
-            continue;
-        if (k++)
-            eds_schema__buf_adds(&b, ", ");
-        member_repr(c, key, &b);
-    }
-    eds_schema__buf_adds(&b, bad == 1 ? ",)" : ")");
-    return add_buf_msg(list, &b);
-}
-
-/* `forbidden`: a list reports the forbidden items it holds, once each in
- * document order, as a Python list "unallowed values ['a']"; any other
- * value (a dict too, as in Cerberus) "unallowed value a". */
-static int check_forbidden(const cJSON *forbidden, const cJSON *v, cJSON **list)
-{
-    if (!j_array(v))
-        return in_values(forbidden, v) ? add_unallowed_value(list, v) : EDS_OK;
-    eds_schema_buf b;
-    eds_schema__buf_init(&b, MSG_MAX);
-    size_t k = 0;
-    for (const cJSON *c = v->child; c; c = c->next) {
-        if (!in_values(forbidden, c))
-            continue;
-        bool seen = false; /* a set in Cerberus: each value once */
-        for (const cJSON *p = v->child; p != c && !seen; p = p->next)
-            seen = json_equal(p, c);
-        if (seen)
-            continue;
-        eds_schema__buf_adds(&b, k++ ? ", " : "unallowed values [");
-        eds_schema__py_repr(c, &b);
-    }
-    if (!k) {
-        eds_schema__buf_free(&b);
-        return EDS_OK;
-    }
-    eds_schema__buf_adds(&b, "]");
-    return add_buf_msg(list, &b);
-}
-
-static int validate_mapping(const mapping *m, const cJSON *doc, cJSON **obj);
-
-/* Checks v against r, adding messages (and a nested error dict last) to *list. */
-static int validate_value(const rules *r, const cJSON *v, cJSON **list)
-{
-    int rc;
-    if (j_null(v))
-        return r->nullable ? EDS_OK : add_msg(list, MSG_NULL);
-    if (r->types && !type_ok(r->types, v))
-        return add_msg(list, r->type_msg);
-
-    /* An empty value skips the content rules when `empty` is given. */
-    bool skip = false;
-    size_t len = 0;
-    bool sized = (r->has_empty || r->minlen.on || r->maxlen.on) && sized_length(v, &len);
-    if (r->has_empty && sized && len == 0) {
-        skip = true;
-        if (!r->empty && (rc = add_msg(list, MSG_EMPTY)) != EDS_OK)
-            return rc;
-    }
-    bool num = j_number(v);
-    double d = num ? v->valuedouble : 0;
-    bool str = j_string(v);
-
-    /* `between` first: in Cerberus it is a custom rule, whose error has no
-     * rule in its schema path and so sorts before the others. */
-    if (r->has_between && num && (d < r->lo || d > r->hi) &&
-        (rc = add_msg(list, r->between_msg)) != EDS_OK)
-        return rc;
-    /* Then alphabetical by rule name: the order Cerberus lists a field's messages. */
-    if (r->allowed && !skip && (rc = check_allowed(r->allowed, v, list)) != EDS_OK)
-        return rc;
-    if (r->forbidden && !skip && (rc = check_forbidden(r->forbidden, v, list)) != EDS_OK)
-        return rc;
-    if (r->has_format && !skip && str &&
-        !eds_schema__rfc3339_valid(v->valuestring, strlen(v->valuestring)) &&
-        (rc = add_msg(list, MSG_DATETIME)) != EDS_OK)
-        return rc;
-    if (r->max.on && num && d > r->max.v && (rc = add_msg(list, r->max.msg)) != EDS_OK)
-        return rc;
-    if (r->maxlen.on && !skip && sized && (double)len > r->maxlen.v &&
-        (rc = add_msg(list, r->maxlen.msg)) != EDS_OK)
-        return rc;
-    if (r->min.on && num && d < r->min.v && (rc = add_msg(list, r->min.msg)) != EDS_OK)
-        return rc;
-    if (r->minlen.on && !skip && sized && (double)len < r->minlen.v &&
-        (rc = add_msg(list, r->minlen.msg)) != EDS_OK)
-        return rc;
-    if (r->has_regex && !skip && str && regexec(&r->re, v->valuestring, 0, NULL, 0) != 0 &&
-        (rc = add_msg(list, r->regex_msg)) != EDS_OK)
-        return rc;
-
-    cJSON *sub = NULL;
-    if (r->map && j_object(v)) {
-        rc = validate_mapping(r->map, v, &sub);
-    } else if (r->items && j_array(v)) {
-        rc = EDS_OK;
-        size_t i = 0;
-        for (const cJSON *it = v->child; it && rc == EDS_OK; it = it->next, i++) {
-            cJSON *il = NULL;
-            rc = validate_value(r->items, it, &il);
-            if (il) {
-                char key[24];
-                snprintf(key, sizeof(key), "%zu", i);
-                int rc2 = attach(&sub, key, il);
-                if (rc == EDS_OK)
-                    rc = rc2;
-            }
-        }
-    } else {
-        return EDS_OK;
-    }
-    if (sub) {
-        int rc2 = add_item(list, sub);
-        if (rc == EDS_OK)
-            rc = rc2;
-    }
-    return rc;
-}
-
-/* Stable merge sort of a linked list of object members by key. */
-static cJSON *sort_members(cJSON *head, size_t n)
-{
-    if (n < 2) {
-        if (head)
-            head->next = NULL;
-        return head;
-    }
-    cJSON *mid = head;
-    for (size_t i = 0; i < n / 2; i++)
-        mid = mid->next;
-    cJSON *a = sort_members(head, n / 2);
-    cJSON *b = sort_members(mid, n - n / 2);
-    cJSON dummy = {0};
-    cJSON *t = &dummy;
-    while (a && b) {
-        if (strcmp(b->string, a->string) < 0) {
-            t->next = b;
-            b = b->next;
-        } else {
-            t->next = a;
-            a = a->next;
-        }
-        t = t->next;
-    }
-    t->next = a ? a : b;
-    return dummy.next;
-}
-
-/* Sorts obj's members by key (Cerberus's order) and keeps only the first
- * entry of a key a document gave twice. */
-static void sort_errors(cJSON *obj)
-{
-    size_t n = 0;
-    for (cJSON *c = obj->child; c; c = c->next)
-        n++;
-    if (n < 2)
-        return;
-    cJSON *head = sort_members(obj->child, n);
-    cJSON *prev = NULL;
-    for (cJSON *c = head; c;) {
-        cJSON *next = c->next;
-        if (prev && strcmp(prev->string, c->string) == 0) {
-            prev->next = next;
-            c->next = c->prev = NULL;
-            cJSON_Delete(c);
-        } else {
-            c->prev = prev;
-            prev = c;
-        }
-        c = next;
-    }
-    head->prev = prev; /* cJSON keeps the tail in the head's prev */
-    obj->child = head;
-}
-
-static const field *find_field(const mapping *m, const char *name)
-{
-    uint32_t h = hash_name(name);
-    for (size_t k = h & m->mask; m->slots[k] != SLOT_EMPTY; k = (k + 1) & m->mask) {
-        const field *f = &m->fields[m->slots[k]];
-        if (f->hash == h && strcmp(f->name, name) == 0)
-            return f;
-    }
-    return NULL;
-}
-
-static int validate_mapping(const mapping *m, const cJSON *doc, cJSON **obj)
-{
-    uint64_t seen[REQ_BITS / 64] = {0};
-    int rc = EDS_OK;
-    for (const cJSON *c = doc->child; c && rc == EDS_OK; c = c->next) {
-        const char *key = c->string ? c->string : "";
-        const field *f = find_field(m, key);
-        cJSON *list = NULL;
-        if (!f) {
-            if (!m->allow_unknown)
-                rc = add_msg(&list, MSG_UNKNOWN);
-        } else {
-            if (f->r.required && f->req_idx < REQ_BITS)
-                seen[f->req_idx / 64] |= UINT64_C(1) << (f->req_idx % 64);
-            rc = validate_value(&f->r, c, &list);
-        }
-        if (list) {
-            int rc2 = attach(obj, key, list);
-            if (rc == EDS_OK)
-                rc = rc2;
-        }
-    }
-    for (size_t k = 0; k < m->nreq && rc == EDS_OK; k++) {
-        const field *f = &m->fields[m->req[k]];
-        bool present = k < REQ_BITS ? (seen[k / 64] >> (k % 64)) & 1
-                                    : cJSON_GetObjectItemCaseSensitive(doc, f->name) != NULL;
-        if (!present) {
-            cJSON *list = NULL;
-            rc = add_msg(&list, MSG_REQUIRED);
-            if (rc == EDS_OK)
-                rc = attach(obj, f->name, list);
-        }
-    }
-    if (*obj && rc == EDS_OK)
-        sort_errors(*obj);
-    return rc;
-}
-
-int eds_schema_validate(const eds_schema *s, const cJSON *doc, cJSON **errors)
-{
-    *errors = NULL;
-    if (!j_object(doc))
-        return EDS_ERR_INVAL;
-    cJSON *obj = NULL;
-    int rc = validate_mapping(s->top, doc, &obj);
-    if (rc != EDS_OK) {
-        cJSON_Delete(obj);
-        return rc;
-    }
-    if (!obj)
-        return EDS_OK;
-    *errors = obj;
-    return EDS_ERR_INVALID;
 }

@@ -1,0 +1,226 @@
+/*
+ * eds_schema_regex.c - the limits a `regex` rule's pattern must keep before
+ * glibc's regcomp sees it.
+ *
+ * regcomp copies a repeated part once per repetition (a{999}{999} is a
+ * million copies) and computes, for every node, the set of nodes reachable
+ * without reading a character; when a part that can match the empty string
+ * is repeated, or two alternatives can both match it, that computation grows
+ * out of all proportion: (a?)* written 40 times takes minutes, (a?|b?)
+ * written 160 times a gigabyte, and 100,000 nested parentheses overflow the
+ * stack. Such a schema is refused at load instead.
+ *
+ * The check parses the POSIX extended syntax just enough to measure it
+ * (groups, alternatives, bracket expressions, escapes, repetitions); it
+ * accepts nothing regcomp would refuse, since regcomp still compiles the
+ * pattern afterwards. Measures (see eds_schema.h for the limits):
+ *   size      atoms once repetitions are expanded (x{n,m} counts m copies,
+ *             x{n,} n + 1, x+ 2), so nested repetitions multiply;
+ *   nullable  whether a part can match the empty string.
+ */
+#include "eds_schema.h"
+#include "eds_schema_util.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+typedef struct rx {
+    const char *p; /* next byte to read */
+    int depth;     /* groups open around p */
+    char *why;
+    size_t why_size;
+} rx;
+
+typedef struct part {
+    size_t size;
+    bool nullable;
+} part;
+
+static bool refuse(rx *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static bool refuse(rx *r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->why, r->why_size, fmt, ap);
+    va_end(ap);
+    return false;
+}
+
+/* Sizes saturate just past the limit, so no product can overflow. */
+static size_t cap(size_t n)
+{
+    return n > EDS_SCHEMA_REGEX_MAX_SIZE ? EDS_SCHEMA_REGEX_MAX_SIZE + 1 : n;
+}
+
+/* Skips a bracket expression; p is just past its '['. An unterminated one
+ * runs to the end (regcomp refuses it). */
+static void skip_bracket(rx *r)
+{
+    if (*r->p == '^')
+        r->p++;
+    if (*r->p == ']')
+        r->p++; /* a leading ']' is a member, not the end */
+    while (*r->p && *r->p != ']') {
+        char c = r->p[1];
+        if (*r->p == '[' && (c == ':' || c == '.' || c == '=')) {
+            const char *end = r->p + 2;
+            while (*end && !(end[0] == c && end[1] == ']'))
+                end++;
+            r->p = *end ? end + 2 : end;
+        } else {
+            r->p++;
+        }
+    }
+    if (*r->p)
+        r->p++;
+}
+
+static size_t read_count(const char **p, bool *given)
+{
+    size_t n = 0;
+    *given = false;
+    while (**p >= '0' && **p <= '9') {
+        if (n <= 100000)
+            n = n * 10 + (size_t)(**p - '0');
+        (*p)++;
+        *given = true;
+    }
+    return n;
+}
+
+/* Reads "{m}", "{m,}", "{m,n}" or "{,n}" at p (GNU reads {,n} as {0,n}).
+ * Anything else is not an interval: regcomp will refuse it. */
+static bool read_interval(const char *p, size_t *lo, size_t *hi, bool *unbounded, const char **end)
+{
+    bool has_lo, has_hi = false;
+    p++;
+    *lo = read_count(&p, &has_lo);
+    *hi = *lo;
+    *unbounded = false;
+    if (*p == ',') {
+        p++;
+        *hi = read_count(&p, &has_hi);
+        *unbounded = !has_hi;
+    }
+    if (*p != '}' || (!has_lo && !has_hi))
+        return false;
+    *end = p + 1;
+    return true;
+}
+
+static bool alternatives(rx *r, part *out);
+
+/* One atom: a group, a bracket expression, an escape or a character. */
+static bool atom(rx *r, part *out)
+{
+    char c = *r->p++;
+    out->size = 1;
+    out->nullable = false;
+    if (c == '(') {
+        if (++r->depth > EDS_SCHEMA_REGEX_MAX_NESTING)
+            return refuse(r, "groups nested deeper than %d", EDS_SCHEMA_REGEX_MAX_NESTING);
+        if (!alternatives(r, out))
+            return false;
+        if (*r->p == ')')
+            r->p++;
+        r->depth--;
+        if (out->size == 0)
+            out->size = 1;
+    } else if (c == '[') {
+        skip_bracket(r);
+    } else if (c == '\\') {
+        /* A back-reference (\1..\9) matches whatever its group did: maybe nothing. */
+        out->nullable = *r->p >= '1' && *r->p <= '9';
+        if (*r->p)
+            r->p++;
+    } else if (c == '^' || c == '$') {
+        out->nullable = true; /* an anchor matches no character */
+    }
+    return true;
+}
+
+/* Applies the repetitions that follow an atom. */
+static bool repetitions(rx *r, part *pt)
+{
+    for (;;) {
+        char c = *r->p;
+        size_t lo, hi;
+        bool unbounded;
+        const char *end;
+        if (c == '*' || c == '+' || c == '?') {
+            end = r->p + 1;
+            lo = c == '+';
+            hi = c == '+' ? 2 : 1; /* regcomp writes x+ as x x* */
+            unbounded = c != '?';
+        } else if (c == '{' && read_interval(r->p, &lo, &hi, &unbounded, &end)) {
+            if (lo > EDS_SCHEMA_REGEX_MAX_REPEAT ||
+                (!unbounded && hi > EDS_SCHEMA_REGEX_MAX_REPEAT))
+                return refuse(r, "repetition count above %d in '%.*s'", EDS_SCHEMA_REGEX_MAX_REPEAT,
+                              (int)(end - r->p), r->p);
+            if (unbounded)
+                hi = lo + 1;
+        } else {
+            return true;
+        }
+        if (pt->nullable)
+            return refuse(r,
+                          "'%.*s' repeats a part that can match the empty string; "
+                          "repeat a part that cannot (write (a|b)* for (a?|b?)*)",
+                          (int)(end - r->p), r->p);
+        pt->size = cap(pt->size * (hi ? hi : 1));
+        pt->nullable = lo == 0;
+        r->p = end;
+    }
+}
+
+/* A sequence of atoms, each with its repetitions; stops at '|', ')' or the end. */
+static bool branch(rx *r, part *out)
+{
+    out->size = 0;
+    out->nullable = true;
+    while (*r->p && *r->p != '|' && !(*r->p == ')' && r->depth > 0)) {
+        part pt;
+        if (!atom(r, &pt) || !repetitions(r, &pt))
+            return false;
+        out->size = cap(out->size + pt.size);
+        out->nullable = out->nullable && pt.nullable;
+    }
+    return true;
+}
+
+static bool alternatives(rx *r, part *out)
+{
+    int nullable = 0;
+    out->size = 0;
+    for (;;) {
+        part b;
+        if (!branch(r, &b))
+            return false;
+        out->size = cap(out->size + b.size);
+        nullable += b.nullable;
+        if (nullable > 1)
+            return refuse(r, "two alternatives can match the empty string; "
+                             "let at most one (write (a|b)? for (a?|b?))");
+        if (*r->p != '|')
+            break;
+        r->p++;
+    }
+    out->nullable = nullable > 0;
+    return true;
+}
+
+bool eds_schema__regex_check(const char *pattern, size_t *size, char *why, size_t why_size)
+{
+    rx r = {.p = pattern, .why = why, .why_size = why_size};
+    part all;
+    /* At the top level a ')' is an atom: branch() stops at one only inside a group. */
+    if (!alternatives(&r, &all))
+        return false;
+    *size = all.size;
+    if (*size > EDS_SCHEMA_REGEX_MAX_SIZE)
+        return refuse(&r, "larger than %d elements once repetitions are expanded",
+                      EDS_SCHEMA_REGEX_MAX_SIZE);
+    return true;
+}
