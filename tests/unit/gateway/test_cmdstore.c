@@ -77,6 +77,15 @@ static void reopen(const char *dir, got *g, gw_cmdstore **s)
     assert_int_equal(gw_cmdstore_open(dir, &fns, &g->budget, s, &err), EDS_OK);
 }
 
+/* Removes a test's store directory and its cmds.log. */
+static void remove_store(const char *dir)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "%s/cmds.log", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
 /* A fresh store directory (dir: a mkdtemp template), opened into *s; path gets
  * its cmds.log. */
 static void fresh(char *dir, char *path, size_t cap, got *g, gw_cmdstore **s)
@@ -95,10 +104,7 @@ static void finish(const char *dir, gw_cmdstore *s, gw_cmd **cmds, size_t n, siz
     for (size_t i = 0; i < n; i++)
         gw_cmd_free(cmds[i], budget);
     assert_int_equal(*budget, 0);
-    char path[64];
-    snprintf(path, sizeof(path), "%s/cmds.log", dir);
-    unlink(path);
-    rmdir(dir);
+    remove_store(dir);
 }
 
 static void test_add_del_reopen(void **state)
@@ -165,13 +171,12 @@ static void test_add_del_reopen(void **state)
 static void test_uids_never_repeat_after_compactions(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/eds-cmdstore-XXXXXX";
-    assert_non_null(mkdtemp(dir));
+    char dir[] = "/tmp/eds-cmdstore-XXXXXX", path[64];
     got g = {0};
-    gw_cmdstore *s = NULL;
+    gw_cmdstore *s;
+    fresh(dir, path, sizeof(path), &g, &s);
     size_t budget = 0;
     eds_error err;
-    reopen(dir, &g, &s);
     gw_cmd *a = make("{}", "", 0, &budget);
     assert_int_equal(gw_cmdstore_add(s, "dev-1", a, &err), EDS_OK);
     assert_int_equal(gw_cmdstore_del(s, a->uid, &err), EDS_OK);
@@ -188,15 +193,7 @@ static void test_uids_never_repeat_after_compactions(void **state)
     gw_cmd *c = make("{}", "", 0, &budget);
     assert_int_equal(gw_cmdstore_add(s, "dev-1", c, &err), EDS_OK);
     assert_true(c->uid > b->uid);
-    gw_cmdstore_close(s);
-    gw_cmd_free(a, &budget);
-    gw_cmd_free(b, &budget);
-    gw_cmd_free(c, &budget);
-    assert_int_equal(budget, 0);
-    char path[64];
-    snprintf(path, sizeof(path), "%s/cmds.log", dir);
-    unlink(path);
-    rmdir(dir);
+    finish(dir, s, (gw_cmd *[]){a, b, c}, 3, &budget);
 }
 
 /* A compaction writes the commands in sending order: a device's, then the next
