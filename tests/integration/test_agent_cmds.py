@@ -53,6 +53,25 @@ class AgentSchemaTest(AgentCmdCase):
         self.assertEqual(p.lines("stdout"), [line])  # the refused one never reached it
 
 
+class RefusalFloodTest(AgentCmdCase):
+    N = 300
+
+    def test_refused_commands_do_not_flood_the_log(self):
+        path = os.path.join(self.agent_dir, "cmd-schema.json")
+        with open(path, "w") as f:
+            json.dump(CMD_SCHEMA, f)
+        p = self.start_agent("--simulate", 1, "--cmd-schema", path, "--cmd-stdout")
+        p.wait_for_line(CONNECTED % DEV)
+        for i in range(self.N):
+            self.send(b'{"id":"bad-%d","day-ahead-price":"cheap"}' % i)
+        got = self.results(self.N)
+        self.assertTrue(all(r["status"] == "rejected" for r in got))
+        refused = [line for line in p.lines("stderr") if " refused: " in line]
+        self.assertGreaterEqual(len(refused), 1)
+        self.assertLessEqual(len(refused), 3, refused)
+        self.assertEqual(p.lines("stdout"), [])
+
+
 class TcpConsumerTest(AgentCmdCase):
     def test_acked_only_when_the_tcp_client_took_it_across_power_cycles(self):
         port = free_port()

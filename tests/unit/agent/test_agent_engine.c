@@ -512,6 +512,55 @@ static void test_cmd_refused_and_resent_uid_taken_once(void **state)
     assert_int_equal(st.cmds, 1);
 }
 
+/* ttl 0 is expired already (nack expired; a finished uid gets its remembered answer);
+ * a ttl that is negative, not whole or past 2^32-1 refuses that command, the connection
+ * stays. */
+static void test_cmd_ttl_zero_expired_bad_ttl_refused(void **state)
+{
+    fixture *f = *state;
+    create_agent(f);
+    gw_accept(f);
+    char line[1024];
+    gw_line(f, line, sizeof(line)); /* hello */
+    gw_send(f, "{\"type\":\"welcome\",\"proto\":1,\"last_seq\":0,\"cmd_results\":true}\n");
+    const char *expired = "{\"type\":\"nack\",\"id\":%d,\"status\":\"expired\",";
+    char want[128];
+    for (int id = 1; id <= 2; id++) { /* the second: the same uid again */
+        gw_sendf(f, "{\"type\":\"cmd\",\"id\":%d,\"uid\":60,\"ttl\":0,\"data\":{}}\n", id);
+        gw_line(f, line, sizeof(line));
+        snprintf(want, sizeof(want), expired, id);
+        assert_memory_equal(line, want, strlen(want));
+    }
+    const char *bad[] = {"-1", "1.5", "4294967296", "\"60\"", "1e300"};
+    for (int i = 0; i < 5; i++) {
+        gw_sendf(f, "{\"type\":\"cmd\",\"id\":%d,\"uid\":%d,\"ttl\":%s,\"data\":{}}\n", 10 + i,
+                 70 + i, bad[i]);
+        gw_line(f, line, sizeof(line));
+        snprintf(want, sizeof(want),
+                 "{\"type\":\"nack\",\"id\":%d,\"errors\":{\"cmd\":[\"ttl must be a whole number "
+                 "of seconds from 0 to 4294967295\"]}}",
+                 10 + i);
+        assert_string_equal(line, want);
+    }
+    /* The connection stayed: a command with a ttl is handed over; sent again with ttl 0
+     * (its ack lost), it gets its ack again, not expired. */
+    gw_send(f, "{\"type\":\"cmd\",\"id\":20,\"uid\":80,\"ttl\":4294967295,\"data\":[1]}\n");
+    char buf[64];
+    int64_t id = 0;
+    RUN_UNTIL(f, eds_agent_next_cmd(f->a, buf, sizeof(buf), &id) > 0);
+    assert_string_equal(buf, "[1]");
+    gw_line(f, line, sizeof(line));
+    assert_string_equal(line, "{\"type\":\"ack\",\"id\":20}");
+    gw_send(f, "{\"type\":\"cmd\",\"id\":21,\"uid\":80,\"ttl\":0,\"data\":[1]}\n");
+    gw_line(f, line, sizeof(line));
+    assert_string_equal(line, "{\"type\":\"ack\",\"id\":21}");
+    assert_int_equal(eds_agent_next_cmd(f->a, buf, sizeof(buf), &id), 0);
+    eds_agent_stats st;
+    eds_agent_get_stats(f->a, &st);
+    assert_int_equal(st.cmds, 1);
+    assert_int_equal(st.cmds_refused, 6);
+}
+
 /* Regression: while the gateway is slow to read (the agent's output buffer full of data
  * lines), the acks of commands taken meanwhile were dropped ("output buffer full"): the
  * gateway then holds them unacked (its command flow stalls at 64) and sends them again
@@ -1016,6 +1065,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_config_checks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_disk_follows_full_policy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_caller_owned_poll_loop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cmd_ttl_zero_expired_bad_ttl_refused, setup, teardown),
         cmocka_unit_test(test_example_configs_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
