@@ -668,8 +668,10 @@ static void expire_queue(gw_downlink *dl, const char *device, gw_cmdq *q, int64_
 static void restored_result(void *ctx, const gw_result_parts *p)
 {
     gw_downlink *dl = ctx;
-    if (!gw_outbox_push(&dl->results, p)) /* out of memory: it stays on disk */
-        eds_log_error("command result for %s: out of memory; kept in the store", p->device);
+    if (!gw_outbox_push(&dl->results, p)) /* the file keeps it until the next compaction */
+        eds_log_error("command result for %s: out of memory at open; not published, and lost "
+                      "at the command store's next compaction",
+                      p->device);
     dl->results_unsent = true;
 }
 
@@ -680,7 +682,10 @@ static void restored(void *ctx, const char *device, gw_cmd *cmd)
     gw_device *d = gw_window_find(dl->w, device);
     gw_park_entry *e = d ? NULL : gw_cmdpark_get(&dl->park, device, &dl->held_bytes);
     if (!d && !e) {
-        gw_cmd_free(cmd, &dl->held_bytes); /* out of memory: it stays on disk */
+        eds_log_error("held command for %s: out of memory at open; not sent, and lost at the "
+                      "command store's next compaction",
+                      device);
+        gw_cmd_free(cmd, &dl->held_bytes);
         return;
     }
     gw_cmdq_push(d ? &d->held : &e->q, cmd);

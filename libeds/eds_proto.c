@@ -132,8 +132,12 @@ static int parse_to_agent(eds_msg *m, const char *type, eds_error *err)
         m->id = (int64_t)d;
         if (get_int(m->root, "uid", 1, (double)EDS_SEQ_MAX, &d))
             m->uid = (uint64_t)d;
-        if (get_int(m->root, "ttl", 1, (double)EDS_SEQ_MAX, &d))
-            m->ttl = (uint64_t)d;
+        if (cJSON_GetObjectItemCaseSensitive(m->root, "ttl")) {
+            /* Not a whole number in range: that command is refused, the line is read. */
+            m->ttl_set = get_int(m->root, "ttl", 0, (double)EDS_CMD_TTL_MAX, &d);
+            m->ttl = m->ttl_set ? (uint64_t)d : 0;
+            m->ttl_bad = !m->ttl_set;
+        }
         m->data = cJSON_GetObjectItemCaseSensitive(m->root, "data");
         if (!m->data)
             return eds_error_set(err, EDS_ERR_PROTO, "cmd needs \"data\"");

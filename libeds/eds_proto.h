@@ -29,6 +29,7 @@
 
 #define EDS_PROTO_VERSION 1
 #define EDS_SEQ_MAX 9007199254740991ULL /* 2^53 - 1 */
+#define EDS_CMD_TTL_MAX 4294967295ULL   /* a cmd line's ttl at most (MQTT 5's longest expiry, s) */
 #define EDS_DEVICE_MAX 64               /* characters in a device id */
 #define EDS_STREAM_MAX 64               /* characters in a stream id */
 #define EDS_DEFAULT_PORT 5883
@@ -69,7 +70,9 @@ typedef struct eds_msg {
     uint64_t last_seq;     /* welcome */
     int64_t id;            /* cmd, cmd ack */
     uint64_t uid;          /* cmd: the gateway's uid of the command (cmd_results); 0: none */
-    uint64_t ttl;          /* cmd: seconds left until the command expires (cmd_results); 0: none */
+    uint64_t ttl;          /* cmd: seconds left until the command expires (cmd_results) */
+    bool ttl_set;          /* cmd: "ttl" given, 0..EDS_CMD_TTL_MAX (0: expired already) */
+    bool ttl_bad;          /* cmd: "ttl" given but not a whole number in that range */
     uint64_t max_line;     /* hello: the agent's limit on a received line, LF included; 0: none */
     bool duplicate;        /* ack */
     cJSON *data;           /* data: the record object; cmd: any JSON value */

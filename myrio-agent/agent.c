@@ -671,6 +671,9 @@ int eds_agent_pollfds(eds_agent *a, struct pollfd *fds, size_t cap, int *timeout
         a->polled_conn = fds[n].fd;
         n++;
     }
+    /* Stdout that did not take a command yet: its readiness wakes the loop (pump writes). */
+    if (n < cap && agent_dl_pollfd(&a->dl, &fds[n]))
+        n++;
     a->polled_in = n;
     if (a->in)
         n += inputs_pollfds(a->in, fds + n, cap - n);

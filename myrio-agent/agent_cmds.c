@@ -64,6 +64,8 @@ static int push(agent_cmds *c, int64_t id, uint64_t gen, uint64_t uid, int64_t d
 static void remove_at(agent_cmds *c, size_t i)
 {
     agent_cmd *e = at(c, i);
+    if (i == 0)
+        c->head_busy = false;
     c->bytes -= e->len;
     free(e->json);
     for (; i + 1 < c->n; i++)
@@ -240,13 +242,14 @@ void agent_cmds_taken(agent_cmds *c)
     remove_at(c, 0);
 }
 
-bool agent_cmds_expire(agent_cmds *c, int64_t now_ms, int64_t *id, uint64_t *gen)
+bool agent_cmds_expire(agent_cmds *c, int64_t now_ms, int64_t *id, uint64_t *gen, uint64_t *uid)
 {
-    for (size_t i = 0; i < c->n; i++) {
+    for (size_t i = c->head_busy ? 1 : 0; i < c->n; i++) {
         agent_cmd *e = at(c, i);
         if (e->deadline_ms && now_ms >= e->deadline_ms) {
             *id = e->id;
             *gen = e->gen;
+            *uid = e->uid;
             agent_cmds_finish(c, e->uid, AGENT_DONE_EXPIRED);
             remove_at(c, i);
             return true;

@@ -63,6 +63,7 @@ typedef struct agent_cmds {
     agent_cmd_done done[AGENT_CMDS_DONE]; /* a ring: the oldest is overwritten */
     size_t done_next;
     bool dirty;       /* the file is behind memory */
+    bool head_busy;   /* the head is being handed over (part written): it does not expire */
     size_t skipped;   /* lines of the file that could not be read at open */
     char *path, *tmp; /* NULL: memory only */
 } agent_cmds;
@@ -97,8 +98,9 @@ const agent_cmd *agent_cmds_head(const agent_cmds *c);
 void agent_cmds_taken(agent_cmds *c);
 
 /* Removes one waiting command past its deadline at now_ms (wall clock) and remembers
- * its uid as expired: true with *id and *gen set, false when none is past it. */
-bool agent_cmds_expire(agent_cmds *c, int64_t now_ms, int64_t *id, uint64_t *gen);
+ * its uid as expired: true with *id, *gen and *uid set, false when none is past it. The head
+ * is left while head_busy is set (the caller sets it; removing the head clears it). */
+bool agent_cmds_expire(agent_cmds *c, int64_t now_ms, int64_t *id, uint64_t *gen, uint64_t *uid);
 
 /* The earliest deadline of a waiting command (wall-clock ms), or 0 for none. */
 int64_t agent_cmds_next_deadline(const agent_cmds *c);

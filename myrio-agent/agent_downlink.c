@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -15,12 +16,14 @@
 
 #define OUTBOX_MAX (1u << 20) /* answers held between two flushes of the engine */
 #define REASON_FULL "agent queue full"
+#define STDOUT_MAX (1u << 20) /* bytes for stdout beside cmd_tcp (one line may be longer) */
 #define REASON_EXPIRED "expired on the agent before the application took it"
 
 int agent_dl_init(agent_downlink *d, const agent_dl_config *cfg, eds_error *err)
 {
     memset(d, 0, sizeof(*d));
     d->udp_fd = -1;
+    d->so_flags = -1;
     d->cfg = *cfg;
     d->cfg.cmd_schema = d->cfg.dir = NULL;
     int rc;
@@ -28,6 +31,12 @@ int agent_dl_init(agent_downlink *d, const agent_dl_config *cfg, eds_error *err)
         return rc;
     if ((rc = agent_cmds_open(&d->q, cfg->dir, err)) != EDS_OK)
         return eds_error_set(err, rc, "out of memory");
+    if (cfg->to_stdout) {
+        /* Never blocks on a reader that stopped: the gateway link and records go on. */
+        int fl = fcntl(STDOUT_FILENO, F_GETFL);
+        if (fl >= 0 && !(fl & O_NONBLOCK) && fcntl(STDOUT_FILENO, F_SETFL, fl | O_NONBLOCK) == 0)
+            d->so_flags = fl;
+    }
     if (cfg->udp_port > 0) {
         d->udp_fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (d->udp_fd < 0)
@@ -43,8 +52,12 @@ void agent_dl_free(agent_downlink *d)
     if (d->udp_fd >= 0)
         close(d->udp_fd);
     free(d->out);
+    free(d->so);
+    if (d->so_flags >= 0)
+        (void)fcntl(STDOUT_FILENO, F_SETFL, d->so_flags);
     memset(d, 0, sizeof(*d));
     d->udp_fd = -1;
+    d->so_flags = -1;
 }
 
 void agent_dl_connected(agent_downlink *d, bool results)
@@ -98,8 +111,10 @@ static void send_ack(agent_downlink *d, int64_t id)
  * and would otherwise send the command again on every connection). */
 static void refuse(agent_downlink *d, int64_t id, const char *errors, size_t len)
 {
+    static eds_log_limit lim = EDS_LOG_LIMIT_INIT(60000);
     d->refused++;
-    eds_log_warning("command %" PRId64 " refused: %.*s", id, (int)(len > 300 ? 300 : len), errors);
+    eds_log_limited(&lim, EDS_LOG_WARNING, "command %" PRId64 " refused: %.*s", id,
+                    (int)(len > 300 ? 300 : len), errors);
     if (!d->results) {
         send_ack(d, id);
         return;
@@ -185,40 +200,64 @@ static bool cmd_valid(agent_downlink *d, const eds_msg *m)
     return false;
 }
 
-/* stdout and UDP: json has room for an LF at json[len]. True if one took it. */
-static bool hand_extras(agent_downlink *d, int64_t id, char *json, size_t len)
+/* UDP (best effort): true if the socket took the datagram. */
+static bool send_udp(agent_downlink *d, int64_t id, const char *json, size_t len)
 {
-    bool handed = false;
-    if (d->cfg.to_stdout) {
-        json[len] = '\n';
-        size_t off = 0;
-        while (off < len + 1) {
-            ssize_t w = write(STDOUT_FILENO, json + off, len + 1 - off);
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w <= 0)
-                break;
-            off += (size_t)w;
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)d->cfg.udp_port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (sendto(d->udp_fd, json, len, 0, (struct sockaddr *)&sa, sizeof(sa)) == (ssize_t)len)
+        return true;
+    static eds_log_limit lim = EDS_LOG_LIMIT_INIT(60000);
+    eds_log_limited(&lim, EDS_LOG_ERROR, "command %" PRId64 ": cannot send to udp 127.0.0.1:%d: %s",
+                    id, d->cfg.udp_port, strerror(errno));
+    return false;
+}
+
+/* Appends json and an LF to the stdout buffer: false (nothing appended) past STDOUT_MAX
+ * or out of memory. */
+static bool stdout_append(agent_downlink *d, const char *json, size_t len)
+{
+    size_t need = d->so_len + len + 1;
+    if (need > STDOUT_MAX && d->so_len > 0)
+        return false;
+    if (need > d->so_cap) {
+        char *grown = realloc(d->so, need);
+        if (!grown)
+            return false;
+        d->so = grown;
+        d->so_cap = need;
+    }
+    memcpy(d->so + d->so_len, json, len);
+    d->so[d->so_len + len] = '\n';
+    d->so_len += len + 1;
+    return true;
+}
+
+/* Writes what the stdout buffer holds, without blocking: true once all of it is written. */
+static bool stdout_flush(agent_downlink *d)
+{
+    while (d->so_off < d->so_len) {
+        ssize_t w = write(STDOUT_FILENO, d->so + d->so_off, d->so_len - d->so_off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return false;
+        if (w <= 0) {
+            /* A closed pipe stays closed: commands wait as with no consumer. */
+            eds_log_error("cannot write commands to stdout: %s; they wait for no consumer now",
+                          w < 0 ? strerror(errno) : "nothing written");
+            d->so_dead = true;
+            d->q.head_busy = false;
+            d->so_len = d->so_off = 0;
+            return false;
         }
-        json[len] = '\0';
-        if (off == len + 1)
-            handed = true;
-        else
-            eds_log_error("command %" PRId64 ": cannot write to stdout: %s", id, strerror(errno));
+        d->so_off += (size_t)w;
     }
-    if (d->cfg.udp_port > 0) {
-        struct sockaddr_in sa;
-        memset(&sa, 0, sizeof(sa));
-        sa.sin_family = AF_INET;
-        sa.sin_port = htons((uint16_t)d->cfg.udp_port);
-        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        if (sendto(d->udp_fd, json, len, 0, (struct sockaddr *)&sa, sizeof(sa)) == (ssize_t)len)
-            handed = true;
-        else
-            eds_log_error("command %" PRId64 ": cannot send to udp 127.0.0.1:%d: %s", id,
-                          d->cfg.udp_port, strerror(errno));
-    }
-    return handed;
+    d->so_len = d->so_off = 0;
+    return true;
 }
 
 /* The head of the store was taken by a consumer: acked if its connection is this one
@@ -226,21 +265,50 @@ static bool hand_extras(agent_downlink *d, int64_t id, char *json, size_t len)
 static void head_taken(agent_downlink *d)
 {
     const agent_cmd *c = agent_cmds_head(&d->q);
-    if (c->gen == d->gen && d->ready)
+    if (c->gen == d->gen && d->ready) {
         send_ack(d, c->id);
+        eds_log_info("command %" PRId64 " handed over and acked", c->id);
+    }
     agent_cmds_taken(&d->q);
     d->handed++;
 }
 
 static void expire(agent_downlink *d, int64_t now_ms)
 {
+    static eds_log_limit lim = EDS_LOG_LIMIT_INIT(60000);
     int64_t id;
-    uint64_t gen;
-    while (agent_cmds_expire(&d->q, now_ms, &id, &gen)) {
+    uint64_t gen, uid;
+    while (agent_cmds_expire(&d->q, now_ms, &id, &gen, &uid)) {
         d->refused++;
-        eds_log_warning("command %" PRId64 " expired before the application took it", id);
+        if (gen == AGENT_CMDS_STALE) /* loaded from cmds.pending: no id on this connection */
+            eds_log_limited(&lim, EDS_LOG_WARNING,
+                            "command uid %" PRIu64 " (from before the restart) expired before "
+                            "the application took it",
+                            uid);
+        else
+            eds_log_limited(&lim, EDS_LOG_WARNING,
+                            "command %" PRId64 " expired before the application took it", id);
         if (gen == d->gen && d->ready)
             give_up(d, id, "expired", REASON_EXPIRED);
+    }
+}
+
+/* --cmd-stdout: writes the stdout buffer; when stdout is the consumer (no cmd_tcp), the
+ * head of the store goes into it, one command at a time, and is taken (acked) once its
+ * line is fully written. While stdout does not take more, commands wait in the store. */
+static void pump_stdout(agent_downlink *d)
+{
+    while (d->cfg.to_stdout && !d->so_dead && stdout_flush(d)) {
+        if (d->so_head) {
+            d->so_head = false;
+            if (d->q.head_busy) /* still the command written (not forgotten meanwhile) */
+                head_taken(d);
+        }
+        const agent_cmd *c = agent_cmds_head(&d->q);
+        if (d->cfg.to_tcp || !c || !stdout_append(d, c->json, c->len))
+            return;
+        d->so_head = true;
+        d->q.head_busy = true;
     }
 }
 
@@ -253,11 +321,12 @@ static void pump_tcp(agent_downlink *d, agent_inputs *in)
         head_taken(d);
 }
 
-/* The tcp client (cmd_tcp) or eds_agent_next_cmd, when one is the consumer, decides the
- * ack: then the command waits in the store, and stdout and UDP beside it are extras. */
+/* The tcp client (cmd_tcp), stdout or eds_agent_next_cmd, when one is the consumer,
+ * decides the ack (cmd_tcp first): then the command waits in the store, and UDP (and
+ * stdout beside cmd_tcp) are extras. UDP alone acks what the socket took. */
 static bool waits_for_consumer(const agent_downlink *d)
 {
-    return d->cfg.to_tcp || (!d->cfg.to_stdout && d->cfg.udp_port <= 0);
+    return d->cfg.to_tcp || d->cfg.to_stdout || d->cfg.udp_port <= 0;
 }
 
 void agent_dl_cmd(agent_downlink *d, const eds_msg *m, agent_inputs *in, int64_t now_ms)
@@ -267,6 +336,19 @@ void agent_dl_cmd(agent_downlink *d, const eds_msg *m, agent_inputs *in, int64_t
     agent_cmd_outcome outcome;
     if (agent_cmds_finished(&d->q, m->uid, &outcome)) {
         answer_again(d, m->id, outcome);
+        return;
+    }
+    if (m->ttl_bad) {
+        refuse_msg(d, m->id, "ttl must be a whole number of seconds from 0 to 4294967295");
+        return;
+    }
+    if (m->ttl_set && m->ttl == 0) { /* its time ran out on the way */
+        static eds_log_limit lim = EDS_LOG_LIMIT_INIT(60000);
+        eds_log_limited(&lim, EDS_LOG_WARNING, "command %" PRId64 " expired on arrival (ttl 0)",
+                        m->id);
+        d->refused++;
+        agent_cmds_finish(&d->q, m->uid, AGENT_DONE_EXPIRED);
+        give_up(d, m->id, "expired", REASON_EXPIRED);
         return;
     }
     /* The data as the gateway wrote it, never re-printed (77.0 stays 77.0). */
@@ -282,7 +364,7 @@ void agent_dl_cmd(agent_downlink *d, const eds_msg *m, agent_inputs *in, int64_t
         memcpy(json, m->data_json, len);
     json[len] = '\0';
     if (!waits_for_consumer(d)) {
-        if (hand_extras(d, m->id, json, len)) {
+        if (send_udp(d, m->id, json, len)) {
             d->handed++;
             agent_cmds_finish(&d->q, m->uid, AGENT_DONE_ACKED);
             send_ack(d, m->id);
@@ -291,12 +373,18 @@ void agent_dl_cmd(agent_downlink *d, const eds_msg *m, agent_inputs *in, int64_t
         free(json);
         return;
     }
-    int64_t deadline =
-        m->ttl ? now_ms + (int64_t)(m->ttl > 1000000000 ? 1000000000 : m->ttl) * 1000 : 0;
+    int64_t deadline = m->ttl_set ? now_ms + (int64_t)m->ttl * 1000 : 0;
     switch (agent_cmds_offer(&d->q, m->id, d->gen, m->uid, deadline, json, len, &outcome)) {
     case AGENT_CMD_QUEUED:
-        hand_extras(d, m->id, json, len);
+        if (d->cfg.udp_port > 0)
+            send_udp(d, m->id, json, len);
+        if (d->cfg.to_tcp && d->cfg.to_stdout && !d->so_dead && !stdout_append(d, json, len)) {
+            static eds_log_limit lim = EDS_LOG_LIMIT_INIT(60000);
+            eds_log_limited(&lim, EDS_LOG_WARNING,
+                            "command %" PRId64 " not copied to stdout: 1 MiB waits for it", m->id);
+        }
         pump_tcp(d, in);
+        pump_stdout(d);
         break;
     case AGENT_CMD_FULL: {
         static eds_log_limit lim = EDS_LOG_LIMIT_INIT(60000);
@@ -311,6 +399,7 @@ void agent_dl_cmd(agent_downlink *d, const eds_msg *m, agent_inputs *in, int64_t
     }
     default: /* UPDATED: waits already; FINISHED was answered above */
         pump_tcp(d, in);
+        pump_stdout(d);
     }
     free(json);
 }
@@ -333,9 +422,10 @@ bool agent_dl_bad_line(agent_downlink *d, const char *line, size_t len, const ch
         answer_again(d, id, outcome);
         return true;
     }
+    static eds_log_limit lim = EDS_LOG_LIMIT_INIT(60000);
     char reason[96];
     too_long_reason(d, reason, sizeof(reason));
-    eds_log_warning("command %" PRId64 " dropped: %s", id, reason);
+    eds_log_limited(&lim, EDS_LOG_WARNING, "command %" PRId64 " dropped: %s", id, reason);
     d->refused++;
     agent_cmds_finish(&d->q, uid, AGENT_DONE_LONG);
     give_up(d, id, "dropped", reason);
@@ -346,7 +436,18 @@ void agent_dl_tick(agent_downlink *d, agent_inputs *in, int64_t now_ms)
 {
     expire(d, now_ms);
     pump_tcp(d, in);
+    pump_stdout(d);
     agent_cmds_sync(&d->q);
+}
+
+bool agent_dl_pollfd(const agent_downlink *d, struct pollfd *fd)
+{
+    if (!d->cfg.to_stdout || d->so_dead || d->so_off >= d->so_len)
+        return false;
+    fd->fd = STDOUT_FILENO;
+    fd->events = POLLOUT;
+    fd->revents = 0;
+    return true;
 }
 
 int64_t agent_dl_next_due(const agent_downlink *d, int64_t now_ms)
@@ -361,7 +462,7 @@ int agent_dl_next(agent_downlink *d, char *buf, size_t cap, int64_t *id, int64_t
 {
     expire(d, now_ms);
     const agent_cmd *c = agent_cmds_head(&d->q);
-    if (!c)
+    if (!c || d->q.head_busy) /* none, or stdout is writing it */
         return 0;
     if (c->len + 1 > cap || c->len > 0x7fffffff)
         return EDS_ERR_TOOLONG;

@@ -6,7 +6,8 @@
  * agent_cmds (bounded, with deadlines, in the spool folder), and formats the
  * answers (ack, nack with errors or with a status) for the gateway.
  *
- * It owns the command store, the command schema and the UDP socket. It sends
+ * It owns the command store, the command schema, the UDP socket and the bytes
+ * waiting for stdout (written without blocking). It sends
  * nothing itself: answers collect in an outbox that the engine (agent.c)
  * moves into its output after each step (agent_dl_replies), so no call
  * re-enters the engine. The engine tells it when a connection becomes ready
@@ -19,6 +20,7 @@
 #ifndef AGENT_DOWNLINK_H
 #define AGENT_DOWNLINK_H
 
+#include <poll.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -47,6 +49,11 @@ typedef struct agent_downlink {
     bool ready;   /* a connection is up (welcome received) */
     bool results; /* its gateway speaks command results (nacks) */
     char *out;    /* answers for the gateway, complete lines */
+    char *so;     /* bytes for stdout not yet written (so_off of so_len written) */
+    size_t so_len, so_off, so_cap;
+    bool so_head; /* so ends with the store's head (taken once written) */
+    bool so_dead; /* stdout failed (closed): commands wait as with no consumer */
+    int so_flags; /* stdout's flags before O_NONBLOCK, restored at free; -1: unchanged */
     size_t out_len, out_cap;
     uint64_t handed, refused; /* commands handed over; refused, expired or dropped */
 } agent_downlink;
@@ -73,6 +80,9 @@ bool agent_dl_bad_line(agent_downlink *d, const char *line, size_t len, const ch
 /* Expires what is past its deadline, hands waiting commands to the tcp client (cmd_tcp)
  * while it takes them, and syncs the file. */
 void agent_dl_tick(agent_downlink *d, agent_inputs *in, int64_t now_ms);
+
+/* *fd for poll(2) when stdout (--cmd-stdout) has bytes waiting to be written: true. */
+bool agent_dl_pollfd(const agent_downlink *d, struct pollfd *fd);
 
 /* ms until the next deadline of a waiting command, or -1 when none. */
 int64_t agent_dl_next_due(const agent_downlink *d, int64_t now_ms);

@@ -114,22 +114,27 @@ class Process:
         rc = p.stop()
     """
 
-    def __init__(self, argv, name=None, env=None, cwd=None, stdin=subprocess.DEVNULL):
+    def __init__(self, argv, name=None, env=None, cwd=None, stdin=subprocess.DEVNULL,
+                 stdout=subprocess.PIPE):
+        """stdout: PIPE (collected, as stderr always is) or a file descriptor the test reads
+        itself."""
         self.argv = [str(a) for a in argv]
         self.name = name or os.path.basename(self.argv[0])
         self._cond = threading.Condition()
         self._lines = []  # (stream, text)
-        self._eof = 0  # streams fully read
+        self._eof = 0 if stdout == subprocess.PIPE else 1  # streams fully read
         full_env = dict(os.environ)
         if env:
             full_env.update(env)
-        self.proc = subprocess.Popen(self.argv, stdin=stdin, stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen(self.argv, stdin=stdin, stdout=stdout,
                                      stderr=subprocess.PIPE, env=full_env, cwd=cwd)
         self.pid = self.proc.pid
         self._readers = [
-            threading.Thread(target=self._read, args=(self.proc.stdout, "stdout"), daemon=True),
             threading.Thread(target=self._read, args=(self.proc.stderr, "stderr"), daemon=True),
         ]
+        if stdout == subprocess.PIPE:
+            self._readers.append(threading.Thread(target=self._read,
+                                                  args=(self.proc.stdout, "stdout"), daemon=True))
         for t in self._readers:
             t.start()
 

@@ -4,10 +4,12 @@ gateway and a real eds-agent: a command's time to live holds on the agent (never
 over past it, result `expired`, also across a power cycle of the agent); a command longer
 than the agent's max_line is `dropped` and the connection stays; a command sent again after
 its ack was lost is handed over once on stdout and UDP; a flood of commands nobody takes
-does not stop the records."""
+does not stop the records, nor does a stdout that nobody reads."""
 
+import fcntl
 import json
 import os
+import select
 import socket
 import sys
 import threading
@@ -225,6 +227,52 @@ class FloodTest(AgentCmdCase):
             what="a delivered result")
         self.assertTrue(got)
         self.assertTrue(p.running())
+
+
+class StdoutNobodyReadsTest(AgentCmdCase):
+    N = 12
+
+    def test_full_stdout_holds_commands_records_flow_then_each_once_in_order(self):
+        r, w = os.pipe()
+        self.addCleanup(os.close, r)
+        fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, 4096)  # one page: full after four commands
+        try:
+            p = self.start_agent("--simulate", 20, "--cmd-stdout", stdout=w)
+        finally:
+            os.close(w)
+        p.wait_for_line(CONNECTED % DEV)
+        self.wait_samples(5)
+        sent = [json.dumps({"id": "s-%d" % i, "pad": "x" * 1000}, separators=(",", ":"))
+                for i in range(self.N)]
+        for line in sent:
+            self.send(line.encode())
+
+        def results():
+            return [m.json() for m in self.sub.messages("energy/%s/cmd/result" % DEV)]
+        wait_until(lambda: results(), timeout=30, what="the first commands written to stdout")
+        # Stdout is full: the agent still reads the gateway, records are still acked.
+        before = len(self.samples())
+        self.wait_samples(before + 20, timeout=60)
+        self.barrier()
+        held = results()
+        self.assertLess(len(held), self.N, "acked although stdout could not take them")
+        self.assertEqual(held, [{"status": "delivered", "ref": "s-%d" % i}
+                                for i in range(len(held))])
+        self.assertTrue(p.running())
+        # The application reads again: every command arrives, once, in order, and is acked.
+        got = b""
+        deadline = time.monotonic() + 60
+        while got.count(b"\n") < self.N and time.monotonic() < deadline:
+            if not select.select([r], [], [], max(0, deadline - time.monotonic()))[0]:
+                continue
+            chunk = os.read(r, 65536)
+            if not chunk:
+                break
+            got += chunk
+        self.assertEqual(got.decode().splitlines(), sent)
+        wait_until(lambda: len(results()) >= self.N, timeout=30, what="all commands acked")
+        self.assertEqual(results(), [{"status": "delivered", "ref": "s-%d" % i}
+                                     for i in range(self.N)])
 
 
 class UidAfterGatewayRestartsTest(AgentCmdCase):

@@ -31,13 +31,16 @@ class AgentCmdCase(AgentTestCase):
     def send(self, payload):
         self.sub.publish("energy/%s/cmd" % DEV, payload)
 
-
-class AgentSchemaTest(AgentCmdCase):
-    def test_agent_refuses_with_errors_and_delivers_byte_exact(self):
+    def cmd_schema(self):
         path = os.path.join(self.agent_dir, "cmd-schema.json")
         with open(path, "w") as f:
             json.dump(CMD_SCHEMA, f)
-        p = self.start_agent("--simulate", 1, "--cmd-schema", path, "--cmd-stdout")
+        return path
+
+
+class AgentSchemaTest(AgentCmdCase):
+    def test_agent_refuses_with_errors_and_delivers_byte_exact(self):
+        p = self.start_agent("--simulate", 1, "--cmd-schema", self.cmd_schema(), "--cmd-stdout")
         p.wait_for_line(CONNECTED % DEV)
         self.send(b'{"id":"p-1","day-ahead-price":"cheap","valid_from":"2026-11-24T11:00:00Z"}')
         self.send(b'{"id":"p-2", "day-ahead-price": 77.0, "valid_from":"2026-11-24T11:00:00Z",'
@@ -51,6 +54,22 @@ class AgentSchemaTest(AgentCmdCase):
                                   "errors": {"day-ahead-price": ["must be of float type"]}})
         self.assertEqual(got[1], {"status": "delivered", "ref": "p-2"})
         self.assertEqual(p.lines("stdout"), [line])  # the refused one never reached it
+
+
+class RefusalFloodTest(AgentCmdCase):
+    N = 300
+
+    def test_refused_commands_do_not_flood_the_log(self):
+        p = self.start_agent("--simulate", 1, "--cmd-schema", self.cmd_schema(), "--cmd-stdout")
+        p.wait_for_line(CONNECTED % DEV)
+        for i in range(self.N):
+            self.send(b'{"id":"bad-%d","day-ahead-price":"cheap"}' % i)
+        got = self.results(self.N)
+        self.assertTrue(all(r["status"] == "rejected" for r in got))
+        refused = [line for line in p.lines("stderr") if " refused: " in line]
+        self.assertGreaterEqual(len(refused), 1)
+        self.assertLessEqual(len(refused), 3, refused)
+        self.assertEqual(p.lines("stdout"), [])
 
 
 class TcpConsumerTest(AgentCmdCase):

@@ -479,6 +479,36 @@ static void test_cmd_handed_over_then_acked(void **state)
     assert_int_equal(id, 8);
 }
 
+/* The agent's command counters: handed over, and refused/expired/dropped. */
+static void expect_cmd_stats(fixture *f, uint64_t cmds, uint64_t refused)
+{
+    eds_agent_stats st;
+    eds_agent_get_stats(f->a, &st);
+    assert_int_equal(st.cmds, cmds);
+    assert_int_equal(st.cmds_refused, refused);
+}
+
+/* The application takes the next command (its data want); the gateway gets ack `ack`. */
+static void expect_taken_and_acked(fixture *f, const char *want, const char *ack)
+{
+    char buf[256], line[256];
+    int64_t id = 0;
+    RUN_UNTIL(f, eds_agent_next_cmd(f->a, buf, sizeof(buf), &id) > 0);
+    assert_string_equal(buf, want);
+    gw_line(f, line, sizeof(line));
+    assert_string_equal(line, ack);
+}
+
+/* The gateway gets answer `line` and the application nothing (a resend, say). */
+static void expect_answer_only(fixture *f, const char *want)
+{
+    char buf[256], line[256];
+    int64_t id = 0;
+    gw_line(f, line, sizeof(line));
+    assert_string_equal(line, want);
+    assert_int_equal(eds_agent_next_cmd(f->a, buf, sizeof(buf), &id), 0);
+}
+
 /* A gateway that offers command results: a command the agent cannot parse is refused
  * with a nack for its id, the connection stays; a command sent again with the same uid
  * (after a reconnect) is not handed over twice, only acked. */
@@ -495,21 +525,51 @@ static void test_cmd_refused_and_resent_uid_taken_once(void **state)
     assert_string_equal(line, "{\"type\":\"nack\",\"id\":1,\"errors\":{\"cmd\":[\"not valid JSON: "
                               "duplicate key \\\"a\\\"\"]}}");
     gw_send(f, "{\"type\":\"cmd\",\"id\":2,\"uid\":42,\"data\":{\"p\":77.0}}\n");
-    char buf[256];
-    int64_t id = 0;
-    RUN_UNTIL(f, eds_agent_next_cmd(f->a, buf, sizeof(buf), &id) > 0);
-    assert_string_equal(buf, "{\"p\":77.0}"); /* as sent: 77.0 stays 77.0 */
-    gw_line(f, line, sizeof(line));
-    assert_string_equal(line, "{\"type\":\"ack\",\"id\":2}");
+    /* as sent: 77.0 stays 77.0 */
+    expect_taken_and_acked(f, "{\"p\":77.0}", "{\"type\":\"ack\",\"id\":2}");
     /* The same command again (its ack lost, say): acked, not handed over again. */
     gw_send(f, "{\"type\":\"cmd\",\"id\":3,\"uid\":42,\"data\":{\"p\":77.0}}\n");
-    gw_line(f, line, sizeof(line));
-    assert_string_equal(line, "{\"type\":\"ack\",\"id\":3}");
-    assert_int_equal(eds_agent_next_cmd(f->a, buf, sizeof(buf), &id), 0);
-    eds_agent_stats st;
-    eds_agent_get_stats(f->a, &st);
-    assert_int_equal(st.cmds_refused, 1);
-    assert_int_equal(st.cmds, 1);
+    expect_answer_only(f, "{\"type\":\"ack\",\"id\":3}");
+    expect_cmd_stats(f, 1, 1);
+}
+
+/* ttl 0 is expired already (nack expired; a finished uid gets its remembered answer);
+ * a ttl that is negative, not whole or past 2^32-1 refuses that command, the connection
+ * stays. */
+static void gw_results_session(fixture *f);
+
+static void test_cmd_ttl_zero_expired_bad_ttl_refused(void **state)
+{
+    fixture *f = *state;
+    create_agent(f);
+    gw_results_session(f);
+    char line[1024];
+    const char *expired = "{\"type\":\"nack\",\"id\":%d,\"status\":\"expired\",";
+    char want[128];
+    for (int id = 1; id <= 2; id++) { /* the second: the same uid again */
+        gw_sendf(f, "{\"type\":\"cmd\",\"id\":%d,\"uid\":60,\"ttl\":0,\"data\":{}}\n", id);
+        gw_line(f, line, sizeof(line));
+        snprintf(want, sizeof(want), expired, id);
+        assert_memory_equal(line, want, strlen(want));
+    }
+    const char *bad[] = {"-1", "1.5", "4294967296", "\"60\"", "1e300"};
+    for (int i = 0; i < 5; i++) {
+        gw_sendf(f, "{\"type\":\"cmd\",\"id\":%d,\"uid\":%d,\"ttl\":%s,\"data\":{}}\n", 10 + i,
+                 70 + i, bad[i]);
+        gw_line(f, line, sizeof(line));
+        snprintf(want, sizeof(want),
+                 "{\"type\":\"nack\",\"id\":%d,\"errors\":{\"cmd\":[\"ttl must be a whole number "
+                 "of seconds from 0 to 4294967295\"]}}",
+                 10 + i);
+        assert_string_equal(line, want);
+    }
+    /* The connection stayed: a command with a ttl is handed over; sent again with ttl 0
+     * (its ack lost), it gets its ack again, not expired. */
+    gw_send(f, "{\"type\":\"cmd\",\"id\":20,\"uid\":80,\"ttl\":4294967295,\"data\":[1]}\n");
+    expect_taken_and_acked(f, "[1]", "{\"type\":\"ack\",\"id\":20}");
+    gw_send(f, "{\"type\":\"cmd\",\"id\":21,\"uid\":80,\"ttl\":0,\"data\":[1]}\n");
+    expect_answer_only(f, "{\"type\":\"ack\",\"id\":21}");
+    expect_cmd_stats(f, 1, 6);
 }
 
 /* Regression: while the gateway is slow to read (the agent's output buffer full of data
@@ -1016,6 +1076,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_config_checks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_disk_follows_full_policy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_caller_owned_poll_loop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cmd_ttl_zero_expired_bad_ttl_refused, setup, teardown),
         cmocka_unit_test(test_example_configs_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
