@@ -152,6 +152,31 @@ class SchemaTest(ResultCase):
         self.assertEqual(c.recv_line(), b'{"type":"cmd","id":1,"data":{"day-ahead-price":41.5}}')
         self.assertEqual(self.results(1)[0]["errors"], {"day-ahead-price": ["max value is 50.0"]})
 
+    def test_held_commands_keep_the_check_they_passed_on_arrival(self):
+        # A command is checked once, when it arrives: one held for an offline device is
+        # sent after a reload that would now refuse it; commands arriving after the reload
+        # meet the new schema.
+        c, _ = self.session(DEV)  # a known device, then offline
+        c.close()
+        self.stats(lambda d: d["devices_online"] == 0, "device offline")
+        self.send(b'{"id":"held","day-ahead-price":81.5}')
+        self.stats(lambda d: d["cmds_held_bytes"] > 0, "one command held")
+        with open(self.path, "w") as f:
+            json.dump({"id": {"type": "string"}, "day-ahead-price": {"type": "float",
+                                                                     "max": 50.0}}, f)
+        self.gw.sighup(r"SIGHUP: schemas reloaded")
+        self.send(b'{"id":"late","day-ahead-price":81.5}')
+        got = self.results(1)
+        self.assertEqual(got[0]["status"], "rejected")
+        self.assertEqual(got[0]["ref"], "late")
+        c, _ = self.session(DEV)
+        self.assertEqual(c.recv_line(),
+                         b'{"type":"cmd","id":1,"data":{"id":"held","day-ahead-price":81.5}}')
+        c.send_json({"type": "ack", "id": 1})
+        got = self.results(2)
+        self.assertEqual(got[1], {"status": "delivered", "ref": "held"})
+        self.barrier(c)  # the refused one never reaches the device
+
     def test_gateway_schema_rejects_with_errors_and_sends_only_valid(self):
         c, _ = self.session(DEV)
         self.send(b'{"id":"p-2","day-ahead-price":"cheap"}')
