@@ -151,6 +151,12 @@ int gw_metrics_format(const gw_metrics_snapshot *snap, char **text, size_t *len)
         family(&b, c->metric, "counter", c->help);
         put(&b, "%s %" PRIu64 "\n", c->metric, gw_stats_value(snap->stats, c));
     }
+    family(&b, "eds_broker_timeouts_total", "counter",
+           "Broker connections given up for a publish unconfirmed past broker_publish_timeout.");
+    put(&b, "eds_broker_timeouts_total %" PRIu64 "\n", snap->broker_timeouts);
+    family(&b, "eds_commands_lost_total", "counter",
+           "Commands the broker delivered that the gateway could not take (its queue was full).");
+    put(&b, "eds_commands_lost_total %" PRIu64 "\n", snap->cmds_lost);
     gauge(&b, "eds_uptime_seconds", "Seconds since the gateway started.",
           snap->uptime_s > 0 ? (uint64_t)snap->uptime_s : 0);
     gauge(&b, "eds_connections_open", "Agent connections open, authenticated or not.",

@@ -51,6 +51,7 @@ typedef struct gw_metrics_snapshot {
     int64_t uptime_s;
     size_t connections, devices_online, devices_known, pending_bytes, inflight;
     bool broker_connected;
+    uint64_t broker_timeouts, cmds_lost; /* the publisher's, not in gw_stats */
     /* Device i (0 <= i < devices_known) into *out. */
     void (*device)(void *ctx, size_t i, gw_metrics_device *out);
     void *ctx;

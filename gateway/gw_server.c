@@ -215,6 +215,8 @@ static void serve_metrics(gw_server *s)
 {
     if (!gw_metrics_wanted(s->metrics))
         return;
+    gw_publisher_stats ps;
+    gw_publisher_get_stats(s->pub, &ps);
     gw_metrics_snapshot snap = {
         .stats = &s->st,
         .uptime_s = (gw_now_ms() - s->started_ms) / 1000,
@@ -224,6 +226,8 @@ static void serve_metrics(gw_server *s)
         .pending_bytes = s->window.pending_bytes,
         .inflight = gw_publisher_inflight(s->pub),
         .broker_connected = s->relay.broker_up,
+        .broker_timeouts = ps.publish_timeouts,
+        .cmds_lost = ps.messages_dropped,
         .device = metrics_device,
         .ctx = s,
     };

@@ -404,8 +404,9 @@ static int rule_regex(cctx *c, const char *rule, const cJSON *v, rules *r)
                     "the schema's regular expressions together are larger than %d elements "
                     "once repetitions are expanded",
                     EDS_SCHEMA_REGEX_MAX_TOTAL);
-    /* Compiled alone first: if it compiles, its parentheses balance, so the
-     * anchored form below cannot be escaped by a pattern like "a)|(b". */
+    /* Compiled alone first: if it compiles, and the check above refused a
+     * ')' with no '(', its parentheses balance, so the anchored form below
+     * cannot be escaped by a pattern like "a)|(b" or "a)|b". */
     regex_t probe;
     int rc = regcomp(&probe, v->valuestring, REG_EXTENDED | REG_NOSUB);
     if (rc == 0) {

@@ -131,10 +131,17 @@ static bool atom(rx *r, part *out)
     } else if (c == '[') {
         skip_bracket(r);
     } else if (c == '\\') {
-        /* A back-reference (\1..\9) matches whatever its group did: maybe nothing. */
-        out->nullable = *r->p >= '1' && *r->p <= '9';
+        /* The loader compiles the pattern inside a group, "^(...)$", which
+         * would renumber every back-reference; glibc's matcher is also
+         * exponential with them. */
+        if (*r->p >= '1' && *r->p <= '9')
+            return refuse(r, "back-reference '\\%c' (not supported)", *r->p);
         if (*r->p)
             r->p++;
+    } else if (c == ')') {
+        /* glibc reads a ')' with no '(' as a character, but in "^(...)$" it
+         * would close the loader's group: "a)|b" would then match "a)x". */
+        return refuse(r, "')' without a '(' (write \\) for the character)");
     } else if (c == '^' || c == '$') {
         out->nullable = true; /* an anchor matches no character */
     }
@@ -215,7 +222,6 @@ bool eds_schema__regex_check(const char *pattern, size_t *size, char *why, size_
 {
     rx r = {.p = pattern, .why = why, .why_size = why_size};
     part all;
-    /* At the top level a ')' is an atom: branch() stops at one only inside a group. */
     if (!alternatives(&r, &all))
         return false;
     *size = all.size;

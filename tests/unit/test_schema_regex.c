@@ -48,7 +48,7 @@ static void test_common_patterns_pass(void **state)
     expect_ok("[]{}(|)*+?]x", 2); /* specials inside a bracket are members */
     expect_ok("(-|)[0-9]+(\\.[0-9]*)?", 1 + 2 + 2);
     expect_ok("a{,4}b{2,}", 4 + 3); /* GNU {,n}; {n,} counts n + 1 copies */
-    expect_ok("a)", 2);             /* a ')' outside a group is a character */
+    expect_ok("a\\)", 2);           /* an escaped ')' is a character */
     expect_ok("", 0);
     expect_ok("a{255}", 255);
     /* The measure multiplies nested repetitions. */
@@ -100,6 +100,18 @@ static void test_empty_matching_repeats_refused(void **state)
     expect_ok("(a?b)*", 2);
 }
 
+/* The loader compiles "^(PATTERN)$": a ')' with no '(' (glibc's character)
+ * would close that group and a back-reference would point at another group,
+ * so both are refused. */
+static void test_unmatched_paren_and_backrefs_refused(void **state)
+{
+    expect_refused("a)", "')' without a '('");
+    expect_refused("[0-9]+)|x", "')' without a '('");
+    expect_refused("(a)(b)\\2", "back-reference '\\2' (not supported)");
+    expect_refused("(a)\\1", "back-reference '\\1'");
+    expect_ok("[)]\\(x\\)", 4); /* in a bracket or escaped: characters */
+}
+
 static void check_load(const char *schema, const char *want)
 {
     eds_schema *s = NULL;
@@ -120,6 +132,9 @@ static void test_load_refuses(void **state)
     check_load("{\"m\":{\"type\":\"dict\",\"schema\":{\"id\":{\"regex\":\"a{999}{999}\"}}}}",
                "schemas/x.json: field 'm.id': rule 'regex': regular expression refused: "
                "repetition count above 255 in '{999}'");
+    /* Was loaded as "^(a))|b)$", which matched "a)x" and "xb)". */
+    check_load("{\"a\":{\"regex\":\"a)|b\"}}",
+               "field 'a': rule 'regex': regular expression refused: ')' without a '('");
     check_load("{\"a\":{\"regex\":\"(a?|b?)(a?|b?)\"}}",
                "field 'a': rule 'regex': regular expression refused: two alternatives");
     clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -154,6 +169,7 @@ int main(void)
         cmocka_unit_test(test_common_patterns_pass),
         cmocka_unit_test(test_limits_refused),
         cmocka_unit_test(test_empty_matching_repeats_refused),
+        cmocka_unit_test(test_unmatched_paren_and_backrefs_refused),
         cmocka_unit_test(test_load_refuses),
         cmocka_unit_test(test_load_total),
     };

@@ -72,7 +72,9 @@ static void test_gateway_counters_and_gauges(void **state)
                                 .uptime_s = 42,
                                 .connections = 3,
                                 .devices_online = 2,
-                                .broker_connected = true};
+                                .broker_connected = true,
+                                .broker_timeouts = 2,
+                                .cmds_lost = 7};
     char *t = format(&snap);
     assert_int_equal(value_of(t, "eds_records_received_total"), 120);
     assert_int_equal(value_of(t, "eds_records_acked_total"), 117);
@@ -84,6 +86,9 @@ static void test_gateway_counters_and_gauges(void **state)
     assert_int_equal(value_of(t, "eds_uptime_seconds"), 42);
     assert_int_equal(value_of(t, "eds_connections_open"), 3);
     assert_int_equal(value_of(t, "eds_broker_connected"), 1);
+    /* The stats topic's broker_timeouts and cmds_lost (the publisher's counts) too. */
+    assert_int_equal(value_of(t, "eds_broker_timeouts_total"), 2);
+    assert_int_equal(value_of(t, "eds_commands_lost_total"), 7);
     assert_non_null(strstr(t, "# TYPE eds_records_acked_total counter\n"));
     assert_non_null(strstr(t, "# TYPE eds_devices_online gauge\n"));
     /* Every counter family ends in _total; every TYPE line comes once, after its HELP. */
@@ -99,7 +104,7 @@ static void test_gateway_counters_and_gauges(void **state)
         assert_int_equal(strncmp(name, "eds_", 4), 0);
         families++;
     }
-    assert_int_equal(families, 31 + 8 + 6); /* counters, gauges, per-device families */
+    assert_int_equal(families, 33 + 8 + 6); /* counters, gauges, per-device families */
     free(t);
 }
 
