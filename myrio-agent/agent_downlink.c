@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -18,6 +19,15 @@
 #define REASON_FULL "agent queue full"
 #define STDOUT_MAX (1u << 20) /* bytes for stdout beside cmd_tcp (one line may be longer) */
 #define REASON_EXPIRED "expired on the agent before the application took it"
+
+/* A pipe or socket (a reader that may stop) is the only stdout made non-blocking: the flag
+ * is on the open file, shared with whoever else holds it. A terminal (the shell's, stdin
+ * and stderr too) would stay non-blocking after a kill -9; files and /dev/null never wait. */
+static bool stdout_may_stall(void)
+{
+    struct stat st;
+    return fstat(STDOUT_FILENO, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode));
+}
 
 int agent_dl_init(agent_downlink *d, const agent_dl_config *cfg, eds_error *err)
 {
@@ -31,7 +41,7 @@ int agent_dl_init(agent_downlink *d, const agent_dl_config *cfg, eds_error *err)
         return rc;
     if ((rc = agent_cmds_open(&d->q, cfg->dir, err)) != EDS_OK)
         return eds_error_set(err, rc, "out of memory");
-    if (cfg->to_stdout) {
+    if (cfg->to_stdout && stdout_may_stall()) {
         /* Never blocks on a reader that stopped: the gateway link and records go on. */
         int fl = fcntl(STDOUT_FILENO, F_GETFL);
         if (fl >= 0 && !(fl & O_NONBLOCK) && fcntl(STDOUT_FILENO, F_SETFL, fl | O_NONBLOCK) == 0)

@@ -275,6 +275,30 @@ class StdoutNobodyReadsTest(AgentCmdCase):
                                      for i in range(self.N)])
 
 
+class StdoutTerminalTest(AgentCmdCase):
+    def test_terminal_stdout_stays_blocking_even_after_kill_9(self):
+        # O_NONBLOCK is a flag of the open terminal, shared with the shell that started
+        # the agent (its stdin and stderr too): the agent must not set it there, or a
+        # kill -9 leaves the user's terminal non-blocking.
+        master, slave = os.openpty()
+        self.addCleanup(os.close, master)
+        self.addCleanup(os.close, slave)
+        p = self.start_agent("--simulate", 1, "--cmd-stdout", stdout=slave)
+        p.wait_for_line(CONNECTED % DEV)
+        self.send(b'{"id":"t-1","day-ahead-price":77.0}')
+        got = b""
+        deadline = time.monotonic() + 30
+        while b"t-1" not in got and time.monotonic() < deadline:
+            if select.select([master], [], [], max(0, deadline - time.monotonic()))[0]:
+                got += os.read(master, 4096)
+        self.assertIn(b'{"id":"t-1","day-ahead-price":77.0}', got)
+        self.assertEqual(self.results(1), [{"status": "delivered", "ref": "t-1"}])
+        self.assertTrue(os.get_blocking(slave), "the agent made the terminal non-blocking")
+        p.signal(9)
+        p.wait()
+        self.assertTrue(os.get_blocking(slave), "the terminal is non-blocking after kill -9")
+
+
 class UidAfterGatewayRestartsTest(AgentCmdCase):
     def test_new_command_after_two_gateway_restarts_is_handed_over(self):
         # The agent remembers the uids it finished; a gateway restarted twice with no
