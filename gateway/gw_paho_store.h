@@ -42,7 +42,7 @@ void gw_paho_store_free(gw_paho_store *ps);
  * withdraws a mark no put took. */
 void gw_paho_store_expect_mark(gw_paho_store *ps, const gw_mark *mark);
 
-/* A persistence of its own, in memory only, for one clean-mode client. Paho 1.3.11's
+/* A persistence of its own, in memory only, for one clean-mode client. Paho 1.3.12's
  * MQTTAsync_destroy leaks the topic and payload of every PUBLISH still queued
  * (MQTTAsync_NULLPublishCommands clears those pointers as if a session owned them),
  * i.e. whatever the send thread had not written when the connection broke. With a
@@ -52,7 +52,7 @@ void gw_paho_store_expect_mark(gw_paho_store *ps, const gw_mark *mark);
  * Paho is in docs/performance.md. */
 typedef struct gw_paho_mem {
     MQTTClient_persistence paho; /* give &paho to MQTTAsync_createWithOptions */
-    pthread_mutex_t lock;        /* Paho calls from the loop (put) and its send thread */
+    pthread_mutex_t lock;        /* Paho calls from the loop and its send/receive threads */
     gw_memstore tab;
     bool open;
 } gw_paho_mem;
