@@ -260,14 +260,16 @@ static void publish_stats(gw_server *s)
     size_t n = (size_t)head;
     size_t counters = gw_stats_json_counters(&s->st, body + n, sizeof(body) - n);
     n += counters;
-    int tail = snprintf(body + n, sizeof(body) - n,
-                        "\"cmds_held_bytes\":%zu,\"state_dir\":\"%s\",\"pending_bytes\":%zu,"
-                        "\"inflight\":%zu,\"broker\":\"%s\",\"broker_timeouts\":%" PRIu64
-                        ",\"cmds_lost\":%" PRIu64 "}",
-                        s->downlink.held_bytes, gw_journal_blocked(&s->journal) ? "full" : "ok",
-                        s->window.pending_bytes, gw_publisher_inflight(s->pub),
-                        s->relay.broker_up ? "connected" : "disconnected", ps.publish_timeouts,
-                        ps.messages_dropped);
+    int tail =
+        snprintf(body + n, sizeof(body) - n,
+                 "\"cmds_held_bytes\":%zu,\"cmd_results_waiting\":%zu,\"state_dir\":\"%s\","
+                 "\"pending_bytes\":%zu,"
+                 "\"inflight\":%zu,\"broker\":\"%s\",\"broker_timeouts\":%" PRIu64
+                 ",\"cmds_lost\":%" PRIu64 "}",
+                 s->downlink.held_bytes, s->downlink.results.n,
+                 gw_journal_blocked(&s->journal) ? "full" : "ok", s->window.pending_bytes,
+                 gw_publisher_inflight(s->pub), s->relay.broker_up ? "connected" : "disconnected",
+                 ps.publish_timeouts, ps.messages_dropped);
     /* body is sized for every counter; one that outgrows it shows as skipped stats */
     if (!counters || tail < 0 || (size_t)tail >= sizeof(body) - n ||
         gw_relay_publish_untracked(&s->relay, topic, body, n + (size_t)tail, 0, false) != EDS_OK)

@@ -275,6 +275,9 @@ class ContractTest(ResultCase):
                                 "before)"}])
         c = results_hello(self)
         self.barrier(c)  # nothing sent again
+        # Once the broker confirmed the result, a kill -9 does not publish it again (one in
+        # flight at the kill may come twice: QoS 1).
+        self.stats(lambda d: d["cmd_results_waiting"] == 0, "the result confirmed")
         self.gw.restart(kill=True)  # and finished in the store too
         self.sub.wait_for_message("energy/_gateway/status", match=lambda m: m.json()["online"])
         c = results_hello(self)
