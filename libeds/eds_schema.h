@@ -9,7 +9,8 @@
  * threads validating at the same time.
  *
  * Validation does no I/O and, for a valid document, allocates nothing
- * (a `regex` rule calls glibc's regexec, which may allocate internally).
+ * (a `regex` rule calls glibc's regexec, which may allocate internally, and
+ * now and then compiles its pattern afresh to drop what regexec kept).
  * An invalid document gets a new cJSON object in Cerberus's error layout:
  *   {"power_factor": ["must be between 0.0 and 1.0"],
  *    "meter": [{"phase": ["required field"]}],
@@ -35,8 +36,16 @@
 #define EDS_SCHEMA_REGEX_MAX_SIZE 1000   /* atoms once repetitions are expanded */
 #define EDS_SCHEMA_REGEX_MAX_NESTING 32  /* groups inside groups */
 #define EDS_SCHEMA_REGEX_MAX_TOTAL 10000 /* sizes of all regex rules of a schema */
+/* ...and on matching it, which glibc's cache of matcher states makes cost
+ * time and memory in proportion to the bytes matched: a longer string value
+ * fails the rule unmatched, and a rule's pattern is compiled afresh (its
+ * cache dropped) before the bytes matched since its last compile pass the
+ * budget. */
+#define EDS_SCHEMA_REGEX_MAX_VALUE 4096    /* bytes of a value matched against a regex */
+#define EDS_SCHEMA_REGEX_MATCH_BUDGET 8192 /* bytes matched between two compiles */
 
-/* Opaque, immutable after load, shareable across threads. */
+/* Opaque, immutable after load but for each `regex` rule's matcher cache,
+ * which a lock guards: shareable across threads. */
 typedef struct eds_schema eds_schema;
 
 /*

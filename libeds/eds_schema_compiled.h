@@ -12,8 +12,8 @@
 #define EDS_SCHEMA_COMPILED_H
 
 #include "eds_schema.h"
+#include "eds_schema_util.h"
 
-#include <regex.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -49,11 +49,11 @@ struct rules {
     bool has_empty, empty;
     bool required;
     int allow_unknown; /* -1: not set here */
-    bool has_between, has_regex, has_format;
+    bool has_between, has_format;
     double lo, hi;
     bound min, max, minlen, maxlen;
     char *type_msg, *between_msg, *regex_msg;
-    regex_t re;
+    eds_schema_rx *rx;      /* the `regex` rule's matcher; NULL when there is none */
     const cJSON *allowed;   /* array inside the schema's parsed tree */
     const cJSON *forbidden; /* idem */
     mapping *map;           /* `schema` for a dict value */

@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -42,8 +43,7 @@ static void rules_free(rules *r)
     free(r->minlen.msg);
     free(r->maxlen.msg);
     free(r->regex_msg);
-    if (r->has_regex)
-        regfree(&r->re);
+    eds_schema__rx_destroy(r->rx);
     mapping_free(r->map);
     if (r->items) {
         rules_free(r->items);
@@ -409,24 +409,17 @@ static int rule_regex(cctx *c, const char *rule, const cJSON *v, rules *r)
      * cannot be escaped by a pattern like "a)|(b" or "a)|b". */
     regex_t probe;
     int rc = regcomp(&probe, v->valuestring, REG_EXTENDED | REG_NOSUB);
-    if (rc == 0) {
-        regfree(&probe);
-        size_t n = strlen(v->valuestring);
-        char *anchored = malloc(n + 5);
-        if (!anchored)
-            return nomem(c);
-        snprintf(anchored, n + 5, "^(%s)$", v->valuestring);
-        rc = regcomp(&r->re, anchored, REG_EXTENDED | REG_NOSUB);
-        free(anchored);
-        if (rc != 0) /* cannot happen after the probe; report it all the same */
-            return fail(c, rule, "invalid regular expression");
-    }
     if (rc != 0) {
         char why[128];
         regerror(rc, &probe, why, sizeof(why));
         return fail(c, rule, "invalid regular expression: %s", why);
     }
-    r->has_regex = true;
+    regfree(&probe);
+    rc = eds_schema__rx_create(v->valuestring, &r->rx);
+    if (rc == EDS_ERR_NOMEM)
+        return nomem(c);
+    if (rc != EDS_OK) /* cannot happen after the probe; report it all the same */
+        return fail(c, rule, "invalid regular expression");
     eds_schema_buf b;
     eds_schema__buf_init(&b, EDS_SCHEMA_MSG_MAX + strlen(v->valuestring));
     eds_schema__buf_adds(&b, "value does not match regex '");

@@ -1,6 +1,7 @@
 /*
- * eds_schema_regex.c - the limits a `regex` rule's pattern must keep before
- * glibc's regcomp sees it.
+ * eds_schema_regex.c - a `regex` rule: the limits its pattern must keep
+ * before glibc's regcomp sees it, and its compiled matcher, whose memory is
+ * bounded (at the end of this file).
  *
  * regcomp copies a repeated part once per repetition (a{999}{999} is a
  * million copies) and computes, for every node, the set of nodes reachable
@@ -21,8 +22,11 @@
 #include "eds_schema.h"
 #include "eds_schema_util.h"
 
+#include <pthread.h>
+#include <regex.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct rx {
@@ -229,4 +233,94 @@ bool eds_schema__regex_check(const char *pattern, size_t *size, char *why, size_
         return refuse(&r, "larger than %d elements once repetitions are expanded",
                       EDS_SCHEMA_REGEX_MAX_SIZE);
     return true;
+}
+
+/* ---------------------------------------------------------------------- */
+/* The matcher                                                             */
+
+/* glibc's regexec builds its DFA states lazily, from the values it reads,
+ * and keeps every one until regfree: a pattern like [ab]*a[ab]{20} makes a
+ * new state for nearly every byte of a new value (about 3 KB each), so the
+ * cache grew without end. The bytes matched since the last compile stand in
+ * for the cache's size; past EDS_SCHEMA_REGEX_MATCH_BUDGET the pattern is
+ * compiled afresh, which the pattern limits above keep cheap. The schema is
+ * otherwise immutable and may be shared by threads: the lock makes that
+ * true of this cache too (glibc's regexec locks the regex_t anyway). */
+struct eds_schema_rx {
+    pthread_mutex_t lock;
+    regex_t re;
+    bool compiled;     /* false only after a recompile ran out of memory */
+    size_t matched;    /* bytes given to regexec since re was compiled */
+    size_t recompiles; /* times re was compiled afresh */
+    char anchored[];   /* "^(PATTERN)$" */
+};
+
+int eds_schema__rx_create(const char *pattern, eds_schema_rx **out)
+{
+    *out = NULL;
+    size_t n = strlen(pattern);
+    eds_schema_rx *m = calloc(1, sizeof(*m) + n + 5);
+    if (!m)
+        return EDS_ERR_NOMEM;
+    snprintf(m->anchored, n + 5, "^(%s)$", pattern);
+    int rc = regcomp(&m->re, m->anchored, REG_EXTENDED | REG_NOSUB);
+    if (rc != 0) {
+        free(m);
+        return rc == REG_ESPACE ? EDS_ERR_NOMEM : EDS_ERR_SCHEMA;
+    }
+    if (pthread_mutex_init(&m->lock, NULL) != 0) {
+        regfree(&m->re);
+        free(m);
+        return EDS_ERR_NOMEM;
+    }
+    m->compiled = true;
+    *out = m;
+    return EDS_OK;
+}
+
+void eds_schema__rx_destroy(eds_schema_rx *m)
+{
+    if (!m)
+        return;
+    if (m->compiled)
+        regfree(&m->re);
+    pthread_mutex_destroy(&m->lock);
+    free(m);
+}
+
+int eds_schema__rx_match(eds_schema_rx *m, const char *s, size_t len, bool *matched)
+{
+    *matched = false;
+    if (len > EDS_SCHEMA_REGEX_MAX_VALUE)
+        return EDS_ERR_TOOLONG;
+    int rc = EDS_OK;
+    pthread_mutex_lock(&m->lock);
+    /* Recompiled before a value would take the count past the budget, so
+     * the states come from at most max(budget, longest value) bytes. */
+    if (m->compiled && m->matched > 0 && m->matched + len > EDS_SCHEMA_REGEX_MATCH_BUDGET) {
+        regfree(&m->re); /* first: the memory may be what the new one needs */
+        m->compiled = false;
+        m->recompiles++;
+    }
+    if (!m->compiled) {
+        /* The pattern compiled at load, so only memory can fail here. */
+        m->compiled = regcomp(&m->re, m->anchored, REG_EXTENDED | REG_NOSUB) == 0;
+        m->matched = 0;
+    }
+    if (m->compiled) {
+        *matched = regexec(&m->re, s, 0, NULL, 0) == 0;
+        m->matched += len;
+    } else {
+        rc = EDS_ERR_NOMEM;
+    }
+    pthread_mutex_unlock(&m->lock);
+    return rc;
+}
+
+size_t eds_schema__rx_recompiles(eds_schema_rx *m)
+{
+    pthread_mutex_lock(&m->lock);
+    size_t n = m->recompiles;
+    pthread_mutex_unlock(&m->lock);
+    return n;
 }

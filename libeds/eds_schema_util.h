@@ -63,4 +63,25 @@ bool eds_schema__rfc3339_valid(const char *s, size_t len);
  * not check the syntax: regcomp still must accept the pattern. */
 bool eds_schema__regex_check(const char *pattern, size_t *size, char *why, size_t why_size);
 
+/* A `regex` rule's compiled matcher: "^(PATTERN)$" plus the cache glibc
+ * builds while matching, compiled afresh whenever the bytes matched since
+ * the last compile would pass EDS_SCHEMA_REGEX_MATCH_BUDGET. Thread-safe. */
+typedef struct eds_schema_rx eds_schema_rx;
+
+/* Compiles pattern (checked by eds_schema__regex_check, and accepted by
+ * regcomp alone). EDS_OK and *out set to a matcher the caller frees with
+ * eds_schema__rx_destroy (NULL is fine); EDS_ERR_NOMEM; or EDS_ERR_SCHEMA
+ * when regcomp refuses it. */
+int eds_schema__rx_create(const char *pattern, eds_schema_rx **out);
+void eds_schema__rx_destroy(eds_schema_rx *rx);
+
+/* Matches the NUL-terminated s, of strlen len, as a whole. EDS_OK with
+ * *matched set; EDS_ERR_TOOLONG when len > EDS_SCHEMA_REGEX_MAX_VALUE
+ * (not matched at all); EDS_ERR_NOMEM when compiling afresh failed (the
+ * next call tries again). */
+int eds_schema__rx_match(eds_schema_rx *rx, const char *s, size_t len, bool *matched);
+
+/* How many times rx was compiled afresh (for tests and benchmarks). */
+size_t eds_schema__rx_recompiles(eds_schema_rx *rx);
+
 #endif

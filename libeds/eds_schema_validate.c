@@ -23,6 +23,10 @@ static const char MSG_EMPTY[] = "empty values not allowed";
 static const char MSG_REQUIRED[] = "required field";
 static const char MSG_UNKNOWN[] = "unknown field";
 static const char MSG_DATETIME[] = "value is not a valid RFC 3339 date-time";
+#define STR_(x) #x
+#define STR(x) STR_(x)
+static const char MSG_REGEX_LONG[] =
+    "value too long to match against regex (over " STR(EDS_SCHEMA_REGEX_MAX_VALUE) " bytes)";
 
 static int add_item(cJSON **list, cJSON *item)
 {
@@ -282,6 +286,20 @@ static int check_forbidden(const cJSON *forbidden, const cJSON *v, cJSON **list)
     return add_buf_msg(list, &b);
 }
 
+/* `regex`: a value longer than EDS_SCHEMA_REGEX_MAX_VALUE is not matched
+ * (matching costs time and memory in proportion to its length) and fails
+ * with its own message; Cerberus has no such limit. */
+static int check_regex(const rules *r, const char *s, cJSON **list)
+{
+    bool matched;
+    int rc = eds_schema__rx_match(r->rx, s, strlen(s), &matched);
+    if (rc == EDS_ERR_TOOLONG)
+        return add_msg(list, MSG_REGEX_LONG);
+    if (rc != EDS_OK)
+        return rc;
+    return matched ? EDS_OK : add_msg(list, r->regex_msg);
+}
+
 static int validate_mapping(const mapping *m, const cJSON *doc, cJSON **obj);
 
 /* Checks v against r, adding messages (and a nested error dict last) to *list. */
@@ -330,8 +348,7 @@ static int validate_value(const rules *r, const cJSON *v, cJSON **list)
     if (r->minlen.on && !skip && sized && (double)len < r->minlen.v &&
         (rc = add_msg(list, r->minlen.msg)) != EDS_OK)
         return rc;
-    if (r->has_regex && !skip && str && regexec(&r->re, v->valuestring, 0, NULL, 0) != 0 &&
-        (rc = add_msg(list, r->regex_msg)) != EDS_OK)
+    if (r->rx && !skip && str && (rc = check_regex(r, v->valuestring, list)) != EDS_OK)
         return rc;
 
     cJSON *sub = NULL;

@@ -13,6 +13,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <unistd.h>
+
 #include "eds_schema.h"
 #include "eds_schema_util.h"
 
@@ -163,6 +165,142 @@ static void test_load_total(void **state)
     }
 }
 
+/* Validates {"v": value} against schema and returns the errors as JSON
+ * text ("" when valid); the caller frees it. */
+static char *verdict(const eds_schema *s, const char *value)
+{
+    cJSON *doc = cJSON_CreateObject();
+    assert_non_null(cJSON_AddStringToObject(doc, "v", value));
+    cJSON *errors = NULL;
+    int rc = eds_schema_validate(s, doc, &errors);
+    assert_int_equal(rc, errors ? EDS_ERR_INVALID : EDS_OK);
+    char *text = errors ? cJSON_PrintUnformatted(errors) : strdup("");
+    assert_non_null(text);
+    cJSON_Delete(errors);
+    cJSON_Delete(doc);
+    return text;
+}
+
+static eds_schema *load_v(const char *pattern)
+{
+    char text[256];
+    snprintf(text, sizeof(text), "{\"v\": {\"type\": \"string\", \"regex\": \"%s\"}}", pattern);
+    eds_schema *s = NULL;
+    eds_error err = {0};
+    assert_int_equal(eds_schema_load_json(text, strlen(text), "x.json", &s, &err), EDS_OK);
+    return s;
+}
+
+static void expect_verdict(const eds_schema *s, const char *value, const char *want)
+{
+    char *got = verdict(s, value);
+    if (strcmp(got, want) != 0)
+        print_error("'%.40s': got %s, want %s\n", value, got, want);
+    assert_string_equal(got, want);
+    free(got);
+}
+
+/* A value over EDS_SCHEMA_REGEX_MAX_VALUE bytes is not matched: it fails
+ * the rule with its own message, whether or not the pattern would match. */
+static void test_long_value_fails(void **state)
+{
+    eds_schema *s = load_v("[a-z]*");
+    char *value = malloc(EDS_SCHEMA_REGEX_MAX_VALUE + 2);
+    assert_non_null(value);
+    memset(value, 'a', EDS_SCHEMA_REGEX_MAX_VALUE + 1);
+    value[EDS_SCHEMA_REGEX_MAX_VALUE] = '\0';
+    expect_verdict(s, value, ""); /* 4096 bytes: matched */
+    value[EDS_SCHEMA_REGEX_MAX_VALUE] = 'a';
+    value[EDS_SCHEMA_REGEX_MAX_VALUE + 1] = '\0';
+    expect_verdict(s, value,
+                   "{\"v\":[\"value too long to match against regex (over 4096 bytes)\"]}");
+    value[0] = '0'; /* would not match either: still the one message */
+    expect_verdict(s, value,
+                   "{\"v\":[\"value too long to match against regex (over 4096 bytes)\"]}");
+    free(value);
+    eds_schema_destroy(s);
+}
+
+/* Patterns match whole values as before, and still do after the matcher
+ * has been compiled afresh many times. */
+static void test_patterns_match_across_recompiles(void **state)
+{
+    eds_schema *s = load_v("[A-Z]{2}-[0-9]+");
+    const char *no = "{\"v\":[\"value does not match regex '[A-Z]{2}-[0-9]+'\"]}";
+    char big[EDS_SCHEMA_REGEX_MAX_VALUE + 1];
+    memset(big, '7', sizeof(big) - 1);
+    big[0] = 'Q', big[1] = 'Z', big[2] = '-', big[sizeof(big) - 1] = '\0';
+    /* Each round matches 4 KiB, so every other round passes the budget. */
+    for (int round = 0; round < 10; round++) {
+        expect_verdict(s, big, "");
+        expect_verdict(s, "AB-12", "");
+        expect_verdict(s, "AB-", no);
+        expect_verdict(s, "xAB-12", no); /* anchored at both ends */
+        expect_verdict(s, "AB-12x", no);
+    }
+    eds_schema_destroy(s);
+}
+
+/* The matcher is compiled afresh each time the bytes matched since its last
+ * compile would pass EDS_SCHEMA_REGEX_MATCH_BUDGET. */
+static void test_recompiles_at_budget(void **state)
+{
+    eds_schema_rx *m = NULL;
+    assert_int_equal(eds_schema__rx_create("[a-z]+", &m), EDS_OK);
+    char value[1001];
+    memset(value, 'q', 1000);
+    value[1000] = '\0';
+    bool matched = false;
+    size_t per = EDS_SCHEMA_REGEX_MATCH_BUDGET / 1000; /* values between two compiles */
+    for (size_t i = 0; i < 10 * per; i++) {
+        assert_int_equal(eds_schema__rx_match(m, value, 1000, &matched), EDS_OK);
+        assert_true(matched);
+    }
+    assert_int_equal(eds_schema__rx_recompiles(m), 9);
+    assert_int_equal(eds_schema__rx_match(m, "q9", 2, &matched), EDS_OK);
+    assert_false(matched);
+    eds_schema__rx_destroy(m);
+    eds_schema__rx_destroy(NULL);
+}
+
+static double resident_mb(void)
+{
+    long pages = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    assert_non_null(f);
+    assert_int_equal(fscanf(f, "%ld %ld", &pages, &resident), 2);
+    fclose(f);
+    return (double)resident * (double)sysconf(_SC_PAGESIZE) / (1024.0 * 1024.0);
+}
+
+/* [ab]*a[ab]{20} makes glibc keep a matcher state (~3 KB) for nearly every
+ * byte of every new value: 32 distinct 1 KiB values took the process to
+ * ~100 MB before the budget; now the states of at most 8 KiB are kept
+ * (~28 MB, docs/schema.md). Under ASan freed memory sits in quarantine, so
+ * only the recompiles are checked there. */
+static void test_state_cache_bounded(void **state)
+{
+    eds_schema *s = load_v("[ab]*a[ab]{20}");
+    char value[1025];
+    srand(7);
+    double before = resident_mb();
+    for (int i = 0; i < 32; i++) {
+        for (size_t k = 0; k < 1024; k++)
+            value[k] = "ab"[rand() % 2];
+        value[1024] = '\0';
+        char *got = verdict(s, value);
+        /* Random: matches unless one of the last 21 bytes is wrong. */
+        assert_true(got[0] == '\0' || strstr(got, "does not match regex") != NULL);
+        free(got);
+    }
+    double grown = resident_mb() - before;
+    print_message("resident memory grew %.1f MB over 32 values of 1 KiB\n", grown);
+#if !defined(__SANITIZE_ADDRESS__)
+    assert_true(grown < 60.0);
+#endif
+    eds_schema_destroy(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -172,6 +310,10 @@ int main(void)
         cmocka_unit_test(test_unmatched_paren_and_backrefs_refused),
         cmocka_unit_test(test_load_refuses),
         cmocka_unit_test(test_load_total),
+        cmocka_unit_test(test_long_value_fails),
+        cmocka_unit_test(test_patterns_match_across_recompiles),
+        cmocka_unit_test(test_recompiles_at_budget),
+        cmocka_unit_test(test_state_cache_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
