@@ -1,6 +1,7 @@
 #include "eds_log.h"
 
 #include "eds_clock.h"
+#include "eds_write.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -12,6 +13,22 @@
 static const char *log_progname = "eds";
 static enum eds_log_level log_level = EDS_LOG_NOTICE;
 static int log_journal;
+
+/* Lines held back (eds_log_hold): bounded, the rest only counted. Under hold_lock, which
+ * every line is written under too, so none slips past a hold. */
+static pthread_mutex_t hold_lock = PTHREAD_MUTEX_INITIALIZER;
+static int hold_count;
+static char held[16384];
+static size_t held_len;
+static uint64_t held_dropped;
+
+/* One write per line (at most 1 KiB: atomic on a pipe) so lines from threads never
+ * interleave; no SIGPIPE when stderr's reader has gone. */
+static void write_line(const char *line, size_t n)
+{
+    ssize_t w = eds_write(STDERR_FILENO, line, n);
+    (void)w;
+}
 
 static const char *const level_names[] = {"error", "warning", "notice", "info", "debug"};
 /* syslog priorities: err, warning, notice, info, debug */
@@ -62,9 +79,56 @@ static void log_v(enum eds_log_level level, const char *suffix, const char *fmt,
     if (n > sizeof(line) - 2)
         n = sizeof(line) - 2; /* truncated: keep the newline */
     line[n++] = '\n';
-    /* One write per line so lines from threads never interleave. */
-    ssize_t w = write(STDERR_FILENO, line, n);
-    (void)w;
+    pthread_mutex_lock(&hold_lock);
+    if (hold_count > 0) {
+        if (held_len + n <= sizeof(held)) {
+            memcpy(held + held_len, line, n);
+            held_len += n;
+        } else {
+            held_dropped++;
+        }
+    } else {
+        write_line(line, n);
+    }
+    pthread_mutex_unlock(&hold_lock);
+}
+
+void eds_log_hold(void)
+{
+    pthread_mutex_lock(&hold_lock);
+    hold_count++;
+    pthread_mutex_unlock(&hold_lock);
+}
+
+void eds_log_release(void)
+{
+    pthread_mutex_lock(&hold_lock);
+    if (hold_count > 0 && --hold_count == 0) {
+        for (size_t i = 0; i < held_len;) { /* each line its own write, as when written */
+            const char *lf = memchr(held + i, '\n', held_len - i);
+            size_t n = (size_t)(lf - (held + i)) + 1;
+            write_line(held + i, n);
+            i += n;
+        }
+        held_len = 0;
+        if (held_dropped) {
+            char line[160];
+            int k;
+            if (log_journal)
+                k = snprintf(line, sizeof(line), "<4>warning: ");
+            else
+                k = snprintf(line, sizeof(line), "%s[%ld]: warning: ", log_progname,
+                             (long)getpid());
+            if (k > 0 && (size_t)k < sizeof(line))
+                k += snprintf(line + k, sizeof(line) - (size_t)k,
+                              "%llu log line%s dropped while held back\n",
+                              (unsigned long long)held_dropped, eds_plural(held_dropped));
+            if (k > 0 && (size_t)k < sizeof(line))
+                write_line(line, (size_t)k);
+            held_dropped = 0;
+        }
+    }
+    pthread_mutex_unlock(&hold_lock);
 }
 
 void eds_log(enum eds_log_level level, const char *fmt, ...)

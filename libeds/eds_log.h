@@ -5,7 +5,7 @@
  * (JOURNAL_STREAM set) they carry a `<N>` syslog priority prefix instead so
  * journald keeps the level. The level and the program name are process-wide
  * settings made once at start-up (eds_log_init) and read-only afterwards;
- * logging itself is thread-safe (one write(2) per line).
+ * logging itself is thread-safe (one write(2) per line, SIGPIPE-safe: eds_write.h).
  * Never pass secrets (passwords, keys) to these functions.
  */
 #ifndef EDS_LOG_H
@@ -35,6 +35,16 @@ void eds_log(enum eds_log_level level, const char *fmt, ...) __attribute__((form
 
 /* "s" unless n is 1: "%" PRIu64 " record%s", n, eds_plural(n) says "1 record", "2 records". */
 #define eds_plural(n) ((n) == 1 ? "" : "s")
+
+/*
+ * Holding the log back: while held, lines wait (up to 16 KiB, further ones are
+ * only counted) and eds_log_release writes them, once as many releases as
+ * holds were made. For a writer that puts a line into the file stderr shares
+ * in several pieces (the agent's stdout with 2>&1): no log line lands inside
+ * it. Process-wide, like the log; thread-safe.
+ */
+void eds_log_hold(void);
+void eds_log_release(void);
 
 #define eds_log_error(...) eds_log(EDS_LOG_ERROR, __VA_ARGS__)
 #define eds_log_warning(...) eds_log(EDS_LOG_WARNING, __VA_ARGS__)

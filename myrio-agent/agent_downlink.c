@@ -14,6 +14,7 @@
 
 #include "eds_json.h"
 #include "eds_log.h"
+#include "eds_write.h"
 
 #define OUTBOX_MAX (1u << 20) /* answers held between two flushes of the engine */
 #define REASON_FULL "agent queue full"
@@ -27,6 +28,15 @@ static bool stdout_may_stall(void)
 {
     struct stat st;
     return fstat(STDOUT_FILENO, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode));
+}
+
+/* stderr is the same pipe or socket as stdout (2>&1): the agent's log lines could land
+ * inside a command line written in pieces. */
+static bool stderr_is_stdout(void)
+{
+    struct stat out, err;
+    return fstat(STDOUT_FILENO, &out) == 0 && fstat(STDERR_FILENO, &err) == 0 &&
+           out.st_dev == err.st_dev && out.st_ino == err.st_ino;
 }
 
 int agent_dl_init(agent_downlink *d, const agent_dl_config *cfg, eds_error *err)
@@ -46,6 +56,7 @@ int agent_dl_init(agent_downlink *d, const agent_dl_config *cfg, eds_error *err)
         int fl = fcntl(STDOUT_FILENO, F_GETFL);
         if (fl >= 0 && !(fl & O_NONBLOCK) && fcntl(STDOUT_FILENO, F_SETFL, fl | O_NONBLOCK) == 0)
             d->so_flags = fl;
+        d->so_shares_log = stderr_is_stdout();
     }
     if (cfg->udp_port > 0) {
         d->udp_fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -63,6 +74,8 @@ void agent_dl_free(agent_downlink *d)
         close(d->udp_fd);
     free(d->out);
     free(d->so);
+    if (d->so_holding)
+        eds_log_release();
     if (d->so_flags >= 0)
         (void)fcntl(STDOUT_FILENO, F_SETFL, d->so_flags);
     memset(d, 0, sizeof(*d));
@@ -246,25 +259,46 @@ static bool stdout_append(agent_downlink *d, const char *json, size_t len)
     return true;
 }
 
-/* Writes what the stdout buffer holds, without blocking: true once all of it is written. */
+/* Writes what the stdout buffer holds, without blocking: true once all of it is written.
+ * One line per write: a pipe takes a line of up to PIPE_BUF bytes whole or not at all, so
+ * a log line (one write to stderr) never lands inside it. A longer line, or any on a
+ * socket, may be written in pieces: with stderr the same file the log is held back until
+ * the line is complete. */
 static bool stdout_flush(agent_downlink *d)
 {
     while (d->so_off < d->so_len) {
-        ssize_t w = write(STDOUT_FILENO, d->so + d->so_off, d->so_len - d->so_off);
-        if (w < 0 && errno == EINTR)
+        const char *start = d->so + d->so_off;
+        const char *lf = memchr(start, '\n', d->so_len - d->so_off); /* every line ends so */
+        size_t n = (size_t)(lf - start) + 1;
+        if (d->so_shares_log && !d->so_holding) {
+            eds_log_hold();
+            d->so_holding = true;
+        }
+        ssize_t w = eds_write(STDOUT_FILENO, start, n);
+        int e = errno;
+        if (w > 0)
+            d->so_off += (size_t)w;
+        if (d->so_holding && (d->so_off == 0 || d->so[d->so_off - 1] == '\n')) {
+            d->so_holding = false; /* no line half written */
+            eds_log_release();
+        }
+        if (w < 0 && e == EINTR)
             continue;
-        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        if (w < 0 && (e == EAGAIN || e == EWOULDBLOCK))
             return false;
         if (w <= 0) {
             /* A closed pipe stays closed: commands wait as with no consumer. */
-            eds_log_error("cannot write commands to stdout: %s; they wait for no consumer now",
-                          w < 0 ? strerror(errno) : "nothing written");
             d->so_dead = true;
             d->q.head_busy = false;
             d->so_len = d->so_off = 0;
+            if (d->so_holding) {
+                d->so_holding = false;
+                eds_log_release();
+            }
+            eds_log_error("cannot write commands to stdout: %s; they wait for no consumer now",
+                          w < 0 ? strerror(e) : "nothing written");
             return false;
         }
-        d->so_off += (size_t)w;
     }
     d->so_len = d->so_off = 0;
     return true;

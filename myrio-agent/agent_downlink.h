@@ -51,9 +51,11 @@ typedef struct agent_downlink {
     char *out;    /* answers for the gateway, complete lines */
     char *so;     /* bytes for stdout not yet written (so_off of so_len written) */
     size_t so_len, so_off, so_cap;
-    bool so_head; /* so ends with the store's head (taken once written) */
-    bool so_dead; /* stdout failed (closed): commands wait as with no consumer */
-    int so_flags; /* stdout's flags before O_NONBLOCK, restored at free; -1: unchanged */
+    bool so_head;       /* so ends with the store's head (taken once written) */
+    bool so_dead;       /* stdout failed (closed): commands wait as with no consumer */
+    int so_flags;       /* stdout's flags before O_NONBLOCK, restored at free; -1: unchanged */
+    bool so_shares_log; /* stderr is the same pipe or socket (2>&1) */
+    bool so_holding;    /* the log is held back (eds_log_hold): a line is half written */
     size_t out_len, out_cap;
     uint64_t handed, refused; /* commands handed over; refused, expired or dropped */
 } agent_downlink;

@@ -250,14 +250,24 @@ EDS_AGENT_API int eds_agent_run(eds_agent *a);
 EDS_AGENT_API void eds_agent_stop(eds_agent *a);
 
 /*
- * Takes the oldest downlink command waiting (only when neither cmd_stdout
- * nor cmd_udp is set): copies its `data` as the gateway sent it (compact JSON,
- * never re-printed), NUL-terminated, into buf, sets *id, acks it to the
- * gateway, and returns its length. A command is acked only once taken here:
+ * Takes the oldest downlink command waiting in the agent's store: copies its
+ * `data` as the gateway sent it (compact JSON, never re-printed),
+ * NUL-terminated, into buf, sets *id, acks it to the gateway, and returns its
+ * length. A command is acked only once taken (here or by another consumer):
  * until then the gateway keeps it, and with a spool it survives a power cycle
- * of the myRIO too.
- * Returns 0 when none is waiting, EDS_ERR_TOOLONG when cap is too small (the
- * command stays queued).
+ * of the myRIO too. What waits in the store depends on the consumers set:
+ *   - none, or cmd_udp beside cmd_stdout or cmd_tcp: every command, for this
+ *     call (and the consumer below); cmd_udp alone stores none (each is acked
+ *     once sent), so this call returns 0;
+ *   - cmd_stdout (without cmd_tcp): stdout takes the commands, one line at a
+ *     time in order; while a command is being written to stdout (whenever one
+ *     waits and stdout works, however slowly its reader reads) this call
+ *     returns 0. Once stdout has failed (its reader closed it; logged once)
+ *     commands wait in the store and this call takes them;
+ *   - cmd_tcp: the tcp client and this call both take the head, whichever
+ *     comes first (stdout beside cmd_tcp only gets a copy).
+ * Returns 0 when none is waiting for it, EDS_ERR_TOOLONG when cap is too small
+ * (the command stays queued).
  */
 EDS_AGENT_API int eds_agent_next_cmd(eds_agent *a, char *buf, size_t cap, int64_t *id);
 

@@ -115,23 +115,25 @@ class Process:
     """
 
     def __init__(self, argv, name=None, env=None, cwd=None, stdin=subprocess.DEVNULL,
-                 stdout=subprocess.PIPE):
-        """stdout: PIPE (collected, as stderr always is) or a file descriptor the test reads
-        itself."""
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE):
+        """stdout: PIPE (collected) or a file descriptor the test reads itself; stderr: PIPE
+        (collected) or STDOUT (2>&1, with stdout a file descriptor: the test reads both)."""
         self.argv = [str(a) for a in argv]
         self.name = name or os.path.basename(self.argv[0])
         self._cond = threading.Condition()
         self._lines = []  # (stream, text)
-        self._eof = 0 if stdout == subprocess.PIPE else 1  # streams fully read
+        # streams fully read (one not collected counts as read)
+        self._eof = (stdout != subprocess.PIPE) + (stderr != subprocess.PIPE)
         full_env = dict(os.environ)
         if env:
             full_env.update(env)
         self.proc = subprocess.Popen(self.argv, stdin=stdin, stdout=stdout,
-                                     stderr=subprocess.PIPE, env=full_env, cwd=cwd)
+                                     stderr=stderr, env=full_env, cwd=cwd)
         self.pid = self.proc.pid
-        self._readers = [
-            threading.Thread(target=self._read, args=(self.proc.stderr, "stderr"), daemon=True),
-        ]
+        self._readers = []
+        if stderr == subprocess.PIPE:
+            self._readers.append(threading.Thread(target=self._read,
+                                                  args=(self.proc.stderr, "stderr"), daemon=True))
         if stdout == subprocess.PIPE:
             self._readers.append(threading.Thread(target=self._read,
                                                   args=(self.proc.stdout, "stdout"), daemon=True))

@@ -9,15 +9,17 @@ does not stop the records, nor does a stdout that nobody reads."""
 import fcntl
 import json
 import os
+import re
 import select
 import socket
+import subprocess
 import sys
 import threading
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from edsrig import free_port, wait_until  # noqa: E402
+from edsrig import Process, bin_path, free_port, wait_until  # noqa: E402
 from test_agent_cmds import AgentCmdCase as SchemaCmdCase  # noqa: E402
 from test_agent_delivery import CONNECTED, DEV  # noqa: E402
 
@@ -273,6 +275,113 @@ class StdoutNobodyReadsTest(AgentCmdCase):
         wait_until(lambda: len(results()) >= self.N, timeout=30, what="all commands acked")
         self.assertEqual(results(), [{"status": "delivered", "ref": "s-%d" % i}
                                      for i in range(self.N)])
+
+
+class StdoutSharedWithStderrTest(AgentCmdCase):
+    N = 16
+
+    def test_log_lines_never_land_inside_a_command_line_with_2_to_1(self):
+        # stdout and stderr one pipe (2>&1), one page big, read slowly: a 6 KB command line
+        # goes out in pieces while refused records make the agent log warnings.
+        r, w = os.pipe()
+        self.addCleanup(os.close, r)
+        fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, 4096)
+        udp = free_port()
+        try:
+            p = self.start_agent("--udp", udp, "--cmd-stdout", stdout=w,
+                                 stderr=subprocess.STDOUT)
+        finally:
+            os.close(w)
+        data = bytearray()
+        lock = threading.Lock()
+
+        def read_slowly():
+            while True:
+                try:
+                    chunk = os.read(r, 700)
+                except OSError:  # closed by the cleanup
+                    return
+                if not chunk:
+                    return
+                with lock:
+                    data.extend(chunk)
+                time.sleep(0.002)  # a slow reader (pacing, not synchronisation)
+
+        threading.Thread(target=read_slowly, daemon=True).start()
+
+        def lines():
+            with lock:
+                return bytes(data).split(b"\n")[:-1]
+
+        connected = re.compile((CONNECTED % DEV).encode())
+        wait_until(lambda: any(connected.search(ln) for ln in lines()), timeout=30,
+                   what="the agent connected")
+        stop = threading.Event()
+
+        def refused_records():  # each one a warning line on stderr; bounded in count
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                for i in range(20000):
+                    if stop.is_set():
+                        return
+                    s.sendto(b'{"timestamp":"2026-11-24T10:00:00Z","day-ahead-price":%d,'
+                             b'"power_factor":1.2}' % i, ("127.0.0.1", udp))
+                    time.sleep(0.001)
+
+        flood = threading.Thread(target=refused_records, daemon=True)
+        flood.start()
+        self.addCleanup(flood.join)
+        self.addCleanup(stop.set)
+        sent = [json.dumps({"id": "b-%d" % i, "pad": ("x" * 6000 if i % 2 == 0 else "y")},
+                           separators=(",", ":")) for i in range(self.N)]
+        for line in sent:
+            self.send(line.encode())
+
+        def commands():
+            return [ln for ln in lines() if not ln.startswith(b"eds-agent[")]
+
+        wait_until(lambda: len(commands()) >= self.N, timeout=90, what="all commands read")
+        stop.set()
+        self.assertEqual([c.decode() for c in commands()], sent)
+        for c in commands():
+            self.assertEqual(json.loads(c)["id"][:2], "b-")
+        logs = [ln for ln in lines() if ln.startswith(b"eds-agent[")]
+        warnings = [ln for ln in logs if b"record refused by the schema" in ln]
+        self.assertGreater(len(warnings), 10, "no log lines while commands were written")
+        for ln in logs:
+            self.assertNotIn(b'"pad"', ln)
+        self.assertTrue(p.running())
+
+
+class StdoutLibraryReaderClosesTest(AgentCmdCase):
+    def test_program_using_the_library_survives_a_closed_stdout(self):
+        # A program linking libedsagent leaves SIGPIPE at its default: the library must not
+        # let a write to a closed stdout kill it, nor change its signal handling.
+        r, w = os.pipe()
+        conf = os.path.join(self.agent_dir, "lib.conf")
+        with open(conf, "w") as f:
+            f.write("gateway 127.0.0.1:%d\ndevice %s\npassword_file %s\ncmd_stdout true\n"
+                    "reconnect_min 0.1\nreconnect_max 1\n"
+                    % (self.gw.port, DEV, self.password_file()))
+        try:
+            p = Process([bin_path("cmd_stdout_lib"), conf, 1], name="cmd_stdout_lib", stdout=w)
+        finally:
+            os.close(w)
+        self.addCleanup(p.stop)
+        p.wait_for_line(CONNECTED % DEV)
+        self.send(b'{"id":"l-1","day-ahead-price":77.0}')
+        with os.fdopen(r, "rb") as reader:
+            self.assertEqual(reader.readline(), b'{"id":"l-1","day-ahead-price":77.0}\n')
+        self.assertEqual(self.results(1), [{"status": "delivered", "ref": "l-1"}])
+        # The reader has gone: the next command fails on stdout (logged once) and waits,
+        # and eds_agent_next_cmd takes it.
+        self.send(b'{"id":"l-2","day-ahead-price":78.0}')
+        self.assertEqual(p.wait(60), 0, "killed by SIGPIPE?")
+        err = p.lines("stderr")
+        self.assertEqual(len([ln for ln in err if "cannot write commands to stdout: Broken pipe"
+                              in ln]), 1, err)
+        self.assertEqual([ln for ln in err if ln.startswith("taken: ")],
+                         ['taken: {"id":"l-2","day-ahead-price":78.0}'])
+        self.assertEqual(self.results(2)[1], {"status": "delivered", "ref": "l-2"})
 
 
 class StdoutTerminalTest(AgentCmdCase):

@@ -83,14 +83,14 @@ class AgentTestCase(GatewayTestCase):
         return os.path.join(self.agent_dir, name)
 
     def start_agent(self, *args, device=DEV, password=None, stdin=subprocess.DEVNULL,
-                    port=None, schema=True, stdout=subprocess.PIPE):
+                    port=None, schema=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE):
         argv = [bin_path("eds-agent"), "--gateway", "127.0.0.1:%d" % (port or self.gw.port),
                 "--device", device, "--password-file", self.password_file(device, password),
                 "--reconnect-min", "0.1", "--reconnect-max", "1", "-v"]
         if schema:
             argv += ["--schema", SCHEMA]
         argv += [str(a) for a in args]
-        p = Process(argv, name="eds-agent", stdin=stdin, stdout=stdout)
+        p = Process(argv, name="eds-agent", stdin=stdin, stdout=stdout, stderr=stderr)
         self.agents.append(p)
         return p
 
