@@ -6,7 +6,8 @@
  * A reference binds to the newest version of a glibc symbol at link time,
  * and several are newer than 2.24: fcntl64 (2.28), stat64/fstat64 (2.33,
  * when stat stopped being an inline wrapper), getentropy (2.25), and the
- * pthread_* and dl* functions that moved into libc.so.6 in 2.34. Most come
+ * pthread_* and dl* functions that moved into libc.so.6 in 2.34 (pthread_sigmask
+ * in 2.32). Most come
  * from the statically linked libcrypto.a, whose objects we do not compile,
  * so a header with .symver lines would not reach them. Instead the link
  * renames every reference to NAME into __wrap_NAME (ld --wrap=NAME, the list
@@ -22,6 +23,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <sys/stat.h>
@@ -48,6 +50,7 @@ EDS_PIN(int, pthread_rwlock_destroy, (pthread_rwlock_t * l), (l))
 EDS_PIN(int, pthread_rwlock_rdlock, (pthread_rwlock_t * l), (l))
 EDS_PIN(int, pthread_rwlock_wrlock, (pthread_rwlock_t * l), (l))
 EDS_PIN(int, pthread_rwlock_unlock, (pthread_rwlock_t * l), (l))
+EDS_PIN(int, pthread_sigmask, (int how, const sigset_t *set, sigset_t *old), (how, set, old))
 EDS_PIN(void *, dlopen, (const char *file, int mode), (file, mode))
 EDS_PIN(void *, dlsym, (void *h, const char *name), (h, name))
 EDS_PIN(int, dlclose, (void *h), (h))

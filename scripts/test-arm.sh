@@ -50,6 +50,10 @@ if [ "${EDS_ARM_INTEGRATION:-1}" != 0 ] && [ $# -eq 0 ] && [ -x "$HOST_BIN/eds-g
     printf '#!/bin/sh\nexec qemu-arm -L "%s" "%s" "$@"\n' "$mixbin/root" \
         "$PWD/$BUILD_DIR/bin/eds-agent" >"$mixbin/eds-agent"
     chmod +x "$mixbin/eds-agent"
+    # A program linking the ARM libedsagent.so (an ordinary armel binary: -L /).
+    printf '#!/bin/sh\nexec qemu-arm -L / "%s" "$@"\n' "$PWD/$BUILD_DIR/bin/cmd_stdout_lib" \
+        >"$mixbin/cmd_stdout_lib"
+    chmod +x "$mixbin/cmd_stdout_lib"
     for t in tests/integration/test_agent_*.py; do
         [ -e "$t" ] || continue
         echo "-- $t"
